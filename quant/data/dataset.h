@@ -1,0 +1,71 @@
+// Datasets (registry `dataset:`) and deterministic mini-batching.
+//
+// A Dataset's factory only reads and checks its settings (it also runs for
+// `run --list`); Load() does the I/O. After Load(), both splits are held in
+// memory as normalised float32 images [N, C, H, W] and int32 labels.
+#ifndef QUANT_DATA_DATASET_H_
+#define QUANT_DATA_DATASET_H_
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "quant/core/tensor.h"
+
+namespace quant {
+
+struct DataSplit {
+  Tensor images;                // [N, C, H, W], normalised
+  std::vector<int32_t> labels;  // N labels in [0, num_classes)
+  int64_t size() const { return static_cast<int64_t>(labels.size()); }
+};
+
+class Dataset {
+ public:
+  static constexpr char kRegistryKind[] = "dataset";
+  virtual ~Dataset() = default;
+
+  // Reads the data; a missing, truncated or corrupt source is an error naming it.
+  virtual absl::Status Load() = 0;
+  virtual const DataSplit& train() const = 0;
+  virtual const DataSplit& test() const = 0;
+  virtual int num_classes() const = 0;
+  // Shape of one sample, e.g. {1, 28, 28}.
+  virtual std::vector<int64_t> sample_shape() const = 0;
+  // One line for logs and records, e.g. "fashion_mnist (60000 train, 10000 test)".
+  virtual std::string Describe() const = 0;
+};
+
+// Mini-batches over a split. The order of epoch e is a permutation drawn from
+// (seed, e) alone, so a run is reproducible and epochs can be replayed in any
+// order. Batches reuse the caller's buffers: no allocation in steady state.
+class BatchIterator {
+ public:
+  BatchIterator(const DataSplit& split, int64_t batch_size, bool shuffle, uint64_t seed,
+                bool drop_last = false);
+
+  // Starts epoch `epoch` (0-based): reshuffles when shuffling is on.
+  void StartEpoch(int epoch);
+  int64_t num_batches() const;
+  int64_t batch_size() const { return batch_size_; }
+  // Copies the next batch into `images` ([B, C, H, W]) and `labels`; false
+  // when the epoch is over. The last batch may be smaller unless drop_last.
+  bool Next(Tensor* images, std::vector<int32_t>* labels);
+  // Indices into the split of the current epoch's order.
+  const std::vector<int64_t>& order() const { return order_; }
+
+ private:
+  const DataSplit& split_;
+  int64_t batch_size_;
+  bool shuffle_;
+  uint64_t seed_;
+  bool drop_last_;
+  std::vector<int64_t> order_;
+  int64_t next_ = 0;
+};
+
+}  // namespace quant
+
+#endif  // QUANT_DATA_DATASET_H_
