@@ -1,0 +1,137 @@
+#include "quant/nn/batch_norm.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace quant::nn {
+
+BatchNorm::BatchNorm(std::string name, bool spatial, int64_t num_features, float momentum,
+                     float eps)
+    : Layer(std::move(name)), spatial_(spatial), c_(num_features), momentum_(momentum), eps_(eps) {}
+
+std::string BatchNorm::Describe() const {
+  return absl::StrCat(spatial_ ? "BatchNorm2d(" : "BatchNorm1d(", c_, ")");
+}
+
+absl::StatusOr<Shape> BatchNorm::Build(const Shape& input) {
+  const size_t rank = spatial_ ? 3 : 1;
+  if (input.size() != rank) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expects an input ", spatial_ ? "[C, H, W]" : "[C]", " but gets ", ShapeToString(input)));
+  }
+  if (c_ < 0) c_ = input[0];
+  if (input[0] != c_) {
+    return absl::InvalidArgumentError(absl::StrCat("expects input [", c_, spatial_ ? ", H, W" : "",
+                                                   "] but gets ", ShapeToString(input)));
+  }
+  s_ = spatial_ ? input[1] * input[2] : 1;
+  weight_.Allocate({c_});
+  bias_.Allocate({c_});
+  running_mean_ = Tensor({c_});
+  running_var_ = Tensor({c_});
+  invstd_.assign(c_, 0.0f);
+  sum_dy_.assign(c_, 0.0);
+  sum_dy_xhat_.assign(c_, 0.0);
+  InitState();
+  return input;
+}
+
+void BatchNorm::ResetParameters(Rng&) { InitState(); }
+
+void BatchNorm::InitState() {
+  weight_.value.Fill(1.0f);
+  bias_.value.Fill(0.0f);
+  running_mean_.Fill(0.0f);
+  running_var_.Fill(1.0f);
+}
+
+void BatchNorm::Forward(const Tensor& x, Tensor* y) {
+  const int64_t batch = x.dim(0);
+  const int64_t n = batch * s_;
+  EnsureShape(y, x.shape());
+  EnsureShape(&xhat_, x.shape());
+  for (int64_t c = 0; c < c_; ++c) {
+    float mean, invstd;
+    if (training()) {
+      double sum = 0.0;
+      for (int64_t b = 0; b < batch; ++b) {
+        const float* p = x.data() + (b * c_ + c) * s_;
+        for (int64_t i = 0; i < s_; ++i) sum += p[i];
+      }
+      const double m = sum / static_cast<double>(n);
+      double ss = 0.0;
+      for (int64_t b = 0; b < batch; ++b) {
+        const float* p = x.data() + (b * c_ + c) * s_;
+        for (int64_t i = 0; i < s_; ++i) {
+          const double d = p[i] - m;
+          ss += d * d;
+        }
+      }
+      const double var = ss / static_cast<double>(n);
+      mean = static_cast<float>(m);
+      invstd = static_cast<float>(1.0 / std::sqrt(var + eps_));
+      const double unbiased = n > 1 ? ss / static_cast<double>(n - 1) : var;
+      running_mean_[c] = (1.0f - momentum_) * running_mean_[c] + momentum_ * mean;
+      running_var_[c] =
+          (1.0f - momentum_) * running_var_[c] + momentum_ * static_cast<float>(unbiased);
+    } else {
+      mean = running_mean_[c];
+      invstd = static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var_[c]) + eps_));
+    }
+    invstd_[c] = invstd;
+    const float g = weight_.value[c], beta = bias_.value[c];
+    for (int64_t b = 0; b < batch; ++b) {
+      const int64_t off = (b * c_ + c) * s_;
+      const float* p = x.data() + off;
+      float* h = xhat_.data() + off;
+      float* o = y->data() + off;
+      for (int64_t i = 0; i < s_; ++i) {
+        h[i] = (p[i] - mean) * invstd;
+        o[i] = h[i] * g + beta;
+      }
+    }
+  }
+}
+
+void BatchNorm::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
+  const int64_t batch = x.dim(0);
+  const int64_t n = batch * s_;
+  for (int64_t c = 0; c < c_; ++c) {
+    double sdy = 0.0, sdyh = 0.0;
+    for (int64_t b = 0; b < batch; ++b) {
+      const int64_t off = (b * c_ + c) * s_;
+      const float* g = dy.data() + off;
+      const float* h = xhat_.data() + off;
+      for (int64_t i = 0; i < s_; ++i) {
+        sdy += g[i];
+        sdyh += static_cast<double>(g[i]) * h[i];
+      }
+    }
+    weight_.grad[c] = static_cast<float>(sdyh);
+    bias_.grad[c] = static_cast<float>(sdy);
+    sum_dy_[c] = sdy;
+    sum_dy_xhat_[c] = sdyh;
+  }
+  if (dx == nullptr) return;
+  EnsureShape(dx, x.shape());
+  for (int64_t c = 0; c < c_; ++c) {
+    const float scale = weight_.value[c] * invstd_[c];
+    const float mean_dy = static_cast<float>(sum_dy_[c] / n);
+    const float mean_dy_xhat = static_cast<float>(sum_dy_xhat_[c] / n);
+    for (int64_t b = 0; b < batch; ++b) {
+      const int64_t off = (b * c_ + c) * s_;
+      const float* g = dy.data() + off;
+      const float* h = xhat_.data() + off;
+      float* o = dx->data() + off;
+      if (training()) {
+        // dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
+        for (int64_t i = 0; i < s_; ++i) o[i] = scale * (g[i] - mean_dy - h[i] * mean_dy_xhat);
+      } else {
+        for (int64_t i = 0; i < s_; ++i) o[i] = scale * g[i];
+      }
+    }
+  }
+}
+
+}  // namespace quant::nn

@@ -1,0 +1,59 @@
+// Layers without weights that act element by element or only reshape:
+// Clamp (ReLU, ReLU6, Hardtanh), Flatten and Dropout.
+#ifndef QUANT_NN_ELEMENTWISE_H_
+#define QUANT_NN_ELEMENTWISE_H_
+
+#include "quant/nn/layer.h"
+
+namespace quant::nn {
+
+// y = min(max(x, lo), hi); dy passes where lo < x < hi (PyTorch's hardtanh_backward;
+// ReLU's gradient at 0 is 0 as in PyTorch). ReLU is hi = +inf, ReLU6 is [0, 6].
+class Clamp : public Layer {
+ public:
+  enum class Kind { kReLU, kReLU6, kHardtanh };
+  Clamp(std::string name, Kind kind, float lo = -1.0f, float hi = 1.0f);
+  std::string Describe() const override;
+  absl::StatusOr<Shape> Build(const Shape& input) override { return input; }
+  void Forward(const Tensor& x, Tensor* y) override;
+  void Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+
+ private:
+  Kind kind_;
+  float lo_, hi_;
+};
+
+// [C, H, W] -> [C*H*W], in PyTorch's (row-major) order.
+class Flatten : public Layer {
+ public:
+  explicit Flatten(std::string name) : Layer(std::move(name)) {}
+  std::string Describe() const override { return "Flatten()"; }
+  absl::StatusOr<Shape> Build(const Shape& input) override;
+  void Forward(const Tensor& x, Tensor* y) override;
+  void Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+
+ private:
+  int64_t features_ = 0;
+};
+
+// Training: zeroes each element with probability p and scales the rest by
+// 1/(1-p) (inverted dropout, as PyTorch). Eval: identity. The mask stream is
+// seeded from the model's seed at ResetParameters.
+class Dropout : public Layer {
+ public:
+  Dropout(std::string name, float p) : Layer(std::move(name)), p_(p) {}
+  std::string Describe() const override;
+  absl::StatusOr<Shape> Build(const Shape& input) override;
+  void ResetParameters(Rng& rng) override { rng_ = Rng(rng.Next()); }
+  void Forward(const Tensor& x, Tensor* y) override;
+  void Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+
+ private:
+  float p_;
+  Rng rng_{0};
+  Tensor mask_;  // 0 or 1/(1-p); all ones in eval mode
+};
+
+}  // namespace quant::nn
+
+#endif  // QUANT_NN_ELEMENTWISE_H_

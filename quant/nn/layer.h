@@ -1,0 +1,130 @@
+// Layers of quantlab's small CPU networks: the base class every layer derives
+// from, its parameters, and the hook points where quantization is inserted.
+//
+// A layer works on whole mini-batches: tensors are [B, ...sample shape].
+// Forward(x, &y) computes the output into a caller-owned buffer that is reused
+// from batch to batch (Tensor::Resize keeps capacity), and Backward(x, y, dy,
+// &dx) writes the input gradient (skipped when dx is null, e.g. for the first
+// layer) and *overwrites* the gradients of the layer's parameters.
+//
+// Hook points (for fake quantization, PACT, LSQ, ...):
+//  - the weight transform runs on the weight before the layer uses it; the
+//    layer computes with the transformed weight and sends the weight gradient
+//    back through the transform's Backward (straight-through estimators etc.);
+//  - the output transform runs on the layer's output; the Model applies it
+//    between this layer and the next, and its Backward between their backward
+//    passes.
+// A transform may own trainable parameters (a PACT clip, an LSQ step size):
+// the Model hands them to the optimizer with the layer's own.
+#ifndef QUANT_NN_LAYER_H_
+#define QUANT_NN_LAYER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "quant/core/tensor.h"
+#include "quant/nn/rng.h"
+
+namespace quant::nn {
+
+using Shape = std::vector<int64_t>;
+
+// A trainable tensor and its gradient (same shape).
+struct Parameter {
+  std::string name;  // "weight", "bias", or a transform's own name
+  Tensor value;
+  Tensor grad;
+  void Allocate(const Shape& shape) {
+    value = Tensor(shape);
+    grad = Tensor(shape);
+  }
+};
+
+// A differentiable map at a hook point. Forward and Backward see the same
+// `in`: Backward is called after the Forward of the same step.
+class TensorTransform {
+ public:
+  virtual ~TensorTransform() = default;
+  virtual std::string Describe() const = 0;
+  // out = f(in); `training` says whether statistics may update.
+  virtual void Forward(const Tensor& in, Tensor* out, bool training) = 0;
+  // grad_in = (df/din)^T grad_out; also overwrites the transform's own parameter gradients.
+  virtual void Backward(const Tensor& in, const Tensor& grad_out, Tensor* grad_in) = 0;
+  virtual std::vector<Parameter*> parameters() { return {}; }
+};
+
+class Layer {
+ public:
+  explicit Layer(std::string name) : name_(std::move(name)) {}
+  virtual ~Layer() = default;
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+
+  // The name quantization specs address by regex, e.g. "conv1", "fc2".
+  const std::string& name() const { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+  // e.g. "Linear(784, 256)"; valid after Build for inferred sizes.
+  virtual std::string Describe() const = 0;
+
+  // Checks the input sample shape (no batch dimension), allocates parameters
+  // and returns the output sample shape. A mismatch is InvalidArgument
+  // stating the expected and the actual shape.
+  virtual absl::StatusOr<Shape> Build(const Shape& input) = 0;
+  // PyTorch's default initialisation of the parameters, drawn from `rng`.
+  virtual void ResetParameters(Rng& rng) {}
+
+  virtual void Forward(const Tensor& x, Tensor* y) = 0;
+  virtual void Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) = 0;
+
+  virtual std::vector<Parameter*> parameters() { return {}; }
+  // State saved in checkpoints but not trained (BatchNorm running statistics).
+  virtual std::vector<std::pair<std::string, Tensor*>> buffers() { return {}; }
+
+  bool training() const { return training_; }
+  void set_training(bool training) { training_ = training; }
+
+  // Forward multiply-adds per sample times 2 (0 for cheap layers); for benchmarks.
+  virtual int64_t ForwardFlopsPerSample() const { return 0; }
+  // Backward FLOPs per sample: weight gradient, plus the input gradient when asked.
+  virtual int64_t BackwardFlopsPerSample(bool input_grad) const { return 0; }
+
+  // Hook points. Only layers with a weight (has_weight) accept a weight transform.
+  virtual bool has_weight() const { return false; }
+  void set_weight_transform(std::shared_ptr<TensorTransform> t) { weight_transform_ = std::move(t); }
+  TensorTransform* weight_transform() const { return weight_transform_.get(); }
+  void set_output_transform(std::shared_ptr<TensorTransform> t) { output_transform_ = std::move(t); }
+  TensorTransform* output_transform() const { return output_transform_.get(); }
+
+ protected:
+  // The weight as forward uses it: `weight` itself, or its transform.
+  const Tensor& EffectiveWeight(const Parameter& weight);
+  // The weight the last Forward used (no new transform call), for backward.
+  const Tensor& LastEffectiveWeight(const Parameter& weight) const {
+    return weight_transform_ ? effective_weight_ : weight.value;
+  }
+  // Where backward should write the gradient w.r.t. the effective weight.
+  Tensor* EffectiveWeightGrad(Parameter& weight);
+  // After backward wrote EffectiveWeightGrad: routes it through the transform.
+  void FinishWeightGrad(Parameter& weight);
+
+ private:
+  std::string name_;
+  bool training_ = true;
+  std::shared_ptr<TensorTransform> weight_transform_;
+  std::shared_ptr<TensorTransform> output_transform_;
+  Tensor effective_weight_;
+  Tensor effective_weight_grad_;
+};
+
+// Makes `t` have `shape` without touching the heap when it already has it.
+inline void EnsureShape(Tensor* t, const Shape& shape) {
+  if (t->shape() != shape) t->Resize(shape);
+}
+
+}  // namespace quant::nn
+
+#endif  // QUANT_NN_LAYER_H_

@@ -1,0 +1,41 @@
+// Finite-difference gradient checks for quant::nn layers (test helper).
+//
+// For a layer f and a fixed random upstream gradient G, the scalar
+// L = sum(G * f(x)) is evaluated in double from the layer's float outputs.
+// The analytic gradients (Backward with dy = G) of x and of every parameter
+// are compared with central differences (L(v + h) - L(v - h)) / 2h, h = 5e-3,
+// at every element (or a deterministic sample of 200 for large tensors):
+//   |numeric - analytic| <= 2e-3 + 2e-2 * |numeric|.
+// The float32 forward makes the numeric value noisy at the 1e-4 level; the
+// tolerance is 10x that, and a wrong gradient (sign, factor, index) is off by
+// O(1).
+#ifndef TESTS_NN_GRADCHECK_H_
+#define TESTS_NN_GRADCHECK_H_
+
+#include <functional>
+#include <string>
+
+#include "quant/nn/layer.h"
+
+namespace quant::nn::testing {
+
+struct GradCheckOptions {
+  double h = 5e-3;
+  double atol = 2e-3;
+  double rtol = 2e-2;
+  int max_points = 200;
+  bool check_input = true;
+  // Called before every forward (e.g. to replay a dropout mask).
+  std::function<void()> before_forward;
+};
+
+// Returns "" when every checked gradient matches, else a description of the
+// first mismatches. `x` is [B, ...sample]; the layer must be built.
+std::string GradCheck(Layer& layer, Tensor x, uint64_t seed, const GradCheckOptions& options = {});
+
+// Random tensor U(-1, 1) from a seed.
+Tensor RandomTensor(const Shape& shape, uint64_t seed);
+
+}  // namespace quant::nn::testing
+
+#endif  // TESTS_NN_GRADCHECK_H_
