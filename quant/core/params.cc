@@ -21,6 +21,11 @@ std::string ShortValue(const YAML::Node& node) {
 
 std::string DoubleText(double v) { return absl::StrCat(v); }
 
+// "an integer", "a number".
+std::string WithArticle(const std::string& noun) {
+  return (noun[0] == 'i' ? "an " : "a ") + noun;
+}
+
 template <typename T>
 std::string ListText(const std::vector<T>& values) {
   return "[" + absl::StrJoin(values, ", ") + "]";
@@ -168,8 +173,7 @@ T ParamReader::Scalar(std::string_view key, const char* type_name, const T& defa
   }
   T out{};
   if (!ParseValue(value, &out)) {
-    Fail(key, absl::StrCat("expected ", (type_name[0] == 'i' ? "an " : "a "), type_name, ", got ",
-                           ShortValue(value)));
+    Fail(key, absl::StrCat("expected ", WithArticle(type_name), ", got ", ShortValue(value)));
     return default_value;
   }
   return out;
@@ -255,7 +259,7 @@ std::vector<T> ParamReader::List(std::string_view key, const char* type_name,
     for (size_t i = 0; i < value.size(); ++i) {
       T v{};
       if (!ParseValue(value[i], &v)) {
-        Fail(key, absl::StrCat("element ", i, ": expected a ", type_name, ", got ",
+        Fail(key, absl::StrCat("element ", i, ": expected ", WithArticle(type_name), ", got ",
                                ShortValue(value[i])));
         return default_value;
       }
