@@ -163,3 +163,23 @@ TEST(SuggestTest, NearestName) {
 
 }  // namespace
 }  // namespace quant
+
+namespace quant {
+namespace {
+
+TEST(ParamReaderTest, OverriddenValuesAreLocatedAtTheirOrigin) {
+  auto origins = std::make_shared<OverrideOrigins>();
+  (*origins)["train.epochs"] = "command line --set train.epochs=x";
+  ParamReader root(YAML::Load("train:\n  epochs: x\n  batch_size: y\n"), "cfg.yaml", "", origins);
+  ParamReader& train = root.Map("train", "");
+  train.Int("epochs", 1, "");
+  EXPECT_EQ(std::string(root.Finish().message()),
+            "command line --set train.epochs=x: train.epochs: expected an integer, got 'x'");
+  ParamReader root2(YAML::Load("train:\n  epochs: 1\n  batch_size: y\n"), "cfg.yaml", "", origins);
+  root2.Map("train", "").Int("batch_size", 1, "");
+  EXPECT_EQ(std::string(root2.Finish().message()),
+            "cfg.yaml:3:15: train.batch_size: expected an integer, got 'y'");
+}
+
+}  // namespace
+}  // namespace quant
