@@ -177,7 +177,10 @@ YAML::Node ParamReader::Declare(std::string_view key, std::string type, std::str
   }
   if (describing_ || !node_.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
   const YAML::Node& const_node = node_;
-  return const_node[std::string(key)];
+  const YAML::Node value = const_node[std::string(key)];
+  // An absent key gives a "zombie" node that throws when asked its type.
+  if (!value.IsDefined()) return YAML::Node(YAML::NodeType::Undefined);
+  return value;
 }
 
 template <typename T>

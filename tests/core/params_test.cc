@@ -183,3 +183,18 @@ TEST(ParamReaderTest, OverriddenValuesAreLocatedAtTheirOrigin) {
 
 }  // namespace
 }  // namespace quant
+
+namespace quant {
+namespace {
+
+TEST(ParamReaderTest, AbsentMapIsEmptyAndSafeToFinish) {
+  ParamReader root(YAML::Load("name: x\n"), "cfg.yaml", "");
+  root.String("name", "", "");
+  ParamReader& absent = root.Map("output", "");
+  EXPECT_EQ(absent.String("dir", "runs", ""), "runs");
+  EXPECT_FALSE(root.Node("model", "").IsDefined());
+  EXPECT_TRUE(root.Finish().ok());
+}
+
+}  // namespace
+}  // namespace quant
