@@ -1,0 +1,263 @@
+// Models: registration, architectures and names, shape-chain errors, whole-model
+// gradient checks (finite differences of the mean cross-entropy; tolerance
+// below), determinism from the seed, output hooks, and checkpoints.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "gtest/gtest.h"
+#include "quant/core/registry.h"
+#include "quant/nn/checkpoint.h"
+#include "quant/nn/loss.h"
+#include "quant/nn/model.h"
+#include "tests/nn/gradcheck.h"
+#include "yaml-cpp/yaml.h"
+
+namespace quant::nn {
+namespace {
+
+absl::StatusOr<std::unique_ptr<Model>> MakeModel(const std::string& yaml) {
+  ParamReader p(YAML::Load(yaml), "model.yaml", "model");
+  auto m = Registry<Model>::Get().CreateFrom(p, "name", "", "model");
+  if (!m.ok()) return m.status();
+  if (absl::Status s = p.Finish(); !s.ok()) return s;
+  return m;
+}
+
+std::unique_ptr<Model> Built(const std::string& yaml, const Shape& sample, int classes,
+                             uint64_t seed = 0) {
+  auto m = MakeModel(yaml);
+  EXPECT_TRUE(m.ok()) << m.status();
+  if (!m.ok()) return nullptr;
+  absl::Status s = (*m)->Build(sample, classes, seed);
+  EXPECT_TRUE(s.ok()) << s;
+  return std::move(m).value();
+}
+
+std::vector<std::string> LayerNames(Model& m) {
+  std::vector<std::string> names;
+  for (int i = 0; i < m.num_layers(); ++i) names.push_back(m.layer(i).name());
+  return names;
+}
+
+TEST(ModelsTest, RegisteredArchitecturesAndNames) {
+  for (const char* name : {"mlp", "cnn", "cnn_bn", "sequential"}) {
+    EXPECT_TRUE(Registry<Model>::Get().Contains(name)) << name;
+  }
+  auto mlp = Built("{name: mlp}", {1, 28, 28}, 10);
+  ASSERT_NE(mlp, nullptr);
+  EXPECT_EQ(mlp->NumParameters(), 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10);
+  EXPECT_EQ(LayerNames(*mlp),
+            (std::vector<std::string>{"flatten1", "fc1", "relu1", "fc2", "relu2", "fc3"}));
+  // Forward: 2 * MACs; backward skips fc1's input gradient.
+  EXPECT_EQ(mlp->ForwardFlopsPerSample(), 2 * (784 * 256 + 256 * 128 + 128 * 10));
+  EXPECT_EQ(mlp->BackwardFlopsPerSample(), 2 * (784 * 256 + 2 * 256 * 128 + 2 * 128 * 10));
+
+  auto cnn = Built("{name: cnn}", {1, 28, 28}, 10);
+  ASSERT_NE(cnn, nullptr);
+  EXPECT_EQ(cnn->NumParameters(), (16 * 9 + 16) + (32 * 144 + 32) + (1568 * 128 + 128) + 1290);
+  EXPECT_EQ(LayerNames(*cnn),
+            (std::vector<std::string>{"conv1", "relu1", "pool1", "conv2", "relu2", "pool2",
+                                      "flatten1", "fc1", "relu3", "fc2"}));
+  auto cnn_bn = Built("{name: cnn_bn}", {1, 28, 28}, 10);
+  ASSERT_NE(cnn_bn, nullptr);
+  EXPECT_EQ(cnn_bn->layer(1).name(), "bn1");
+  EXPECT_EQ(cnn_bn->StateTensors().size(), 8u + 4u + 4u);  // + 2 BN x (w, b) + 2 BN x 2 buffers
+  auto matched = cnn->MatchLayers("conv1|fc2");
+  ASSERT_TRUE(matched.ok());
+  ASSERT_EQ(matched->size(), 2u);
+  EXPECT_EQ((*matched)[1]->name(), "fc2");
+  EXPECT_FALSE(cnn->MatchLayers("(").ok());
+}
+
+TEST(ModelsTest, SequentialShapesThatDoNotChainNameLayerAndShapes) {
+  auto m = MakeModel(R"({name: sequential, layers: [
+      {type: conv2d, out_channels: 32, kernel: 3, padding: 1}, relu, {type: maxpool2d, kernel: 4},
+      flatten, {type: linear, in_features: 100, out_features: 10}]})");
+  ASSERT_TRUE(m.ok()) << m.status();
+  absl::Status s = (*m)->Build({1, 28, 28}, 10, 0);
+  ASSERT_FALSE(s.ok());
+  const std::string msg(s.message());
+  EXPECT_NE(msg.find("layer 4"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("fc1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[100]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[1568]"), std::string::npos) << msg;
+
+  // The last layer must produce one logit per class.
+  auto wrong_classes = MakeModel("{name: sequential, layers: [flatten, {type: linear, out_features: 7}]}");
+  ASSERT_TRUE(wrong_classes.ok());
+  s = (*wrong_classes)->Build({1, 28, 28}, 10, 0);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("10 classes"), std::string::npos) << s;
+
+  // Config errors: unknown layer type, missing size, unknown key.
+  EXPECT_FALSE(MakeModel("{name: sequential, layers: [{type: lineer}]}").ok());
+  EXPECT_FALSE(MakeModel("{name: sequential, layers: [{type: linear}]}").ok());
+  auto typo = MakeModel("{name: sequential, layers: [{type: linear, out_feature: 3}]}");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find("layers[0]"), std::string::npos) << typo.status();
+  EXPECT_FALSE(MakeModel("{name: sequential}").ok());
+}
+
+TEST(ModelsTest, SequentialBuildsWhatItLists) {
+  auto m = Built(R"({name: sequential, layers: [
+      {type: conv2d, name: stem, out_channels: 4, kernel: 3, stride: 2},
+      {type: batchnorm2d}, relu6, {type: avgpool2d, kernel: 2}, flatten,
+      {type: dropout, p: 0.1}, {type: linear, out_features: 8},
+      {type: hardtanh, min_val: -2, max_val: 2}, {type: batchnorm1d}, {type: linear, out_features: 3}]})",
+                 {2, 9, 9}, 3);
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->layer(0).name(), "stem");
+  EXPECT_EQ(m->layer(6).name(), "fc1");
+  EXPECT_NE(m->Summary().find("Conv2d(2, 4, kernel=3, stride=2"), std::string::npos) << m->Summary();
+}
+
+// Mean cross-entropy of the model on a fixed batch, in double.
+double Loss(Model& m, const Tensor& x, const std::vector<int32_t>& labels) {
+  SoftmaxCrossEntropy ce;
+  return ce.Forward(m.Forward(x), labels, nullptr);
+}
+
+// Whole-model check: every parameter gradient from Model::Backward against
+// central differences of the loss (h = 1e-3 in float32 parameters;
+// |numeric - analytic| <= 2e-3 + 5e-2 |numeric|, for 40 sampled entries per
+// tensor). A ReLU or max-pool kink within h of the point makes the central
+// difference meaningless; such points are detected (the one-sided differences
+// disagree by more than the tolerance) and skipped, and at most a third may be (one unit near its kink spoils a whole weight row).
+void ExpectModelGradientsMatch(Model& m, const Shape& sample, int classes) {
+  Shape xs{4};
+  xs.insert(xs.end(), sample.begin(), sample.end());
+  Tensor x = testing::RandomTensor(xs, 23);
+  std::vector<int32_t> labels = {0, 1 % classes, 2 % classes, 1};
+  SoftmaxCrossEntropy ce;
+  const double l0 = ce.Forward(m.Forward(x), labels, nullptr);
+  Tensor dlogits;
+  ce.Backward(&dlogits);
+  m.Backward(x, dlogits);
+  int checked = 0, skipped = 0;
+  for (auto& [name, p] : m.NamedParameters()) {
+    Tensor analytic = p->grad;
+    const int64_t n = p->value.numel();
+    for (int64_t k = 0; k < std::min<int64_t>(n, 40); ++k) {
+      const int64_t i = (k * 7919) % n;
+      const float saved = p->value[i];
+      const float hi = saved + 1e-3f, lo = saved - 1e-3f;
+      p->value[i] = hi;
+      const double up = Loss(m, x, labels);
+      p->value[i] = lo;
+      const double down = Loss(m, x, labels);
+      p->value[i] = saved;
+      const double numeric = (up - down) / (static_cast<double>(hi) - lo);
+      const double forward = (up - l0) / (static_cast<double>(hi) - saved);
+      const double backward = (l0 - down) / (static_cast<double>(saved) - lo);
+      const double tol = 2e-3 + 5e-2 * std::fabs(numeric);
+      if (std::fabs(forward - backward) > tol) {
+        ++skipped;
+        continue;
+      }
+      ++checked;
+      EXPECT_NEAR(numeric, analytic[i], tol) << name << "[" << i << "]";
+    }
+  }
+  EXPECT_LE(skipped * 3, checked + skipped) << skipped << " kinks among " << checked + skipped;
+  EXPECT_GT(checked, 0);
+}
+
+TEST(ModelsTest, WholeModelGradientsMatchFiniteDifferences) {
+  auto mlp = Built("{name: mlp, hidden: [6, 5]}", {1, 4, 3}, 3);
+  ASSERT_NE(mlp, nullptr);
+  ExpectModelGradientsMatch(*mlp, {1, 4, 3}, 3);
+  auto cnn = Built("{name: cnn_bn, channels: [3, 4], hidden: 6}", {2, 8, 8}, 3);
+  ASSERT_NE(cnn, nullptr);
+  ExpectModelGradientsMatch(*cnn, {2, 8, 8}, 3);
+}
+
+TEST(ModelsTest, SameSeedSameWeightsOtherSeedOther) {
+  auto a = Built("{name: cnn}", {1, 28, 28}, 10, 5);
+  auto b = Built("{name: cnn}", {1, 28, 28}, 10, 5);
+  auto c = Built("{name: cnn}", {1, 28, 28}, 10, 6);
+  auto sa = a->StateTensors(), sb = b->StateTensors(), sc = c->StateTensors();
+  bool differs = false;
+  for (size_t k = 0; k < sa.size(); ++k) {
+    for (int64_t i = 0; i < sa[k].second->numel(); ++i) {
+      ASSERT_EQ((*sa[k].second)[i], (*sb[k].second)[i]) << sa[k].first;
+      differs = differs || (*sa[k].second)[i] != (*sc[k].second)[i];
+    }
+  }
+  EXPECT_TRUE(differs);
+}
+
+// y -> 2y at an output hook.
+class Double : public TensorTransform {
+ public:
+  std::string Describe() const override { return "x2"; }
+  void Forward(const Tensor& in, Tensor* out, bool) override {
+    for (int64_t i = 0; i < in.numel(); ++i) (*out)[i] = 2 * in[i];
+  }
+  void Backward(const Tensor& in, const Tensor& g, Tensor* gi) override {
+    for (int64_t i = 0; i < in.numel(); ++i) (*gi)[i] = 2 * g[i];
+  }
+};
+
+TEST(ModelsTest, OutputHookChangesForwardAndBackward) {
+  auto m = Built("{name: mlp, hidden: [6, 5]}", {1, 4, 3}, 3);
+  Tensor x = testing::RandomTensor({2, 1, 4, 3}, 1);
+  Tensor before = m->Forward(x);
+  m->FindLayer("fc3")->set_output_transform(std::make_shared<Double>());
+  Tensor after = m->Forward(x);
+  for (int64_t i = 0; i < before.numel(); ++i) EXPECT_FLOAT_EQ(after[i], 2 * before[i]);
+  m->FindLayer("relu1")->set_output_transform(std::make_shared<Double>());
+  ExpectModelGradientsMatch(*m, {1, 4, 3}, 3);
+}
+
+std::string TempPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return std::string(dir ? dir : "/tmp") + "/" + name;
+}
+
+TEST(CheckpointTest, RoundTripRestoresOutputsExactly) {
+  auto a = Built("{name: cnn_bn}", {1, 28, 28}, 10, 1);
+  Tensor x = testing::RandomTensor({3, 1, 28, 28}, 2);
+  a->Forward(x);  // moves the BatchNorm running statistics away from their init
+  a->set_training(false);
+  Tensor ya = a->Forward(x);
+  const std::string path = TempPath("cnn_bn.pb");
+  ASSERT_TRUE(SaveCheckpoint(*a, path, {.seed = 1, .epochs = 1}).ok());
+  auto b = Built("{name: cnn_bn}", {1, 28, 28}, 10, 2);
+  b->set_training(false);
+  ASSERT_TRUE(LoadCheckpoint(path, b.get()).ok());
+  Tensor yb = b->Forward(x);
+  for (int64_t i = 0; i < ya.numel(); ++i) ASSERT_EQ(ya[i], yb[i]);
+}
+
+TEST(CheckpointTest, MismatchNamesTheFirstTensor) {
+  auto a = Built("{name: mlp}", {1, 28, 28}, 10);
+  const std::string path = TempPath("mlp.pb");
+  ASSERT_TRUE(SaveCheckpoint(*a, path).ok());
+  auto narrower = Built("{name: mlp, hidden: [256, 64]}", {1, 28, 28}, 10);
+  absl::Status s = LoadCheckpoint(path, narrower.get());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("'fc2.weight'"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("[128, 256]"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("[64, 256]"), std::string::npos) << s;
+  // Loading did not touch the model.
+  auto fresh = Built("{name: mlp, hidden: [256, 64]}", {1, 28, 28}, 10);
+  EXPECT_EQ(narrower->layer(1).parameters()[0]->value[0], fresh->layer(1).parameters()[0]->value[0]);
+
+  auto cnn = Built("{name: cnn}", {1, 28, 28}, 10);
+  s = LoadCheckpoint(path, cnn.get());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("'conv1.weight'"), std::string::npos) << s;
+  auto deeper = Built("{name: mlp, hidden: [256, 128, 10]}", {1, 28, 28}, 10);
+  s = LoadCheckpoint(path, deeper.get());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("'fc4.weight'"), std::string::npos) << s;
+
+  EXPECT_EQ(LoadCheckpoint(TempPath("nope.pb"), a.get()).code(), absl::StatusCode::kNotFound);
+  std::ofstream(TempPath("junk.pb")) << "this is not a protobuf \x01\x02\xff";
+  EXPECT_EQ(LoadCheckpoint(TempPath("junk.pb"), a.get()).code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace quant::nn
