@@ -19,7 +19,9 @@
 #ifndef QUANT_NN_LAYER_H_
 #define QUANT_NN_LAYER_H_
 
+#include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <utility>
@@ -123,6 +125,13 @@ class Layer {
 // Makes `t` have `shape` without touching the heap when it already has it.
 inline void EnsureShape(Tensor* t, const Shape& shape) {
   if (t->shape() != shape) t->Resize(shape);
+}
+// The same for a braced list, compared in place: building a Shape for the
+// comparison would allocate on every batch.
+inline void EnsureShape(Tensor* t, std::initializer_list<int64_t> shape) {
+  const Shape& have = t->shape();
+  if (have.size() == shape.size() && std::equal(shape.begin(), shape.end(), have.begin())) return;
+  t->Resize(Shape(shape));
 }
 
 }  // namespace quant::nn

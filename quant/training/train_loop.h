@@ -1,0 +1,43 @@
+// The training loop every scheme shares: settings read from the `train:` map,
+// mini-batch SGD-style training with evaluation after each epoch, progress
+// output, NaN detection and the checkpoint. A quantization-aware scheme sets
+// its hooks on the model and calls RunTrainingLoop with its own name.
+//
+// Steady state allocates nothing: batches, activations, gradients and
+// optimizer state live in buffers reused from step to step.
+#ifndef QUANT_TRAINING_TRAIN_LOOP_H_
+#define QUANT_TRAINING_TRAIN_LOOP_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "quant/core/params.h"
+#include "quant/nn/optimizer.h"
+#include "quant/training/training_scheme.h"
+
+namespace quant {
+
+struct TrainSettings {
+  int epochs = 5;
+  int64_t batch_size = 128;
+  std::unique_ptr<nn::Optimizer> optimizer;
+  std::unique_ptr<nn::Schedule> schedule;
+  std::string init_from;        // checkpoint loaded before training; "" = from the seed
+  bool save_checkpoint = true;  // write run_dir/model.pb at the end
+
+  // Reads epochs, batch_size, optimizer {name, ...}, schedule {name, ...},
+  // init_from and save_checkpoint from the `train:` map (not `scheme`).
+  static absl::StatusOr<TrainSettings> Read(ParamReader& p);
+  std::string Describe() const;
+};
+
+absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& context, TrainSettings& settings,
+                                            const std::string& scheme_name);
+
+// Top-1 accuracy of `model` on `split` in eval mode (restores the mode after).
+double EvaluateAccuracy(nn::Model& model, const DataSplit& split, int64_t batch_size);
+
+}  // namespace quant
+
+#endif  // QUANT_TRAINING_TRAIN_LOOP_H_
