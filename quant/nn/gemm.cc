@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <atomic>
+#include <chrono>
 
 namespace quant::nn {
 namespace {
@@ -15,13 +16,28 @@ void EnsureThreads() {
   if (g_threads.load(std::memory_order_relaxed) == 0) SetGemmThreads(1);
 }
 
+bool g_counting = false;
+GemmStats g_stats;
+
 }  // namespace
+
+void SetGemmCounting(bool on) { g_counting = on; }
+GemmStats GetGemmStats() { return g_stats; }
+void ResetGemmStats() { g_stats = GemmStats(); }
 
 void Sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
            const float* b, int ldb, float beta, float* c, int ldc) {
   EnsureThreads();
+  std::chrono::steady_clock::time_point start;
+  if (g_counting) start = std::chrono::steady_clock::now();
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
               m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (g_counting) {
+    g_stats.calls += 1;
+    g_stats.flops += 2.0 * m * n * k;
+    g_stats.seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
 }
 
 void SetGemmThreads(int threads) {

@@ -9,6 +9,7 @@
 #ifndef QUANT_NN_GEMM_H_
 #define QUANT_NN_GEMM_H_
 
+#include <cstdint>
 #include <string>
 
 namespace quant::nn {
@@ -22,6 +23,17 @@ void Sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const f
 // with the experiment's `threads`; the default of the process is 1.
 void SetGemmThreads(int threads);
 int GemmThreads();
+
+// Time and work spent in Sgemm since the last reset, when counting is on
+// (off by default; benchmarks turn it on to split an epoch into GEMM and the rest).
+struct GemmStats {
+  int64_t calls = 0;
+  double flops = 0;
+  double seconds = 0;
+};
+void SetGemmCounting(bool on);
+GemmStats GetGemmStats();
+void ResetGemmStats();
 
 // e.g. "OpenBLAS 0.3.21 (Haswell kernels)" for logs and benchmark output.
 std::string GemmLibraryDescription();

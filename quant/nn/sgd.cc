@@ -40,6 +40,7 @@ void Sgd::Step(double lr_d) {
   const float wd = static_cast<float>(o_.weight_decay);
   const float mom = static_cast<float>(o_.momentum);
   const float damp = 1.0f - static_cast<float>(o_.dampening);
+  // One branch-free loop per case, so that each vectorises.
   for (size_t k = 0; k < params_.size(); ++k) {
     float* w = params_[k]->value.data();
     const float* g = params_[k]->grad.data();
@@ -49,11 +50,17 @@ void Sgd::Step(double lr_d) {
       continue;
     }
     float* buf = momentum_[k].data();
-    for (int64_t i = 0; i < n; ++i) {
-      const float d = wd != 0.0f ? g[i] + wd * w[i] : g[i];
-      buf[i] = first_step_ ? d : mom * buf[i] + damp * d;
-      const float step = o_.nesterov ? d + mom * buf[i] : buf[i];
-      w[i] -= lr * step;
+    if (first_step_) {
+      for (int64_t i = 0; i < n; ++i) buf[i] = g[i] + wd * w[i];
+    } else if (wd != 0.0f) {
+      for (int64_t i = 0; i < n; ++i) buf[i] = mom * buf[i] + damp * (g[i] + wd * w[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) buf[i] = mom * buf[i] + damp * g[i];
+    }
+    if (o_.nesterov) {
+      for (int64_t i = 0; i < n; ++i) w[i] -= lr * ((g[i] + wd * w[i]) + mom * buf[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) w[i] -= lr * buf[i];
     }
   }
   first_step_ = false;

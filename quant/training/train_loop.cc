@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <cmath>
 #include <filesystem>
 
@@ -21,6 +22,12 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
+}
+
+double CpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
 std::string Prefix(const TrainContext& c) { return c.name.empty() ? "" : absl::StrCat("[", c.name, "] "); }
@@ -102,6 +109,7 @@ absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& ctx, TrainSettings& s,
   for (int epoch = 0; epoch < s.epochs; ++epoch) {
     batches.StartEpoch(epoch);
     const Clock::time_point start = Clock::now();
+    const double cpu_start = CpuSeconds();
     Clock::time_point last_print = start;
     double loss_sum = 0.0;
     int64_t correct_sum = 0, seen = 0;
@@ -142,6 +150,7 @@ absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& ctx, TrainSettings& s,
     }
     const Clock::time_point trained = Clock::now();
     EpochRecord rec;
+    rec.cpu_seconds = CpuSeconds() - cpu_start;
     rec.epoch = epoch + 1;
     rec.seconds = Seconds(start, trained);
     rec.train_loss = seen ? loss_sum / seen : 0.0;
@@ -153,10 +162,10 @@ absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& ctx, TrainSettings& s,
     if (!quiet) {
       std::fprintf(ctx.log,
                    "%s%sepoch %d/%d  %s  loss %.4f  train acc %.2f%%  test acc %.2f%%  %.2fs  %.0f "
-                   "samples/s  (eval %.2fs)\n",
+                   "samples/s  (cpu %.2fs, eval %.2fs)\n",
                    live ? "\r" : "", prefix.c_str(), rec.epoch, s.epochs, scheme_name.c_str(),
                    rec.train_loss, 100 * rec.train_accuracy, 100 * rec.test_accuracy, rec.seconds,
-                   rec.samples_per_s, rec.eval_seconds);
+                   rec.samples_per_s, rec.cpu_seconds, rec.eval_seconds);
       std::fflush(ctx.log);
     }
   }

@@ -39,6 +39,9 @@ struct EpochRecord {
   double seconds = 0;         // the training pass (forward, backward, update, batching)
   double samples_per_s = 0;   // training samples / seconds
   double eval_seconds = 0;    // the test-set evaluation after it
+  // Process CPU time of the training pass: on a shared machine, wall time
+  // includes waiting for a core; this does not.
+  double cpu_seconds = 0;
 };
 
 struct TrainResult {
