@@ -185,6 +185,11 @@ int Main(int argc, char** argv) {
     std::printf("%s: inside sgemm %.2f s of %.2f s (training + evaluation), %.1f GFLOP/s there, %lld calls\n",
                 name.c_str(), gemm.seconds, train_seconds + eval_seconds, gemm.flops / gemm.seconds / 1e9,
                 static_cast<long long>(gemm.calls));
+    for (const auto& [shape, v] : gemm.by_shape) {
+      if (v[2] < 0.01 * gemm.seconds) continue;
+      std::printf("  sgemm %-22s %6.0f calls %7.2f s %6.1f GFLOP/s\n", shape.c_str(), v[0], v[2],
+                  v[1] / v[2] / 1e9);
+    }
     std::fflush(stdout);
   }
   return 0;

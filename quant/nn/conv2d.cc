@@ -73,14 +73,17 @@ void Conv2d::Im2Col(const float* image, int64_t column_offset, int64_t row_strid
         for (int64_t oh = 0; oh < out_h_; ++oh) {
           float* d = dst + oh * out_w_;
           const int64_t ih = oh * s - pad + ki;
+          // Rows are short (tens of floats): plain loops, which the compiler
+          // vectorises, beat calls to memset/memcpy here.
           if (ih < 0 || ih >= in_h_) {
-            std::memset(d, 0, out_w_ * sizeof(float));
+            for (int64_t ow = 0; ow < out_w_; ++ow) d[ow] = 0.0f;
             continue;
           }
           const float* row = plane + ih * in_w_;
           for (int64_t ow = 0; ow < ow_lo; ++ow) d[ow] = 0.0f;
           if (s == 1) {
-            std::memcpy(d + ow_lo, row + ow_lo - pad + kj, (ow_hi - ow_lo) * sizeof(float));
+            const float* r = row - pad + kj;
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = r[ow];
           } else {
             for (int64_t ow = ow_lo; ow < ow_hi; ++ow) d[ow] = row[ow * s - pad + kj];
           }
@@ -120,59 +123,92 @@ void Conv2d::Col2Im(int64_t column_offset, int64_t row_stride, float* image) {
   }
 }
 
+namespace {
+// Target size of each chunk buffer, in floats (4 MB).
+constexpr int64_t kChunkFloats = 1 << 20;
+}  // namespace
+
+int64_t Conv2d::ChunkImages(int64_t batch) const {
+  const int64_t per_image = std::max(cols(), o_.out_channels) * out_h_ * out_w_;
+  const int64_t max_images = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(1, per_image));
+  const int64_t chunks = (batch + max_images - 1) / max_images;
+  return (batch + chunks - 1) / chunks;
+}
+
+void Conv2d::FillColumns(const Tensor& x, int64_t b0, int64_t n) {
+  const int64_t p = out_h_ * out_w_;
+  const int64_t image_size = o_.in_channels * in_h_ * in_w_;
+  EnsureShape(&col_, {cols(), n * p});
+  for (int64_t b = 0; b < n; ++b) Im2Col(x.data() + (b0 + b) * image_size, b * p, n * p);
+}
+
 void Conv2d::Forward(const Tensor& x, Tensor* y) {
   const int64_t batch = x.dim(0);
   const int64_t p = out_h_ * out_w_;
-  const int64_t n = batch * p;
-  const int64_t image_size = o_.in_channels * in_h_ * in_w_;
-  EnsureShape(&col_, {cols(), n});
-  EnsureShape(&ybuf_, {o_.out_channels, n});
+  const int64_t chunk = ChunkImages(batch);
   EnsureShape(y, {batch, o_.out_channels, out_h_, out_w_});
-  for (int64_t b = 0; b < batch; ++b) Im2Col(x.data() + b * image_size, b * p, n);
   const Tensor& w = EffectiveWeight(weight_);
-  Sgemm(false, false, o_.out_channels, n, cols(), 1.0f, w.data(), cols(), col_.data(), n, 0.0f,
-        ybuf_.data(), n);
-  // [Cout, B, P] -> [B, Cout, P], adding the bias.
-  for (int64_t co = 0; co < o_.out_channels; ++co) {
-    const float bias = o_.bias ? bias_.value[co] : 0.0f;
-    const float* src = ybuf_.data() + co * n;
-    for (int64_t b = 0; b < batch; ++b) {
-      const float* s = src + b * p;
-      float* d = y->data() + (b * o_.out_channels + co) * p;
-      for (int64_t i = 0; i < p; ++i) d[i] = s[i] + bias;
+  for (int64_t b0 = 0; b0 < batch; b0 += chunk) {
+    const int64_t n_img = std::min(chunk, batch - b0);
+    const int64_t n = n_img * p;
+    FillColumns(x, b0, n_img);
+    EnsureShape(&ybuf_, {o_.out_channels, n});
+    Sgemm(false, false, o_.out_channels, n, cols(), 1.0f, w.data(), cols(), col_.data(), n, 0.0f,
+          ybuf_.data(), n);
+    // [Cout, n, P] -> [n, Cout, P], adding the bias.
+    for (int64_t co = 0; co < o_.out_channels; ++co) {
+      const float bias = o_.bias ? bias_.value[co] : 0.0f;
+      const float* src = ybuf_.data() + co * n;
+      for (int64_t b = 0; b < n_img; ++b) {
+        const float* s = src + b * p;
+        float* d = y->data() + ((b0 + b) * o_.out_channels + co) * p;
+        for (int64_t i = 0; i < p; ++i) d[i] = s[i] + bias;
+      }
     }
   }
+  col_holds_batch_ = chunk >= batch;
 }
 
 void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
   const int64_t batch = x.dim(0);
   const int64_t p = out_h_ * out_w_;
-  const int64_t n = batch * p;
-  EnsureShape(&dybuf_, {o_.out_channels, n});
-  // [B, Cout, P] -> [Cout, B, P]; the bias gradient on the way.
-  for (int64_t co = 0; co < o_.out_channels; ++co) {
-    float* d = dybuf_.data() + co * n;
-    for (int64_t b = 0; b < batch; ++b) {
-      std::memcpy(d + b * p, dy.data() + (b * o_.out_channels + co) * p, p * sizeof(float));
+  const int64_t chunk = ChunkImages(batch);
+  const int64_t image_size = o_.in_channels * in_h_ * in_w_;
+  Tensor* dw = EffectiveWeightGrad(weight_);
+  const Tensor& w = LastEffectiveWeight(weight_);
+  bias_sum_.assign(o_.out_channels, 0.0);  // capacity is kept
+  if (dx != nullptr) EnsureShape(dx, x.shape());
+  for (int64_t b0 = 0; b0 < batch; b0 += chunk) {
+    const int64_t n_img = std::min(chunk, batch - b0);
+    const int64_t n = n_img * p;
+    // [n, Cout, P] -> [Cout, n, P]; the bias gradient on the way.
+    EnsureShape(&dybuf_, {o_.out_channels, n});
+    for (int64_t co = 0; co < o_.out_channels; ++co) {
+      float* d = dybuf_.data() + co * n;
+      for (int64_t b = 0; b < n_img; ++b) {
+        std::memcpy(d + b * p, dy.data() + ((b0 + b) * o_.out_channels + co) * p, p * sizeof(float));
+      }
+      if (o_.bias) {
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; ++i) sum += d[i];
+        bias_sum_[co] += sum;
+      }
     }
-    if (o_.bias) {
-      double sum = 0.0;
-      for (int64_t i = 0; i < n; ++i) sum += d[i];
-      bias_.grad[co] = static_cast<float>(sum);
+    if (!col_holds_batch_) FillColumns(x, b0, n_img);
+    // dW (+)= dY col^T
+    Sgemm(false, true, o_.out_channels, cols(), n, 1.0f, dybuf_.data(), n, col_.data(), n,
+          b0 == 0 ? 0.0f : 1.0f, dw->data(), cols());
+    if (dx != nullptr) {
+      EnsureShape(&dcol_, {cols(), n});
+      Sgemm(true, false, cols(), n, o_.out_channels, 1.0f, w.data(), cols(), dybuf_.data(), n, 0.0f,
+            dcol_.data(), n);
+      float* images = dx->data() + b0 * image_size;
+      std::fill(images, images + n_img * image_size, 0.0f);
+      for (int64_t b = 0; b < n_img; ++b) Col2Im(b * p, n, images + b * image_size);
     }
   }
-  Tensor* dw = EffectiveWeightGrad(weight_);
-  Sgemm(false, true, o_.out_channels, cols(), n, 1.0f, dybuf_.data(), n, col_.data(), n, 0.0f,
-        dw->data(), cols());
-  if (dx != nullptr) {
-    const Tensor& w = LastEffectiveWeight(weight_);
-    EnsureShape(&dcol_, {cols(), n});
-    Sgemm(true, false, cols(), n, o_.out_channels, 1.0f, w.data(), cols(), dybuf_.data(), n, 0.0f,
-          dcol_.data(), n);
-    EnsureShape(dx, x.shape());
-    dx->Fill(0.0f);
-    const int64_t image_size = o_.in_channels * in_h_ * in_w_;
-    for (int64_t b = 0; b < batch; ++b) Col2Im(b * p, n, dx->data() + b * image_size);
+  if (o_.bias) {
+    for (int64_t co = 0; co < o_.out_channels; ++co) bias_.grad[co] = static_cast<float>(bias_sum_[co]);
   }
   FinishWeightGrad(weight_);
 }

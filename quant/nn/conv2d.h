@@ -1,10 +1,15 @@
-// Conv2d over NCHW mini-batches (groups = 1), via im2col over the whole batch
-// and one GEMM: col [C*k*k, B*P] (P = output pixels per image), then
-// Y [Cout, B*P] = W [Cout, C*k*k] col. One large GEMM keeps OpenBLAS near its
-// peak, where 128 small per-image GEMMs would not. Backward: dW = dY col^T and
-// dcol = W^T dY followed by col2im. The col buffer of forward is kept for dW.
+// Conv2d over NCHW mini-batches (groups = 1), via im2col over a chunk of
+// images and one GEMM per chunk: col [C*k*k, n*P] (n images, P output pixels
+// each), then Y [Cout, n*P] = W [Cout, C*k*k] col. Large GEMMs keep OpenBLAS
+// near its peak, where one small GEMM per image would not; chunks of about
+// 4 MB (rather than the whole batch) keep memory and cache use small. Backward
+// per chunk: dW += dY col^T and dcol = W^T dY followed by col2im; col is
+// rebuilt unless the whole batch was one chunk. Chunking depends only on the
+// shapes, so results are reproducible.
 #ifndef QUANT_NN_CONV2D_H_
 #define QUANT_NN_CONV2D_H_
+
+#include <vector>
 
 #include "quant/nn/layer.h"
 
@@ -44,15 +49,22 @@ class Conv2d : public Layer {
   int64_t out_pixels() const { return o_.out_channels * out_h_ * out_w_; }
   void Im2Col(const float* image, int64_t column_offset, int64_t row_stride);
   void Col2Im(int64_t column_offset, int64_t row_stride, float* image);
+  // Images per chunk for a batch of `batch` (even split, about kChunkFloats per buffer).
+  int64_t ChunkImages(int64_t batch) const;
+  // im2col of images [b0, b0 + n) into col_ ([cols, n*P]).
+  void FillColumns(const Tensor& x, int64_t b0, int64_t n);
 
   Conv2dOptions o_;
   int64_t in_h_ = 0, in_w_ = 0, out_h_ = 0, out_w_ = 0;
   Parameter weight_{"weight"};
   Parameter bias_{"bias"};
-  Tensor col_;      // [C*k*k, B*P]
-  Tensor ybuf_;     // [Cout, B*P]
-  Tensor dybuf_;    // [Cout, B*P]
-  Tensor dcol_;     // [C*k*k, B*P]
+  Tensor col_;      // [C*k*k, n*P] for a chunk of n images
+  Tensor ybuf_;     // [Cout, n*P]
+  Tensor dybuf_;    // [Cout, n*P]
+  Tensor dcol_;     // [C*k*k, n*P]
+  // col_ still holds the columns of the whole last forward batch (one chunk).
+  bool col_holds_batch_ = false;
+  std::vector<double> bias_sum_;
 };
 
 }  // namespace quant::nn

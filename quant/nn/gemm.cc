@@ -33,10 +33,17 @@ void Sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const f
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
               m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   if (g_counting) {
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     g_stats.calls += 1;
     g_stats.flops += 2.0 * m * n * k;
-    g_stats.seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    g_stats.seconds += seconds;
+    std::array<double, 3>& s = g_stats.by_shape[std::to_string(m) + "x" + std::to_string(n) + "x" +
+                                                std::to_string(k) + (trans_a ? " tA" : "") +
+                                                (trans_b ? " tB" : "")];
+    s[0] += 1;
+    s[1] += 2.0 * m * n * k;
+    s[2] += seconds;
   }
 }
 

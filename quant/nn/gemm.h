@@ -9,7 +9,9 @@
 #ifndef QUANT_NN_GEMM_H_
 #define QUANT_NN_GEMM_H_
 
+#include <array>
 #include <cstdint>
+#include <map>
 #include <string>
 
 namespace quant::nn {
@@ -30,6 +32,8 @@ struct GemmStats {
   int64_t calls = 0;
   double flops = 0;
   double seconds = 0;
+  // Per call shape, "MxNxK tA tB" -> {calls, flops, seconds}.
+  std::map<std::string, std::array<double, 3>> by_shape;
 };
 void SetGemmCounting(bool on);
 GemmStats GetGemmStats();

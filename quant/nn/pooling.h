@@ -21,6 +21,8 @@ class Pool2d : public Layer {
   void Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
 
  private:
+  void MaxPool2x2(const Tensor& x, Tensor* y);
+
   Kind kind_;
   int64_t k_, s_;
   int64_t c_ = 0, in_h_ = 0, in_w_ = 0, out_h_ = 0, out_w_ = 0;

@@ -129,6 +129,42 @@ TEST(Conv2dTest, GradientsMatchFiniteDifferences) {
   ExpectGradientsMatch(no_bias, {1, 5, 5}, 2);
 }
 
+// Large images make the layer split a batch into chunks (about 4 MB of columns
+// each): the batch result must equal the per-image results, and the weight
+// gradient their sum.
+TEST(Conv2dTest, ChunkedBatchEqualsImageByImage) {
+  const Conv2dOptions o{.in_channels = 16, .out_channels = 8, .kernel = 3, .stride = 1, .padding = 1};
+  Conv2d conv("conv", o), single("conv", o);
+  ASSERT_TRUE(conv.Build({16, 28, 28}).ok());
+  ASSERT_TRUE(single.Build({16, 28, 28}).ok());
+  Rng rng(4);
+  conv.ResetParameters(rng);
+  single.weight().value = conv.weight().value;
+  single.bias().value = conv.bias().value;
+  const int64_t batch = 20, image = 16 * 28 * 28, out_image = 8 * 28 * 28;
+  Tensor x = RandomTensor({batch, 16, 28, 28}, 6);
+  Tensor y, dx;
+  conv.Forward(x, &y);
+  Tensor dy = RandomTensor(y.shape(), 8);
+  conv.Backward(x, y, dy, &dx);
+  std::vector<double> dw_sum(conv.weight().value.numel(), 0.0), db_sum(8, 0.0);
+  for (int64_t b = 0; b < batch; ++b) {
+    Tensor xb({1, 16, 28, 28}, std::vector<float>(x.data() + b * image, x.data() + (b + 1) * image));
+    Tensor dyb({1, 8, 28, 28}, std::vector<float>(dy.data() + b * out_image, dy.data() + (b + 1) * out_image));
+    Tensor yb, dxb;
+    single.Forward(xb, &yb);
+    single.Backward(xb, yb, dyb, &dxb);
+    for (int64_t i = 0; i < out_image; ++i) ASSERT_NEAR(y[b * out_image + i], yb[i], 1e-5);
+    for (int64_t i = 0; i < image; ++i) ASSERT_NEAR(dx[b * image + i], dxb[i], 1e-5);
+    for (int64_t i = 0; i < single.weight().grad.numel(); ++i) dw_sum[i] += single.weight().grad[i];
+    for (int64_t i = 0; i < 8; ++i) db_sum[i] += single.bias().grad[i];
+  }
+  for (size_t i = 0; i < dw_sum.size(); ++i) {
+    ASSERT_NEAR(conv.weight().grad[i], dw_sum[i], 1e-3 + 1e-5 * std::fabs(dw_sum[i])) << i;
+  }
+  for (int64_t i = 0; i < 8; ++i) EXPECT_NEAR(conv.bias().grad[i], db_sum[i], 1e-3);
+}
+
 TEST(Conv2dTest, ChannelMismatchIsAnError) {
   Conv2d conv("conv", {.in_channels = 3, .out_channels = 4});
   absl::StatusOr<Shape> out = conv.Build({1, 28, 28});
@@ -156,6 +192,45 @@ TEST(PoolingTest, MaxPoolGradientsAndValues) {
   small.Forward(Tensor({1, 1, 2, 2}, {1, 4, 3, 2}), &y);
   EXPECT_EQ(y.shape(), (Shape{1, 1, 1, 1}));
   EXPECT_EQ(y[0], 4);
+}
+
+// The 2x2 fast path against the general loop (a 2x2 window with stride 3 runs
+// the general code and, on the matching positions, must agree), with ties and NaNs.
+TEST(PoolingTest, MaxPool2x2FastPathMatchesGeneralLoop) {
+  Tensor x = RandomTensor({2, 3, 6, 6}, 5);
+  for (int64_t i = 0; i < x.numel(); i += 7) x[i] = 0.5f;  // ties
+  x[10] = std::nanf("");
+  x[47] = std::nanf("");
+  Pool2d fast("p", Pool2d::Kind::kMax, 2, 2);
+  ASSERT_TRUE(fast.Build({3, 6, 6}).ok());
+  Tensor y;
+  fast.Forward(x, &y);
+  Tensor dy = RandomTensor(y.shape(), 2), dx;
+  fast.Backward(x, y, dy, &dx);
+  for (int64_t pl = 0; pl < 6; ++pl) {
+    for (int64_t oh = 0; oh < 3; ++oh) {
+      for (int64_t ow = 0; ow < 3; ++ow) {
+        // Reference: first maximum in row-major window order, a NaN wins.
+        const float* in = x.data() + pl * 36;
+        int64_t best = 2 * oh * 6 + 2 * ow;
+        for (int64_t i = 0; i < 2; ++i) {
+          for (int64_t j = 0; j < 2; ++j) {
+            const int64_t idx = (2 * oh + i) * 6 + 2 * ow + j;
+            if (std::isnan(in[best])) continue;
+            if (in[idx] > in[best] || std::isnan(in[idx])) best = idx;
+          }
+        }
+        const float got = y[pl * 9 + oh * 3 + ow];
+        if (std::isnan(in[best])) {
+          EXPECT_TRUE(std::isnan(got));
+        } else {
+          EXPECT_EQ(got, in[best]);
+        }
+        // The gradient goes to the chosen element.
+        EXPECT_EQ(dx[pl * 36 + best], dy[pl * 9 + oh * 3 + ow]);
+      }
+    }
+  }
 }
 
 TEST(PoolingTest, AvgPoolGradientsAndOverlappingWindows) {
