@@ -57,13 +57,13 @@ struct TrainRun {
 
 TrainRun Train(const std::string& train_yaml, const std::string& model_yaml, const Dataset& ds,
           uint64_t seed, const std::string& run_dir = "",
-          TrainContext::Progress progress = TrainContext::Progress::kSummary) {
+          TrainContext::Progress progress = TrainContext::Progress::kSummary, int threads = 1) {
   TrainRun run;
   auto scheme = Scheme(train_yaml);
   EXPECT_TRUE(scheme.ok()) << scheme.status();
   run.model = Model(model_yaml, ds, seed);
   FILE* log = std::tmpfile();
-  TrainContext ctx{.dataset = &ds, .model = run.model.get(), .seed = seed, .threads = 1,
+  TrainContext ctx{.dataset = &ds, .model = run.model.get(), .seed = seed, .threads = threads,
                    .run_dir = run_dir, .name = "t", .progress = progress, .log = log};
   run.result = (*scheme)->Train(ctx);
   std::rewind(log);
@@ -120,6 +120,22 @@ TEST(Fp32SchemeTest, SameSeedIsBitForBitOtherSeedIsNot) {
   }
   EXPECT_TRUE(differs);
   EXPECT_EQ(a.result->epochs[1].train_loss, b.result->epochs[1].train_loss);
+}
+
+TEST(Fp32SchemeTest, TwoThreadsAreReproducibleToo) {
+  auto ds = Synthetic(16);
+  const std::string model = "{name: cnn, channels: [8, 16], hidden: 32}";
+  const std::string train = "{epochs: 1, batch_size: 100, optimizer: {name: sgd, lr: 0.05, momentum: 0.9}}";
+  TrainRun a = Train(train, model, *ds, 1, "", TrainContext::Progress::kQuiet, 2);
+  TrainRun b = Train(train, model, *ds, 1, "", TrainContext::Progress::kQuiet, 2);
+  ASSERT_TRUE(a.result.ok() && b.result.ok());
+  auto sa = a.model->StateTensors(), sb = b.model->StateTensors();
+  for (size_t k = 0; k < sa.size(); ++k) {
+    for (int64_t i = 0; i < sa[k].second->numel(); ++i) {
+      ASSERT_EQ((*sa[k].second)[i], (*sb[k].second)[i]) << sa[k].first << "[" << i << "]";
+    }
+  }
+  EXPECT_TRUE(a.log.empty()) << a.log;  // kQuiet
 }
 
 TEST(Fp32SchemeTest, NanLossStopsWithEpochAndBatchAndNoCheckpoint) {
