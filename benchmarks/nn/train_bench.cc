@@ -152,6 +152,7 @@ int Main(int argc, char** argv) {
                      .progress = TrainContext::Progress::kSummary, .log = stderr};
     nn::ResetGemmStats();
     nn::SetGemmCounting(true);
+    (*model)->set_profiling(true);
     auto result = (*scheme)->Train(ctx);
     nn::SetGemmCounting(false);
     const nn::GemmStats gemm = nn::GetGemmStats();
@@ -185,6 +186,15 @@ int Main(int argc, char** argv) {
     std::printf("%s: inside sgemm %.2f s of %.2f s (training + evaluation), %.1f GFLOP/s there, %lld calls\n",
                 name.c_str(), gemm.seconds, train_seconds + eval_seconds, gemm.flops / gemm.seconds / 1e9,
                 static_cast<long long>(gemm.calls));
+    double layer_total = 0;
+    for (const auto& t : (*model)->layer_times()) layer_total += t.forward + t.backward;
+    std::printf("%s: time per layer (training and evaluation, all epochs; %.2f s in layers):\n",
+                name.c_str(), layer_total);
+    for (int i = 0; i < (*model)->num_layers(); ++i) {
+      const auto& t = (*model)->layer_times()[i];
+      std::printf("  %-9s forward %6.2f s  backward %6.2f s\n", (*model)->layer(i).name().c_str(),
+                  t.forward, t.backward);
+    }
     for (const auto& [shape, v] : gemm.by_shape) {
       if (v[2] < 0.01 * gemm.seconds) continue;
       std::printf("  sgemm %-22s %6.0f calls %7.2f s %6.1f GFLOP/s\n", shape.c_str(), v[0], v[2],

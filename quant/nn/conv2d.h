@@ -1,11 +1,15 @@
 // Conv2d over NCHW mini-batches (groups = 1), via im2col over a chunk of
 // images and one GEMM per chunk: col [C*k*k, n*P] (n images, P output pixels
-// each), then Y [Cout, n*P] = W [Cout, C*k*k] col. Large GEMMs keep OpenBLAS
-// near its peak, where one small GEMM per image would not; chunks of about
-// 4 MB (rather than the whole batch) keep memory and cache use small. Backward
-// per chunk: dW += dY col^T and dcol = W^T dY followed by col2im; col is
-// rebuilt unless the whole batch was one chunk. Chunking depends only on the
-// shapes, so results are reproducible.
+// each), then Y [Cout, n*P] = W [Cout, C*k*k] col. Chunks of about 512 KB per
+// buffer (rather than the whole batch) keep the columns in cache between
+// im2col and the GEMM, and memory small. Backward per chunk: dW += dY col^T and
+// dcol = W^T dY followed by col2im; col is rebuilt unless the whole batch was
+// one chunk. Chunking depends only on the shapes, so results are reproducible.
+//
+// A layer with very few columns per pixel (C*k*k <= 16, e.g. the first conv of
+// a grey-scale net) and stride 1 is computed directly instead: a GEMM with
+// K = 9 runs far below the library's peak, and im2col would move 9x the data.
+// The direct loops run over whole zero-padded planes, which the compiler vectorises.
 #ifndef QUANT_NN_CONV2D_H_
 #define QUANT_NN_CONV2D_H_
 
@@ -53,6 +57,11 @@ class Conv2d : public Layer {
   int64_t ChunkImages(int64_t batch) const;
   // im2col of images [b0, b0 + n) into col_ ([cols, n*P]).
   void FillColumns(const Tensor& x, int64_t b0, int64_t n);
+  bool UseDirect() const { return o_.stride == 1 && cols() <= 16; }
+  // Copies one image into in_pad_ with `padding` zeros around each plane.
+  void PadImage(const float* image);
+  void DirectForward(const Tensor& x, const Tensor& w, Tensor* y);
+  void DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw, Tensor* dx);
 
   Conv2dOptions o_;
   int64_t in_h_ = 0, in_w_ = 0, out_h_ = 0, out_w_ = 0;
@@ -65,6 +74,9 @@ class Conv2d : public Layer {
   // col_ still holds the columns of the whole last forward batch (one chunk).
   bool col_holds_batch_ = false;
   std::vector<double> bias_sum_;
+  // Direct path: padded input, output, dy and dx planes of one image, and per
+  // (Cout, C, k, k) tap a plane of partial sums of the weight gradient.
+  Tensor in_pad_, out_pad_, g_pad_, dx_pad_, tap_acc_;
 };
 
 }  // namespace quant::nn

@@ -1,5 +1,6 @@
 #include "quant/nn/model.h"
 
+#include <chrono>
 #include <regex>
 #include <set>
 
@@ -62,6 +63,7 @@ absl::Status Model::Build(const Shape& sample_shape, int num_classes, uint64_t s
   grad_in_.assign(n, Tensor());
   sample_shape_ = sample_shape;
   num_classes_ = num_classes;
+  times_.assign(n, LayerTime());
   built_ = true;
   set_training(training_);
   return absl::OkStatus();
@@ -80,8 +82,11 @@ bool Model::NeedsInputGrad(int i) const {
 
 const Tensor& Model::Forward(const Tensor& x) {
   const Tensor* in = &x;
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point t0;
   for (int i = 0; i < num_layers(); ++i) {
     Layer& l = *layers_[i];
+    if (profiling_) t0 = Clock::now();
     l.Forward(*in, &out_[i]);
     if (TensorTransform* t = l.output_transform()) {
       EnsureShape(&post_[i], out_[i].shape());
@@ -90,14 +95,18 @@ const Tensor& Model::Forward(const Tensor& x) {
     } else {
       in = &out_[i];
     }
+    if (profiling_) times_[i].forward += std::chrono::duration<double>(Clock::now() - t0).count();
   }
   return *in;
 }
 
 void Model::Backward(const Tensor& x, const Tensor& dlogits) {
   const Tensor* g = &dlogits;
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point t0;
   for (int i = num_layers() - 1; i >= 0; --i) {
     Layer& l = *layers_[i];
+    if (profiling_) t0 = Clock::now();
     if (TensorTransform* t = l.output_transform()) {
       EnsureShape(&grad_out_[i], out_[i].shape());
       t->Backward(out_[i], *g, &grad_out_[i]);
@@ -107,6 +116,7 @@ void Model::Backward(const Tensor& x, const Tensor& dlogits) {
     if (i > 0) in = layers_[i - 1]->output_transform() ? &post_[i - 1] : &out_[i - 1];
     const bool need = NeedsInputGrad(i);
     l.Backward(*in, out_[i], *g, need ? &grad_in_[i] : nullptr);
+    if (profiling_) times_[i].backward += std::chrono::duration<double>(Clock::now() - t0).count();
     if (!need) break;
     g = &grad_in_[i];
   }

@@ -64,6 +64,15 @@ class Model {
   // One line per layer: index, name, description, output shape.
   std::string Summary() const;
 
+  // Per-layer wall time of Forward and Backward (including hooks), for
+  // benchmarks; off by default.
+  void set_profiling(bool on) { profiling_ = on; }
+  struct LayerTime {
+    double forward = 0, backward = 0;
+  };
+  const std::vector<LayerTime>& layer_times() const { return times_; }
+  void ResetLayerTimes() { times_.assign(layers_.size(), LayerTime()); }
+
  protected:
   // The layers for this input and class count (unbuilt). Errors are InvalidArgument.
   virtual absl::StatusOr<std::vector<std::unique_ptr<Layer>>> MakeLayers(const Shape& sample_shape,
@@ -81,6 +90,8 @@ class Model {
   int first_trainable_ = 0;
   // Per layer: raw output, output after the output transform, gradients.
   std::vector<Tensor> out_, post_, grad_out_, grad_in_;
+  bool profiling_ = false;
+  std::vector<LayerTime> times_;
 };
 
 }  // namespace quant::nn

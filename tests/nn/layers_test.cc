@@ -102,7 +102,9 @@ TEST(Conv2dTest, ForwardMatchesDirectConvolution) {
     int64_t c, h, w, cout, k, stride, pad;
   };
   for (const Case& t : {Case{3, 7, 6, 4, 3, 1, 1}, Case{2, 8, 8, 3, 3, 2, 1},
-                        Case{1, 9, 7, 2, 2, 3, 0}, Case{2, 5, 5, 2, 5, 1, 2}}) {
+                        Case{1, 9, 7, 2, 2, 3, 0}, Case{2, 5, 5, 2, 5, 1, 2},
+                        // C*k*k <= 16 with stride 1: the direct path.
+                        Case{1, 28, 28, 16, 3, 1, 1}, Case{1, 6, 5, 3, 4, 1, 2}, Case{1, 7, 7, 2, 3, 1, 0}}) {
     Conv2d conv("conv", {.in_channels = -1, .out_channels = t.cout, .kernel = t.k,
                          .stride = t.stride, .padding = t.pad});
     absl::StatusOr<Shape> out = conv.Build({t.c, t.h, t.w});
@@ -127,6 +129,11 @@ TEST(Conv2dTest, GradientsMatchFiniteDifferences) {
   Conv2d no_bias("conv", {.in_channels = -1, .out_channels = 2, .kernel = 2, .stride = 1,
                           .padding = 0, .bias = false});
   ExpectGradientsMatch(no_bias, {1, 5, 5}, 2);
+  // The direct path (C*k*k <= 16, stride 1), with padding and with a wide kernel.
+  Conv2d direct("conv", {.in_channels = 1, .out_channels = 3, .kernel = 3, .stride = 1, .padding = 1});
+  ExpectGradientsMatch(direct, {1, 6, 7}, 3);
+  Conv2d wide("conv", {.in_channels = 1, .out_channels = 2, .kernel = 4, .stride = 1, .padding = 2});
+  ExpectGradientsMatch(wide, {1, 5, 6}, 2);
 }
 
 // Large images make the layer split a batch into chunks (about 4 MB of columns
