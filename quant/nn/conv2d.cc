@@ -128,9 +128,14 @@ namespace {
 // stay in L2 between im2col and the GEMM that reads them, which measured
 // faster than fewer, larger GEMMs over columns that spill to memory.
 constexpr int64_t kChunkFloats = 1 << 17;
+// Output pixels per image from which each image is its own chunk.
+constexpr int64_t kPerImagePixels = 128;
 }  // namespace
 
 int64_t Conv2d::ChunkImages(int64_t batch) const {
+  // With enough pixels per image, one image per GEMM is efficient and its
+  // [Cout, P] result is already the image's NCHW output: no layout changes.
+  if (out_h_ * out_w_ >= kPerImagePixels) return 1;
   const int64_t per_image = std::max(cols(), o_.out_channels) * out_h_ * out_w_;
   const int64_t max_images = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(1, per_image));
   const int64_t chunks = (batch + max_images - 1) / max_images;
@@ -259,6 +264,23 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
     DirectForward(x, w, y);
     return;
   }
+  if (chunk == 1) {
+    for (int64_t b = 0; b < batch; ++b) {
+      FillColumns(x, b, 1);
+      float* out = y->data() + b * o_.out_channels * p;
+      Sgemm(false, false, o_.out_channels, p, cols(), 1.0f, w.data(), cols(), col_.data(), p, 0.0f,
+            out, p);
+      if (o_.bias) {
+        for (int64_t co = 0; co < o_.out_channels; ++co) {
+          const float bias = bias_.value[co];
+          float* d = out + co * p;
+          for (int64_t i = 0; i < p; ++i) d[i] += bias;
+        }
+      }
+    }
+    col_holds_batch_ = batch == 1;
+    return;
+  }
   for (int64_t b0 = 0; b0 < batch; b0 += chunk) {
     const int64_t n_img = std::min(chunk, batch - b0);
     const int64_t n = n_img * p;
@@ -304,7 +326,30 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
     FinishWeightGrad(weight_);
     return;
   }
-  for (int64_t b0 = 0; b0 < batch; b0 += chunk) {
+  if (chunk == 1) {
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* g = dy.data() + b * o_.out_channels * p;  // [Cout, P]
+      if (o_.bias) {
+        for (int64_t co = 0; co < o_.out_channels; ++co) {
+          double sum = 0.0;
+          for (int64_t i = 0; i < p; ++i) sum += g[co * p + i];
+          bias_sum_[co] += sum;
+        }
+      }
+      if (!col_holds_batch_) FillColumns(x, b, 1);
+      Sgemm(false, true, o_.out_channels, cols(), p, 1.0f, g, p, col_.data(), p, b == 0 ? 0.0f : 1.0f,
+            dw->data(), cols());
+      if (dx != nullptr) {
+        EnsureShape(&dcol_, {cols(), p});
+        Sgemm(true, false, cols(), p, o_.out_channels, 1.0f, w.data(), cols(), g, p, 0.0f,
+              dcol_.data(), p);
+        float* img = dx->data() + b * image_size;
+        std::fill(img, img + image_size, 0.0f);
+        Col2Im(0, p, img);
+      }
+    }
+  }
+  for (int64_t b0 = 0; chunk > 1 && b0 < batch; b0 += chunk) {
     const int64_t n_img = std::min(chunk, batch - b0);
     const int64_t n = n_img * p;
     // [n, Cout, P] -> [Cout, n, P]; the bias gradient on the way.

@@ -104,7 +104,9 @@ TEST(Conv2dTest, ForwardMatchesDirectConvolution) {
   for (const Case& t : {Case{3, 7, 6, 4, 3, 1, 1}, Case{2, 8, 8, 3, 3, 2, 1},
                         Case{1, 9, 7, 2, 2, 3, 0}, Case{2, 5, 5, 2, 5, 1, 2},
                         // C*k*k <= 16 with stride 1: the direct path.
-                        Case{1, 28, 28, 16, 3, 1, 1}, Case{1, 6, 5, 3, 4, 1, 2}, Case{1, 7, 7, 2, 3, 1, 0}}) {
+                        Case{1, 28, 28, 16, 3, 1, 1}, Case{1, 6, 5, 3, 4, 1, 2}, Case{1, 7, 7, 2, 3, 1, 0},
+                        // >= 128 output pixels: one GEMM per image, no layout change.
+                        Case{3, 12, 12, 4, 3, 1, 1}, Case{2, 30, 20, 3, 3, 2, 0}}) {
     Conv2d conv("conv", {.in_channels = -1, .out_channels = t.cout, .kernel = t.k,
                          .stride = t.stride, .padding = t.pad});
     absl::StatusOr<Shape> out = conv.Build({t.c, t.h, t.w});
@@ -129,6 +131,11 @@ TEST(Conv2dTest, GradientsMatchFiniteDifferences) {
   Conv2d no_bias("conv", {.in_channels = -1, .out_channels = 2, .kernel = 2, .stride = 1,
                           .padding = 0, .bias = false});
   ExpectGradientsMatch(no_bias, {1, 5, 5}, 2);
+  // One GEMM per image (>= 128 output pixels).
+  Conv2d per_image("conv", {.in_channels = 2, .out_channels = 3, .kernel = 3, .stride = 1, .padding = 1});
+  GradCheckOptions sparse;
+  sparse.max_points = 60;
+  ExpectGradientsMatch(per_image, {2, 12, 12}, 2, sparse);
   // The direct path (C*k*k <= 16, stride 1), with padding and with a wide kernel.
   Conv2d direct("conv", {.in_channels = 1, .out_channels = 3, .kernel = 3, .stride = 1, .padding = 1});
   ExpectGradientsMatch(direct, {1, 6, 7}, 3);
@@ -136,40 +143,49 @@ TEST(Conv2dTest, GradientsMatchFiniteDifferences) {
   ExpectGradientsMatch(wide, {1, 5, 6}, 2);
 }
 
-// Large images make the layer split a batch into chunks (about 4 MB of columns
-// each): the batch result must equal the per-image results, and the weight
-// gradient their sum.
+// Batches are computed in chunks of images (one GEMM per image when images
+// are large; several images per GEMM, in chunks of about 512 KB, when small):
+// the batch result must equal the per-image results, and the weight gradient
+// their sum.
 TEST(Conv2dTest, ChunkedBatchEqualsImageByImage) {
-  const Conv2dOptions o{.in_channels = 16, .out_channels = 8, .kernel = 3, .stride = 1, .padding = 1};
-  Conv2d conv("conv", o), single("conv", o);
-  ASSERT_TRUE(conv.Build({16, 28, 28}).ok());
-  ASSERT_TRUE(single.Build({16, 28, 28}).ok());
-  Rng rng(4);
-  conv.ResetParameters(rng);
-  single.weight().value = conv.weight().value;
-  single.bias().value = conv.bias().value;
-  const int64_t batch = 20, image = 16 * 28 * 28, out_image = 8 * 28 * 28;
-  Tensor x = RandomTensor({batch, 16, 28, 28}, 6);
-  Tensor y, dx;
-  conv.Forward(x, &y);
-  Tensor dy = RandomTensor(y.shape(), 8);
-  conv.Backward(x, y, dy, &dx);
-  std::vector<double> dw_sum(conv.weight().value.numel(), 0.0), db_sum(8, 0.0);
-  for (int64_t b = 0; b < batch; ++b) {
-    Tensor xb({1, 16, 28, 28}, std::vector<float>(x.data() + b * image, x.data() + (b + 1) * image));
-    Tensor dyb({1, 8, 28, 28}, std::vector<float>(dy.data() + b * out_image, dy.data() + (b + 1) * out_image));
-    Tensor yb, dxb;
-    single.Forward(xb, &yb);
-    single.Backward(xb, yb, dyb, &dxb);
-    for (int64_t i = 0; i < out_image; ++i) ASSERT_NEAR(y[b * out_image + i], yb[i], 1e-5);
-    for (int64_t i = 0; i < image; ++i) ASSERT_NEAR(dx[b * image + i], dxb[i], 1e-5);
-    for (int64_t i = 0; i < single.weight().grad.numel(); ++i) dw_sum[i] += single.weight().grad[i];
-    for (int64_t i = 0; i < 8; ++i) db_sum[i] += single.bias().grad[i];
+  struct Case {
+    int64_t cin, size, cout, batch;
+  };
+  // 28x28: one image per GEMM; 64 channels of 10x10: 2 images per chunk, 3 chunks.
+  for (const Case& t : {Case{16, 28, 8, 20}, Case{64, 10, 8, 5}}) {
+    const Conv2dOptions o{.in_channels = t.cin, .out_channels = t.cout, .kernel = 3, .stride = 1, .padding = 1};
+    Conv2d conv("conv", o), single("conv", o);
+    const Shape sample{t.cin, t.size, t.size};
+    ASSERT_TRUE(conv.Build(sample).ok());
+    ASSERT_TRUE(single.Build(sample).ok());
+    Rng rng(4);
+    conv.ResetParameters(rng);
+    single.weight().value = conv.weight().value;
+    single.bias().value = conv.bias().value;
+    const int64_t batch = t.batch, image = t.cin * t.size * t.size, out_image = t.cout * t.size * t.size;
+    Tensor x = RandomTensor(WithBatch(batch, sample), 6);
+    Tensor y, dx;
+    conv.Forward(x, &y);
+    Tensor dy = RandomTensor(y.shape(), 8);
+    conv.Backward(x, y, dy, &dx);
+    std::vector<double> dw_sum(conv.weight().value.numel(), 0.0), db_sum(t.cout, 0.0);
+    for (int64_t b = 0; b < batch; ++b) {
+      Tensor xb(WithBatch(1, sample), std::vector<float>(x.data() + b * image, x.data() + (b + 1) * image));
+      Tensor dyb({1, t.cout, t.size, t.size},
+                 std::vector<float>(dy.data() + b * out_image, dy.data() + (b + 1) * out_image));
+      Tensor yb, dxb;
+      single.Forward(xb, &yb);
+      single.Backward(xb, yb, dyb, &dxb);
+      for (int64_t i = 0; i < out_image; ++i) ASSERT_NEAR(y[b * out_image + i], yb[i], 1e-5);
+      for (int64_t i = 0; i < image; ++i) ASSERT_NEAR(dx[b * image + i], dxb[i], 1e-5);
+      for (int64_t i = 0; i < single.weight().grad.numel(); ++i) dw_sum[i] += single.weight().grad[i];
+      for (int64_t i = 0; i < t.cout; ++i) db_sum[i] += single.bias().grad[i];
+    }
+    for (size_t i = 0; i < dw_sum.size(); ++i) {
+      ASSERT_NEAR(conv.weight().grad[i], dw_sum[i], 1e-3 + 1e-5 * std::fabs(dw_sum[i])) << i;
+    }
+    for (int64_t i = 0; i < t.cout; ++i) EXPECT_NEAR(conv.bias().grad[i], db_sum[i], 1e-3);
   }
-  for (size_t i = 0; i < dw_sum.size(); ++i) {
-    ASSERT_NEAR(conv.weight().grad[i], dw_sum[i], 1e-3 + 1e-5 * std::fabs(dw_sum[i])) << i;
-  }
-  for (int64_t i = 0; i < 8; ++i) EXPECT_NEAR(conv.bias().grad[i], db_sum[i], 1e-3);
 }
 
 TEST(Conv2dTest, ChannelMismatchIsAnError) {
