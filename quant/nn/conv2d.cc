@@ -1,5 +1,7 @@
 #include "quant/nn/conv2d.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -157,7 +159,8 @@ void Conv2d::FillColumns(const Tensor& x, int64_t b0, int64_t n) {
 
 void Conv2d::PadImage(const float* image) {
   const int64_t pad = o_.padding, hp = in_h_ + 2 * pad, wp = in_w_ + 2 * pad;
-  EnsureShape(&in_pad_, {o_.in_channels * hp * wp + o_.kernel});
+  // The tail lets 8-wide loads run past the last pixel of the last plane.
+  EnsureShape(&in_pad_, {o_.in_channels * hp * wp + o_.kernel + 8});
   in_pad_.Fill(0.0f);
   for (int64_t c = 0; c < o_.in_channels; ++c) {
     for (int64_t h = 0; h < in_h_; ++h) {
@@ -168,25 +171,40 @@ void Conv2d::PadImage(const float* image) {
   }
 }
 
+// Offsets of the taps (c, ki, kj) in the padded input, in weight order.
+static void TapShifts(int64_t cin, int64_t k, int64_t hp, int64_t wp, int64_t* shift) {
+  for (int64_t c = 0; c < cin; ++c) {
+    for (int64_t ki = 0; ki < k; ++ki) {
+      for (int64_t kj = 0; kj < k; ++kj) shift[(c * k + ki) * k + kj] = c * hp * wp + ki * wp + kj;
+    }
+  }
+}
+
+// Eight output pixels at a time, all taps summed in a register: the sum is
+// bias + w0 x0 + w1 x1 + ... in tap order, a multiply and an add per tap
+// (no FMA, like the rest of quantlab's float code).
 void Conv2d::DirectForward(const Tensor& x, const Tensor& w, Tensor* y) {
-  const int64_t batch = x.dim(0), k = o_.kernel, cin = o_.in_channels, cout = o_.out_channels;
+  const int64_t batch = x.dim(0), cout = o_.out_channels, taps = cols();
   const int64_t pad = o_.padding, hp = in_h_ + 2 * pad, wp = in_w_ + 2 * pad;
-  const int64_t p = out_h_ * out_w_, image = cin * in_h_ * in_w_, span = out_h_ * wp;
-  EnsureShape(&out_pad_, {span});
+  const int64_t p = out_h_ * out_w_, image = o_.in_channels * in_h_ * in_w_;
+  const int64_t span = out_h_ * wp, span8 = (span + 7) / 8 * 8;
+  int64_t shift[16];
+  TapShifts(o_.in_channels, o_.kernel, hp, wp, shift);
+  EnsureShape(&out_pad_, {span8});
   for (int64_t b = 0; b < batch; ++b) {
     PadImage(x.data() + b * image);
+    const float* in = in_pad_.data();
     for (int64_t co = 0; co < cout; ++co) {
+      __m256 wv[16];
+      for (int64_t t = 0; t < taps; ++t) wv[t] = _mm256_set1_ps(w[co * taps + t]);
+      const __m256 bias = _mm256_set1_ps(o_.bias ? bias_.value[co] : 0.0f);
       float* acc = out_pad_.data();
-      const float bias = o_.bias ? bias_.value[co] : 0.0f;
-      for (int64_t i = 0; i < span; ++i) acc[i] = bias;
-      for (int64_t ci = 0; ci < cin; ++ci) {
-        for (int64_t ki = 0; ki < k; ++ki) {
-          for (int64_t kj = 0; kj < k; ++kj) {
-            const float wv = w[((co * cin + ci) * k + ki) * k + kj];
-            const float* in = in_pad_.data() + ci * hp * wp + ki * wp + kj;
-            for (int64_t i = 0; i < span; ++i) acc[i] += wv * in[i];
-          }
+      for (int64_t i = 0; i < span8; i += 8) {
+        __m256 a = bias;
+        for (int64_t t = 0; t < taps; ++t) {
+          a = _mm256_add_ps(a, _mm256_mul_ps(wv[t], _mm256_loadu_ps(in + shift[t] + i)));
         }
+        _mm256_storeu_ps(acc + i, a);
       }
       float* out = y->data() + (b * cout + co) * p;
       for (int64_t oh = 0; oh < out_h_; ++oh) {
@@ -198,41 +216,46 @@ void Conv2d::DirectForward(const Tensor& x, const Tensor& w, Tensor* y) {
 
 void Conv2d::DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw,
                             Tensor* dx) {
-  const int64_t batch = x.dim(0), k = o_.kernel, cin = o_.in_channels, cout = o_.out_channels;
+  const int64_t batch = x.dim(0), cin = o_.in_channels, cout = o_.out_channels, taps = cols();
   const int64_t pad = o_.padding, hp = in_h_ + 2 * pad, wp = in_w_ + 2 * pad;
-  const int64_t p = out_h_ * out_w_, image = cin * in_h_ * in_w_, span = out_h_ * wp;
-  const int64_t taps = cout * cols();
-  // Products accumulate element-wise into one plane per tap (vectorisable);
-  // each plane is summed once per batch.
-  EnsureShape(&tap_acc_, {taps, span});
+  const int64_t p = out_h_ * out_w_, image = cin * in_h_ * in_w_;
+  const int64_t span = out_h_ * wp, span8 = (span + 7) / 8 * 8;
+  int64_t shift[16];
+  TapShifts(cin, o_.kernel, hp, wp, shift);
+  // Weight gradient: eight partial sums per (co, tap) over the whole batch,
+  // added up in double at the end.
+  EnsureShape(&tap_acc_, {cout * taps * 8});
   tap_acc_.Fill(0.0f);
-  EnsureShape(&g_pad_, {span});
-  if (dx != nullptr) EnsureShape(&dx_pad_, {cin * hp * wp + k});
+  EnsureShape(&g_pad_, {span8});
+  if (dx != nullptr) EnsureShape(&dx_pad_, {cin * hp * wp + o_.kernel + 8});
   for (int64_t b = 0; b < batch; ++b) {
     PadImage(x.data() + b * image);
+    const float* in = in_pad_.data();
     if (dx != nullptr) dx_pad_.Fill(0.0f);
     for (int64_t co = 0; co < cout; ++co) {
-      // dy in the padded row layout, zero in the dropped columns.
+      // dy in the padded row layout, zero in the dropped columns and the tail.
       float* g = g_pad_.data();
       const float* src = dy.data() + (b * cout + co) * p;
       for (int64_t oh = 0; oh < out_h_; ++oh) {
         for (int64_t ow = 0; ow < out_w_; ++ow) g[oh * wp + ow] = src[oh * out_w_ + ow];
         for (int64_t ow = out_w_; ow < wp; ++ow) g[oh * wp + ow] = 0.0f;
       }
-      for (int64_t ci = 0; ci < cin; ++ci) {
-        for (int64_t ki = 0; ki < k; ++ki) {
-          for (int64_t kj = 0; kj < k; ++kj) {
-            const int64_t tap = ((co * cin + ci) * k + ki) * k + kj;
-            const int64_t shift = ci * hp * wp + ki * wp + kj;
-            float* acc = tap_acc_.data() + tap * span;
-            const float* in = in_pad_.data() + shift;
-            for (int64_t i = 0; i < span; ++i) acc[i] += g[i] * in[i];
-            if (dx != nullptr) {
-              const float wv = w[tap];
-              float* d = dx_pad_.data() + shift;
-              for (int64_t i = 0; i < span; ++i) d[i] += wv * g[i];
-            }
-          }
+      for (int64_t i = span; i < span8; ++i) g[i] = 0.0f;
+      float* acc_mem = tap_acc_.data() + co * taps * 8;
+      __m256 acc[16];
+      for (int64_t t = 0; t < taps; ++t) acc[t] = _mm256_loadu_ps(acc_mem + 8 * t);
+      for (int64_t i = 0; i < span8; i += 8) {
+        const __m256 gv = _mm256_loadu_ps(g + i);
+        for (int64_t t = 0; t < taps; ++t) {
+          acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(gv, _mm256_loadu_ps(in + shift[t] + i)));
+        }
+      }
+      for (int64_t t = 0; t < taps; ++t) _mm256_storeu_ps(acc_mem + 8 * t, acc[t]);
+      if (dx != nullptr) {
+        for (int64_t t = 0; t < taps; ++t) {
+          const float wv = w[co * taps + t];
+          float* d = dx_pad_.data() + shift[t];
+          for (int64_t i = 0; i < span; ++i) d[i] += wv * g[i];
         }
       }
     }
@@ -246,10 +269,9 @@ void Conv2d::DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
       }
     }
   }
-  for (int64_t t = 0; t < taps; ++t) {
-    const float* a = tap_acc_.data() + t * span;
+  for (int64_t t = 0; t < cout * taps; ++t) {
     double sum = 0.0;
-    for (int64_t i = 0; i < span; ++i) sum += a[i];
+    for (int64_t l = 0; l < 8; ++l) sum += tap_acc_[t * 8 + l];
     (*dw)[t] = static_cast<float>(sum);
   }
 }
