@@ -1,15 +1,17 @@
-// Conv2d over NCHW mini-batches (groups = 1), via im2col over a chunk of
-// images and one GEMM per chunk: col [C*k*k, n*P] (n images, P output pixels
-// each), then Y [Cout, n*P] = W [Cout, C*k*k] col. Chunks of about 512 KB per
-// buffer (rather than the whole batch) keep the columns in cache between
-// im2col and the GEMM, and memory small. Backward per chunk: dW += dY col^T and
-// dcol = W^T dY followed by col2im; col is rebuilt unless the whole batch was
-// one chunk. Chunking depends only on the shapes, so results are reproducible.
+// Conv2d over NCHW mini-batches (groups = 1), via im2col and GEMM (OpenBLAS):
+// col [C*k*k, n*P] for n images of P output pixels, Y [Cout, n*P] = W col.
+//  - An image with >= 128 output pixels is its own chunk: its [Cout, P] result
+//    is already its NCHW output, and its columns stay in cache.
+//  - Smaller images are grouped into chunks of about 512 KB per buffer, and
+//    the results are moved between [Cout, n, P] and [n, Cout, P].
+// Backward per chunk: dW += dY col^T and dcol = W^T dY followed by col2im; col
+// is rebuilt unless the whole batch was one chunk. Chunking depends only on
+// the shapes, so results are reproducible.
 //
 // A layer with very few columns per pixel (C*k*k <= 16, e.g. the first conv of
-// a grey-scale net) and stride 1 is computed directly instead: a GEMM with
-// K = 9 runs far below the library's peak, and im2col would move 9x the data.
-// The direct loops run over whole zero-padded planes, which the compiler vectorises.
+// a grey-scale net) and stride 1 is computed directly instead (AVX2 over
+// zero-padded planes): a GEMM with K = 9 runs far below the library's peak,
+// and im2col would move 9x the data.
 #ifndef QUANT_NN_CONV2D_H_
 #define QUANT_NN_CONV2D_H_
 
@@ -75,7 +77,7 @@ class Conv2d : public Layer {
   bool col_holds_batch_ = false;
   std::vector<double> bias_sum_;
   // Direct path: padded input, output, dy and dx planes of one image, and per
-  // (Cout, C, k, k) tap a plane of partial sums of the weight gradient.
+  // (Cout, C, k, k) tap eight partial sums of the weight gradient.
   Tensor in_pad_, out_pad_, g_pad_, dx_pad_, tap_acc_;
 };
 
