@@ -1,6 +1,8 @@
 // The GEMM library's own single-core rate (Google Benchmark), for the square
 // reference size and the shapes the mlp and cnn training steps run. Compare
-// the `GFLOP/s` counter with train_bench's achieved rate.
+// the `GFLOP/s` counter with train_bench's achieved rate. The counter is per
+// CPU second (Google Benchmark's rate counters use CPU time); on a shared
+// machine the wall-clock `Time` column is larger.
 //
 //   bazel run //benchmarks/nn:gemm_bench
 #include <vector>
@@ -33,10 +35,11 @@ BENCHMARK(BM_Sgemm)
     ->Args({128, 256, 784, 0, 1})     // mlp fc1 forward
     ->Args({256, 784, 128, 1, 0})     // mlp fc1 weight gradient
     ->Args({128, 128, 256, 0, 1})     // mlp fc2 forward
-    ->Args({16, 100352, 9, 0, 0})     // cnn conv1 forward
-    ->Args({32, 25088, 144, 0, 0})    // cnn conv2 forward
-    ->Args({32, 144, 25088, 0, 1})    // cnn conv2 weight gradient
-    ->Args({144, 25088, 32, 1, 0})    // cnn conv2 input gradient (dcol)
+    ->Args({32, 196, 144, 0, 0})      // cnn conv2 forward, one image (as trained)
+    ->Args({32, 144, 196, 0, 1})      // cnn conv2 weight gradient, one image
+    ->Args({144, 196, 32, 1, 0})      // cnn conv2 input gradient (dcol), one image
+    ->Args({32, 25088, 144, 0, 0})    // cnn conv2 forward as one batch-wide GEMM (for comparison)
+    ->Args({16, 100352, 9, 0, 0})     // cnn conv1 as a GEMM (trained by the direct path instead)
     ->Args({128, 128, 1568, 0, 1})    // cnn fc1 forward
     ->Unit(benchmark::kMicrosecond);
 

@@ -98,9 +98,9 @@ int Main(int argc, char** argv) {
   };
   for (const Shape3& s : {Shape3{"mlp fc1 forward   (B=128: 128x256x784, B^T)", 128, 256, 784, false, true},
                           Shape3{"mlp fc1 dW        (256x784x128, A^T)", 256, 784, 128, true, false},
-                          Shape3{"cnn conv2 forward (32x25088x144)", 32, 25088, 144, false, false},
-                          Shape3{"cnn conv2 dW      (32x144x25088, B^T)", 32, 144, 25088, false, true},
-                          Shape3{"cnn conv2 dcol    (144x25088x32, A^T)", 144, 25088, 32, true, false},
+                          Shape3{"cnn conv2 forward (32x196x144, per image)", 32, 196, 144, false, false},
+                          Shape3{"cnn conv2 dW      (32x144x196, B^T)", 32, 144, 196, false, true},
+                          Shape3{"cnn conv2 dcol    (144x196x32, A^T)", 144, 196, 32, true, false},
                           Shape3{"cnn fc1 forward   (128x128x1568, B^T)", 128, 128, 1568, false, true}}) {
     std::printf("gemm single-core %-45s %.1f GFLOP/s\n", s.what, SgemmGflops(s.m, s.n, s.k, s.ta, s.tb));
   }
