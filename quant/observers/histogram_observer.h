@@ -41,6 +41,7 @@ class HistogramObserver : public Observer {
   // The L2 search range, then the spec's qparam formula.
   absl::StatusOr<QParams> ComputeQParams() const override;
   const HistogramStats* histogram() const override { return initialized_ ? &stats_ : nullptr; }
+  bool keeps_histogram() const override { return true; }
   void Reset() override;
 
   // Destination bins of the L2 search for the bound spec.

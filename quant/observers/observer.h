@@ -64,8 +64,11 @@ class Observer {
   // The observer's own qparams: TorchObserverQParams over Ranges() unless the
   // observer overrides it (histogram: L2 search; fused: ATen's formula).
   virtual absl::StatusOr<QParams> ComputeQParams() const;
-  // Non-null when the observer keeps a histogram (and moments).
+  // Non-null when the observer keeps a histogram (and moments) and has data.
   virtual const HistogramStats* histogram() const { return nullptr; }
+  // Whether histogram() will be non-null once data arrives (checked when a
+  // quantizer pairs the observer with a calibration method).
+  virtual bool keeps_histogram() const { return false; }
   virtual void Reset() = 0;
 
   const QuantSpec& spec() const { return spec_; }
