@@ -207,3 +207,34 @@ TEST(QuantizerSpec, RunListDescribesTheAffineParameters) {
 
 }  // namespace
 }  // namespace quant
+
+namespace quant {
+namespace {
+
+TEST(QuantizerSpec, IntegerRangesFromYaml) {
+  struct Case {
+    const char* yaml;
+    int64_t lo, hi;
+  } cases[] = {
+      {"{}", 0, 255},
+      {"{symmetric: true}", -128, 127},
+      {"{signed: true, narrow_range: true}", -127, 127},
+      {"{narrow_range: true}", 1, 255},
+      {"{reduce_range: true}", 0, 127},
+      {"{signed: true, reduce_range: true}", -64, 63},
+      {"{bits: 4, symmetric: true}", -8, 7},
+      {"{bits: 2}", 0, 3},
+      {"{bits: 16, signed: true}", -32768, 32767},
+      {"{quant_min: -7, quant_max: 7}", -7, 7},
+      {"{quant_min: -7, quant_max: 7, reduce_range: true}", -4, 3},
+  };
+  for (const Case& c : cases) {
+    auto q = BuildQuantizerFromYaml(c.yaml);
+    ASSERT_TRUE(q.ok()) << c.yaml << q.status();
+    EXPECT_EQ((*q)->spec().quant_min, c.lo) << c.yaml;
+    EXPECT_EQ((*q)->spec().quant_max, c.hi) << c.yaml;
+  }
+}
+
+}  // namespace
+}  // namespace quant
