@@ -111,14 +111,31 @@ void FakeQuantizeLanes(const float* x, float* y, uint8_t* mask, int64_t n, const
 #if defined(__AVX2__)
   const __m256 vlo = _mm256_set1_ps(qmin), vhi = _mm256_set1_ps(qmax),
                vlim = _mm256_set1_ps(kTwo63);
-  const MaskTable& table = Masks();
-  for (; i + 8 <= n; i += 8) {
-    int bits;
-    const __m256 r = FakeQuant8(_mm256_loadu_ps(x + i), _mm256_loadu_ps(scale + i),
-                                _mm256_loadu_ps(inv_scale + i), _mm256_loadu_ps(zero_point + i),
-                                vlo, vhi, vlim, mask == nullptr ? nullptr : &bits);
-    _mm256_storeu_ps(y + i, r);
-    if (mask != nullptr) std::memcpy(mask + i, &table.bytes[bits], 8);
+  if (mask == nullptr) {
+    for (; i + 16 <= n; i += 16) {
+      const __m256 a = FakeQuant8(_mm256_loadu_ps(x + i), _mm256_loadu_ps(scale + i),
+                                  _mm256_loadu_ps(inv_scale + i), _mm256_loadu_ps(zero_point + i),
+                                  vlo, vhi, vlim, nullptr);
+      const __m256 b = FakeQuant8(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(scale + i + 8),
+                                  _mm256_loadu_ps(inv_scale + i + 8),
+                                  _mm256_loadu_ps(zero_point + i + 8), vlo, vhi, vlim, nullptr);
+      _mm256_storeu_ps(y + i, a);
+      _mm256_storeu_ps(y + i + 8, b);
+    }
+    for (; i + 8 <= n; i += 8) {
+      _mm256_storeu_ps(y + i, FakeQuant8(_mm256_loadu_ps(x + i), _mm256_loadu_ps(scale + i),
+                                         _mm256_loadu_ps(inv_scale + i),
+                                         _mm256_loadu_ps(zero_point + i), vlo, vhi, vlim, nullptr));
+    }
+  } else {
+    const MaskTable& table = Masks();
+    for (; i + 8 <= n; i += 8) {
+      int bits;
+      _mm256_storeu_ps(y + i, FakeQuant8(_mm256_loadu_ps(x + i), _mm256_loadu_ps(scale + i),
+                                         _mm256_loadu_ps(inv_scale + i),
+                                         _mm256_loadu_ps(zero_point + i), vlo, vhi, vlim, &bits));
+      std::memcpy(mask + i, &table.bytes[bits], 8);
+    }
   }
 #endif
   for (; i < n; ++i) {
@@ -232,18 +249,21 @@ absl::Status FakeQuantize(const Tensor& x, const QParams& qp, Tensor* y,
   }
   const int64_t row = s.dim * s.inner;
   if (qp.granularity == Granularity::kPerChannel && s.inner < 16) {
-    // Short runs: expand the parameters along one [dim, inner] row and use the
-    // per-lane kernel on every outer row.
-    std::vector<float> ls(row), li(row), lz(row);
-    for (int64_t d = 0; d < s.dim; ++d) {
-      for (int64_t i = 0; i < s.inner; ++i) {
-        ls[d * s.inner + i] = qp.scale[d];
-        li[d * s.inner + i] = inv[d];
-        lz[d * s.inner + i] = zpf[d];
-      }
+    // Short runs: expand the parameters along a few [dim, inner] rows (about
+    // 1K elements, so calls are few and the arrays stay in L1) and run the
+    // per-lane kernel over the tensor in chunks of that many rows.
+    const int64_t rows_per_chunk = std::max<int64_t>(1, std::min<int64_t>(s.outer, 1024 / row));
+    const int64_t chunk = rows_per_chunk * row;
+    std::vector<float> ls(chunk), li(chunk), lz(chunk);
+    for (int64_t e = 0; e < chunk; ++e) {
+      const int64_t d = (e % row) / s.inner;
+      ls[e] = qp.scale[d];
+      li[e] = inv[d];
+      lz[e] = zpf[d];
     }
-    for (int64_t o = 0; o < s.outer; ++o) {
-      FakeQuantizeLanes(in + o * row, out + o * row, m == nullptr ? nullptr : m + o * row, row,
+    for (int64_t o = 0; o < s.outer; o += rows_per_chunk) {
+      const int64_t len = std::min(rows_per_chunk, s.outer - o) * row;
+      FakeQuantizeLanes(in + o * row, out + o * row, m == nullptr ? nullptr : m + o * row, len,
                         ls.data(), li.data(), lz.data(), qp.quant_min, qp.quant_max);
     }
     return absl::OkStatus();

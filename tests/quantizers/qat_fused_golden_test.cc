@@ -68,3 +68,38 @@ TEST(QatFusedGolden, ForwardBackwardThroughTheSpec) {
 
 }  // namespace
 }  // namespace quant
+
+namespace quant {
+namespace {
+
+// FixedQParamsFakeQuantize through `observer: fixed` from YAML.
+TEST(QatFusedGolden, FixedQParamsThroughTheSpec) {
+  for (const std::string& path : golden::FilesFor("torch/fixed_qparams.json")) {
+    const Json j = golden::LoadJson(path);
+    ASSERT_FALSE(j.is_null());
+    golden::Tally t(path);
+    for (const Json& cs : j.at("cases")) {
+      char scale[64];
+      std::snprintf(scale, sizeof scale, "%.9g", golden::FloatScalar(cs.at("scale")));
+      const std::string yaml = absl::StrCat(
+          "{observer: fixed, scale: ", scale, ", zero_point: ", cs.at("zero_point")[0].get<int>(),
+          ", quant_min: ", cs.at("quant_min").get<int>(), ", quant_max: ", cs.at("quant_max").get<int>(), "}");
+      auto q = BuildQuantizerFromYaml(yaml);
+      ASSERT_TRUE(q.ok()) << yaml << q.status();
+      ASSERT_TRUE((*q)->ComputeQParams().ok());
+      const std::vector<float> x = FloatArray(cs.at("x"));
+      Tensor in({static_cast<int64_t>(x.size())}, x), y, gx;
+      ASSERT_TRUE((*q)->Forward(in, &y).ok());
+      ASSERT_TRUE((*q)->Backward(Tensor::Filled(in.shape(), 1.0f), &gx).ok());
+      const std::vector<float> wy = FloatArray(cs.at("y")), wg = FloatArray(cs.at("grad_x"));
+      for (size_t i = 0; i < x.size(); ++i) {
+        t.Add("fixed y", FloatToBits(y[i]) == FloatToBits(wy[i]), yaml);
+        t.Add("fixed grad_x", FloatToBits(gx[i]) == FloatToBits(wg[i]), yaml);
+      }
+    }
+    t.Report({"fixed y", "fixed grad_x"});
+  }
+}
+
+}  // namespace
+}  // namespace quant
