@@ -10,7 +10,9 @@ absl::Status AffineQuantizer::ReadComponents(ParamReader& p, Components* c, int 
   c->spec = ReadQuantSpec(p, default_bits);
   c->observer_name = p.String("observer", "minmax", "observer collecting statistics");
   c->calibration_name = p.String(
-      "calibration", "", "calibration method choosing the range (default: the observer's own)");
+      "calibration", "none",
+      "calibration method choosing the range; none: the observer's own qparams");
+  if (c->calibration_name == "none") c->calibration_name.clear();
   if (!p.status().ok() && !p.describing()) return p.status();
   auto obs = Registry<Observer>::Get().CreateFrom(p, "observer", "minmax", "observer");
   if (!obs.ok()) return obs.status();

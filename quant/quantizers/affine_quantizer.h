@@ -25,7 +25,7 @@ class AffineQuantizer : public Quantizer {
     QuantSpec spec;
     std::string observer_name;
     std::unique_ptr<Observer> observer;
-    std::string calibration_name;             // empty: the observer's own qparams
+    std::string calibration_name;  // empty (`calibration: none`): the observer's own qparams
     std::unique_ptr<CalibrationMethod> calibration;  // may be null
   };
 

@@ -223,7 +223,7 @@ TEST(QuantizerSpec, IntegerRangesFromYaml) {
       {"{reduce_range: true}", 0, 127},
       {"{signed: true, reduce_range: true}", -64, 63},
       {"{bits: 4, symmetric: true}", -8, 7},
-      {"{bits: 2}", 0, 3},
+      {"{bits: 2, calibration: none}", 0, 3},
       {"{bits: 16, signed: true}", -32768, 32767},
       {"{quant_min: -7, quant_max: 7}", -7, 7},
       {"{quant_min: -7, quant_max: 7, reduce_range: true}", -4, 3},
