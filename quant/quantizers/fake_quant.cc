@@ -50,6 +50,28 @@ const MaskTable& Masks() {
   return *table;
 }
 
+// The same as FakeQuant8 with the mask as a vector of all-ones / zero lanes.
+inline __m256 FakeQuant8Mask(__m256 x, __m256 scale, __m256 inv, __m256 zp, __m256 qmin,
+                             __m256 qmax, __m256 limit, __m256i* in_range) {
+  const __m256 r = _mm256_round_ps(_mm256_mul_ps(x, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 v = _mm256_add_ps(zp, r);
+  const __m256 clamped = _mm256_min_ps(_mm256_max_ps(v, qmin), qmax);
+  const __m256 ok = _mm256_cmp_ps(v, limit, _CMP_LT_OQ);
+  const __m256 q = _mm256_blendv_ps(qmin, clamped, ok);
+  *in_range = _mm256_castps_si256(
+      _mm256_and_ps(_mm256_cmp_ps(v, qmin, _CMP_GE_OQ), _mm256_cmp_ps(v, qmax, _CMP_LE_OQ)));
+  return _mm256_mul_ps(_mm256_sub_ps(q, zp), scale);
+}
+
+// Four vectors of 32-bit lane masks -> 32 bytes of 0/1 in element order.
+inline void StoreMaskBytes(__m256i a, __m256i b, __m256i c, __m256i d, uint8_t* out) {
+  const __m256i ab = _mm256_packs_epi32(a, b);    // per 128-bit lane: a0-3 b0-3 | a4-7 b4-7
+  const __m256i cd = _mm256_packs_epi32(c, d);
+  const __m256i abcd = _mm256_packs_epi16(ab, cd);  // a0-3 b0-3 c0-3 d0-3 | a4-7 b4-7 c4-7 d4-7
+  const __m256i order = _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_and_si256(order, _mm256_set1_epi8(1)));
+}
+
 inline __m256 FakeQuant8(__m256 x, __m256 scale, __m256 inv, __m256 zp, __m256 qmin, __m256 qmax,
                          __m256 limit, int* mask_bits) {
   const __m256 r = _mm256_round_ps(_mm256_mul_ps(x, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -89,6 +111,14 @@ void FakeQuantizeSpan(const float* x, float* y, uint8_t* mask, int64_t n, float 
       _mm256_storeu_ps(y + i, FakeQuant8(_mm256_loadu_ps(x + i), vs, vi, vz, vlo, vhi, vlim, nullptr));
     }
   } else {
+    for (; i + 32 <= n; i += 32) {
+      __m256i m0, m1, m2, m3;
+      _mm256_storeu_ps(y + i, FakeQuant8Mask(_mm256_loadu_ps(x + i), vs, vi, vz, vlo, vhi, vlim, &m0));
+      _mm256_storeu_ps(y + i + 8, FakeQuant8Mask(_mm256_loadu_ps(x + i + 8), vs, vi, vz, vlo, vhi, vlim, &m1));
+      _mm256_storeu_ps(y + i + 16, FakeQuant8Mask(_mm256_loadu_ps(x + i + 16), vs, vi, vz, vlo, vhi, vlim, &m2));
+      _mm256_storeu_ps(y + i + 24, FakeQuant8Mask(_mm256_loadu_ps(x + i + 24), vs, vi, vz, vlo, vhi, vlim, &m3));
+      StoreMaskBytes(m0, m1, m2, m3, mask + i);
+    }
     const MaskTable& table = Masks();
     for (; i + 8 <= n; i += 8) {
       int bits;
