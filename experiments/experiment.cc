@@ -23,7 +23,6 @@ struct PendingSection {
   const char* what;
 };
 constexpr PendingSection kPendingSections[] = {
-    {"quant", "quantization specs for weights and activations, per-layer overrides", "quantization"},
     {"ptq", "post-training quantization: {method, calibration_batches}", "post-training quantization"},
     {"evaluate", "evaluation: {backends: [...]}", "evaluation on backends"},
 };
@@ -55,6 +54,14 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
     plan.train_scheme_name = train.String("scheme", "fp32", "training scheme");
     if (!root.Has("model")) train.FailHere("training needs a model: add a `model:` section");
   }
+  absl::StatusOr<std::unique_ptr<QuantConfig>> quant = std::unique_ptr<QuantConfig>();
+  if (root.Has("quant")) {
+    quant = QuantConfig::Read(
+        root.Map("quant", "quantization specs for weights and activations, per-layer overrides"));
+    if (!quant.ok()) return quant.status();
+  } else {
+    root.Node("quant", "quantization specs for weights and activations, per-layer overrides");
+  }
   for (const PendingSection& s : kPendingSections) {
     if (!root.Node(s.key, s.help).IsDefined()) continue;
     plan.not_available.push_back(
@@ -67,6 +74,7 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
   if (!ds.ok()) return ds.status();
   if (!built_model.ok()) return built_model.status();
   if (!scheme.ok()) return scheme.status();
+  plan.quant = std::move(quant).value();
   plan.model = std::move(built_model).value();
   plan.scheme = std::move(scheme).value();
   if (plan.model != nullptr) {
@@ -81,6 +89,17 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
     }
   }
 
+  if (plan.quant != nullptr) {
+    std::vector<std::string> layers;
+    if (plan.model != nullptr) {
+      for (int i = 0; i < plan.model->num_layers(); ++i) layers.push_back(plan.model->layer(i).name());
+      for (std::string& w : plan.quant->UnmatchedOverrides(layers)) plan.warnings.push_back(std::move(w));
+    }
+    // No scheme or PTQ method in this build consumes the specs yet: say so.
+    plan.not_available.push_back(
+        "quant: the specs were checked, but quantization-aware training and post-training "
+        "quantization are not available in this build yet");
+  }
   if (!options.output_dir.empty()) plan.output_dir = options.output_dir;
   plan.threads = options.threads;
   plan.run_dir = absl::StrCat(plan.output_dir, "/", spec.name, "-", spec.config_id);
@@ -107,6 +126,7 @@ std::string DescribePlan(const ExperimentPlan& plan) {
     absl::StrAppend(&out, "  step ", i + 1, ": ", plan.steps[i], "\n");
   }
   for (const std::string& n : plan.not_available) absl::StrAppend(&out, "  not run: ", n, "\n");
+  for (const std::string& w : plan.warnings) absl::StrAppend(&out, "  warning: ", w, "\n");
   if (plan.model != nullptr) absl::StrAppend(&out, plan.model->Summary());
   return out;
 }
@@ -182,6 +202,9 @@ quantlab::ResultRecord Run(ExperimentPlan& plan) {
   }
   for (const std::string& n : plan.not_available) {
     std::fprintf(stderr, "[%s] not run: %s\n", plan.spec.name.c_str(), n.c_str());
+  }
+  for (const std::string& w : plan.warnings) {
+    std::fprintf(stderr, "[%s] warning: %s\n", plan.spec.name.c_str(), w.c_str());
   }
   return finish(absl::OkStatus());
 }

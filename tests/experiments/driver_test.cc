@@ -230,6 +230,31 @@ TEST(DriverTest, ModelThatDoesNotChainIsRejectedBeforeRunning) {
   EXPECT_EQ(CountRunDirs(dir + "/runs"), 0);
 }
 
+TEST(DriverTest, QuantSectionIsCheckedAndOverridesWarn) {
+  const std::string dir = TmpDir("quant");
+  Write(dir + "/q.yaml",
+        "name: q\n"
+        "dataset: {name: fashion_mnist}\n"
+        "model: {name: mlp}\n"
+        "quant:\n"
+        "  weights: {bits: 4, symmetric: true}\n"
+        "  overrides:\n"
+        "    - {match: conv1, weights: {bits: 8}}\n");
+  const Result ok = RunDriver("--validate --config=" + dir + "/q.yaml");
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_THAT(ok.output, HasSubstr("warning: " + dir + "/q.yaml:7:7: quant.overrides[0]: match "
+                                   "'conv1' matches no layer; the layers are: flatten1, fc1"));
+  Write(dir + "/bad.yaml",
+        "name: q\n"
+        "dataset: {name: fashion_mnist}\n"
+        "quant:\n"
+        "  activations: {bits: 8, observer: histgram}\n");
+  const Result bad = RunDriver("--validate --config=" + dir + "/bad.yaml");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.output, HasSubstr("bad.yaml:4:36: quant.activations.observer: unknown observer "
+                                    "'histgram' (did you mean 'histogram'?)"));
+}
+
 TEST(DriverTest, ListShowsRegistriesWithParameters) {
   const Result r = RunDriver("--list");
   ASSERT_EQ(r.exit_code, 0) << r.output;
