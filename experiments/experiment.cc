@@ -95,7 +95,15 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
       for (int i = 0; i < plan.model->num_layers(); ++i) layers.push_back(plan.model->layer(i).name());
       for (std::string& w : plan.quant->UnmatchedOverrides(layers)) plan.warnings.push_back(std::move(w));
     }
-    // No scheme or PTQ method in this build consumes the specs yet: say so.
+  }
+  if (plan.scheme != nullptr && plan.scheme->uses_quant_config() && plan.quant == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        root.Location("train"), ": train.scheme '", plan.train_scheme_name,
+        "' quantizes while training and needs a `quant:` section (weights/activations specs)"));
+  }
+  const bool quant_used = plan.scheme != nullptr && plan.scheme->uses_quant_config();
+  if (plan.quant != nullptr && !quant_used) {
+    // No step of this run consumes the specs: say so rather than ignore them.
     plan.not_available.push_back(
         "quant: the specs were checked, but quantization-aware training and post-training "
         "quantization are not available in this build yet");
@@ -183,6 +191,7 @@ quantlab::ResultRecord Run(ExperimentPlan& plan) {
     context.threads = plan.threads;
     context.run_dir = plan.run_dir;
     context.name = plan.spec.name;
+    context.quant = plan.quant.get();
     auto trained = plan.scheme->Train(context);
     if (!trained.ok()) return finish(trained.status());
     for (const EpochRecord& e : trained->epochs) {
