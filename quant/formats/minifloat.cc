@@ -1,0 +1,270 @@
+#include "quant/formats/minifloat.h"
+
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "quant/core/registry.h"
+#include "quant/core/status_macros.h"
+#include "quant/formats/rounding.h"
+
+namespace quant {
+
+using formats_internal::RoundingShiftRight;
+using formats_internal::UnpackMagnitude;
+
+bool Minifloat::Check(const MinifloatSpec& s, std::string* key, std::string* message) {
+  auto fail = [&](const char* k, std::string m) {
+    *key = k;
+    *message = std::move(m);
+    return false;
+  };
+  if (s.exponent_bits < 0 || s.exponent_bits > 8) {
+    return fail("exponent_bits", "must be in [0, 8] (values must fit float32)");
+  }
+  if (s.mantissa_bits < 0 || s.mantissa_bits > 23) {
+    return fail("mantissa_bits", "must be in [0, 23] (values must fit float32)");
+  }
+  if (s.exponent_bits + s.mantissa_bits < 1) {
+    return fail("mantissa_bits", "a format needs at least one exponent or mantissa bit");
+  }
+  if (s.exponent_bits == 0 && !s.subnormals) {
+    return fail("subnormals",
+                "with 0 exponent bits every value is subnormal: subnormals must be true");
+  }
+  if (s.inf && !s.nan) return fail("inf", "inf without nan is not supported (IEEE layout has both)");
+  if (s.inf && s.exponent_bits < 2) return fail("inf", "inf/NaN (IEEE layout) need >= 2 exponent bits");
+  if (s.inf && s.mantissa_bits < 1) return fail("inf", "IEEE NaNs need >= 1 mantissa bit");
+  if (s.nan && s.exponent_bits < 1) return fail("nan", "a NaN pattern needs >= 1 exponent bit");
+  const int max_field = (1 << s.exponent_bits) - (s.inf ? 2 : 1);
+  const int emax = std::max(max_field, 1) - s.bias;
+  const int emin = 1 - s.bias;
+  if (emax > 127) {
+    return fail("bias", absl::StrCat("largest exponent ", emax, " exceeds float32's 127"));
+  }
+  if (emin - (s.subnormals ? s.mantissa_bits : 0) < -149) {
+    return fail("bias", "smallest value is below float32's smallest subnormal 2^-149");
+  }
+  return true;
+}
+
+Minifloat::Minifloat(const MinifloatSpec& s, FormatOptions options)
+    : NumberFormat(FormatProperties{}, options), spec_(s) {
+  const int e = s.exponent_bits, m = s.mantissa_bits;
+  emin_ = 1 - s.bias;
+  total_bits_ = 1 + e + m;
+  code_mask_ = total_bits_ >= 32 ? 0xffffffffu : ((1u << total_bits_) - 1);
+  sign_bit_ = 1u << (e + m);
+  const uint32_t all_ones = sign_bit_ - 1;
+  if (s.inf) {
+    inf_code_ = ((1u << e) - 1) << m;
+    nan_code_ = inf_code_ | (1u << (m - 1));
+    max_code_ = inf_code_ - 1;
+  } else if (s.nan) {
+    inf_code_ = nan_code_ = all_ones;
+    max_code_ = all_ones - 1;
+  } else {
+    inf_code_ = nan_code_ = max_code_ = all_ones;
+  }
+  float32_layout_ = e == 8 && s.bias == 127 && s.inf && s.subnormals;
+  if (total_bits_ <= 16) {
+    table_.resize(size_t{1} << total_bits_);
+    for (uint32_t b = 0; b < table_.size(); ++b) table_[b] = DecodeSlow(b);
+  }
+  FormatProperties& p = props_;
+  p.name = s.name;
+  p.bits = total_bits_;
+  p.bits_per_value = total_bits_;
+  p.largest = DecodeSlow(max_code_);
+  const bool has_normals = e > 0;
+  p.smallest_subnormal = std::ldexp(1.0, s.subnormals ? emin_ - m : emin_);
+  p.smallest_normal = has_normals ? std::ldexp(1.0, emin_) : p.smallest_subnormal;
+  p.epsilon = std::ldexp(1.0, -m);
+  if (!has_normals) p.epsilon = p.smallest_subnormal;  // a fixed-point grid
+  p.has_inf = s.inf;
+  p.has_nan = s.nan;
+}
+
+absl::StatusOr<std::unique_ptr<Minifloat>> Minifloat::Make(const MinifloatSpec& spec,
+                                                           FormatOptions options) {
+  std::string key, message;
+  if (!Check(spec, &key, &message)) {
+    return absl::InvalidArgumentError(absl::StrCat(spec.name, ": ", key, ": ", message));
+  }
+  return std::unique_ptr<Minifloat>(new Minifloat(spec, options));
+}
+
+bool Minifloat::IsNan(uint32_t bits) const {
+  if (!spec_.nan) return false;
+  const uint32_t mag = bits & (sign_bit_ - 1);
+  if (spec_.inf) return mag > inf_code_;
+  return mag == nan_code_;
+}
+
+uint32_t Minifloat::EncodeScaled(float x, int scale_exp, RoundingMode mode, OverflowMode overflow,
+                                 uint64_t random) const {
+  const uint32_t bits = FloatBits(x);
+  const uint32_t sign = (bits >> 31) ? sign_bit_ : 0;
+  const uint32_t a = bits & 0x7fffffffu;
+  if (a >= 0x7f800000u) {
+    if (a > 0x7f800000u) {  // NaN
+      if (!spec_.nan) return 0;
+      return nan_code_ | (spec_.nan_keeps_sign ? sign : 0);
+    }
+    if (overflow == OverflowMode::kSaturate || !spec_.nan) return max_code_ | sign;
+    return inf_code_ | sign;  // inf, or the NaN of a NaN-only format
+  }
+  if (a == 0) return sign;
+  const formats_internal::Unpacked u = UnpackMagnitude(a);
+  const int m = spec_.mantissa_bits;
+  const int ex = u.exp + scale_exp;
+  const int l = u.log2 + scale_exp;
+  uint64_t code;
+  if (l < emin_ && !spec_.subnormals) {
+    // Only 0 and 2^emin are near: round with a quantum of 2^emin.
+    code = RoundingShiftRight(u.sig, emin_ - ex, mode, random) ? (uint64_t{1} << m) : 0;
+  } else {
+    const int te = l < emin_ ? emin_ : l;
+    if (te > 400) {
+      code = ~uint64_t{0} >> 1;  // far beyond any range (scaled input): overflow
+    } else {
+      const uint64_t n = RoundingShiftRight(u.sig, (te - m) - ex, mode, random);
+      // n in [2^m, 2^(m+1)] for normals (2^(m+1) carries into the exponent),
+      // n <= 2^m at emin (2^m is the smallest normal): one formula for both.
+      code = (static_cast<uint64_t>(te - emin_) << m) + n;
+    }
+  }
+  if (code > max_code_) {
+    if (overflow == OverflowMode::kSaturate || mode == RoundingMode::kTowardZero || !spec_.nan) {
+      return max_code_ | sign;
+    }
+    return inf_code_ | sign;
+  }
+  return static_cast<uint32_t>(code) | sign;
+}
+
+float Minifloat::DecodeSlow(uint32_t bits) const {
+  const int e = spec_.exponent_bits, m = spec_.mantissa_bits;
+  const bool neg = (bits & sign_bit_) != 0;
+  const uint32_t mag = bits & (sign_bit_ - 1);
+  double v;
+  if (IsNan(bits)) {
+    // IEEE layouts keep the payload (as a float32 NaN with the same top
+    // mantissa bits, what a widening conversion does); OCP E4M3's NaN has none.
+    const uint32_t payload = spec_.inf ? (mag & ((1u << m) - 1)) << (23 - m) : 0x400000u;
+    return BitsFloat((neg ? 0x80000000u : 0u) | 0x7f800000u | payload | (spec_.inf ? 0 : 0x400000u));
+  } else if (spec_.inf && mag == inf_code_) {
+    v = INFINITY;
+  } else {
+    const int field = e > 0 ? static_cast<int>(mag >> m) : 0;
+    const uint32_t frac = mag & ((1u << m) - 1);
+    v = field == 0 ? std::ldexp(static_cast<double>(frac), emin_ - m)
+                   : std::ldexp(static_cast<double>(frac | (1u << m)), field - spec_.bias - m);
+  }
+  return static_cast<float>(neg ? -v : v);
+}
+
+void Minifloat::EncodeSpan(absl::Span<const float> in, absl::Span<uint32_t> out) {
+  for (size_t i = 0; i < in.size(); ++i) out[i] = EncodeOne(in[i]);
+}
+
+void Minifloat::DecodeSpan(absl::Span<const uint32_t> in, absl::Span<float> out) const {
+  if (float32_layout_) {
+    const int shift = 23 - spec_.mantissa_bits;
+    for (size_t i = 0; i < in.size(); ++i) out[i] = BitsFloat(in[i] << shift);
+    return;
+  }
+  for (size_t i = 0; i < in.size(); ++i) out[i] = DecodeOne(in[i]);
+}
+
+void Minifloat::RoundSpan(absl::Span<const float> in, absl::Span<float> out) {
+  for (size_t i = 0; i < in.size(); ++i) out[i] = RoundOne(in[i]);
+}
+
+Fp32Format::Fp32Format(FormatOptions options) : NumberFormat(FormatProperties{}, options) {
+  FormatProperties& p = props_;
+  p.name = "fp32";
+  p.bits = 32;
+  p.bits_per_value = 32;
+  p.largest = 3.4028234663852886e38;
+  p.smallest_normal = std::ldexp(1.0, -126);
+  p.smallest_subnormal = std::ldexp(1.0, -149);
+  p.epsilon = std::ldexp(1.0, -23);
+  p.has_inf = p.has_nan = true;
+}
+
+void Fp32Format::RoundSpan(absl::Span<const float> in, absl::Span<float> out) {
+  if (in.data() != out.data()) std::copy(in.begin(), in.end(), out.begin());
+}
+
+absl::StatusOr<std::unique_ptr<NumberFormat>> Fp32Format::Create(ParamReader& p) {
+  const FormatOptions options = ReadFormatOptions(p, OverflowMode::kFormat);
+  return std::unique_ptr<NumberFormat>(new Fp32Format(options));
+}
+
+namespace {
+
+// A registered fixed layout: reads only the rounding/overflow options.
+std::function<absl::StatusOr<std::unique_ptr<NumberFormat>>(ParamReader&)> Fixed(
+    MinifloatSpec spec) {
+  return [spec](ParamReader& p) -> absl::StatusOr<std::unique_ptr<NumberFormat>> {
+    const FormatOptions options = ReadFormatOptions(p, OverflowMode::kFormat);
+    auto f = Minifloat::Make(spec, options);
+    if (!f.ok()) return f.status();
+    return std::unique_ptr<NumberFormat>(std::move(*f));
+  };
+}
+
+MinifloatSpec Spec(const char* name, int e, int m, int bias, bool inf, bool nan,
+                   bool nan_keeps_sign = true) {
+  MinifloatSpec s;
+  s.name = name;
+  s.exponent_bits = e;
+  s.mantissa_bits = m;
+  s.bias = bias;
+  s.inf = inf;
+  s.nan = nan;
+  s.nan_keeps_sign = nan_keeps_sign;
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<NumberFormat>> Minifloat::CreateGeneric(ParamReader& p) {
+  MinifloatSpec s;
+  s.exponent_bits = static_cast<int>(p.Int("exponent_bits", 4, "exponent field width (0..8)"));
+  s.mantissa_bits = static_cast<int>(p.Int("mantissa_bits", 3, "mantissa (fraction) width (0..23)"));
+  const bool has_bias = p.Has("bias");
+  const int64_t bias = p.Int("bias", 0, "exponent bias (default 2^(exponent_bits-1) - 1)");
+  s.subnormals = p.Bool("subnormals", true, "exponent field 0 holds subnormals (else flush to 0)");
+  s.inf = p.Bool("inf", true, "all-ones exponent with zero mantissa is +-inf (IEEE layout)");
+  s.nan = p.Bool("nan", true,
+                 "NaN patterns: with inf the IEEE ones; without inf only S.1..1 (OCP E4M3 style)");
+  const FormatOptions options = ReadFormatOptions(p, OverflowMode::kFormat);
+  s.bias = has_bias ? static_cast<int>(bias)
+                    : (s.exponent_bits > 0 ? (1 << (s.exponent_bits - 1)) - 1 : 0);
+  s.name = absl::StrCat("minifloat_e", s.exponent_bits, "m", s.mantissa_bits);
+  std::string key, message;
+  if (!Check(s, &key, &message)) {
+    p.Fail(key, message);
+    return p.status();
+  }
+  RETURN_IF_ERROR(p.status());
+  return std::unique_ptr<NumberFormat>(new Minifloat(s, options));
+}
+
+QUANTLAB_REGISTER(NumberFormat, "minifloat", Minifloat::CreateGeneric,
+                  "generic binary float: exponent_bits, mantissa_bits, bias, subnormals, inf, nan");
+QUANTLAB_REGISTER(NumberFormat, "fp16", Fixed(Spec("fp16", 5, 10, 15, true, true)),
+                  "IEEE 754 binary16");
+QUANTLAB_REGISTER(NumberFormat, "bf16", Fixed(Spec("bf16", 8, 7, 127, true, true, false)),
+                  "bfloat16 (1-8-7); NaN encodes to 0x7fc0");
+QUANTLAB_REGISTER(NumberFormat, "tf32", Fixed(Spec("tf32", 8, 10, 127, true, true)),
+                  "NVIDIA TensorFloat-32 (1-8-10 in the low 19 bits)");
+QUANTLAB_REGISTER(NumberFormat, "fp8_e4m3", Fixed(Spec("fp8_e4m3", 4, 3, 7, false, true)),
+                  "OCP OFP8 E4M3: no inf, NaN = S.1111.111, max 448");
+QUANTLAB_REGISTER(NumberFormat, "fp8_e5m2", Fixed(Spec("fp8_e5m2", 5, 2, 15, true, true)),
+                  "OCP OFP8 E5M2: IEEE-like, max 57344");
+QUANTLAB_REGISTER(NumberFormat, "fp32", Fp32Format::Create, "IEEE binary32: the identity");
+
+}  // namespace quant

@@ -1,0 +1,112 @@
+// Binary floating-point formats of any small width: IEEE binary16 (`fp16`),
+// bfloat16 (`bf16`), TF32 (`tf32`, 1-8-10 held in the low 19 bits), OCP OFP8
+// `fp8_e4m3` / `fp8_e5m2`, and the generic `minifloat` (exponent bits, mantissa
+// bits, bias, subnormals on/off, inf/NaN on/off). `fp32` is the identity.
+//
+// Conversion is exact: the float32 input's significand is shifted to the
+// target's quantum and rounded once (RoundingShiftRight), as if the exponent
+// range had no upper limit; overflow is judged after rounding (the OFP8 rule,
+// also IEEE 754's). Overflow then saturates or follows the format's rule
+// (inf, else NaN, else saturate). Under toward_zero a finite input never
+// overflows to inf (IEEE 754 7.4: it gives the largest finite value).
+//
+// NaN canonicals (encode): IEEE-style formats give the quiet NaN with the
+// input's sign (fp16 0x7e00/0xfe00, fp8_e5m2 0x7e/0xfe, as PyTorch and
+// universal do), except bf16, which gives 0x7fc0 for every NaN (PyTorch's
+// scalar/strided kernels; its contiguous AVX2 kernel gives 0xffff instead).
+// OCP E4M3-style formats (NaN only, no inf) give S.1111.111 with the sign.
+// A format without NaN encodes NaN as +0 (its Round still returns NaN).
+#ifndef QUANT_FORMATS_MINIFLOAT_H_
+#define QUANT_FORMATS_MINIFLOAT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "quant/formats/number_format.h"
+
+namespace quant {
+
+struct MinifloatSpec {
+  std::string name;
+  int exponent_bits = 5;
+  int mantissa_bits = 10;
+  int bias = 15;
+  bool subnormals = true;
+  bool inf = true;   // all-ones exponent with zero mantissa is +-inf (IEEE)
+  bool nan = true;   // with inf: all-ones exponent holds NaNs (IEEE); without inf: only S.1..1 is NaN (OCP E4M3)
+  bool nan_keeps_sign = true;  // false: every NaN encodes to the positive canonical NaN (bf16)
+};
+
+class Minifloat : public NumberFormat {
+ public:
+  // Checks `spec`; on a problem returns false with the offending field (named
+  // as its YAML key) and a message.
+  static bool Check(const MinifloatSpec& spec, std::string* key, std::string* message);
+  static absl::StatusOr<std::unique_ptr<Minifloat>> Make(const MinifloatSpec& spec,
+                                                         FormatOptions options);
+  // Factories of the registered names.
+  static absl::StatusOr<std::unique_ptr<NumberFormat>> CreateGeneric(ParamReader& p);
+
+  uint32_t Encode(float x) override { return EncodeOne(x); }
+  float Decode(uint32_t bits) const override { return DecodeOne(bits); }
+  float Round(float x) override { return RoundOne(x); }
+  void EncodeSpan(absl::Span<const float> in, absl::Span<uint32_t> out) override;
+  void DecodeSpan(absl::Span<const uint32_t> in, absl::Span<float> out) const override;
+  void RoundSpan(absl::Span<const float> in, absl::Span<float> out) override;
+
+  const MinifloatSpec& spec() const { return spec_; }
+  uint32_t max_finite_code() const { return max_code_; }
+  uint32_t canonical_nan() const { return nan_code_; }
+  uint32_t sign_bit() const { return sign_bit_; }
+  bool IsNan(uint32_t bits) const;
+  // Encodes x * 2^scale_exp exactly (no intermediate rounding): the element
+  // conversion of block formats, where x / 2^shared_exp may underflow float32.
+  uint32_t EncodeScaled(float x, int scale_exp, RoundingMode mode, OverflowMode overflow,
+                        uint64_t random) const;
+
+  inline uint32_t EncodeOne(float x) {
+    return EncodeScaled(x, 0, options_.rounding, options_.overflow,
+                        options_.rounding == RoundingMode::kStochastic ? NextRandom() : 0);
+  }
+  inline float DecodeOne(uint32_t bits) const {
+    if (!table_.empty()) return table_[bits & code_mask_];
+    return DecodeSlow(bits);
+  }
+  inline float RoundOne(float x) {
+    if (x != x) return x;
+    return DecodeOne(EncodeOne(x));
+  }
+
+ private:
+  Minifloat(const MinifloatSpec& spec, FormatOptions options);
+  float DecodeSlow(uint32_t bits) const;
+
+  MinifloatSpec spec_;
+  int emin_;           // exponent of the smallest normal (and of subnormals)
+  int total_bits_;
+  uint32_t code_mask_;
+  uint32_t sign_bit_;
+  uint32_t max_code_;  // largest finite magnitude pattern
+  uint32_t inf_code_;
+  uint32_t nan_code_;  // positive canonical NaN
+  bool float32_layout_;  // 8 exponent bits, bias 127, IEEE, subnormals: decode = shift
+  std::vector<float> table_;  // decode table for <= 16-bit formats
+};
+
+// fp32: the identity (every pattern round-trips, NaN payloads included).
+class Fp32Format : public NumberFormat {
+ public:
+  explicit Fp32Format(FormatOptions options);
+  static absl::StatusOr<std::unique_ptr<NumberFormat>> Create(ParamReader& p);
+  uint32_t Encode(float x) override { return FloatBits(x); }
+  float Decode(uint32_t bits) const override { return BitsFloat(bits); }
+  float Round(float x) override { return x; }
+  void RoundSpan(absl::Span<const float> in, absl::Span<float> out) override;
+};
+
+}  // namespace quant
+
+#endif  // QUANT_FORMATS_MINIFLOAT_H_
