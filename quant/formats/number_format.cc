@@ -4,7 +4,8 @@
 
 namespace quant {
 
-FormatOptions ReadFormatOptions(ParamReader& p, OverflowMode default_overflow) {
+FormatOptions ReadFormatOptions(ParamReader& p, OverflowMode default_overflow,
+                                bool overflow_selectable) {
   FormatOptions o;
   const std::string rounding =
       p.Choice("rounding", "nearest_even", {"nearest_even", "toward_zero", "stochastic"},
@@ -12,6 +13,9 @@ FormatOptions ReadFormatOptions(ParamReader& p, OverflowMode default_overflow) {
   o.seed = static_cast<uint64_t>(
       p.Int("seed", 0, "seed of the stochastic-rounding generator (counter-based, reproducible)"));
   const std::string overflow =
+      !overflow_selectable
+          ? std::string(default_overflow == OverflowMode::kSaturate ? "saturate" : "format")
+          :
       p.Choice("overflow", default_overflow == OverflowMode::kSaturate ? "saturate" : "format",
                {"saturate", "format"},
                "beyond the largest finite value: saturate to it, or follow the format's own rule "

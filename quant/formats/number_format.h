@@ -47,9 +47,11 @@ struct FormatOptions {
   OverflowMode overflow = OverflowMode::kFormat;
 };
 
-// Reads `rounding: nearest_even|toward_zero|stochastic`, `seed` and
+// Reads `rounding: nearest_even|toward_zero|stochastic`, `seed` and, unless
+// the format has a fixed overflow rule (block formats clamp, as MX specifies),
 // `overflow: saturate|format` (errors name the key, via ParamReader).
-FormatOptions ReadFormatOptions(ParamReader& p, OverflowMode default_overflow);
+FormatOptions ReadFormatOptions(ParamReader& p, OverflowMode default_overflow,
+                                bool overflow_selectable = true);
 
 // What a table or a quantizer needs to know about a format. Values are exact
 // (double holds every one of them).
