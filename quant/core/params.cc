@@ -21,6 +21,11 @@ std::string ShortValue(const YAML::Node& node) {
 
 std::string DoubleText(double v) { return absl::StrCat(v); }
 
+// "an integer", "a number".
+std::string WithArticle(const std::string& noun) {
+  return (noun[0] == 'i' ? "an " : "a ") + noun;
+}
+
 template <typename T>
 std::string ListText(const std::vector<T>& values) {
   return "[" + absl::StrJoin(values, ", ") + "]";
@@ -89,8 +94,12 @@ std::string NodeLocation(const std::string& file, const YAML::Node& node) {
   return absl::StrCat(file, ":", mark.line + 1, ":", mark.column + 1);
 }
 
-ParamReader::ParamReader(YAML::Node node, std::string file, std::string key_path)
-    : node_(std::move(node)), file_(std::move(file)), key_path_(std::move(key_path)) {
+ParamReader::ParamReader(YAML::Node node, std::string file, std::string key_path,
+                         std::shared_ptr<const OverrideOrigins> origins)
+    : node_(std::move(node)),
+      file_(std::move(file)),
+      key_path_(std::move(key_path)),
+      origins_(std::move(origins)) {
   if (node_.IsDefined() && !node_.IsNull() && !node_.IsMap()) {
     FailHere(absl::StrCat("expected a map of settings ({key: value, ...}), got ", ShortValue(node_)));
   }
@@ -107,6 +116,20 @@ bool ParamReader::Has(std::string_view key) const {
   return static_cast<bool>(node_[std::string(key)]);
 }
 
+std::string ParamReader::Where(const YAML::Node& node, const std::string& key_path) const {
+  if (origins_ != nullptr) {
+    // The longest overridden prefix of key_path (exact, or followed by '.' or '[').
+    for (std::string prefix = key_path; !prefix.empty();) {
+      auto it = origins_->find(prefix);
+      if (it != origins_->end()) return it->second;
+      const size_t cut = prefix.find_last_of(".[");
+      if (cut == std::string::npos) break;
+      prefix.resize(cut);
+    }
+  }
+  return NodeLocation(file_, node);
+}
+
 std::string ParamReader::KeyPath(std::string_view key) const {
   if (key.empty()) return key_path_;
   if (key_path_.empty()) return std::string(key);
@@ -117,12 +140,12 @@ std::string ParamReader::Location(std::string_view key) const {
   if (!describing_ && node_.IsMap()) {
     for (const auto& kv : node_) {
       if (kv.first.IsScalar() && kv.first.Scalar() == key) {
-        return absl::StrCat(NodeLocation(file_, kv.first), ": ", KeyPath(key));
+        return absl::StrCat(Where(kv.first, KeyPath(key)), ": ", KeyPath(key));
       }
     }
   }
   const std::string path = key_path_.empty() ? "(top level)" : key_path_;
-  return absl::StrCat(NodeLocation(file_, node_), ": ", key.empty() ? path : KeyPath(key));
+  return absl::StrCat(Where(node_, key_path_), ": ", key.empty() ? path : KeyPath(key));
 }
 
 void ParamReader::Record(absl::Status status) const {
@@ -133,7 +156,7 @@ void ParamReader::Fail(std::string_view key, std::string_view message) {
   // Locate value errors at the value itself when it exists.
   std::string where;
   if (Has(key)) {
-    where = absl::StrCat(NodeLocation(file_, node_[std::string(key)]), ": ", KeyPath(key));
+    where = absl::StrCat(Where(node_[std::string(key)], KeyPath(key)), ": ", KeyPath(key));
   } else {
     where = Location(key);
   }
@@ -154,7 +177,10 @@ YAML::Node ParamReader::Declare(std::string_view key, std::string type, std::str
   }
   if (describing_ || !node_.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
   const YAML::Node& const_node = node_;
-  return const_node[std::string(key)];
+  const YAML::Node value = const_node[std::string(key)];
+  // An absent key gives a "zombie" node that throws when asked its type.
+  if (!value.IsDefined()) return YAML::Node(YAML::NodeType::Undefined);
+  return value;
 }
 
 template <typename T>
@@ -168,8 +194,7 @@ T ParamReader::Scalar(std::string_view key, const char* type_name, const T& defa
   }
   T out{};
   if (!ParseValue(value, &out)) {
-    Fail(key, absl::StrCat("expected ", (type_name[0] == 'i' ? "an " : "a "), type_name, ", got ",
-                           ShortValue(value)));
+    Fail(key, absl::StrCat("expected ", WithArticle(type_name), ", got ", ShortValue(value)));
     return default_value;
   }
   return out;
@@ -255,7 +280,7 @@ std::vector<T> ParamReader::List(std::string_view key, const char* type_name,
     for (size_t i = 0; i < value.size(); ++i) {
       T v{};
       if (!ParseValue(value[i], &v)) {
-        Fail(key, absl::StrCat("element ", i, ": expected a ", type_name, ", got ",
+        Fail(key, absl::StrCat("element ", i, ": expected ", WithArticle(type_name), ", got ",
                                ShortValue(value[i])));
         return default_value;
       }
@@ -291,7 +316,7 @@ ParamReader& ParamReader::Map(std::string_view key, std::string_view help) {
   if (describing_) {
     child.reset(new ParamReader(ForDescription()));
   } else {
-    child.reset(new ParamReader(value, file_, KeyPath(key)));
+    child.reset(new ParamReader(value, file_, KeyPath(key), origins_));
   }
   return *children_.emplace(std::string(key), std::move(child)).first->second;
 }
@@ -302,7 +327,7 @@ YAML::Node ParamReader::Node(std::string_view key, std::string_view help) {
 
 ParamReader ParamReader::ListElement(const YAML::Node& element, std::string_view key,
                                      size_t index) const {
-  return ParamReader(element, file_, absl::StrCat(KeyPath(key), "[", index, "]"));
+  return ParamReader(element, file_, absl::StrCat(KeyPath(key), "[", index, "]"), origins_);
 }
 
 absl::Status ParamReader::status() const {
@@ -323,7 +348,7 @@ absl::Status ParamReader::Finish() const {
     const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "?";
     if (std::find(accepted.begin(), accepted.end(), key) != accepted.end()) continue;
     return absl::InvalidArgumentError(absl::StrCat(
-        NodeLocation(file_, kv.first), ": ", KeyPath(key), ": unknown key '", key, "'",
+        Where(kv.first, KeyPath(key)), ": ", KeyPath(key), ": unknown key '", key, "'",
         DidYouMean(key, accepted), "; accepted here: ",
         accepted.empty() ? "(none)" : absl::StrJoin(accepted, ", ")));
   }

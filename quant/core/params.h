@@ -31,12 +31,18 @@ struct ParamInfo {
   std::string help;
 };
 
+// Where values that replaced parts of a config came from (a `--set` on the
+// command line, a sweep axis): errors about a value at or below such a key
+// path are located there, not at the file the rest of the config came from.
+using OverrideOrigins = std::map<std::string, std::string>;  // key path -> "where"
+
 class ParamReader {
  public:
   // Reads `node`: a YAML map, or an undefined/null node meaning "no settings".
   // `file` and `key_path` (e.g. "quant.weights"; "" at the document root) are
   // used only to locate errors.
-  ParamReader(YAML::Node node, std::string file, std::string key_path);
+  ParamReader(YAML::Node node, std::string file, std::string key_path,
+              std::shared_ptr<const OverrideOrigins> origins = nullptr);
   // A reader over nothing that records every declaration and returns defaults:
   // running a plugin's factory against it lists the plugin's parameters.
   static ParamReader ForDescription();
@@ -99,6 +105,10 @@ class ParamReader {
   const std::string& file() const { return file_; }
   const std::string& key_path() const { return key_path_; }
   const YAML::Node& node() const { return node_; }
+  // Applies to this reader and every child made afterwards.
+  void SetOverrideOrigins(std::shared_ptr<const OverrideOrigins> origins) {
+    origins_ = std::move(origins);
+  }
 
  private:
   ParamReader() = default;
@@ -106,6 +116,8 @@ class ParamReader {
   YAML::Node Declare(std::string_view key, std::string type, std::string default_value,
                      bool required, std::string_view help);
   void Record(absl::Status status) const;
+  // "file:line:col" of `node`, which sits at `key_path`, or the override's origin.
+  std::string Where(const YAML::Node& node, const std::string& key_path) const;
   template <typename T>
   T Scalar(std::string_view key, const char* type_name, const T& default_value,
            std::string default_text, bool required, std::string_view help);
@@ -117,6 +129,7 @@ class ParamReader {
   std::string file_;
   std::string key_path_;
   bool describing_ = false;
+  std::shared_ptr<const OverrideOrigins> origins_;
   std::vector<ParamInfo> declared_;
   std::map<std::string, std::unique_ptr<ParamReader>, std::less<>> children_;
   // Mutable so that const checks (Finish) can report; first error wins.

@@ -1,0 +1,311 @@
+#include "experiments/config_loader.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "quant/core/status_macros.h"
+
+namespace quant {
+namespace {
+
+std::string ScalarText(const YAML::Node& node) {
+  if (node.IsScalar()) return node.Scalar();
+  YAML::Emitter out;
+  out << YAML::Flow << node;
+  return out.c_str();
+}
+
+// The suffix an axis value contributes to an experiment name: "bits=4".
+std::string AxisLabel(const std::string& key_path, const YAML::Node& value) {
+  const size_t dot = key_path.rfind('.');
+  const std::string leaf = dot == std::string::npos ? key_path : key_path.substr(dot + 1);
+  std::string text = ScalarText(value);
+  for (char& c : text) {
+    if (c == '/' || c == ' ' || c == ',' || c == '[' || c == ']' || c == '{' || c == '}' ||
+        c == ':') {
+      c = '_';
+    }
+  }
+  return absl::StrCat(leaf, "=", text);
+}
+
+// One axis of a sweep: a list of alternatives, each a set of assignments.
+struct Assignment {
+  std::string key_path;
+  YAML::Node value;
+  std::string origin;
+};
+using Axis = std::vector<std::vector<Assignment>>;
+
+std::string Where(const std::string& file, const YAML::Node& n) { return NodeLocation(file, n); }
+
+absl::StatusOr<Axis> GridAxis(const std::string& file, const YAML::Node& key, const YAML::Node& values) {
+  const std::string path = key.Scalar();
+  if (!values.IsSequence() || values.size() == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(Where(file, values), ": sweep.", path,
+                                                   ": expected a non-empty list of values"));
+  }
+  Axis axis;
+  for (size_t i = 0; i < values.size(); ++i) {
+    axis.push_back({Assignment{path, values[i],
+                               absl::StrCat(Where(file, values[i]), " (sweep axis ", path, ")")}});
+  }
+  return axis;
+}
+
+absl::StatusOr<Axis> ZipAxis(const std::string& file, const YAML::Node& group) {
+  if (!group.IsMap() || group.size() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(file, group), ": zip: expected a map of key paths to equal-length lists"));
+  }
+  size_t length = 0;
+  bool first = true;
+  for (const auto& kv : group) {
+    if (!kv.second.IsSequence() || kv.second.size() == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(Where(file, kv.second), ": zip.",
+                                                     kv.first.Scalar(),
+                                                     ": expected a non-empty list of values"));
+    }
+    if (first) {
+      length = kv.second.size();
+      first = false;
+    } else if (kv.second.size() != length) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Where(file, kv.second), ": zip.", kv.first.Scalar(), ": has ", kv.second.size(),
+          " values but the other lists of this zip group have ", length,
+          "; lists that vary together must have the same length"));
+    }
+  }
+  Axis axis(length);
+  for (const auto& kv : group) {
+    const std::string path = kv.first.Scalar();
+    for (size_t i = 0; i < length; ++i) {
+      axis[i].push_back(Assignment{path, kv.second[i],
+                                   absl::StrCat(Where(file, kv.second[i]), " (zip axis ", path, ")")});
+    }
+  }
+  return axis;
+}
+
+// Next combination of axis indices; false after the last one.
+bool Advance(std::vector<size_t>& index, const std::vector<Axis>& axes) {
+  for (size_t k = axes.size(); k-- > 0;) {
+    if (++index[k] < axes[k].size()) return true;
+    index[k] = 0;
+  }
+  return false;
+}
+
+std::string ResolveBase(const std::string& sweep_file, const std::string& base) {
+  namespace fs = std::filesystem;
+  if (fs::path(base).is_absolute()) return base;
+  const fs::path beside = fs::path(sweep_file).parent_path() / base;
+  if (fs::exists(beside)) return beside.lexically_normal().string();
+  return base;  // relative to the working directory (the workspace root under bazel run)
+}
+
+absl::StatusOr<ExperimentSpec> MakeSpec(const std::string& file, YAML::Node root) {
+  ExperimentSpec spec;
+  spec.source_file = file;
+  spec.root = std::move(root);
+  spec.origins = std::make_shared<OverrideOrigins>();
+  return spec;
+}
+
+absl::Status Apply(ExperimentSpec& spec, const Assignment& a) {
+  RETURN_IF_ERROR(SetAtPath(spec.root, a.key_path, YAML::Clone(a.value)));
+  (*spec.origins)[a.key_path] = a.origin;
+  spec.overrides.push_back(absl::StrCat(a.key_path, "=", ScalarText(a.value)));
+  return absl::OkStatus();
+}
+
+void Finalise(ExperimentSpec& spec, const std::vector<std::string>& labels) {
+  const YAML::Node name = spec.root["name"];
+  std::string base = name && name.IsScalar() ? name.Scalar() : "experiment";
+  if (!labels.empty()) base = absl::StrCat(base, "__", absl::StrJoin(labels, "__"));
+  spec.name = base;
+  spec.config_id = ConfigId(spec.root);
+}
+
+}  // namespace
+
+absl::StatusOr<YAML::Node> LoadYamlFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open the config file (",
+                                            std::filesystem::exists(path) ? "not readable"
+                                                                          : "no such file",
+                                            ")"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    YAML::Node node = YAML::Load(text.str());
+    if (!node.IsMap()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ":1:1: expected a map of settings at the top level (name:, dataset:, ...)"));
+    }
+    return node;
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ":", e.mark.line + 1, ":",
+                                                   e.mark.column + 1, ": YAML syntax error: ", e.msg));
+  }
+}
+
+absl::Status SetAtPath(YAML::Node& root, const std::string& key_path, const YAML::Node& value) {
+  const std::vector<std::string> parts = absl::StrSplit(key_path, '.');
+  for (const std::string& p : parts) {
+    if (p.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("bad key path '", key_path, "'"));
+    }
+  }
+  // yaml-cpp nodes are handles: walking with operator[] on copies edits the tree.
+  YAML::Node node = root;
+  std::string walked;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    walked = walked.empty() ? parts[i] : absl::StrCat(walked, ".", parts[i]);
+    YAML::Node next = node[parts[i]];
+    if (!next.IsDefined() || next.IsNull()) {
+      next = YAML::Node(YAML::NodeType::Map);
+      node[parts[i]] = next;
+    } else if (!next.IsMap()) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot set '", key_path, "': '", walked,
+                                                     "' is not a map"));
+    }
+    node.reset(next);
+  }
+  node[parts.back()] = value;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<std::string, YAML::Node>> ParseAssignment(const std::string& text) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--set ", text, ": expected key.path=value (for example --set train.epochs=2)"));
+  }
+  const std::string key = text.substr(0, eq);
+  const std::string value = text.substr(eq + 1);
+  try {
+    YAML::Node node = value.empty() ? YAML::Node(YAML::NodeType::Null) : YAML::Load(value);
+    return std::make_pair(key, node);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set ", text, ": the value is not valid YAML: ", e.msg));
+  }
+}
+
+absl::StatusOr<std::vector<ExperimentSpec>> LoadExperiments(const std::string& path,
+                                                            const std::vector<std::string>& sets) {
+  ASSIGN_OR_RETURN(YAML::Node doc, LoadYamlFile(path));
+  std::vector<Assignment> command_line;
+  for (const std::string& s : sets) {
+    ASSIGN_OR_RETURN(auto kv, ParseAssignment(s));
+    command_line.push_back(Assignment{kv.first, kv.second, absl::StrCat("command line --set ", s)});
+  }
+
+  const bool is_sweep = doc["base"] || doc["sweep"] || doc["zip"];
+  std::vector<ExperimentSpec> specs;
+  if (!is_sweep) {
+    ASSIGN_OR_RETURN(ExperimentSpec spec, MakeSpec(path, doc));
+    for (const Assignment& a : command_line) RETURN_IF_ERROR(Apply(spec, a));
+    Finalise(spec, {});
+    specs.push_back(std::move(spec));
+    return specs;
+  }
+
+  // A sweep file: read its own keys strictly.
+  ParamReader sweep(doc, path, "");
+  const std::string base = sweep.RequiredString("base", "the experiment file the sweep varies");
+  const std::string prefix = sweep.String("name", "", "prefix for the experiment names");
+  const YAML::Node fixed = sweep.Node("set", "assignments applied to every experiment");
+  const YAML::Node grid = sweep.Node("sweep", "key path -> list of values (grid product)");
+  const YAML::Node zip = sweep.Node("zip", "key path -> equal-length lists that vary together");
+  RETURN_IF_ERROR(sweep.Finish());
+
+  std::vector<Axis> axes;
+  if (grid.IsDefined()) {
+    if (!grid.IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(NodeLocation(path, grid), ": sweep: expected a map of key paths to lists"));
+    }
+    for (const auto& kv : grid) {
+      ASSIGN_OR_RETURN(Axis axis, GridAxis(path, kv.first, kv.second));
+      axes.push_back(std::move(axis));
+    }
+  }
+  if (zip.IsDefined()) {
+    if (zip.IsSequence()) {
+      for (const auto& group : zip) {
+        ASSIGN_OR_RETURN(Axis axis, ZipAxis(path, group));
+        axes.push_back(std::move(axis));
+      }
+    } else {
+      ASSIGN_OR_RETURN(Axis axis, ZipAxis(path, zip));
+      axes.push_back(std::move(axis));
+    }
+  }
+  std::vector<Assignment> fixed_assignments;
+  if (fixed.IsDefined()) {
+    if (!fixed.IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(NodeLocation(path, fixed), ": set: expected a map of key paths to values"));
+    }
+    for (const auto& kv : fixed) {
+      fixed_assignments.push_back(Assignment{kv.first.Scalar(), kv.second,
+                                             absl::StrCat(NodeLocation(path, kv.second), " (set ",
+                                                          kv.first.Scalar(), ")")});
+    }
+  }
+
+  const std::string base_path = ResolveBase(path, base);
+  ASSIGN_OR_RETURN(YAML::Node base_doc, LoadYamlFile(base_path));
+  if (base_doc["base"] || base_doc["sweep"]) {
+    return absl::InvalidArgumentError(absl::StrCat(sweep.Location("base"), ": ", base_path,
+                                                   " is itself a sweep; a base must be one experiment"));
+  }
+
+  // Odometer over the axes: the last axis varies fastest.
+  std::vector<size_t> index(axes.size(), 0);
+  do {
+    ASSIGN_OR_RETURN(ExperimentSpec spec, MakeSpec(base_path, YAML::Clone(base_doc)));
+    if (!prefix.empty()) RETURN_IF_ERROR(SetAtPath(spec.root, "name", YAML::Node(prefix)));
+    for (const Assignment& a : fixed_assignments) RETURN_IF_ERROR(Apply(spec, a));
+    std::vector<std::string> labels;
+    for (size_t k = 0; k < axes.size(); ++k) {
+      for (const Assignment& a : axes[k][index[k]]) {
+        RETURN_IF_ERROR(Apply(spec, a));
+        labels.push_back(AxisLabel(a.key_path, a.value));
+      }
+    }
+    for (const Assignment& a : command_line) RETURN_IF_ERROR(Apply(spec, a));
+    Finalise(spec, labels);
+    specs.push_back(std::move(spec));
+  } while (Advance(index, axes));
+  return specs;
+}
+
+std::string EmitYaml(const YAML::Node& node) {
+  YAML::Emitter out;
+  out << node;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string ConfigId(const YAML::Node& root) {
+  YAML::Node copy = YAML::Clone(root);
+  copy.remove("output");  // where results go does not change them
+  const std::string text = EmitYaml(copy);
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64: stable across builds and machines
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return absl::StrFormat("%016x", h);
+}
+
+}  // namespace quant

@@ -1,0 +1,50 @@
+// One experiment: its config read and checked (Validate), then run (Run).
+//
+// Validate reads every section through ParamReader-backed plugins, so a typo,
+// a wrong type or an unknown plugin name is reported before anything runs and
+// before any result directory exists. Run executes the plan and always returns
+// a record: status OK, or FAILED with the one-line cause.
+#ifndef EXPERIMENTS_EXPERIMENT_H_
+#define EXPERIMENTS_EXPERIMENT_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "experiments/config_loader.h"
+#include "experiments/result.pb.h"
+#include "quant/data/dataset.h"
+
+namespace quant {
+
+// Settings that come from the command line rather than the config.
+struct RunOptions {
+  std::string output_dir;  // overrides output.dir when non-empty
+  int threads = 1;         // intra-op threads
+};
+
+struct ExperimentPlan {
+  ExperimentSpec spec;
+  std::string name;
+  uint64_t seed = 0;
+  std::string output_dir;
+  std::string run_dir;  // output_dir/<name>-<config_id>
+  int threads = 1;
+  std::unique_ptr<Dataset> dataset;
+  std::string dataset_name;
+  std::vector<std::string> steps;          // what Run will do, in order
+  std::vector<std::string> not_available;  // sections this build cannot run yet
+};
+
+absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& options);
+
+// "plan:" lines for --validate and logs.
+std::string DescribePlan(const ExperimentPlan& plan);
+
+// Runs the plan, writing config.yaml and the record into plan.run_dir.
+quantlab::ResultRecord Run(ExperimentPlan& plan);
+
+}  // namespace quant
+
+#endif  // EXPERIMENTS_EXPERIMENT_H_

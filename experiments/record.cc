@@ -1,0 +1,100 @@
+#include "experiments/record.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace quant {
+
+quantlab::HostInfo ReadHostInfo(int threads_used) {
+  quantlab::HostInfo host;
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) host.set_cpu_model(line.substr(colon + 2));
+      break;
+    }
+  }
+  host.set_hardware_threads(static_cast<int>(std::thread::hardware_concurrency()));
+  host.set_threads_used(threads_used);
+  char name[256] = {0};
+  if (gethostname(name, sizeof name - 1) == 0) host.set_hostname(name);
+  return host;
+}
+
+int64_t PeakRssBytes() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+std::string NowRfc3339() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm;
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot write"));
+    out << text;
+    out.close();
+    if (!out) return absl::DataLossError(absl::StrCat(tmp, ": write failed (disk full?)"));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::DataLossError(absl::StrCat(path, ": cannot rename the finished file into place"));
+  }
+  return absl::OkStatus();
+}
+
+std::string RecordToJson(const quantlab::ResultRecord& record) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;  // snake_case, as in the .proto
+  options.always_print_primitive_fields = true;
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(record, &json, options);
+  return json;
+}
+
+absl::Status WriteRecord(const std::string& run_dir, const quantlab::ResultRecord& record) {
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(record, &text);
+  if (absl::Status s = WriteFileAtomically(run_dir + "/result.pb.txt", text); !s.ok()) return s;
+  return WriteFileAtomically(run_dir + "/result.json", RecordToJson(record));
+}
+
+absl::StatusOr<quantlab::ResultRecord> ReadRecordJson(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": no result record"));
+  std::stringstream text;
+  text << in.rdbuf();
+  quantlab::ResultRecord record;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto status = google::protobuf::util::JsonStringToMessage(text.str(), &record, options);
+  if (!status.ok()) {
+    return absl::DataLossError(absl::StrCat(path, ": not a valid result record: ",
+                                            std::string(status.message())));
+  }
+  return record;
+}
+
+}  // namespace quant

@@ -1,0 +1,269 @@
+// The quantlab driver:
+//
+//   bazel run //experiments:run -- --config=configs/quickstart.yaml
+//   bazel run //experiments:run -- --config=configs/sweep.yaml --jobs=2
+//   bazel run //experiments:run -- --config=x.yaml --set train.epochs=1 --validate
+//   bazel run //experiments:run -- --list
+//
+// A config with several experiments (a sweep) runs each in its own worker
+// process, --jobs at a time; runs whose record already says OK are skipped, a
+// failing run is recorded and the others go on, and a summary table ends it.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "experiments/config_loader.h"
+#include "experiments/experiment.h"
+#include "experiments/record.h"
+#include "quant/core/registry.h"
+
+ABSL_FLAG(std::string, config, "", "experiment or sweep YAML file");
+ABSL_FLAG(bool, validate, false, "load and check the config, print the resolved config and plan, run nothing");
+ABSL_FLAG(bool, list, false, "list every registry with each plugin's parameters and defaults");
+ABSL_FLAG(std::string, output_dir, "", "results directory (overrides output.dir)");
+ABSL_FLAG(int64_t, seed, -1, "overrides the config's seed (same as --set seed=N)");
+ABSL_FLAG(int, jobs, 1, "experiments of a sweep run at once, each in its own process");
+ABSL_FLAG(int, threads, 1, "intra-op threads per experiment");
+ABSL_FLAG(bool, force, false, "re-run experiments whose record already says OK");
+
+namespace quant {
+namespace {
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+void PrintList() {
+  for (const auto& [kind, plugins] : RegistryIndex::Get().DescribeAll()) {
+    std::printf("%s:\n", kind.c_str());
+    for (const PluginDescription& p : plugins) {
+      std::printf("  %-24s %s\n", p.name.c_str(), p.help.c_str());
+      for (const ParamInfo& param : p.params) {
+        std::string def = param.required ? "required" : "default " + param.default_value;
+        std::printf("      %-22s %s; %s. %s\n", param.key.c_str(), param.type.c_str(), def.c_str(),
+                    param.help.c_str());
+      }
+    }
+  }
+}
+
+// --set may repeat and its values may hold commas, so it is taken out of argv
+// before Abseil parses the rest.
+std::vector<std::string> ExtractSets(int* argc, char** argv) {
+  std::vector<std::string> sets;
+  int out = 1;
+  for (int i = 1; i < *argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--set" && i + 1 < *argc) {
+      sets.push_back(argv[++i]);
+    } else if (arg.rfind("--set=", 0) == 0) {
+      sets.push_back(arg.substr(6));
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  *argc = out;
+  return sets;
+}
+
+struct Outcome {
+  std::string name;
+  std::string config_id;
+  std::string status;  // ok, failed, skipped
+  double seconds = 0;
+  std::string summary;  // key metric or error
+};
+
+std::string Summarise(const quantlab::ResultRecord& r) {
+  if (r.status() != quantlab::ResultRecord::OK) return r.error();
+  std::string s;
+  for (const auto& [k, v] : r.metrics()) absl::StrAppend(&s, s.empty() ? "" : ", ", k, " ", v);
+  for (const auto& b : r.backends()) {
+    absl::StrAppend(&s, s.empty() ? "" : ", ", b.backend(), " ",
+                    absl::StrFormat("%.2f%%", 100 * b.test_accuracy()));
+  }
+  if (s.empty() && r.not_available_size() > 0) s = "partial: some sections not available yet";
+  return s;
+}
+
+Outcome FromRecord(const quantlab::ResultRecord& r, const char* status) {
+  return Outcome{r.name(), r.config_id(), status, r.wall_seconds(), Summarise(r)};
+}
+
+// Runs one experiment in a forked worker; its record is read back from disk.
+pid_t StartWorker(ExperimentPlan& plan, bool quiet) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  if (quiet) {
+    std::error_code ec;
+    std::filesystem::create_directories(plan.run_dir, ec);
+    const std::string log = plan.run_dir + "/log.txt";
+    if (std::freopen(log.c_str(), "w", stderr) == nullptr) _exit(3);
+  }
+  const quantlab::ResultRecord r = Run(plan);
+  std::fflush(stderr);
+  _exit(r.status() == quantlab::ResultRecord::OK ? 0 : 1);
+}
+
+Outcome CollectWorker(const ExperimentPlan& plan, int wait_status) {
+  auto r = ReadRecordJson(plan.run_dir + "/result.json");
+  if (r.ok()) return FromRecord(*r, r->status() == quantlab::ResultRecord::OK ? "ok" : "failed");
+  // The worker died without a record (a crash): record that, so the run does
+  // not look complete and the batch reports it.
+  quantlab::ResultRecord dead;
+  dead.set_name(plan.spec.name);
+  dead.set_config_id(plan.spec.config_id);
+  dead.set_seed(plan.seed);
+  dead.set_status(quantlab::ResultRecord::FAILED);
+  dead.set_error(WIFSIGNALED(wait_status)
+                     ? absl::StrCat("worker killed by signal ", WTERMSIG(wait_status),
+                                    " (see log.txt in the run directory)")
+                     : absl::StrCat("worker exited with code ", WEXITSTATUS(wait_status),
+                                    " without writing a record"));
+  (void)WriteRecord(plan.run_dir, dead);
+  return FromRecord(dead, "failed");
+}
+
+void PrintSummary(const std::vector<Outcome>& outcomes) {
+  int ok = 0, failed = 0, skipped = 0;
+  std::printf("\n%-48s %-16s %-8s %9s  %s\n", "experiment", "id", "status", "seconds", "result");
+  for (const Outcome& o : outcomes) {
+    std::printf("%-48s %-16s %-8s %9.1f  %s\n", o.name.c_str(), o.config_id.c_str(),
+                o.status.c_str(), o.seconds, o.summary.c_str());
+    if (o.status == "ok") ++ok;
+    if (o.status == "failed") ++failed;
+    if (o.status == "skipped") ++skipped;
+  }
+  std::printf("%zu experiments: %d ran ok, %d failed, %d skipped (already done)\n",
+              outcomes.size(), ok, failed, skipped);
+}
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "quantlab experiment driver: --config=FILE [--set key.path=value ...] [--validate] "
+      "[--jobs=N] [--output_dir=DIR] [--seed=N] [--threads=N] | --list");
+  std::vector<std::string> sets = ExtractSets(&argc, argv);
+  absl::ParseCommandLine(argc, argv);
+  // Under `bazel run`, relative paths mean the user's working directory.
+  if (const char* wd = std::getenv("BUILD_WORKING_DIRECTORY"); wd != nullptr && *wd) {
+    if (chdir(wd) != 0) std::fprintf(stderr, "warning: cannot enter %s\n", wd);
+  }
+  if (absl::GetFlag(FLAGS_list)) {
+    PrintList();
+    return 0;
+  }
+  const std::string config = absl::GetFlag(FLAGS_config);
+  if (config.empty()) {
+    return Fail(absl::InvalidArgumentError(
+        "no experiment given: pass --config=FILE (for example --config=configs/quickstart.yaml), "
+        "or --list to see the plugins"));
+  }
+  if (absl::GetFlag(FLAGS_seed) >= 0) sets.push_back(absl::StrCat("seed=", absl::GetFlag(FLAGS_seed)));
+  const int jobs = absl::GetFlag(FLAGS_jobs);
+  const int threads = absl::GetFlag(FLAGS_threads);
+  if (jobs < 1 || threads < 1) {
+    return Fail(absl::InvalidArgumentError("--jobs and --threads must be at least 1"));
+  }
+
+  auto specs = LoadExperiments(config, sets);
+  if (!specs.ok()) return Fail(specs.status());
+
+  // Every experiment is checked before any runs: a typo in the 9th of 12 is
+  // found now, not an hour from now.
+  RunOptions options{absl::GetFlag(FLAGS_output_dir), threads};
+  std::vector<ExperimentPlan> plans;
+  for (ExperimentSpec& spec : *specs) {
+    auto plan = Validate(std::move(spec), options);
+    if (!plan.ok()) return Fail(plan.status());
+    plans.push_back(std::move(plan).value());
+  }
+
+  if (absl::GetFlag(FLAGS_validate)) {
+    for (const ExperimentPlan& plan : plans) {
+      std::printf("# resolved config of %s\n%s", plan.spec.name.c_str(),
+                  EmitYaml(plan.spec.root).c_str());
+      std::printf("# plan\n%s\n", DescribePlan(plan).c_str());
+    }
+    std::printf("%s: %zu experiment(s) valid\n", config.c_str(), plans.size());
+    return 0;
+  }
+
+  if (plans.size() == 1) {
+    std::fprintf(stderr, "%s", DescribePlan(plans[0]).c_str());
+    const quantlab::ResultRecord r = Run(plans[0]);
+    std::printf("%s: %s (%.1f s) -> %s/result.json\n", r.name().c_str(),
+                r.status() == quantlab::ResultRecord::OK ? "ok" : "FAILED", r.wall_seconds(),
+                plans[0].run_dir.c_str());
+    if (r.status() != quantlab::ResultRecord::OK) {
+      std::fprintf(stderr, "error: %s\n", r.error().c_str());
+      return 1;
+    }
+    for (const std::string& n : r.not_available()) std::printf("not run: %s\n", n.c_str());
+    return 0;
+  }
+
+  // A batch: skip finished runs, run the rest in worker processes.
+  std::vector<Outcome> outcomes(plans.size());
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    auto done = ReadRecordJson(plans[i].run_dir + "/result.json");
+    if (!absl::GetFlag(FLAGS_force) && done.ok() && done->status() == quantlab::ResultRecord::OK) {
+      outcomes[i] = FromRecord(*done, "skipped");
+    } else {
+      todo.push_back(i);
+    }
+  }
+  std::printf("%s: %zu experiments, %zu already done, running %zu with --jobs=%d\n", config.c_str(),
+              plans.size(), plans.size() - todo.size(), todo.size(), jobs);
+  std::map<pid_t, size_t> running;
+  size_t next = 0, finished = 0;
+  const bool quiet = jobs > 1;  // parallel workers log to their run directory
+  while (finished < todo.size()) {
+    while (running.size() < static_cast<size_t>(jobs) && next < todo.size()) {
+      const size_t i = todo[next++];
+      std::printf("[start %zu/%zu] %s\n", next, todo.size(), plans[i].spec.name.c_str());
+      std::fflush(stdout);
+      const pid_t pid = StartWorker(plans[i], quiet);
+      if (pid < 0) return Fail(absl::ResourceExhaustedError("fork failed"));
+      running[pid] = i;
+    }
+    int wait_status = 0;
+    const pid_t pid = wait(&wait_status);
+    if (pid < 0) break;
+    auto it = running.find(pid);
+    if (it == running.end()) continue;
+    const size_t i = it->second;
+    running.erase(it);
+    outcomes[i] = CollectWorker(plans[i], wait_status);
+    ++finished;
+    std::printf("[done %zu/%zu] %s: %s (%.1f s) %s\n", finished, todo.size(),
+                outcomes[i].name.c_str(), outcomes[i].status.c_str(), outcomes[i].seconds,
+                outcomes[i].summary.c_str());
+    std::fflush(stdout);
+  }
+  PrintSummary(outcomes);
+  for (const Outcome& o : outcomes) {
+    if (o.status == "failed") return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace quant
+
+int main(int argc, char** argv) { return quant::Main(argc, argv); }

@@ -1,0 +1,148 @@
+#include "quant/data/fashion_mnist.h"
+
+#include <zlib.h>
+
+#include "absl/strings/str_cat.h"
+#include "quant/core/registry.h"
+#include "quant/core/status_macros.h"
+
+namespace quant {
+namespace {
+
+constexpr char kPackageHint[] = " (install Debian's dataset-fashion-mnist: scripts/setup.sh)";
+
+uint32_t BigEndian32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+// Reads a whole file through zlib, which passes plain files through unchanged.
+absl::StatusOr<std::vector<uint8_t>> ReadMaybeGzip(const std::string& path) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open", kPackageHint));
+  }
+  std::vector<uint8_t> out;
+  uint8_t buffer[1 << 16];
+  while (true) {
+    const int n = gzread(f, buffer, sizeof buffer);
+    if (n < 0) {
+      int errnum = 0;
+      const std::string msg = gzerror(f, &errnum);
+      gzclose(f);
+      return absl::DataLossError(absl::StrCat(path, ": corrupt gzip data (", msg, ")"));
+    }
+    if (n == 0) break;
+    out.insert(out.end(), buffer, buffer + n);
+  }
+  // A gzip stream cut short reads as a clean end of data in some zlib versions;
+  // gzclose_r reports the missing trailer.
+  const int rc = gzclose(f);
+  if (rc != Z_OK && rc != Z_BUF_ERROR) {
+    return absl::DataLossError(absl::StrCat(path, ": truncated or corrupt gzip file"));
+  }
+  if (rc == Z_BUF_ERROR) {
+    return absl::DataLossError(absl::StrCat(path, ": truncated gzip file (ends mid-stream)"));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<IdxData> ReadIdxFile(const std::string& path, uint32_t expected_magic,
+                                    int64_t limit) {
+  ASSIGN_OR_RETURN(std::vector<uint8_t> raw, ReadMaybeGzip(path));
+  if (raw.size() < 4) {
+    return absl::DataLossError(absl::StrCat(path, ": too short for an IDX header (", raw.size(),
+                                            " bytes)"));
+  }
+  const uint32_t magic = BigEndian32(raw.data());
+  if (magic != expected_magic) {
+    return absl::DataLossError(absl::StrCat(path, ": not an IDX ",
+                                            expected_magic == 0x803 ? "image" : "label",
+                                            " file: magic number 0x", absl::Hex(magic),
+                                            ", expected 0x", absl::Hex(expected_magic)));
+  }
+  const int rank = static_cast<int>(magic & 0xff);
+  const size_t header = 4 + 4 * static_cast<size_t>(rank);
+  if (raw.size() < header) {
+    return absl::DataLossError(absl::StrCat(path, ": truncated IDX header"));
+  }
+  IdxData data;
+  int64_t items = 1;
+  for (int i = 0; i < rank; ++i) {
+    const uint32_t d = BigEndian32(raw.data() + 4 + 4 * i);
+    if (d == 0 || d > (1u << 24)) {
+      return absl::DataLossError(absl::StrCat(path, ": implausible dimension ", i, " = ", d));
+    }
+    data.dims.push_back(static_cast<int32_t>(d));
+    items *= d;
+  }
+  if (static_cast<int64_t>(raw.size() - header) != items) {
+    return absl::DataLossError(absl::StrCat(path, ": header promises ", items, " bytes of data, file has ",
+                                            raw.size() - header,
+                                            raw.size() - header < static_cast<size_t>(items)
+                                                ? " (truncated)"
+                                                : " (trailing garbage)"));
+  }
+  int64_t count = data.dims[0];
+  if (limit > 0 && limit < count) count = limit;
+  const int64_t per_item = items / data.dims[0];
+  data.dims[0] = static_cast<int32_t>(count);
+  data.bytes.assign(raw.begin() + header, raw.begin() + header + count * per_item);
+  return data;
+}
+
+absl::StatusOr<std::unique_ptr<Dataset>> FashionMnist::Create(ParamReader& p) {
+  const std::string dir = p.String("dir", kFashionMnistDir, "folder of the four IDX .gz files");
+  const int64_t train_limit =
+      p.IntInRange("train_limit", 0, 0, 60000, "use only the first N training images (0 = all)");
+  const int64_t test_limit =
+      p.IntInRange("test_limit", 0, 0, 10000, "use only the first N test images (0 = all)");
+  return std::unique_ptr<Dataset>(new FashionMnist(dir, train_limit, test_limit));
+}
+
+absl::StatusOr<DataSplit> FashionMnist::LoadSplit(const std::string& prefix, int64_t limit) const {
+  const std::string images_path = absl::StrCat(dir_, "/", prefix, "-images-idx3-ubyte.gz");
+  const std::string labels_path = absl::StrCat(dir_, "/", prefix, "-labels-idx1-ubyte.gz");
+  ASSIGN_OR_RETURN(IdxData images, ReadIdxFile(images_path, 0x803, limit));
+  ASSIGN_OR_RETURN(IdxData labels, ReadIdxFile(labels_path, 0x801, limit));
+  if (images.dims.size() != 3 || images.dims[1] != 28 || images.dims[2] != 28) {
+    return absl::DataLossError(absl::StrCat(images_path, ": expected N x 28 x 28 images"));
+  }
+  if (images.dims[0] != labels.dims[0]) {
+    return absl::DataLossError(absl::StrCat(images_path, " has ", images.dims[0], " images but ",
+                                            labels_path, " has ", labels.dims[0], " labels"));
+  }
+  DataSplit split;
+  const int64_t n = images.dims[0];
+  split.images = Tensor({n, 1, 28, 28});
+  float* out = split.images.data();
+  for (size_t i = 0; i < images.bytes.size(); ++i) {
+    out[i] = (images.bytes[i] / 255.0f - kFashionMnistMean) / kFashionMnistStd;
+  }
+  split.labels.resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    if (labels.bytes[i] > 9) {
+      return absl::DataLossError(absl::StrCat(labels_path, ": label ", int{labels.bytes[i]},
+                                              " at index ", i, " is not a class in 0..9"));
+    }
+    split.labels[i] = labels.bytes[i];
+  }
+  return split;
+}
+
+absl::Status FashionMnist::Load() {
+  ASSIGN_OR_RETURN(train_, LoadSplit("train", train_limit_));
+  ASSIGN_OR_RETURN(test_, LoadSplit("t10k", test_limit_));
+  return absl::OkStatus();
+}
+
+std::string FashionMnist::Describe() const {
+  return absl::StrCat("fashion_mnist (", train_.size(), " train, ", test_.size(), " test, from ",
+                      dir_, ")");
+}
+
+QUANTLAB_REGISTER(Dataset, "fashion_mnist", FashionMnist::Create,
+                  "Fashion-MNIST 28x28 grey images, 10 classes (Debian dataset-fashion-mnist)");
+
+}  // namespace quant

@@ -1,0 +1,151 @@
+#include "quant/data/fashion_mnist.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <numeric>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "quant/core/registry.h"
+
+namespace quant {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string Real(const std::string& name) { return std::string(kFashionMnistDir) + "/" + name; }
+
+std::string TmpPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return std::string(dir ? dir : "/tmp") + "/" + name;
+}
+
+std::vector<char> ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<char>(std::istreambuf_iterator<char>(in), {});
+}
+
+void WriteBytes(const std::string& path, const std::vector<char>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), bytes.size());
+}
+
+TEST(IdxReaderTest, ReadsRealTestSet) {
+  auto images = ReadIdxFile(Real("t10k-images-idx3-ubyte.gz"), 0x803, 0);
+  ASSERT_TRUE(images.ok()) << images.status();
+  EXPECT_EQ(images->dims, (std::vector<int32_t>{10000, 28, 28}));
+  EXPECT_EQ(images->bytes.size(), 10000u * 784u);
+  auto labels = ReadIdxFile(Real("t10k-labels-idx1-ubyte.gz"), 0x801, 0);
+  ASSERT_TRUE(labels.ok()) << labels.status();
+  EXPECT_EQ(labels->dims, (std::vector<int32_t>{10000}));
+  // The Fashion-MNIST test set is balanced: 1000 images per class.
+  std::vector<int> counts(10, 0);
+  for (uint8_t l : labels->bytes) counts[l]++;
+  EXPECT_EQ(counts, std::vector<int>(10, 1000));
+  // Known first labels of t10k (ankle boot, pullover, trouser, trouser).
+  EXPECT_EQ(labels->bytes[0], 9);
+  EXPECT_EQ(labels->bytes[1], 2);
+  EXPECT_EQ(labels->bytes[2], 1);
+  EXPECT_EQ(labels->bytes[3], 1);
+}
+
+TEST(IdxReaderTest, LimitKeepsFirstItems) {
+  auto labels = ReadIdxFile(Real("t10k-labels-idx1-ubyte.gz"), 0x801, 5);
+  ASSERT_TRUE(labels.ok());
+  EXPECT_EQ(labels->dims[0], 5);
+  EXPECT_EQ(labels->bytes.size(), 5u);
+}
+
+TEST(IdxReaderTest, MissingFileNamesFileAndPackage) {
+  auto r = ReadIdxFile("/nonexistent/train-images-idx3-ubyte.gz", 0x803, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(r.status().message(), HasSubstr("/nonexistent/train-images-idx3-ubyte.gz"));
+  EXPECT_THAT(r.status().message(), HasSubstr("dataset-fashion-mnist"));
+}
+
+TEST(IdxReaderTest, TruncatedGzipIsRejected) {
+  std::vector<char> bytes = ReadBytes(Real("t10k-labels-idx1-ubyte.gz"));
+  ASSERT_GT(bytes.size(), 100u);
+  bytes.resize(bytes.size() / 2);
+  const std::string path = TmpPath("truncated-labels.gz");
+  WriteBytes(path, bytes);
+  auto r = ReadIdxFile(path, 0x801, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr(path));
+  EXPECT_THAT(r.status().message(), HasSubstr("truncated"));
+}
+
+TEST(IdxReaderTest, CorruptGzipIsRejected) {
+  std::vector<char> bytes = ReadBytes(Real("t10k-labels-idx1-ubyte.gz"));
+  for (size_t i = 40; i < 200; ++i) bytes[i] = static_cast<char>(bytes[i] ^ 0x5a);
+  const std::string path = TmpPath("corrupt-labels.gz");
+  WriteBytes(path, bytes);
+  auto r = ReadIdxFile(path, 0x801, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr(path));
+}
+
+TEST(IdxReaderTest, WrongMagicIsRejected) {
+  auto r = ReadIdxFile(Real("t10k-labels-idx1-ubyte.gz"), 0x803, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("magic number 0x801, expected 0x803"));
+}
+
+TEST(IdxReaderTest, PlainIdxWithShortPayloadIsRejected) {
+  // Header for 4 labels, but only 3 label bytes.
+  WriteBytes(TmpPath("short.idx"), {0, 0, 8, 1, 0, 0, 0, 4, 1, 2, 3});
+  auto r = ReadIdxFile(TmpPath("short.idx"), 0x801, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("promises 4 bytes of data, file has 3 (truncated)"));
+  WriteBytes(TmpPath("ok.idx"), {0, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3});
+  auto ok = ReadIdxFile(TmpPath("ok.idx"), 0x801, 0);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->bytes, (std::vector<uint8_t>{1, 2, 3}));
+}
+
+TEST(FashionMnistTest, LoadsNormalisedSplitsThroughRegistry) {
+  ParamReader p(YAML::Load("{name: fashion_mnist, train_limit: 1000}"), "t.yaml", "dataset");
+  auto ds = Registry<Dataset>::Get().CreateFrom(p, "name", "", "dataset");
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  ASSERT_TRUE(p.Finish().ok());
+  ASSERT_TRUE((*ds)->Load().ok());
+  EXPECT_EQ((*ds)->train().size(), 1000);
+  EXPECT_EQ((*ds)->test().size(), 10000);
+  EXPECT_EQ((*ds)->train().images.shape(), (std::vector<int64_t>{1000, 1, 28, 28}));
+  // Pixel 0 maps to -mean/std, pixel 255 to (1-mean)/std.
+  const float lo = (0.0f - kFashionMnistMean) / kFashionMnistStd;
+  const float hi = (1.0f - kFashionMnistMean) / kFashionMnistStd;
+  float mn = 1e9f, mx = -1e9f;
+  double sum = 0;
+  for (float v : (*ds)->test().images.values()) {
+    mn = std::min(mn, v);
+    mx = std::max(mx, v);
+    sum += v;
+  }
+  EXPECT_FLOAT_EQ(mn, lo);
+  EXPECT_FLOAT_EQ(mx, hi);
+  // Normalised with the dataset's own statistics: the mean is near zero.
+  EXPECT_NEAR(sum / (*ds)->test().images.numel(), 0.0, 0.02);
+}
+
+TEST(FashionMnistTest, MissingDirectoryErrorOnLoad) {
+  ParamReader p(YAML::Load("{dir: /no/such/dir}"), "t.yaml", "dataset");
+  auto ds = FashionMnist::Create(p);
+  ASSERT_TRUE(ds.ok());
+  absl::Status s = (*ds)->Load();
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(s.message(), HasSubstr("/no/such/dir/train-images-idx3-ubyte.gz"));
+}
+
+TEST(FashionMnistTest, BadLimitNamesKey) {
+  ParamReader p(YAML::Load("{train_limit: 70000}"), "cfg.yaml", "dataset");
+  auto ds = FashionMnist::Create(p);
+  EXPECT_THAT(p.Finish().message(),
+              HasSubstr("cfg.yaml:1:15: dataset.train_limit: expected an integer in [0, 60000]"));
+}
+
+}  // namespace
+}  // namespace quant

@@ -1,0 +1,159 @@
+#include "experiments/config_loader.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace quant {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string TmpDir() {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return dir ? dir : "/tmp";
+}
+
+std::string Write(const std::string& name, const std::string& text) {
+  const std::string path = TmpDir() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+const char kBase[] =
+    "name: base\n"
+    "seed: 0\n"
+    "dataset: {name: synthetic, train_size: 64}\n"
+    "output: {dir: runs}\n";
+
+TEST(ConfigLoaderTest, PlainFileIsOneExperiment) {
+  const std::string path = Write("base.yaml", kBase);
+  auto specs = LoadExperiments(path, {});
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  ASSERT_EQ(specs->size(), 1u);
+  EXPECT_EQ((*specs)[0].name, "base");
+  EXPECT_EQ((*specs)[0].config_id.size(), 16u);
+  EXPECT_EQ((*specs)[0].source_file, path);
+}
+
+TEST(ConfigLoaderTest, SetOverridesNestedValuesAndRecordsOrigin) {
+  const std::string path = Write("base.yaml", kBase);
+  auto specs = LoadExperiments(path, {"dataset.train_size=128", "train.optimizer.lr=0.1", "seed=3"});
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  const ExperimentSpec& s = (*specs)[0];
+  EXPECT_EQ(s.root["dataset"]["train_size"].as<int>(), 128);
+  EXPECT_EQ(s.root["dataset"]["name"].Scalar(), "synthetic");  // siblings kept
+  EXPECT_EQ(s.root["train"]["optimizer"]["lr"].as<double>(), 0.1);
+  EXPECT_EQ(s.root["seed"].as<int>(), 3);
+  EXPECT_EQ(s.overrides, (std::vector<std::string>{"dataset.train_size=128",
+                                                   "train.optimizer.lr=0.1", "seed=3"}));
+  EXPECT_EQ(s.origins->at("seed"), "command line --set seed=3");
+  // An override changes the id; the same override gives the same id.
+  auto plain = LoadExperiments(path, {});
+  auto again = LoadExperiments(path, {"dataset.train_size=128", "train.optimizer.lr=0.1", "seed=3"});
+  EXPECT_NE((*plain)[0].config_id, s.config_id);
+  EXPECT_EQ((*again)[0].config_id, s.config_id);
+}
+
+TEST(ConfigLoaderTest, SetErrors) {
+  const std::string path = Write("base.yaml", kBase);
+  EXPECT_THAT(LoadExperiments(path, {"seed"}).status().message(),
+              HasSubstr("--set seed: expected key.path=value"));
+  EXPECT_THAT(LoadExperiments(path, {"seed.x=1"}).status().message(),
+              HasSubstr("'seed' is not a map"));
+  EXPECT_THAT(LoadExperiments(path, {"a..b=1"}).status().message(), HasSubstr("bad key path"));
+}
+
+TEST(ConfigLoaderTest, OutputDirDoesNotChangeTheId) {
+  const std::string path = Write("base.yaml", kBase);
+  auto a = LoadExperiments(path, {"output.dir=elsewhere"});
+  auto b = LoadExperiments(path, {});
+  EXPECT_EQ((*a)[0].config_id, (*b)[0].config_id);
+}
+
+TEST(ConfigLoaderTest, GridSweepIsTheProductInOrder) {
+  Write("base.yaml", kBase);
+  const std::string sweep = Write("grid.yaml",
+                                  "base: base.yaml\n"
+                                  "sweep:\n"
+                                  "  seed: [1, 2, 3]\n"
+                                  "  dataset.noise: [0.5, 1.0]\n");
+  auto specs = LoadExperiments(sweep, {});
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  ASSERT_EQ(specs->size(), 6u);
+  EXPECT_EQ((*specs)[0].name, "base__seed=1__noise=0.5");
+  EXPECT_EQ((*specs)[1].name, "base__seed=1__noise=1.0");
+  EXPECT_EQ((*specs)[5].name, "base__seed=3__noise=1.0");
+  std::set<std::string> ids;
+  for (const auto& s : *specs) ids.insert(s.config_id);
+  EXPECT_EQ(ids.size(), 6u);  // distinct configs, distinct ids
+  // Stable: expanding again gives the same ids in the same order.
+  auto again = LoadExperiments(sweep, {});
+  for (size_t i = 0; i < specs->size(); ++i) {
+    EXPECT_EQ((*specs)[i].config_id, (*again)[i].config_id);
+  }
+  // The base file's own experiment has the id of the matching sweep member.
+  auto member = LoadExperiments(TmpDir() + "/base.yaml", {"seed=2", "dataset.noise=0.5"});
+  EXPECT_EQ((*member)[0].config_id, (*specs)[2].config_id);
+}
+
+TEST(ConfigLoaderTest, ZipVariesListsTogetherAndCombinesWithGrid) {
+  Write("base.yaml", kBase);
+  const std::string sweep = Write("zip.yaml",
+                                  "base: base.yaml\n"
+                                  "name: z\n"
+                                  "set: {dataset.test_size: 32}\n"
+                                  "sweep: {seed: [1, 2]}\n"
+                                  "zip:\n"
+                                  "  dataset.train_size: [64, 128, 256]\n"
+                                  "  dataset.noise: [0.1, 0.2, 0.3]\n");
+  auto specs = LoadExperiments(sweep, {});
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  ASSERT_EQ(specs->size(), 6u);  // 2 (grid) x 3 (zip)
+  EXPECT_EQ((*specs)[4].name, "z__seed=2__train_size=128__noise=0.2");
+  EXPECT_EQ((*specs)[4].root["dataset"]["train_size"].as<int>(), 128);
+  EXPECT_EQ((*specs)[4].root["dataset"]["noise"].Scalar(), "0.2");
+  EXPECT_EQ((*specs)[4].root["dataset"]["test_size"].as<int>(), 32);
+  EXPECT_THAT((*specs)[4].origins->at("dataset.noise"), HasSubstr("zip.yaml:7:"));
+}
+
+TEST(ConfigLoaderTest, ZipListsOfDifferentLengthsAreAnError) {
+  Write("base.yaml", kBase);
+  const std::string sweep = Write("badzip.yaml",
+                                  "base: base.yaml\n"
+                                  "zip:\n"
+                                  "  seed: [1, 2]\n"
+                                  "  dataset.noise: [0.1, 0.2, 0.3]\n");
+  EXPECT_THAT(LoadExperiments(sweep, {}).status().message(),
+              HasSubstr("badzip.yaml:4:18: zip.dataset.noise: has 3 values but the other lists"));
+}
+
+TEST(ConfigLoaderTest, SweepFileKeysAreChecked) {
+  Write("base.yaml", kBase);
+  const std::string sweep = Write("typo.yaml", "base: base.yaml\nsweeep: {seed: [1]}\n");
+  EXPECT_THAT(LoadExperiments(sweep, {}).status().message(),
+              HasSubstr("typo.yaml:2:1: sweeep: unknown key 'sweeep' (did you mean 'sweep'?)"));
+  const std::string empty_axis = Write("empty.yaml", "base: base.yaml\nsweep: {seed: []}\n");
+  EXPECT_THAT(LoadExperiments(empty_axis, {}).status().message(),
+              HasSubstr("sweep.seed: expected a non-empty list of values"));
+}
+
+TEST(ConfigLoaderTest, FileErrors) {
+  EXPECT_EQ(LoadExperiments("/no/such.yaml", {}).status().code(), absl::StatusCode::kNotFound);
+  const std::string bad = Write("syntax.yaml", "name: x\ndataset: {name: [a}\n");
+  EXPECT_THAT(LoadExperiments(bad, {}).status().message(),
+              HasSubstr("syntax.yaml:2:19: YAML syntax error"));
+  const std::string list = Write("list.yaml", "- a\n- b\n");
+  EXPECT_THAT(LoadExperiments(list, {}).status().message(),
+              HasSubstr("list.yaml:1:1: expected a map of settings at the top level"));
+  const std::string missing_base = Write("mb.yaml", "base: nothere.yaml\nsweep: {seed: [1]}\n");
+  EXPECT_THAT(LoadExperiments(missing_base, {}).status().message(),
+              HasSubstr("nothere.yaml: cannot open the config file"));
+}
+
+}  // namespace
+}  // namespace quant

@@ -1,0 +1,195 @@
+// End-to-end tests of //experiments:run: the binary is run as a user would.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_split.h"
+#include "experiments/record.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace quant {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+struct Result {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+Result RunDriver(const std::string& args) {
+  const std::string cmd = "experiments/run " + args + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int status = pclose(pipe);
+  return Result{WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::string TmpDir(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  const std::string path = std::string(dir ? dir : "/tmp") + "/" + name;
+  fs::remove_all(path);
+  fs::create_directories(path);
+  return path;
+}
+
+std::string Write(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+  return path;
+}
+
+int CountRunDirs(const std::string& dir) {
+  if (!fs::exists(dir)) return 0;
+  return static_cast<int>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+}
+
+TEST(DriverTest, EveryShippedConfigValidates) {
+  int checked = 0;
+  for (const auto& entry : fs::directory_iterator("configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    const Result r = RunDriver("--validate --config=" + entry.path().string());
+    EXPECT_EQ(r.exit_code, 0) << entry.path() << ":\n" << r.output;
+    EXPECT_THAT(r.output, HasSubstr("valid")) << entry.path();
+    ++checked;
+  }
+  EXPECT_GE(checked, 3);
+}
+
+TEST(DriverTest, RunWritesConfigAndRecord) {
+  const std::string out = TmpDir("run");
+  const Result r = RunDriver("--config=configs/synthetic_smoke.yaml --output_dir=" + out +
+                             " --set dataset.train_size=100");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(CountRunDirs(out), 1);
+  const fs::path run = fs::directory_iterator(out)->path();
+  EXPECT_THAT(run.filename().string(), ::testing::StartsWith("synthetic_smoke-"));
+  EXPECT_TRUE(fs::exists(run / "config.yaml"));
+  EXPECT_TRUE(fs::exists(run / "result.pb.txt"));
+  auto record = ReadRecordJson((run / "result.json").string());
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->name(), "synthetic_smoke");
+  EXPECT_EQ(record->status(), quantlab::ResultRecord::OK);
+  EXPECT_EQ(record->seed(), 1u);
+  EXPECT_EQ(record->config_id().size(), 16u);
+  EXPECT_GT(record->peak_rss_bytes(), 0);
+  EXPECT_GT(record->host().hardware_threads(), 0);
+  EXPECT_FALSE(record->start_time().empty());
+  EXPECT_THAT(record->dataset(), HasSubstr("100 train"));
+  EXPECT_EQ(record->overrides(0), "dataset.train_size=100");
+  // snake_case field names in the JSON
+  std::ifstream json(run / "result.json");
+  std::stringstream text;
+  text << json.rdbuf();
+  EXPECT_THAT(text.str(), HasSubstr("\"peak_rss_bytes\""));
+  EXPECT_THAT(text.str(), HasSubstr("\"config_id\""));
+  // The resolved config re-loads to the same id.
+  const Result again = RunDriver("--validate --config=" + (run / "config.yaml").string());
+  EXPECT_THAT(again.output, HasSubstr(record->config_id()));
+}
+
+// Each bad input: non-zero exit, one "error:" line naming file:line, no run directory.
+TEST(DriverTest, BadInputsFailCleanlyWithoutResults) {
+  const std::string dir = TmpDir("bad");
+  const std::string out = dir + "/runs";
+  struct Case {
+    std::string yaml;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {"name: t\ndataset: {name: synthetic, noize: 1}\n",
+       "t.yaml:2:28: dataset.noize: unknown key 'noize' (did you mean 'noise'?)"},
+      {"name: t\nseed: many\n", "t.yaml:2:7: seed: expected an integer, got 'many'"},
+      {"name: t\ndataset: {name: synthetik}\n",
+       "t.yaml:2:17: dataset.name: unknown dataset 'synthetik' (did you mean 'synthetic'?)"},
+      {"name: t\ndataset: {name: [synthetic}\n", "t.yaml:2:27: YAML syntax error"},
+      {"seed: 1\n", "t.yaml:1:1: name: required string is missing"},
+  };
+  for (const Case& c : cases) {
+    const std::string path = Write(dir + "/t.yaml", c.yaml);
+    const Result r = RunDriver("--config=" + path + " --output_dir=" + out);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_THAT(r.output, HasSubstr(c.expected)) << r.output;
+    const std::vector<std::string> lines = absl::StrSplit(r.output, '\n', absl::SkipEmpty());
+    EXPECT_EQ(lines.size(), 1u) << r.output;
+    EXPECT_EQ(CountRunDirs(out), 0) << "a failed validation left a run directory";
+  }
+  const Result missing = RunDriver("--config=" + dir + "/absent.yaml");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.output, HasSubstr("absent.yaml: cannot open the config file (no such file)"));
+  const Result no_config = RunDriver("");
+  EXPECT_EQ(no_config.exit_code, 1);
+  EXPECT_THAT(no_config.output, HasSubstr("pass --config=FILE"));
+}
+
+TEST(DriverTest, SweepRunsInBatchResumesAndSurvivesAFailure) {
+  const std::string dir = TmpDir("sweep");
+  const std::string out = dir + "/runs";
+  Write(dir + "/base.yaml",
+        "name: b\nseed: 0\ndataset: {name: synthetic, train_size: 64, test_size: 16}\n");
+  // The second value of dataset.name fails at load time (missing files), not validation.
+  Write(dir + "/sweep.yaml",
+        "base: base.yaml\n"
+        "sweep: {seed: [1, 2]}\n");
+  const Result first = RunDriver("--config=" + dir + "/sweep.yaml --jobs=2 --output_dir=" + out);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_THAT(first.output, HasSubstr("2 experiments: 2 ran ok, 0 failed, 0 skipped"));
+  const Result second = RunDriver("--config=" + dir + "/sweep.yaml --jobs=2 --output_dir=" + out);
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_THAT(second.output, HasSubstr("2 experiments: 0 ran ok, 0 failed, 2 skipped"));
+
+  Write(dir + "/mixed.yaml",
+        "base: base.yaml\n"
+        "zip:\n"
+        "  dataset.name: [synthetic, fashion_mnist, synthetic]\n"
+        "  dataset.seed: [1, 2, 3]\n"
+        "set: {dataset.train_size: 64}\n");
+  // fashion_mnist does not take train_size/seed: that is a validation error
+  // for the whole sweep, found before anything runs.
+  const Result invalid = RunDriver("--config=" + dir + "/mixed.yaml --output_dir=" + out + "2");
+  EXPECT_EQ(invalid.exit_code, 1);
+  EXPECT_EQ(CountRunDirs(out + "2"), 0);
+
+  // A run that fails while running is recorded and the others go on.
+  Write(dir + "/fails.yaml",
+        "base: base.yaml\n"
+        "sweep: {dataset: [{name: synthetic, train_size: 32}, {name: fashion_mnist, dir: /absent},"
+        " {name: synthetic, train_size: 48}]}\n");
+  const Result mixed = RunDriver("--config=" + dir + "/fails.yaml --jobs=1 --output_dir=" + out + "3");
+  EXPECT_EQ(mixed.exit_code, 1) << mixed.output;
+  EXPECT_THAT(mixed.output, HasSubstr("3 experiments: 2 ran ok, 1 failed, 0 skipped"));
+  EXPECT_THAT(mixed.output, HasSubstr("/absent/train-images-idx3-ubyte.gz: cannot open"));
+  int failed_records = 0;
+  for (const auto& run : fs::directory_iterator(out + "3")) {
+    auto rec = ReadRecordJson((run.path() / "result.json").string());
+    ASSERT_TRUE(rec.ok()) << run.path();
+    if (rec->status() == quantlab::ResultRecord::FAILED) {
+      ++failed_records;
+      EXPECT_THAT(rec->error(), HasSubstr("/absent"));
+    }
+  }
+  EXPECT_EQ(failed_records, 1);
+  // Re-running retries only the failed one.
+  const Result retry = RunDriver("--config=" + dir + "/fails.yaml --output_dir=" + out + "3");
+  EXPECT_THAT(retry.output, HasSubstr("3 experiments: 0 ran ok, 1 failed, 2 skipped"));
+}
+
+TEST(DriverTest, ListShowsRegistriesWithParameters) {
+  const Result r = RunDriver("--list");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("dataset:"));
+  EXPECT_THAT(r.output, HasSubstr("fashion_mnist"));
+  EXPECT_THAT(r.output, HasSubstr("train_limit"));
+  EXPECT_THAT(r.output, HasSubstr("integer in [0, 60000]; default 0."));
+}
+
+}  // namespace
+}  // namespace quant
