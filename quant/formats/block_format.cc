@@ -49,6 +49,7 @@ BlockFormat::BlockFormat(const BlockSpec& spec, std::unique_ptr<Minifloat> eleme
     p.largest = std::ldexp(static_cast<double>(int_max_), scale_max_ - fbits);
     p.smallest_normal = p.smallest_subnormal = std::ldexp(1.0, scale_min_ - fbits);
     p.epsilon = std::ldexp(1.0, -fbits);
+    p.order = PatternOrder::kTwosComplement;
   }
   p.bits_per_value = p.bits + static_cast<double>(spec.scale_bits) / spec.block_size;
   p.has_inf = false;

@@ -53,6 +53,10 @@ struct FormatOptions {
 FormatOptions ReadFormatOptions(ParamReader& p, OverflowMode default_overflow,
                                 bool overflow_selectable = true);
 
+// How patterns order the values (for ordering tests and tables): sign-magnitude
+// (IEEE floats), two's complement (posits, signed integers), or unsigned.
+enum class PatternOrder { kSignMagnitude, kTwosComplement, kUnsigned };
+
 // What a table or a quantizer needs to know about a format. Values are exact
 // (double holds every one of them).
 struct FormatProperties {
@@ -67,6 +71,7 @@ struct FormatProperties {
   bool has_nan = false;
   int block_size = 1;                 // elements sharing a scale; 0 = the whole span
   bool stateful = false;              // Round depends on earlier calls (Flexpoint)
+  PatternOrder order = PatternOrder::kSignMagnitude;
 };
 
 class NumberFormat {

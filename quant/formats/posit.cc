@@ -38,6 +38,7 @@ Posit::Posit(int n, int es, FormatOptions options)
   p.epsilon = (one + 1 == nar()) ? 0.0 : DecodeExact(one + 1) - 1.0;
   p.has_inf = false;
   p.has_nan = true;  // NaR
+  p.order = PatternOrder::kTwosComplement;
 }
 
 absl::StatusOr<std::unique_ptr<Posit>> Posit::Make(int n, int es, FormatOptions options) {
