@@ -1,6 +1,10 @@
 #include "quant/formats/minifloat.h"
 
+#include <immintrin.h>
+
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -164,7 +168,90 @@ float Minifloat::DecodeSlow(uint32_t bits) const {
   return static_cast<float>(neg ? -v : v);
 }
 
+namespace {
+
+// Fast paths, bit-identical to EncodeScaled (the golden and exhaustive tests
+// compare the span and scalar forms).
+//
+// Float32-layout formats (bf16, tf32: 8 exponent bits, bias 127) are float32
+// with the low 23-m bits rounded off: branch-free integer code the compiler
+// vectorises. The carry of round-to-nearest-even runs into the exponent and
+// turns the largest values into inf, exactly the format's overflow rule.
+template <bool kNearest, bool kSaturate>
+void EncodeFloat32Layout(const float* in, uint32_t* out, size_t n, int m, uint32_t max_code,
+                         uint32_t nan_code, bool nan_keeps_sign) {
+  const uint32_t shift = 23 - m;
+  const uint32_t half_minus_one = (1u << (shift - 1)) - 1;
+  const uint32_t sign_shift = 31 - (8 + m);
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &in[i], 4);
+    const uint32_t a = bits & 0x7fffffffu;
+    uint32_t mag = kNearest ? (a + half_minus_one + ((a >> shift) & 1)) >> shift : a >> shift;
+    if (kSaturate) mag = mag < max_code ? mag : max_code;
+    const bool nan = a > 0x7f800000u;
+    const uint32_t sign = (nan && !nan_keeps_sign) ? 0 : (bits & 0x80000000u) >> sign_shift;
+    out[i] = (nan ? nan_code : mag) | sign;
+  }
+}
+
+// fp16 with round to nearest even: F16C's VCVTPS2PH rounds exactly so
+// (subnormals, overflow to inf included); NaNs are then set to the canonical
+// 0x7e00 with their sign (the hardware keeps payload bits), and `saturate`
+// clamps the input to +-65504 first (a larger value can only round to 65504 or inf).
+void EncodeFp16(const float* in, uint32_t* out, size_t n, bool saturate) {
+  const __m256 lim = _mm256_set1_ps(65504.0f);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 x = _mm256_loadu_ps(in + i);
+    const __m256 unordered = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    if (saturate) x = _mm256_max_ps(_mm256_min_ps(x, lim), _mm256_sub_ps(_mm256_setzero_ps(), lim));
+    const __m128i h = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256i w = _mm256_cvtepu16_epi32(h);
+    if (_mm256_movemask_ps(unordered)) {
+      const __m256i sign = _mm256_srli_epi32(
+          _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(in + i)), _mm256_set1_epi32(0x80000000)),
+          16);
+      const __m256i nan = _mm256_or_si256(sign, _mm256_set1_epi32(0x7e00));
+      w = _mm256_blendv_epi8(w, nan, _mm256_castps_si256(unordered));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), w);
+  }
+  for (; i < n; ++i) {
+    const float x = in[i];
+    if (x != x) {
+      out[i] = 0x7e00u | ((FloatBits(x) >> 16) & 0x8000u);
+      continue;
+    }
+    const float c = saturate ? std::min(std::max(x, -65504.0f), 65504.0f) : x;
+    out[i] = _cvtss_sh(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+}
+
+}  // namespace
+
+bool Minifloat::IsFp16Layout() const {
+  return spec_.exponent_bits == 5 && spec_.mantissa_bits == 10 && spec_.bias == 15 &&
+         spec_.inf && spec_.subnormals && spec_.nan_keeps_sign;
+}
+
 void Minifloat::EncodeSpan(absl::Span<const float> in, absl::Span<uint32_t> out) {
+  const bool nearest = options_.rounding == RoundingMode::kNearestEven;
+  const bool saturate = options_.overflow == OverflowMode::kSaturate;
+  if (float32_layout_ && options_.rounding != RoundingMode::kStochastic &&
+      spec_.mantissa_bits < 23) {
+    const uint32_t nan_mag = nan_code_;
+    auto* fn = nearest ? (saturate ? EncodeFloat32Layout<true, true> : EncodeFloat32Layout<true, false>)
+                       : (saturate ? EncodeFloat32Layout<false, true> : EncodeFloat32Layout<false, false>);
+    // Toward zero never overflows a finite value; saturate also catches +-inf.
+    fn(in.data(), out.data(), in.size(), spec_.mantissa_bits, max_code_, nan_mag,
+       spec_.nan_keeps_sign);
+    return;
+  }
+  if (nearest && IsFp16Layout()) {
+    EncodeFp16(in.data(), out.data(), in.size(), saturate);
+    return;
+  }
   for (size_t i = 0; i < in.size(); ++i) out[i] = EncodeOne(in[i]);
 }
 
@@ -178,6 +265,43 @@ void Minifloat::DecodeSpan(absl::Span<const uint32_t> in, absl::Span<float> out)
 }
 
 void Minifloat::RoundSpan(absl::Span<const float> in, absl::Span<float> out) {
+  const bool fast_layout = float32_layout_ && options_.rounding != RoundingMode::kStochastic &&
+                           spec_.mantissa_bits < 23;
+  if (fast_layout || (options_.rounding == RoundingMode::kNearestEven && IsFp16Layout())) {
+    // Encode in chunks, then decode; NaN inputs stay as they are.
+    constexpr size_t kChunk = 1024;
+    uint32_t codes[kChunk];
+    for (size_t start = 0; start < in.size(); start += kChunk) {
+      const size_t n = std::min(kChunk, in.size() - start);
+      EncodeSpan(in.subspan(start, n), absl::MakeSpan(codes, n));
+      if (fast_layout) {
+        const int shift = 23 - spec_.mantissa_bits;
+        const uint32_t sign_shift = 31 - (8 + spec_.mantissa_bits);
+        const uint32_t mag_mask = sign_bit_ - 1;
+        for (size_t i = 0; i < n; ++i) {
+          const float x = in[start + i];
+          const uint32_t c = codes[i];
+          const float y = BitsFloat(((c & mag_mask) << shift) | ((c & sign_bit_) << sign_shift));
+          out[start + i] = x != x ? x : y;
+        }
+      } else {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+          const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i));
+          const __m128i h = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+          const __m256 y = _mm256_cvtph_ps(h);
+          const __m256 x = _mm256_loadu_ps(in.data() + start + i);
+          const __m256 keep = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+          _mm256_storeu_ps(out.data() + start + i, _mm256_blendv_ps(y, x, keep));
+        }
+        for (; i < n; ++i) {
+          const float x = in[start + i];
+          out[start + i] = x != x ? x : _cvtsh_ss(static_cast<uint16_t>(codes[i]));
+        }
+      }
+    }
+    return;
+  }
   for (size_t i = 0; i < in.size(); ++i) out[i] = RoundOne(in[i]);
 }
 

@@ -83,6 +83,7 @@ class Minifloat : public NumberFormat {
  private:
   Minifloat(const MinifloatSpec& spec, FormatOptions options);
   float DecodeSlow(uint32_t bits) const;
+  bool IsFp16Layout() const;
 
   MinifloatSpec spec_;
   int emin_;           // exponent of the smallest normal (and of subnormals)

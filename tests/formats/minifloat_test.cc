@@ -152,5 +152,43 @@ TEST(MinifloatTest, RoundSpanWorksInPlace) {
   EXPECT_EQ(v[0], 1.0f);  // tie at 1 + 2^-8 -> even
 }
 
+// The span paths of fp16 (F16C) and bf16/tf32 (integer rounding) are fast
+// paths; they must equal the generic scalar conversion in every mode.
+TEST(MinifloatTest, FastSpanPathsEqualTheScalarPath) {
+  std::vector<float> in;
+  for (uint32_t b : {0x0u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00001u,
+                     0x7f800001u, 0x477fe000u, 0x477fefffu, 0x477ff000u, 0x7f7fffffu, 0xff7f8000u,
+                     0x00000001u, 0x33000000u, 0x33000001u, 0x387fe000u, 0x387ff000u}) {
+    in.push_back(BitsFloat(b));
+  }
+  uint64_t state = 12345;
+  for (int i = 0; i < 300000; ++i) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    in.push_back(BitsFloat(static_cast<uint32_t>(state >> 32)));
+  }
+  for (const char* name : {"fp16", "bf16", "tf32"}) {
+    for (const char* mode : {"nearest_even", "toward_zero"}) {
+      for (const char* overflow : {"saturate", "format"}) {
+        auto f = MakeFormat(name, std::string("{rounding: ") + mode + ", overflow: " + overflow + "}");
+        std::vector<uint32_t> codes(in.size());
+        std::vector<float> rounded(in.size());
+        f->EncodeSpan(in, absl::MakeSpan(codes));
+        f->RoundSpan(in, absl::MakeSpan(rounded));
+        int bad = 0;
+        for (size_t i = 0; i < in.size() && bad < 5; ++i) {
+          const uint32_t want = f->Encode(in[i]);
+          const float want_r = f->Round(in[i]);
+          const bool same_r = FloatBits(want_r) == FloatBits(rounded[i]);
+          if (codes[i] != want || !same_r) {
+            ++bad;
+            ADD_FAILURE() << name << " " << mode << " " << overflow << " x=" << std::hex
+                          << FloatBits(in[i]) << " span " << codes[i] << " scalar " << want;
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace quant
