@@ -105,48 +105,6 @@ bool Minifloat::IsNan(uint32_t bits) const {
   return mag == nan_code_;
 }
 
-uint32_t Minifloat::EncodeScaled(float x, int scale_exp, RoundingMode mode, OverflowMode overflow,
-                                 uint64_t random) const {
-  const uint32_t bits = FloatBits(x);
-  const uint32_t sign = (bits >> 31) ? sign_bit_ : 0;
-  const uint32_t a = bits & 0x7fffffffu;
-  if (a >= 0x7f800000u) {
-    if (a > 0x7f800000u) {  // NaN
-      if (!spec_.nan) return 0;
-      return nan_code_ | (spec_.nan_keeps_sign ? sign : 0);
-    }
-    if (overflow == OverflowMode::kSaturate || !spec_.nan) return max_code_ | sign;
-    return inf_code_ | sign;  // inf, or the NaN of a NaN-only format
-  }
-  if (a == 0) return sign;
-  const formats_internal::Unpacked u = UnpackMagnitude(a);
-  const int m = spec_.mantissa_bits;
-  const int ex = u.exp + scale_exp;
-  const int l = u.log2 + scale_exp;
-  uint64_t code;
-  if (l < emin_ && !spec_.subnormals) {
-    // Only 0 and 2^emin are near: round with a quantum of 2^emin.
-    code = RoundingShiftRight(u.sig, emin_ - ex, mode, random) ? (uint64_t{1} << m) : 0;
-  } else {
-    const int te = l < emin_ ? emin_ : l;
-    if (te > 400) {
-      code = ~uint64_t{0} >> 1;  // far beyond any range (scaled input): overflow
-    } else {
-      const uint64_t n = RoundingShiftRight(u.sig, (te - m) - ex, mode, random);
-      // n in [2^m, 2^(m+1)] for normals (2^(m+1) carries into the exponent),
-      // n <= 2^m at emin (2^m is the smallest normal): one formula for both.
-      code = (static_cast<uint64_t>(te - emin_) << m) + n;
-    }
-  }
-  if (code > max_code_) {
-    if (overflow == OverflowMode::kSaturate || mode == RoundingMode::kTowardZero || !spec_.nan) {
-      return max_code_ | sign;
-    }
-    return inf_code_ | sign;
-  }
-  return static_cast<uint32_t>(code) | sign;
-}
-
 float Minifloat::DecodeSlow(uint32_t bits) const {
   const int e = spec_.exponent_bits, m = spec_.mantissa_bits;
   const bool neg = (bits & sign_bit_) != 0;
@@ -252,7 +210,22 @@ void Minifloat::EncodeSpan(absl::Span<const float> in, absl::Span<uint32_t> out)
     EncodeFp16(in.data(), out.data(), in.size(), saturate);
     return;
   }
-  for (size_t i = 0; i < in.size(); ++i) out[i] = EncodeOne(in[i]);
+  const OverflowMode overflow = options_.overflow;
+  switch (options_.rounding) {
+    case RoundingMode::kNearestEven:
+      for (size_t i = 0; i < in.size(); ++i) {
+        out[i] = EncodeScaledT<RoundingMode::kNearestEven>(in[i], 0, overflow, 0);
+      }
+      break;
+    case RoundingMode::kTowardZero:
+      for (size_t i = 0; i < in.size(); ++i) {
+        out[i] = EncodeScaledT<RoundingMode::kTowardZero>(in[i], 0, overflow, 0);
+      }
+      break;
+    case RoundingMode::kStochastic:
+      for (size_t i = 0; i < in.size(); ++i) out[i] = EncodeOne(in[i]);
+      break;
+  }
 }
 
 void Minifloat::DecodeSpan(absl::Span<const uint32_t> in, absl::Span<float> out) const {
@@ -302,7 +275,20 @@ void Minifloat::RoundSpan(absl::Span<const float> in, absl::Span<float> out) {
     }
     return;
   }
-  for (size_t i = 0; i < in.size(); ++i) out[i] = RoundOne(in[i]);
+  if (options_.rounding == RoundingMode::kStochastic || table_.empty()) {
+    for (size_t i = 0; i < in.size(); ++i) out[i] = RoundOne(in[i]);
+    return;
+  }
+  constexpr size_t kChunk = 1024;
+  uint32_t codes[kChunk];
+  for (size_t start = 0; start < in.size(); start += kChunk) {
+    const size_t n = std::min(kChunk, in.size() - start);
+    EncodeSpan(in.subspan(start, n), absl::MakeSpan(codes, n));
+    for (size_t i = 0; i < n; ++i) {
+      const float x = in[start + i];
+      out[start + i] = x != x ? x : table_[codes[i]];
+    }
+  }
 }
 
 Fp32Format::Fp32Format(FormatOptions options) : NumberFormat(FormatProperties{}, options) {

@@ -26,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "quant/formats/number_format.h"
+#include "quant/formats/rounding.h"
 
 namespace quant {
 
@@ -64,8 +65,21 @@ class Minifloat : public NumberFormat {
   bool IsNan(uint32_t bits) const;
   // Encodes x * 2^scale_exp exactly (no intermediate rounding): the element
   // conversion of block formats, where x / 2^shared_exp may underflow float32.
-  uint32_t EncodeScaled(float x, int scale_exp, RoundingMode mode, OverflowMode overflow,
-                        uint64_t random) const;
+  inline uint32_t EncodeScaled(float x, int scale_exp, RoundingMode mode, OverflowMode overflow,
+                               uint64_t random) const {
+    switch (mode) {
+      case RoundingMode::kNearestEven:
+        return EncodeScaledT<RoundingMode::kNearestEven>(x, scale_exp, overflow, random);
+      case RoundingMode::kTowardZero:
+        return EncodeScaledT<RoundingMode::kTowardZero>(x, scale_exp, overflow, random);
+      case RoundingMode::kStochastic:
+        return EncodeScaledT<RoundingMode::kStochastic>(x, scale_exp, overflow, random);
+    }
+    return 0;
+  }
+  // The same with the rounding mode fixed at compile time (for loops).
+  template <RoundingMode mode>
+  uint32_t EncodeScaledT(float x, int scale_exp, OverflowMode overflow, uint64_t random) const;
 
   inline uint32_t EncodeOne(float x) {
     return EncodeScaled(x, 0, options_.rounding, options_.overflow,
@@ -107,6 +121,49 @@ class Fp32Format : public NumberFormat {
   float Round(float x) override { return x; }
   void RoundSpan(absl::Span<const float> in, absl::Span<float> out) override;
 };
+
+template <RoundingMode mode>
+inline uint32_t Minifloat::EncodeScaledT(float x, int scale_exp, OverflowMode overflow,
+                                         uint64_t random) const {
+  const uint32_t bits = FloatBits(x);
+  const uint32_t sign = (bits >> 31) ? sign_bit_ : 0;
+  const uint32_t a = bits & 0x7fffffffu;
+  if (a >= 0x7f800000u) {
+    if (a > 0x7f800000u) {  // NaN
+      if (!spec_.nan) return 0;
+      return nan_code_ | (spec_.nan_keeps_sign ? sign : 0);
+    }
+    if (overflow == OverflowMode::kSaturate || !spec_.nan) return max_code_ | sign;
+    return inf_code_ | sign;  // inf, or the NaN of a NaN-only format
+  }
+  if (a == 0) return sign;
+  const formats_internal::Unpacked u = formats_internal::UnpackMagnitude(a);
+  const int m = spec_.mantissa_bits;
+  const int ex = u.exp + scale_exp;
+  const int l = u.log2 + scale_exp;
+  uint64_t code;
+  if (l < emin_ && !spec_.subnormals) {
+    // Only 0 and 2^emin are near: round with a quantum of 2^emin.
+    code = formats_internal::RoundingShiftRight(u.sig, emin_ - ex, mode, random) ? (uint64_t{1} << m) : 0;
+  } else {
+    const int te = l < emin_ ? emin_ : l;
+    if (te > 400) {
+      code = ~uint64_t{0} >> 1;  // far beyond any range (scaled input): overflow
+    } else {
+      const uint64_t n = formats_internal::RoundingShiftRight(u.sig, (te - m) - ex, mode, random);
+      // n in [2^m, 2^(m+1)] for normals (2^(m+1) carries into the exponent),
+      // n <= 2^m at emin (2^m is the smallest normal): one formula for both.
+      code = (static_cast<uint64_t>(te - emin_) << m) + n;
+    }
+  }
+  if (code > max_code_) {
+    if (overflow == OverflowMode::kSaturate || mode == RoundingMode::kTowardZero || !spec_.nan) {
+      return max_code_ | sign;
+    }
+    return inf_code_ | sign;
+  }
+  return static_cast<uint32_t>(code) | sign;
+}
 
 }  // namespace quant
 

@@ -27,14 +27,15 @@ inline uint64_t RoundingShiftRight(uint64_t v, int shift, RoundingMode mode, uin
   const uint64_t rem = v & mask;
   switch (mode) {
     case RoundingMode::kNearestEven: {
+      // Branch-free: the comparison is data dependent and mispredicts half the time.
       const uint64_t half = uint64_t{1} << (shift - 1);
-      if (rem > half || (rem == half && (n & 1))) ++n;
+      n += static_cast<uint64_t>(rem > half) | (static_cast<uint64_t>(rem == half) & n & 1);
       break;
     }
     case RoundingMode::kTowardZero:
       break;
     case RoundingMode::kStochastic:
-      if (rem + (random & mask) > mask) ++n;
+      n += static_cast<uint64_t>(rem + (random & mask) > mask);
       break;
   }
   return n;
