@@ -114,7 +114,7 @@ float BlockFormat::DecodeElement(uint32_t bits) const {
   const int b = spec_.int_bits;
   int32_t q = static_cast<int32_t>(bits & ((1u << b) - 1));
   if (q & (1 << (b - 1))) q -= (1 << b);
-  return std::ldexp(static_cast<float>(q), -(b - 2));
+  return static_cast<float>(q) * Pow2(-(b - 2));
 }
 
 uint32_t BlockFormat::Encode(float x) {

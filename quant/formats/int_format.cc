@@ -1,5 +1,6 @@
 #include "quant/formats/int_format.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
@@ -36,9 +37,10 @@ absl::StatusOr<std::unique_ptr<IntFormat>> IntFormat::Make(int bits, bool is_sig
 
 int64_t IntFormat::Quantize(float x) {
   // Exact for power-of-two scales; otherwise x / scale is rounded once to double.
-  const double v = scale_ == 1.0 ? x : static_cast<double>(x) / scale_;
-  if (!(v < static_cast<double>(qmax_))) return qmax_;  // also +inf
-  if (!(v > static_cast<double>(qmin_))) return qmin_;
+  // Clamping first keeps the code branch-free (a clamped value is an integer
+  // already, so rounding leaves it); +-inf clamps too. NaN is handled by callers.
+  double v = scale_ == 1.0 ? x : static_cast<double>(x) / scale_;
+  v = std::min(std::max(v, static_cast<double>(qmin_)), static_cast<double>(qmax_));
   double r = v;
   switch (options_.rounding) {
     case RoundingMode::kNearestEven: r = std::nearbyint(v); break;  // FE_TONEAREST: ties to even
@@ -58,12 +60,6 @@ uint32_t IntFormat::EncodeOne(float x) {
   return static_cast<uint32_t>(Quantize(x)) & mask_;
 }
 
-double IntFormat::DecodeExact(uint32_t bits) const {
-  int64_t q = bits & mask_;
-  if (signed_ && (q >> (bits_ - 1))) q -= int64_t{1} << bits_;
-  return static_cast<double>(q) * scale_;
-}
-
 float IntFormat::Decode(uint32_t bits) const { return static_cast<float>(DecodeExact(bits)); }
 
 float IntFormat::Round(float x) {
@@ -73,6 +69,10 @@ float IntFormat::Round(float x) {
 
 void IntFormat::EncodeSpan(absl::Span<const float> in, absl::Span<uint32_t> out) {
   for (size_t i = 0; i < in.size(); ++i) out[i] = EncodeOne(in[i]);
+}
+
+void IntFormat::DecodeSpan(absl::Span<const uint32_t> in, absl::Span<float> out) const {
+  for (size_t i = 0; i < in.size(); ++i) out[i] = static_cast<float>(DecodeExact(in[i]));
 }
 
 void IntFormat::RoundSpan(absl::Span<const float> in, absl::Span<float> out) {

@@ -30,7 +30,12 @@ class IntFormat : public NumberFormat {
 
   uint32_t Encode(float x) override { return EncodeOne(x); }
   float Decode(uint32_t bits) const override;
-  double DecodeExact(uint32_t bits) const override;
+  double DecodeExact(uint32_t bits) const override {
+    int64_t q = bits & mask_;
+    if (signed_ && (q >> (bits_ - 1))) q -= int64_t{1} << bits_;
+    return static_cast<double>(q) * scale_;
+  }
+  void DecodeSpan(absl::Span<const uint32_t> in, absl::Span<float> out) const override;
   float Round(float x) override;
   void EncodeSpan(absl::Span<const float> in, absl::Span<uint32_t> out) override;
   void RoundSpan(absl::Span<const float> in, absl::Span<float> out) override;
