@@ -48,7 +48,7 @@ class Minifloat : public NumberFormat {
   static bool Check(const MinifloatSpec& spec, std::string* key, std::string* message);
   static absl::StatusOr<std::unique_ptr<Minifloat>> Make(const MinifloatSpec& spec,
                                                          FormatOptions options);
-  // Factories of the registered names.
+  // The `minifloat` factory (exponent_bits, mantissa_bits, bias, subnormals, inf, nan).
   static absl::StatusOr<std::unique_ptr<NumberFormat>> CreateGeneric(ParamReader& p);
 
   uint32_t Encode(float x) override { return EncodeOne(x); }
