@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "tests/formats/format_test_util.h"
@@ -58,6 +59,13 @@ void CheckFp8(const std::string& name) {
     }
     const int ci = Col(conv, "input_f32_hex"), cs = Col(conv, "bits_saturating"),
               cn = Col(conv, "bits_nonsaturating");
+    // The span fake-quant must give the decoded golden patterns (NaN for NaN).
+    std::vector<float> inputs;
+    for (const Json& row : conv.at("rows")) inputs.push_back(golden::BitsToFloat(golden::ParseHex(row[ci])));
+    std::vector<float> round_sat(inputs.size()), round_nonsat(inputs.size());
+    sat->RoundSpan(inputs, absl::MakeSpan(round_sat));
+    nonsat->RoundSpan(inputs, absl::MakeSpan(round_nonsat));
+    size_t r = 0;
     for (const Json& row : conv.at("rows")) {
       const uint32_t xb = golden::ParseHex(row[ci]);
       const float x = golden::BitsToFloat(xb);
@@ -76,7 +84,14 @@ void CheckFp8(const std::string& name) {
         const uint32_t got = f->Encode(x);
         tally.Add("convert_" + pname, got == want,
                   "x=" + Hex(xb) + " got " + Hex(got) + " want " + Hex(want));
+        const float rounded = policy == 0 ? round_sat[r] : round_nonsat[r];
+        const float want_value = f->Decode(want);
+        tally.Add("round_span_" + pname,
+                  std::isnan(want_value) ? std::isnan(rounded)
+                                         : golden::FloatToBits(rounded) == golden::FloatToBits(want_value),
+                  "x=" + Hex(xb));
       }
+      ++r;
     }
     tally.Report({"decode", "convert_sat", "convert_nonsat"});
   }
