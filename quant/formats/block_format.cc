@@ -160,6 +160,14 @@ void BlockFormat::RoundSpan(absl::Span<const float> in, absl::Span<float> out) {
       continue;
     }
     const float x = Pow2(s);
+    if (element_ && options_.rounding == RoundingMode::kNearestEven && element_->HasFastNearest()) {
+      // V * 2^-s is exact unless it falls below float32's normals, and then it
+      // is far below half the element's smallest subnormal (>= 2^-16): it
+      // rounds to +-0 either way. Element * 2^s is exact (see the header).
+      element_->RoundNearestScaled(block.data(), out.data() + start, len, Pow2(-s), x,
+                                   OverflowMode::kSaturate);
+      continue;
+    }
     for (size_t i = 0; i < len; ++i) {
       out[start + i] = DecodeElement(EncodeElement(block[i], s, Random())) * x;
     }

@@ -237,6 +237,73 @@ void Minifloat::DecodeSpan(absl::Span<const uint32_t> in, absl::Span<float> out)
   for (size_t i = 0; i < in.size(); ++i) out[i] = DecodeOne(in[i]);
 }
 
+void Minifloat::RoundNearestScaled(const float* in, float* out, size_t n, float pre_scale,
+                                   float post_scale, OverflowMode overflow) const {
+  // Per value (a = |x| bits):
+  //   |x| >= 2^emin: round the float32 pattern to m mantissa bits (add half-1
+  //     plus the kept lsb, clear the dropped bits; the carry runs into the
+  //     exponent, i.e. rounding as if the exponent range had no upper limit);
+  //   |x| <  2^emin: (|x| + M) - M with M = 2^(emin-m+23), whose ulp is the
+  //     subnormal quantum 2^(emin-m): the float adder rounds to nearest even;
+  //   then overflow is judged after rounding: above the largest finite value
+  //   comes the format's rule (inf, NaN, largest) or saturation.
+  const int m = spec_.mantissa_bits;
+  const uint32_t shift = 23 - m;
+  const uint32_t half_minus_one = (1u << (shift - 1)) - 1;
+  const uint32_t drop_mask = (1u << shift) - 1;
+  const uint32_t min_normal_bits = static_cast<uint32_t>(emin_ + 127) << 23;  // emin >= -126
+  const float magic = std::ldexp(1.0f, emin_ - m + 23);
+  const uint32_t largest_bits = FloatBits(static_cast<float>(props_.largest));
+  uint32_t ovf_bits;
+  if (overflow == OverflowMode::kSaturate || !spec_.nan) {
+    ovf_bits = largest_bits;
+  } else {
+    ovf_bits = FloatBits(DecodeSlow(inf_code_)) & 0x7fffffffu;  // inf, or the NaN of E4M3 layouts
+  }
+  auto one = [&](float x) -> float {
+    if (x != x) return x;
+    const uint32_t bits = FloatBits(x * pre_scale);
+    const uint32_t a = bits & 0x7fffffffu;
+    uint32_t r;
+    if (a >= min_normal_bits) {
+      r = (a + half_minus_one + ((a >> shift) & 1)) & ~drop_mask;
+    } else {
+      r = FloatBits((BitsFloat(a) + magic) - magic);
+    }
+    if (r > largest_bits) r = ovf_bits;
+    return BitsFloat(r | (bits & 0x80000000u)) * post_scale;
+  };
+  size_t i = 0;
+  const __m256i v_abs = _mm256_set1_epi32(0x7fffffff);
+  const __m256i v_sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  const __m256i v_half = _mm256_set1_epi32(static_cast<int>(half_minus_one));
+  const __m256i v_one = _mm256_set1_epi32(1);
+  const __m256i v_keep = _mm256_set1_epi32(static_cast<int>(~drop_mask));
+  const __m256i v_min_normal_m1 = _mm256_set1_epi32(static_cast<int>(min_normal_bits - 1));
+  const __m256i v_largest = _mm256_set1_epi32(static_cast<int>(largest_bits));
+  const __m256i v_ovf = _mm256_set1_epi32(static_cast<int>(ovf_bits));
+  const __m128i v_shift = _mm_cvtsi32_si128(static_cast<int>(shift));
+  const __m256 v_magic = _mm256_set1_ps(magic);
+  const __m256 v_pre = _mm256_set1_ps(pre_scale), v_post = _mm256_set1_ps(post_scale);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(in + i);
+    const __m256i bits = _mm256_castps_si256(_mm256_mul_ps(x, v_pre));
+    const __m256i a = _mm256_and_si256(bits, v_abs);
+    const __m256i lsb = _mm256_and_si256(_mm256_srl_epi32(a, v_shift), v_one);
+    const __m256i rn = _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(a, v_half), lsb), v_keep);
+    const __m256 af = _mm256_castsi256_ps(a);
+    const __m256i rs = _mm256_castps_si256(_mm256_sub_ps(_mm256_add_ps(af, v_magic), v_magic));
+    // a and the bounds are below 2^31: signed compares are exact.
+    const __m256i normal = _mm256_cmpgt_epi32(a, v_min_normal_m1);
+    __m256i r = _mm256_blendv_epi8(rs, rn, normal);
+    r = _mm256_blendv_epi8(r, v_ovf, _mm256_cmpgt_epi32(r, v_largest));
+    const __m256 y = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_or_si256(r, _mm256_and_si256(bits, v_sign))), v_post);
+    const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    _mm256_storeu_ps(out + i, _mm256_blendv_ps(y, x, nan));
+  }
+  for (; i < n; ++i) out[i] = one(in[i]);
+}
+
 void Minifloat::RoundSpan(absl::Span<const float> in, absl::Span<float> out) {
   const bool fast_layout = float32_layout_ && options_.rounding != RoundingMode::kStochastic &&
                            spec_.mantissa_bits < 23;
@@ -273,6 +340,10 @@ void Minifloat::RoundSpan(absl::Span<const float> in, absl::Span<float> out) {
         }
       }
     }
+    return;
+  }
+  if (options_.rounding == RoundingMode::kNearestEven && HasFastNearest()) {
+    RoundNearestScaled(in.data(), out.data(), in.size(), 1.0f, 1.0f, options_.overflow);
     return;
   }
   if (options_.rounding == RoundingMode::kStochastic || table_.empty()) {

@@ -81,6 +81,20 @@ class Minifloat : public NumberFormat {
   template <RoundingMode mode>
   uint32_t EncodeScaledT(float x, int scale_exp, OverflowMode overflow, uint64_t random) const;
 
+  // Round to nearest even of (in[i] * pre_scale), times post_scale, for every
+  // i: the vectorised fake-quant of formats with subnormals and fewer than 23
+  // mantissa bits whose normals are float32 normals (HasFastNearest()), bit-identical to the scalar path. NaN
+  // inputs are copied. `pre_scale`/`post_scale` are powers of two (block
+  // formats' 2^-s and 2^s; 1 otherwise) and the products must be exact or
+  // far below the smallest subnormal (see block_format.cc).
+  bool HasFastNearest() const {
+    // The smallest normal and M = 2^(emin-m+23) must be float32 normals.
+    return spec_.subnormals && spec_.mantissa_bits < 23 && emin_ >= -126 &&
+           emin_ - spec_.mantissa_bits + 23 >= -126;
+  }
+  void RoundNearestScaled(const float* in, float* out, size_t n, float pre_scale,
+                          float post_scale, OverflowMode overflow) const;
+
   inline uint32_t EncodeOne(float x) {
     return EncodeScaled(x, 0, options_.rounding, options_.overflow,
                         options_.rounding == RoundingMode::kStochastic ? NextRandom() : 0);

@@ -166,10 +166,19 @@ TEST(MinifloatTest, FastSpanPathsEqualTheScalarPath) {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
     in.push_back(BitsFloat(static_cast<uint32_t>(state >> 32)));
   }
-  for (const char* name : {"fp16", "bf16", "tf32"}) {
+  const std::vector<std::pair<std::string, std::string>> formats = {
+      {"fp16", ""}, {"bf16", ""}, {"tf32", ""}, {"fp8_e4m3", ""}, {"fp8_e5m2", ""},
+      {"minifloat", "exponent_bits: 2, mantissa_bits: 1, inf: false, nan: false, "},
+      {"minifloat", "exponent_bits: 3, mantissa_bits: 2, inf: false, nan: false, "},
+      {"minifloat", "exponent_bits: 5, mantissa_bits: 2, bias: 20, "},
+      {"minifloat", "exponent_bits: 8, mantissa_bits: 3, bias: 140, "},
+      {"minifloat", "exponent_bits: 0, mantissa_bits: 5, bias: 3, inf: false, nan: false, "},
+      {"minifloat", "exponent_bits: 4, mantissa_bits: 3, subnormals: false, "}};
+  for (const auto& [name_string, extra] : formats) {
+    const char* name = name_string.c_str();
     for (const char* mode : {"nearest_even", "toward_zero"}) {
       for (const char* overflow : {"saturate", "format"}) {
-        auto f = MakeFormat(name, std::string("{rounding: ") + mode + ", overflow: " + overflow + "}");
+        auto f = MakeFormat(name, "{" + extra + "rounding: " + mode + ", overflow: " + overflow + "}");
         std::vector<uint32_t> codes(in.size());
         std::vector<float> rounded(in.size());
         f->EncodeSpan(in, absl::MakeSpan(codes));
@@ -181,7 +190,7 @@ TEST(MinifloatTest, FastSpanPathsEqualTheScalarPath) {
           const bool same_r = FloatBits(want_r) == FloatBits(rounded[i]);
           if (codes[i] != want || !same_r) {
             ++bad;
-            ADD_FAILURE() << name << " " << mode << " " << overflow << " x=" << std::hex
+            ADD_FAILURE() << name << " " << extra << mode << " " << overflow << " x=" << std::hex
                           << FloatBits(in[i]) << " span " << codes[i] << " scalar " << want;
           }
         }
