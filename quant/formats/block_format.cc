@@ -168,6 +168,24 @@ void BlockFormat::RoundSpan(absl::Span<const float> in, absl::Span<float> out) {
                                    OverflowMode::kSaturate);
       continue;
     }
+    if (!element_ && options_.rounding == RoundingMode::kNearestEven) {
+      // Integer elements: q = nearbyint(V * 2^(fbits-s)) clamped to +-int_max,
+      // value q * 2^(s-fbits). The products are exact (|V| * 2^(fbits-s) <
+      // 2^(fbits+1), and anything that underflows float32 rounds to 0 anyway),
+      // nearbyint rounds half to even: identical to EncodeElement.
+      const int fbits = spec_.int_bits - 2;
+      // 2^(fbits-s) may exceed float32's range (s = -127): two exact factors.
+      const int up = fbits - s;
+      const float pre1 = Pow2(std::min(up, 127)), pre2 = Pow2(up - std::min(up, 127));
+      const float post = Pow2(s - fbits);  // >= 2^-149
+      const float lim = static_cast<float>(int_max_);
+      for (size_t i = 0; i < len; ++i) {
+        const float v = block[i];
+        const float q = std::nearbyint(std::min(std::max(v * pre1 * pre2, -lim), lim));
+        out[start + i] = v != v ? v : (q + 0.0f) * post;  // + 0: integers have no -0
+      }
+      continue;
+    }
     for (size_t i = 0; i < len; ++i) {
       out[start + i] = DecodeElement(EncodeElement(block[i], s, Random())) * x;
     }
