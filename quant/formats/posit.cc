@@ -71,15 +71,12 @@ uint32_t Posit::EncodeOne(float x) {
       const uint64_t frac = (u.sig << (23 - (u.log2 - u.exp))) & 0x7fffffu;
       const int k = scale >> es_;  // floor division
       const int e = scale & ((1 << es_) - 1);
-      uint64_t str;
-      int len;
-      if (k >= 0) {
-        str = ((uint64_t{1} << (k + 1)) - 1) << 1;  // k+1 ones, then a zero
-        len = k + 2;
-      } else {
-        str = 1;  // -k zeros, then a one
-        len = -k + 1;
-      }
+      // Regime: k+1 ones then a zero (k >= 0), or -k zeros then a one. Written
+      // as selects: the sign of k is data dependent and a branch mispredicts.
+      const bool up = k >= 0;
+      const int kk = up ? k : 0;
+      uint64_t str = up ? ((uint64_t{2} << kk) - 1) << 1 : uint64_t{1};
+      int len = up ? k + 2 : 1 - k;
       str = (str << es_) | static_cast<uint64_t>(e);
       str = (str << 23) | frac;
       len += es_ + 23;
@@ -90,7 +87,8 @@ uint32_t Posit::EncodeOne(float x) {
       // string is at least minpos, and only maxpos's own string is all ones.
     }
   }
-  return neg ? ((~p + 1) & mask_) : p;
+  const uint32_t negated = (~p + 1) & mask_;
+  return neg ? negated : p;
 }
 
 double Posit::DecodeExact(uint32_t bits) const {
@@ -131,11 +129,19 @@ void Posit::EncodeSpan(absl::Span<const float> in, absl::Span<uint32_t> out) {
 }
 
 void Posit::DecodeSpan(absl::Span<const uint32_t> in, absl::Span<float> out) const {
-  for (size_t i = 0; i < in.size(); ++i) out[i] = Decode(in[i]);
+  for (size_t i = 0; i < in.size(); ++i) out[i] = Posit::Decode(in[i]);
 }
 
 void Posit::RoundSpan(absl::Span<const float> in, absl::Span<float> out) {
-  for (size_t i = 0; i < in.size(); ++i) out[i] = Round(in[i]);
+  if (table_.empty()) {
+    for (size_t i = 0; i < in.size(); ++i) out[i] = Posit::Round(in[i]);
+    return;
+  }
+  for (size_t i = 0; i < in.size(); ++i) {
+    const float x = in[i];
+    const float y = table_[EncodeOne(x)];
+    out[i] = x != x ? x : y;
+  }
 }
 
 absl::StatusOr<std::unique_ptr<NumberFormat>> Posit::CreateGeneric(ParamReader& p) {
