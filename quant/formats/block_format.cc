@@ -194,16 +194,6 @@ void BlockFormat::RoundSpan(absl::Span<const float> in, absl::Span<float> out) {
 
 namespace {
 
-MinifloatSpec Element(const char* name, int e, int m, int bias, bool inf, bool nan) {
-  MinifloatSpec s;
-  s.name = name;
-  s.exponent_bits = e;
-  s.mantissa_bits = m;
-  s.bias = bias;
-  s.inf = inf;
-  s.nan = nan;
-  return s;
-}
 
 std::function<absl::StatusOr<std::unique_ptr<NumberFormat>>(ParamReader&)> Mx(BlockSpec spec) {
   return [spec](ParamReader& p) -> absl::StatusOr<std::unique_ptr<NumberFormat>> {
@@ -263,19 +253,19 @@ absl::StatusOr<std::unique_ptr<NumberFormat>> BlockFormat::CreateBlockFp(ParamRe
 QUANTLAB_REGISTER(NumberFormat, "block_fp", BlockFormat::CreateBlockFp,
                   "block floating point: block_size values share an exponent, m-bit mantissas");
 QUANTLAB_REGISTER(NumberFormat, "mxfp8_e4m3",
-                  Mx(MxFloat("mxfp8_e4m3", Element("e4m3", 4, 3, 7, false, true))),
+                  Mx(MxFloat("mxfp8_e4m3", MakeMinifloatSpec("e4m3", 4, 3, 7, false, true))),
                   "OCP MX: 32 x FP8 E4M3 + E8M0 scale");
 QUANTLAB_REGISTER(NumberFormat, "mxfp8_e5m2",
-                  Mx(MxFloat("mxfp8_e5m2", Element("e5m2", 5, 2, 15, true, true))),
+                  Mx(MxFloat("mxfp8_e5m2", MakeMinifloatSpec("e5m2", 5, 2, 15, true, true))),
                   "OCP MX: 32 x FP8 E5M2 + E8M0 scale");
 QUANTLAB_REGISTER(NumberFormat, "mxfp6_e3m2",
-                  Mx(MxFloat("mxfp6_e3m2", Element("e3m2", 3, 2, 3, false, false))),
+                  Mx(MxFloat("mxfp6_e3m2", MakeMinifloatSpec("e3m2", 3, 2, 3, false, false))),
                   "OCP MX: 32 x FP6 E3M2 + E8M0 scale");
 QUANTLAB_REGISTER(NumberFormat, "mxfp6_e2m3",
-                  Mx(MxFloat("mxfp6_e2m3", Element("e2m3", 2, 3, 1, false, false))),
+                  Mx(MxFloat("mxfp6_e2m3", MakeMinifloatSpec("e2m3", 2, 3, 1, false, false))),
                   "OCP MX: 32 x FP6 E2M3 + E8M0 scale");
 QUANTLAB_REGISTER(NumberFormat, "mxfp4_e2m1",
-                  Mx(MxFloat("mxfp4_e2m1", Element("e2m1", 2, 1, 1, false, false))),
+                  Mx(MxFloat("mxfp4_e2m1", MakeMinifloatSpec("e2m1", 2, 1, 1, false, false))),
                   "OCP MX: 32 x FP4 E2M1 + E8M0 scale");
 QUANTLAB_REGISTER(NumberFormat, "mxint8", Mx(MxInt8()), "OCP MX: 32 x INT8 (q * 2^-6) + E8M0 scale");
 

@@ -14,6 +14,19 @@
 
 namespace quant {
 
+MinifloatSpec MakeMinifloatSpec(const char* name, int exponent_bits, int mantissa_bits, int bias,
+                                bool inf, bool nan, bool nan_keeps_sign) {
+  MinifloatSpec s;
+  s.name = name;
+  s.exponent_bits = exponent_bits;
+  s.mantissa_bits = mantissa_bits;
+  s.bias = bias;
+  s.inf = inf;
+  s.nan = nan;
+  s.nan_keeps_sign = nan_keeps_sign;
+  return s;
+}
+
 using formats_internal::RoundingShiftRight;
 using formats_internal::UnpackMagnitude;
 
@@ -396,18 +409,6 @@ std::function<absl::StatusOr<std::unique_ptr<NumberFormat>>(ParamReader&)> Fixed
   };
 }
 
-MinifloatSpec Spec(const char* name, int e, int m, int bias, bool inf, bool nan,
-                   bool nan_keeps_sign = true) {
-  MinifloatSpec s;
-  s.name = name;
-  s.exponent_bits = e;
-  s.mantissa_bits = m;
-  s.bias = bias;
-  s.inf = inf;
-  s.nan = nan;
-  s.nan_keeps_sign = nan_keeps_sign;
-  return s;
-}
 
 }  // namespace
 
@@ -436,15 +437,15 @@ absl::StatusOr<std::unique_ptr<NumberFormat>> Minifloat::CreateGeneric(ParamRead
 
 QUANTLAB_REGISTER(NumberFormat, "minifloat", Minifloat::CreateGeneric,
                   "generic binary float: exponent_bits, mantissa_bits, bias, subnormals, inf, nan");
-QUANTLAB_REGISTER(NumberFormat, "fp16", Fixed(Spec("fp16", 5, 10, 15, true, true)),
+QUANTLAB_REGISTER(NumberFormat, "fp16", Fixed(MakeMinifloatSpec("fp16", 5, 10, 15, true, true)),
                   "IEEE 754 binary16");
-QUANTLAB_REGISTER(NumberFormat, "bf16", Fixed(Spec("bf16", 8, 7, 127, true, true, false)),
+QUANTLAB_REGISTER(NumberFormat, "bf16", Fixed(MakeMinifloatSpec("bf16", 8, 7, 127, true, true, false)),
                   "bfloat16 (1-8-7); NaN encodes to 0x7fc0");
-QUANTLAB_REGISTER(NumberFormat, "tf32", Fixed(Spec("tf32", 8, 10, 127, true, true)),
+QUANTLAB_REGISTER(NumberFormat, "tf32", Fixed(MakeMinifloatSpec("tf32", 8, 10, 127, true, true)),
                   "NVIDIA TensorFloat-32 (1-8-10 in the low 19 bits)");
-QUANTLAB_REGISTER(NumberFormat, "fp8_e4m3", Fixed(Spec("fp8_e4m3", 4, 3, 7, false, true)),
+QUANTLAB_REGISTER(NumberFormat, "fp8_e4m3", Fixed(MakeMinifloatSpec("fp8_e4m3", 4, 3, 7, false, true)),
                   "OCP OFP8 E4M3: no inf, NaN = S.1111.111, max 448");
-QUANTLAB_REGISTER(NumberFormat, "fp8_e5m2", Fixed(Spec("fp8_e5m2", 5, 2, 15, true, true)),
+QUANTLAB_REGISTER(NumberFormat, "fp8_e5m2", Fixed(MakeMinifloatSpec("fp8_e5m2", 5, 2, 15, true, true)),
                   "OCP OFP8 E5M2: IEEE-like, max 57344");
 QUANTLAB_REGISTER(NumberFormat, "fp32", Fp32Format::Create, "IEEE binary32: the identity");
 

@@ -41,6 +41,10 @@ struct MinifloatSpec {
   bool nan_keeps_sign = true;  // false: every NaN encodes to the positive canonical NaN (bf16)
 };
 
+// A spec with subnormals, from its fields in declaration order.
+MinifloatSpec MakeMinifloatSpec(const char* name, int exponent_bits, int mantissa_bits, int bias,
+                                bool inf, bool nan, bool nan_keeps_sign = true);
+
 class Minifloat : public NumberFormat {
  public:
   // Checks `spec`; on a problem returns false with the offending field (named

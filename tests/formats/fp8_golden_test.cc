@@ -18,14 +18,7 @@ using golden::Json;
 using testing_util::Hex;
 using testing_util::MakeFormat;
 
-int Col(const Json& table, const std::string& name) {
-  const Json& cols = table.at("columns");
-  for (size_t i = 0; i < cols.size(); ++i) {
-    if (cols[i] == name) return static_cast<int>(i);
-  }
-  ADD_FAILURE() << "no column " << name;
-  return 0;
-}
+int Col(const Json& table, const std::string& name) { return golden::ColumnIndex(table, name); }
 
 void CheckFp8(const std::string& name) {
   auto sat = MakeFormat(name, "{overflow: saturate}");
