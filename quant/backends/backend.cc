@@ -1,0 +1,166 @@
+#include "quant/backends/backend.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "quant/core/registry.h"
+#include "quant/core/status_macros.h"
+
+namespace quant::backends {
+namespace {
+
+std::string Describe(const WeightSupport& w) {
+  std::vector<std::string> g;
+  if (w.per_tensor) g.push_back("per-tensor");
+  if (w.per_channel) g.push_back("per-channel");
+  return absl::StrCat(DTypeName(w.activation), " activations with ", DTypeName(w.weight), " weights (",
+                      absl::StrJoin(g, "/"), w.weight_zero_point ? ", any weight zero point" : ", symmetric only",
+                      w.note.empty() ? "" : absl::StrCat("; ", w.note), ")");
+}
+
+std::string DescribeAll(const std::vector<WeightSupport>& all) {
+  if (all.empty()) return "none";
+  std::vector<std::string> parts;
+  for (const WeightSupport& w : all) parts.push_back(Describe(w));
+  return absl::StrJoin(parts, "; ");
+}
+
+// Checks one weighted layer against the rules for its kind.
+template <typename Op>
+absl::Status CheckWeighted(const QuantizedModel& m, int i, const Op& op, const std::vector<WeightSupport>& rules,
+                           const BackendProfile& p, const std::string& where) {
+  auto fail = [&](const std::string& rule) {
+    return absl::UnimplementedError(absl::StrCat(where, rule, "; supported for ", LayerKind(m.layers(i)), ": ",
+                                                 DescribeAll(rules)));
+  };
+  if (p.float_model) {
+    if (op.float_weights_size() == 0) {
+      return absl::UnimplementedError(absl::StrCat(
+          where, "rule: the float backends run the float model, and this layer has no float_weights"));
+    }
+    return absl::OkStatus();
+  }
+  const WeightQuant& wq = op.weight_quant();
+  const DType act = m.input().dtype();
+  const WeightSupport* match = nullptr;
+  for (const WeightSupport& w : rules) {
+    if (w.activation == act && w.weight == wq.dtype()) match = &w;
+  }
+  if (match == nullptr) {
+    return fail(absl::StrCat("rule: ", DTypeName(wq.dtype()), " weights with ", DTypeName(act),
+                             " activations are not supported"));
+  }
+  const bool per_channel = IsPerChannel(wq);
+  if (per_channel && !match->per_channel) {
+    return fail(absl::StrCat("rule: per-channel weights are not supported with ", DTypeName(act),
+                             " activations and ", DTypeName(wq.dtype()), " weights"));
+  }
+  if (!per_channel && !match->per_tensor) {
+    return fail("rule: per-tensor weights are not supported for this combination");
+  }
+  if (!match->weight_zero_point) {
+    for (int j = 0; j < wq.zero_point_size(); ++j) {
+      if (wq.zero_point(j) != 0) {
+        return fail(absl::StrCat("rule: weights must be symmetric (zero point 0), weight_quant.zero_point[", j,
+                                 "] is ", wq.zero_point(j)));
+      }
+    }
+  }
+  if (wq.bits() < p.min_weight_bits || wq.bits() > p.max_weight_bits) {
+    return fail(absl::StrCat("rule: weight bit width ", wq.bits(), " is outside [", p.min_weight_bits, ", ",
+                             p.max_weight_bits, "]"));
+  }
+  if (p.max_requantization_scale > 0) {
+    const double s_in = i == 0 ? m.input().scale() : m.layers(i - 1).output().scale();
+    for (int o = 0; o < op.output_channels(); ++o) {
+      const double r = s_in * WeightScale(wq, o) / m.layers(i).output().scale();
+      if (r >= p.max_requantization_scale) {
+        return fail(absl::StrCat("rule: requantization scale s_in*s_w/s_out must be below ",
+                                 p.max_requantization_scale, ", output channel ", o, " has ", r));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckProfile(const QuantizedModel& m, const BackendProfile& p) {
+  const DType act = m.input().dtype();
+  if (!p.float_model && std::find(p.activation_dtypes.begin(), p.activation_dtypes.end(), act) ==
+                            p.activation_dtypes.end()) {
+    std::vector<std::string> names;
+    for (DType d : p.activation_dtypes) names.push_back(DTypeName(d));
+    return absl::UnimplementedError(absl::StrCat("backend '", p.backend, "' cannot run this model: rule: ",
+                                                 DTypeName(act), " activations are not supported (supported: ",
+                                                 absl::StrJoin(names, ", "), ")"));
+  }
+  for (int i = 0; i < m.layers_size(); ++i) {
+    const Layer& l = m.layers(i);
+    const std::string where = absl::StrCat("backend '", p.backend, "' cannot run ", LayerLabel(m, i), ": ");
+    if (l.has_fully_connected()) {
+      RETURN_IF_ERROR(CheckWeighted(m, i, l.fully_connected(), p.fully_connected, p, where));
+    } else if (l.has_conv2d()) {
+      if (!p.grouped_conv && l.conv2d().groups() != 1) {
+        return absl::UnimplementedError(absl::StrCat(where, "rule: grouped/depthwise convolution (groups ",
+                                                     l.conv2d().groups(), ") is not supported"));
+      }
+      RETURN_IF_ERROR(CheckWeighted(m, i, l.conv2d(), p.conv2d, p, where));
+    } else if (l.has_max_pool2d() && !p.max_pool2d) {
+      return absl::UnimplementedError(absl::StrCat(where, "rule: max_pool2d is not supported"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Backend::Prepare(const QuantizedModel& model) {
+  prepared_ = false;
+  RETURN_IF_ERROR(ValidateQuantizedModel(model));
+  RETURN_IF_ERROR(CheckProfile(model, profile()));
+  model_ = model;
+  ASSIGN_OR_RETURN(shapes_, InferShapes(model_));
+  RETURN_IF_ERROR(PrepareImpl());
+  prepared_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Backend::Run(const float* input, int64_t batch, RunOutput* output) {
+  if (!prepared_) {
+    return absl::FailedPreconditionError(absl::StrCat("backend '", name(), "': Run before a successful Prepare"));
+  }
+  if (batch <= 0) return absl::InvalidArgumentError(absl::StrCat("backend '", name(), "': batch must be positive"));
+  return RunImpl(input, batch, output);
+}
+
+absl::Status Backend::Run(const Tensor& input, RunOutput* output) {
+  int64_t per_image = 1;
+  for (int64_t d : shapes_.empty() ? Shape{} : shapes_[0]) per_image *= d;
+  if (input.rank() < 1 || shapes_.empty() || input.numel() % per_image != 0 ||
+      input.numel() / per_image != input.dim(0)) {
+    return absl::InvalidArgumentError(absl::StrCat("backend '", name(), "': input ", input.ShapeString(),
+                                                   " is not a batch of ", ShapeToString(shapes_.empty() ? Shape{} : shapes_[0]),
+                                                   " images (NHWC)"));
+  }
+  return Run(input.data(), input.dim(0), output);
+}
+
+void Backend::FinishIntegerOutput(int64_t batch, RunOutput* output) const {
+  output->shape = {batch};
+  for (int64_t d : shapes_.back()) output->shape.push_back(d);
+  const TensorQuant& q = model_.layers(model_.layers_size() - 1).output();
+  output->dtype = q.dtype();
+  output->logits.resize(output->quantized.size());
+  for (size_t i = 0; i < output->quantized.size(); ++i) {
+    output->logits[i] = q.scale() * static_cast<float>(output->quantized[i] - q.zero_point());
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& name) {
+  ParamReader reader(YAML::Node(), "<defaults>", "backend");
+  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, Registry<Backend>::Get().Create(name, reader));
+  RETURN_IF_ERROR(reader.Finish());
+  return backend;
+}
+
+}  // namespace quant::backends
