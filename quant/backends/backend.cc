@@ -109,6 +109,10 @@ absl::Status CheckProfile(const QuantizedModel& m, const BackendProfile& p) {
       RETURN_IF_ERROR(CheckWeighted(m, i, l.conv2d(), p.conv2d, p, where));
     } else if (l.has_max_pool2d() && !p.max_pool2d) {
       return absl::UnimplementedError(absl::StrCat(where, "rule: max_pool2d is not supported"));
+    } else if (l.has_max_pool2d() && !p.max_pool2d_single_element &&
+               l.max_pool2d().kernel_h() * l.max_pool2d().kernel_w() == 1) {
+      return absl::UnimplementedError(
+          absl::StrCat(where, "rule: a max_pool2d window of one element is not supported (drop the layer)"));
     }
   }
   return absl::OkStatus();

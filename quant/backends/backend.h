@@ -48,6 +48,8 @@ struct BackendProfile {
   int max_weight_bits = 8;
   bool grouped_conv = true;
   bool max_pool2d = true;
+  // Whether a 1x1 max pool window (an identity) is accepted.
+  bool max_pool2d_single_element = true;
   // Largest requantization scale s_in*s_w/s_out the backend accepts (0: any).
   double max_requantization_scale = 0.0;
   std::string requantization;  // how it rounds, for docs and error messages
