@@ -126,6 +126,7 @@ absl::Status Backend::Prepare(const QuantizedModel& model) {
   ASSIGN_OR_RETURN(shapes_, InferShapes(model_));
   RETURN_IF_ERROR(PrepareImpl());
   prepared_ = true;
+  set_profiling(profiling_);
   return absl::OkStatus();
 }
 

@@ -11,6 +11,7 @@
 #ifndef QUANT_BACKENDS_BACKEND_H_
 #define QUANT_BACKENDS_BACKEND_H_
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -85,6 +86,15 @@ class Backend {
   // A tensor [N, ...] whose trailing elements match the model's input shape.
   absl::Status Run(const Tensor& input, RunOutput* output);
 
+  // Where the time goes: when enabled, Run adds the wall time of each stage to
+  // stage_seconds(): [0] input quantization/conversion, [i + 1] layer i (the last
+  // also includes dequantizing the output). Backends that do not time stages leave it empty.
+  void set_profiling(bool on) {
+    profiling_ = on;
+    stage_seconds_.assign(on ? model_.layers_size() + 1 : 0, 0.0);
+  }
+  const std::vector<double>& stage_seconds() const { return stage_seconds_; }
+
   const QuantizedModel& model() const { return model_; }
   // Activation shapes (see InferShapes).
   const std::vector<Shape>& shapes() const { return shapes_; }
@@ -93,6 +103,14 @@ class Backend {
   virtual absl::Status PrepareImpl() = 0;
   virtual absl::Status RunImpl(const float* input, int64_t batch, RunOutput* output) = 0;
 
+  bool profiling() const { return profiling_; }
+  // Adds the time since *t to stage `stage` and resets *t (profiling only).
+  void Lap(int stage, std::chrono::steady_clock::time_point* t) {
+    const auto now = std::chrono::steady_clock::now();
+    stage_seconds_[stage] += std::chrono::duration<double>(now - *t).count();
+    *t = now;
+  }
+
   // Shared by integer backends: output shape + dequantized logits from `quantized`.
   void FinishIntegerOutput(int64_t batch, RunOutput* output) const;
 
@@ -100,6 +118,8 @@ class Backend {
   QuantizedModel model_;
   std::vector<Shape> shapes_;
   bool prepared_ = false;
+  bool profiling_ = false;
+  std::vector<double> stage_seconds_;
 };
 
 // Builds the registered backend `name` with default settings.

@@ -156,6 +156,7 @@ absl::Status GemmlowpBackend::PrepareImpl() {
 }
 
 absl::Status GemmlowpBackend::RunImpl(const float* input, int64_t batch, RunOutput* output) {
+  auto t = std::chrono::steady_clock::now();
   Impl& s = *impl_;
   const QuantizedModel& m = model();
   const std::vector<Shape>& shapes = this->shapes();
@@ -167,6 +168,7 @@ absl::Status GemmlowpBackend::RunImpl(const float* input, int64_t batch, RunOutp
     s.a[i] = static_cast<uint8_t>(QuantizeInputValue(input[i], inv_scale, m.input().zero_point(), qmin, qmax) +
                                   s.act_shift);
   }
+  if (profiling()) Lap(0, &t);
   int32_t in_zp = m.input().zero_point();
   for (int li = 0; li < m.layers_size(); ++li) {
     const Layer& l = m.layers(li);
@@ -243,10 +245,12 @@ absl::Status GemmlowpBackend::RunImpl(const float* input, int64_t batch, RunOutp
     }
     s.a.swap(s.b);
     in_zp = l.output().zero_point();
+    if (profiling() && li + 1 < m.layers_size()) Lap(li + 1, &t);
   }
   output->quantized.resize(s.a.size());
   for (size_t i = 0; i < s.a.size(); ++i) output->quantized[i] = static_cast<int32_t>(s.a[i]) - s.act_shift;
   FinishIntegerOutput(batch, output);
+  if (profiling()) Lap(m.layers_size(), &t);
   return absl::OkStatus();
 }
 

@@ -234,17 +234,22 @@ absl::Status XnnpackBackend::SetUp(int64_t batch, const float* input) {
 }
 
 absl::Status XnnpackBackend::RunImpl(const float* input, int64_t batch, RunOutput* output) {
+  auto t = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(SetUp(batch, input));
   const QuantizedModel& m = model();
   const std::string& backend = name();
   RETURN_IF_ERROR(xnn::Check(xnn_run_operator(convert_.get(), nullptr), backend, "input quantization",
                              "xnn_run_operator"));
+  if (profiling()) Lap(0, &t);
   const uint8_t* in = input_q_.data();
   for (size_t i = 0; i < steps_.size(); ++i) {
     Step& st = steps_[i];
     const size_t count = static_cast<size_t>(batch * Numel(shapes()[i + 1]));
     if (st.kind == Kind::kFlatten) {  // a no-op on NHWC data (plus a clamp if the model has one)
-      if (!st.clamp) continue;
+      if (!st.clamp) {
+        if (profiling()) Lap(static_cast<int>(i) + 1, &t);
+        continue;
+      }
       std::copy(in, in + count, st.out.begin());
       {
         const Layer& l = m.layers(static_cast<int>(i));
@@ -259,12 +264,14 @@ absl::Status XnnpackBackend::RunImpl(const float* input, int64_t batch, RunOutpu
                                  "xnn_run_operator"));
     }
     in = st.out.data();
+    if (profiling() && i + 1 < steps_.size()) Lap(static_cast<int>(i) + 1, &t);
   }
   const size_t count = static_cast<size_t>(batch * Numel(shapes().back()));
   output->quantized.resize(count);
   const bool s8 = m.input().dtype() == INT8;
   for (size_t j = 0; j < count; ++j) output->quantized[j] = s8 ? static_cast<int8_t>(in[j]) : in[j];
   FinishIntegerOutput(batch, output);
+  if (profiling()) Lap(static_cast<int>(steps_.size()), &t);
   return absl::OkStatus();
 }
 

@@ -164,6 +164,7 @@ absl::Status XnnpackFloatBackend::SetUp(int64_t batch) {
 
 absl::Status XnnpackFloatBackend::RunImpl(const float* input, int64_t batch, RunOutput* output) {
   const std::string& backend = name();
+  auto t = std::chrono::steady_clock::now();
   if (batch != setup_batch_) RETURN_IF_ERROR(SetUp(batch));
   const size_t n_in = static_cast<size_t>(batch * Numel(shapes()[0]));
   if (f16_) {
@@ -175,12 +176,15 @@ absl::Status XnnpackFloatBackend::RunImpl(const float* input, int64_t batch, Run
   } else {
     std::memcpy(input_.data(), input, n_in * sizeof(float));
   }
+  if (profiling()) Lap(0, &t);
   const void* last = input_.data();
   for (size_t i = 0; i < steps_.size(); ++i) {
-    if (!steps_[i].op) continue;
-    RETURN_IF_ERROR(xnn::Check(xnn_run_operator(steps_[i].op.get(), nullptr), backend,
-                               LayerLabel(model(), static_cast<int>(i)), "xnn_run_operator"));
-    last = steps_[i].out.data();
+    if (steps_[i].op) {
+      RETURN_IF_ERROR(xnn::Check(xnn_run_operator(steps_[i].op.get(), nullptr), backend,
+                                 LayerLabel(model(), static_cast<int>(i)), "xnn_run_operator"));
+      last = steps_[i].out.data();
+    }
+    if (profiling() && i + 1 < steps_.size()) Lap(static_cast<int>(i) + 1, &t);
   }
   const size_t count = static_cast<size_t>(batch * Numel(shapes().back()));
   if (f16_) {
@@ -195,6 +199,7 @@ absl::Status XnnpackFloatBackend::RunImpl(const float* input, int64_t batch, Run
   for (int64_t d : shapes().back()) output->shape.push_back(d);
   output->dtype = DTYPE_UNSPECIFIED;
   output->quantized.clear();
+  if (profiling()) Lap(static_cast<int>(steps_.size()), &t);
   return absl::OkStatus();
 }
 
