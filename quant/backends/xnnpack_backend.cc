@@ -1,6 +1,7 @@
 #include "quant/backends/xnnpack_backend.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "quant/core/registry.h"
@@ -15,7 +16,52 @@ int64_t Numel(const Shape& s) {
   return n;
 }
 
+// Convs with fewer input channels than this run as im2col + fully connected.
+constexpr int kIm2colBelowChannels = 8;
+
 }  // namespace
+
+void XnnpackBackend::Im2col(const Conv2D& c, const Shape& in, const Shape& out, int64_t batch, const uint8_t* src,
+                            Step* st) {
+  const int64_t H = in[0], W = in[1], C = in[2], OH = out[0], OW = out[1];
+  const int64_t PW = W + c.pad_left() + c.pad_right();
+  const int64_t row = c.kernel_w() * C;  // contiguous bytes of one kernel row of a patch
+  const int64_t k = c.kernel_h() * row;
+  uint8_t* dst = st->patches.data();
+  for (int64_t b = 0; b < batch; ++b) {
+    // The image into the interior of the padded buffer (borders keep the zero point).
+    for (int64_t y = 0; y < H; ++y) {
+      std::memcpy(st->padded.data() + ((y + c.pad_top()) * PW + c.pad_left()) * C, src + (b * H + y) * W * C, W * C);
+    }
+    if (row == 3 && c.kernel_h() == 3 && c.stride_w() == 1) {
+      // The common first layer (3x3 over one channel, stride 1): three 4-byte moves per
+      // patch (each 4th byte is rewritten by the next move; the buffers have slack).
+      for (int64_t oy = 0; oy < OH; ++oy) {
+        const uint8_t* r0 = st->padded.data() + oy * c.stride_h() * PW;
+        const uint8_t* r1 = r0 + PW;
+        const uint8_t* r2 = r1 + PW;
+        for (int64_t ox = 0; ox < OW; ++ox, dst += 9) {
+          uint32_t v0, v1, v2;
+          std::memcpy(&v0, r0 + ox, 4);
+          std::memcpy(&v1, r1 + ox, 4);
+          std::memcpy(&v2, r2 + ox, 4);
+          std::memcpy(dst, &v0, 4);
+          std::memcpy(dst + 3, &v1, 4);
+          std::memcpy(dst + 6, &v2, 4);
+        }
+      }
+      continue;
+    }
+    for (int64_t oy = 0; oy < OH; ++oy) {
+      for (int64_t ox = 0; ox < OW; ++ox, dst += k) {
+        const uint8_t* p = st->padded.data() + (oy * c.stride_h() * PW + ox * c.stride_w()) * C;
+        for (int ky = 0; ky < c.kernel_h(); ++ky, p += PW * C) {
+          std::memcpy(dst + ky * row, p, row);
+        }
+      }
+    }
+  }
+}
 
 const BackendProfile& XnnpackBackend::Profile() {
   static const BackendProfile* profile = [] {
@@ -133,6 +179,24 @@ absl::Status XnnpackBackend::PrepareImpl() {
       step.kind = Kind::kFullyConnected;
       weighted(l.fully_connected(), 1, 1, 1, [](uint32_t* pt, uint32_t* pr, uint32_t* pb, uint32_t* pl, uint32_t* sh,
                                                 uint32_t* sw) { *pt = *pr = *pb = *pl = 0, *sh = *sw = 1; });
+    } else if (l.has_conv2d() && l.conv2d().groups() == 1 && l.conv2d().input_channels() < kIm2colBelowChannels) {
+      // XNNPACK's int8 conv kernels on x86 process the reduction in blocks of 8 bytes
+      // per kernel tap (kr = 8), so a conv over 1..7 input channels (a first layer on
+      // images) wastes most of each block: 8x for one channel. As im2col + a fully
+      // connected layer, the reduction is all kh*kw*C values of a patch, padded once.
+      // Padding uses the input zero point, exactly like XNNPACK's own convolution,
+      // and the weights (OHWI) are already the [out][kh*kw*in] matrix: same results.
+      const Conv2D& c = l.conv2d();
+      step.kind = Kind::kFullyConnected;
+      step.im2col = true;
+      step.pixels = out_shape[0] * out_shape[1];
+      weighted(c, 1, 1, 1, [](uint32_t* pt, uint32_t* pr, uint32_t* pb, uint32_t* pl, uint32_t* sh, uint32_t* sw) {
+        *pt = *pr = *pb = *pl = 0, *sh = *sw = 1;
+      });
+      const Shape& is = shapes()[li];
+      step.padded.assign((is[0] + c.pad_top() + c.pad_bottom()) * (is[1] + c.pad_left() + c.pad_right()) * is[2] +
+                             XNN_EXTRA_BYTES,
+                         static_cast<uint8_t>(zp_in));
     } else if (l.has_conv2d()) {
       const Conv2D& c = l.conv2d();
       step.kind = Kind::kConv;
@@ -199,15 +263,24 @@ absl::Status XnnpackBackend::SetUp(int64_t batch, const float* input) {
     auto* i8 = reinterpret_cast<const int8_t*>(in);
     auto* o8 = reinterpret_cast<int8_t*>(st.out.data());
     switch (st.kind) {
-      case Kind::kFullyConnected:
+      case Kind::kFullyConnected: {
+        size_t rows = n;
+        if (st.im2col) {  // rows are the patches of every output pixel
+          rows = n * st.pixels;
+          xnn::ResizePadded(&st.patches, rows * (m.layers(i).conv2d().weights().size() /
+                                                 m.layers(i).conv2d().output_channels()));
+          in = st.patches.data();
+          i8 = reinterpret_cast<const int8_t*>(in);
+        }
         if (st.conv_api) {  // per-channel FC as a 1x1 convolution over a batch*1x1 image
-          s = s8 ? xnn_setup_convolution2d_nhwc_qc8(st.op.get(), n, 1, 1, i8, o8, nullptr)
+          s = s8 ? xnn_setup_convolution2d_nhwc_qc8(st.op.get(), rows, 1, 1, i8, o8, nullptr)
                  : xnn_status_invalid_state;
         } else {
-          s = s8 ? xnn_setup_fully_connected_nc_qs8(st.op.get(), n, i8, o8, nullptr)
-                 : xnn_setup_fully_connected_nc_qu8(st.op.get(), n, in, st.out.data(), nullptr);
+          s = s8 ? xnn_setup_fully_connected_nc_qs8(st.op.get(), rows, i8, o8, nullptr)
+                 : xnn_setup_fully_connected_nc_qu8(st.op.get(), rows, in, st.out.data(), nullptr);
         }
         break;
+      }
       case Kind::kConv: {
         const WeightQuant& wq = m.layers(i).conv2d().weight_quant();
         if (!s8) {
@@ -260,6 +333,7 @@ absl::Status XnnpackBackend::RunImpl(const float* input, int64_t batch, RunOutpu
         }
       }
     } else {
+      if (st.im2col) Im2col(m.layers(static_cast<int>(i)).conv2d(), shapes()[i], shapes()[i + 1], batch, in, &st);
       RETURN_IF_ERROR(xnn::Check(xnn_run_operator(st.op.get(), nullptr), backend, LayerLabel(m, static_cast<int>(i)),
                                  "xnn_run_operator"));
     }

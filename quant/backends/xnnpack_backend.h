@@ -43,7 +43,13 @@ class XnnpackBackend : public Backend {
     std::vector<uint8_t> out;  // int8/uint8 activations, padded
     // Flatten only: a clamp narrower than the dtype range (applied in C++).
     bool clamp = false;
+    // A conv with few input channels runs as im2col + fully connected (see the .cc).
+    bool im2col = false;
+    int64_t pixels = 0;                   // OH*OW per image
+    std::vector<uint8_t> padded;          // one padded image, borders = input zero point
+    std::vector<uint8_t> patches;         // [batch*OH*OW][kh*kw*in_c]
   };
+  void Im2col(const Conv2D& c, const Shape& in, const Shape& out, int64_t batch, const uint8_t* src, Step* st);
   absl::Status SetUp(int64_t batch, const float* input);
 
   xnn::Operator convert_;

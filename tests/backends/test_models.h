@@ -98,6 +98,11 @@ inline std::vector<std::pair<std::string, QuantizedModel>> LayerModels() {
     out.emplace_back("conv2d depthwise x2", m);
   }
   {
+    QuantizedModel m = Base({6, 6, 16});
+    AddConv(&m, "conv", 16, 12, 1, 3, 3, 1, {1, 1, 1, 1}, RELU);
+    out.emplace_back("conv2d 3x3 over 16 channels (XNNPACK's own conv path)", m);
+  }
+  {
     QuantizedModel m = Base({5, 5, 16});
     AddConv(&m, "conv", 16, 24, 1, 1, 1, 1, {0, 0, 0, 0}, ACTIVATION_NONE);
     out.emplace_back("conv2d 1x1", m);
