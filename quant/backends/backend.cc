@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
@@ -26,14 +27,56 @@ std::string DescribeAll(const std::vector<WeightSupport>& all) {
   return absl::StrJoin(parts, "; ");
 }
 
-// Checks one weighted layer against the rules for its kind.
-template <typename Op>
-absl::Status CheckWeighted(const QuantizedModel& m, int i, const Op& op, const std::vector<WeightSupport>& rules,
-                           const BackendProfile& p, const std::string& where) {
+// The activation-dtype rule, shared by both checks.
+absl::Status CheckActivation(DType act, const BackendProfile& p, const std::string& where) {
+  if (p.float_model || std::find(p.activation_dtypes.begin(), p.activation_dtypes.end(), act) !=
+                           p.activation_dtypes.end()) {
+    return absl::OkStatus();
+  }
+  std::vector<std::string> names;
+  for (DType d : p.activation_dtypes) names.push_back(DTypeName(d));
+  return absl::UnimplementedError(absl::StrCat(where, "rule: ", DTypeName(act),
+                                               " activations are not supported (supported: ",
+                                               absl::StrJoin(names, ", "), ")"));
+}
+
+absl::Status CheckSpecAt(const LayerQuantSpec& spec, const BackendProfile& p, const std::string& where) {
+  if (p.float_model) return absl::OkStatus();  // runs the float model: quantization is irrelevant
+  RETURN_IF_ERROR(CheckActivation(spec.activation, p, where));
+  const std::vector<WeightSupport>& rules = spec.kind == "conv2d" ? p.conv2d : p.fully_connected;
   auto fail = [&](const std::string& rule) {
-    return absl::UnimplementedError(absl::StrCat(where, rule, "; supported for ", LayerKind(m.layers(i)), ": ",
-                                                 DescribeAll(rules)));
+    return absl::UnimplementedError(
+        absl::StrCat(where, rule, "; supported for ", spec.kind, ": ", DescribeAll(rules)));
   };
+  const WeightSupport* match = nullptr;
+  for (const WeightSupport& w : rules) {
+    if (w.activation == spec.activation && w.weight == spec.weight) match = &w;
+  }
+  if (match == nullptr) {
+    return fail(absl::StrCat("rule: ", DTypeName(spec.weight), " weights with ", DTypeName(spec.activation),
+                             " activations are not supported"));
+  }
+  if (spec.per_channel && !match->per_channel) {
+    return fail(absl::StrCat("rule: per-channel weights are not supported with ", DTypeName(spec.activation),
+                             " activations and ", DTypeName(spec.weight), " weights"));
+  }
+  if (!spec.per_channel && !match->per_tensor) {
+    return fail("rule: per-tensor weights are not supported for this combination");
+  }
+  if (!match->weight_zero_point && !spec.symmetric) {
+    return fail("rule: weights must be symmetric (zero point 0)");
+  }
+  if (spec.bits < p.min_weight_bits || spec.bits > p.max_weight_bits) {
+    return fail(absl::StrCat("rule: weight bit width ", spec.bits, " is outside [", p.min_weight_bits, ", ",
+                             p.max_weight_bits, "]"));
+  }
+  return absl::OkStatus();
+}
+
+// Checks one weighted layer of a model against the rules for its kind.
+template <typename Op>
+absl::Status CheckWeighted(const QuantizedModel& m, int i, const Op& op, const BackendProfile& p,
+                           const std::string& where) {
   if (p.float_model) {
     if (op.float_weights_size() == 0) {
       return absl::UnimplementedError(absl::StrCat(
@@ -42,42 +85,31 @@ absl::Status CheckWeighted(const QuantizedModel& m, int i, const Op& op, const s
     return absl::OkStatus();
   }
   const WeightQuant& wq = op.weight_quant();
-  const DType act = m.input().dtype();
-  const WeightSupport* match = nullptr;
-  for (const WeightSupport& w : rules) {
-    if (w.activation == act && w.weight == wq.dtype()) match = &w;
+  LayerQuantSpec spec;
+  spec.layer = m.layers(i).name();
+  spec.kind = LayerKind(m.layers(i));
+  spec.activation = m.input().dtype();
+  spec.weight = wq.dtype();
+  spec.per_channel = IsPerChannel(wq);
+  spec.bits = wq.bits();
+  int first_nonzero = -1;
+  for (int j = 0; j < wq.zero_point_size() && first_nonzero < 0; ++j) {
+    if (wq.zero_point(j) != 0) first_nonzero = j;
   }
-  if (match == nullptr) {
-    return fail(absl::StrCat("rule: ", DTypeName(wq.dtype()), " weights with ", DTypeName(act),
-                             " activations are not supported"));
+  spec.symmetric = first_nonzero < 0;
+  absl::Status s = CheckSpecAt(spec, p, where);
+  if (!s.ok() && !spec.symmetric && absl::StrContains(s.message(), "must be symmetric")) {
+    return absl::UnimplementedError(absl::StrCat(s.message(), " (weight_quant.zero_point[", first_nonzero,
+                                                 "] is ", wq.zero_point(first_nonzero), ")"));
   }
-  const bool per_channel = IsPerChannel(wq);
-  if (per_channel && !match->per_channel) {
-    return fail(absl::StrCat("rule: per-channel weights are not supported with ", DTypeName(act),
-                             " activations and ", DTypeName(wq.dtype()), " weights"));
-  }
-  if (!per_channel && !match->per_tensor) {
-    return fail("rule: per-tensor weights are not supported for this combination");
-  }
-  if (!match->weight_zero_point) {
-    for (int j = 0; j < wq.zero_point_size(); ++j) {
-      if (wq.zero_point(j) != 0) {
-        return fail(absl::StrCat("rule: weights must be symmetric (zero point 0), weight_quant.zero_point[", j,
-                                 "] is ", wq.zero_point(j)));
-      }
-    }
-  }
-  if (wq.bits() < p.min_weight_bits || wq.bits() > p.max_weight_bits) {
-    return fail(absl::StrCat("rule: weight bit width ", wq.bits(), " is outside [", p.min_weight_bits, ", ",
-                             p.max_weight_bits, "]"));
-  }
+  RETURN_IF_ERROR(s);
   if (p.max_requantization_scale > 0) {
     const double s_in = i == 0 ? m.input().scale() : m.layers(i - 1).output().scale();
     for (int o = 0; o < op.output_channels(); ++o) {
       const double r = s_in * WeightScale(wq, o) / m.layers(i).output().scale();
       if (r >= p.max_requantization_scale) {
-        return fail(absl::StrCat("rule: requantization scale s_in*s_w/s_out must be below ",
-                                 p.max_requantization_scale, ", output channel ", o, " has ", r));
+        return absl::UnimplementedError(absl::StrCat(where, "rule: requantization scale s_in*s_w/s_out must be below ",
+                                                     p.max_requantization_scale, ", output channel ", o, " has ", r));
       }
     }
   }
@@ -86,27 +118,25 @@ absl::Status CheckWeighted(const QuantizedModel& m, int i, const Op& op, const s
 
 }  // namespace
 
+absl::Status CheckLayerSpec(const LayerQuantSpec& spec, const BackendProfile& p) {
+  return CheckSpecAt(spec, p, absl::StrCat("backend '", p.backend, "' cannot run layer '", spec.layer, "' (",
+                                           spec.kind, "): "));
+}
+
 absl::Status CheckProfile(const QuantizedModel& m, const BackendProfile& p) {
-  const DType act = m.input().dtype();
-  if (!p.float_model && std::find(p.activation_dtypes.begin(), p.activation_dtypes.end(), act) ==
-                            p.activation_dtypes.end()) {
-    std::vector<std::string> names;
-    for (DType d : p.activation_dtypes) names.push_back(DTypeName(d));
-    return absl::UnimplementedError(absl::StrCat("backend '", p.backend, "' cannot run this model: rule: ",
-                                                 DTypeName(act), " activations are not supported (supported: ",
-                                                 absl::StrJoin(names, ", "), ")"));
-  }
+  RETURN_IF_ERROR(CheckActivation(m.input().dtype(), p,
+                                  absl::StrCat("backend '", p.backend, "' cannot run this model: ")));
   for (int i = 0; i < m.layers_size(); ++i) {
     const Layer& l = m.layers(i);
     const std::string where = absl::StrCat("backend '", p.backend, "' cannot run ", LayerLabel(m, i), ": ");
     if (l.has_fully_connected()) {
-      RETURN_IF_ERROR(CheckWeighted(m, i, l.fully_connected(), p.fully_connected, p, where));
+      RETURN_IF_ERROR(CheckWeighted(m, i, l.fully_connected(), p, where));
     } else if (l.has_conv2d()) {
       if (!p.grouped_conv && l.conv2d().groups() != 1) {
         return absl::UnimplementedError(absl::StrCat(where, "rule: grouped/depthwise convolution (groups ",
                                                      l.conv2d().groups(), ") is not supported"));
       }
-      RETURN_IF_ERROR(CheckWeighted(m, i, l.conv2d(), p.conv2d, p, where));
+      RETURN_IF_ERROR(CheckWeighted(m, i, l.conv2d(), p, where));
     } else if (l.has_max_pool2d() && !p.max_pool2d) {
       return absl::UnimplementedError(absl::StrCat(where, "rule: max_pool2d is not supported"));
     } else if (l.has_max_pool2d() && !p.max_pool2d_single_element &&

@@ -56,6 +56,20 @@ struct BackendProfile {
   std::string requantization;  // how it rounds, for docs and error messages
 };
 
+// What a quantization config asks of one weighted layer, known before a model
+// exists: lets config validation reject a backend selection up front with the
+// same rules (and messages) that CheckProfile applies to a converted model.
+struct LayerQuantSpec {
+  std::string layer;      // name, for the message
+  std::string kind;       // "fully_connected" or "conv2d"
+  DType activation = INT8;
+  DType weight = INT8;
+  bool per_channel = false;
+  bool symmetric = true;  // every weight zero point 0
+  int bits = 8;
+};
+absl::Status CheckLayerSpec(const LayerQuantSpec& spec, const BackendProfile& profile);
+
 // OK if `profile` covers every layer of `model`; otherwise an UnimplementedError
 // "backend 'xnnpack' cannot run layer 5 'fc1' (fully_connected): <rule>; supported: <...>".
 absl::Status CheckProfile(const QuantizedModel& model, const BackendProfile& profile);

@@ -60,7 +60,7 @@ TEST(GemmlowpBackendTest, BitIdenticalToReferenceOnEveryLayerType) {
       ++cases;
     }
   }
-  EXPECT_EQ(cases, 9 * 32);
+  EXPECT_EQ(cases, 11 * 32);
 }
 
 TEST(GemmlowpBackendTest, BitIdenticalToReferenceOnWholeModels) {

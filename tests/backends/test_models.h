@@ -98,6 +98,16 @@ inline std::vector<std::pair<std::string, QuantizedModel>> LayerModels() {
     out.emplace_back("conv2d depthwise x2", m);
   }
   {
+    QuantizedModel m = Base({7, 6, 1});
+    AddConv(&m, "conv", 1, 16, 1, 3, 3, 1, {1, 1, 1, 1}, RELU);
+    out.emplace_back("conv2d 3x3 over 1 channel (a first layer)", m);
+  }
+  {
+    QuantizedModel m = Base({7, 6, 1});
+    AddConv(&m, "conv", 1, 4, 1, 3, 3, 2, {0, 1, 1, 0}, ACTIVATION_NONE);
+    out.emplace_back("conv2d 3x3 over 1 channel, stride 2", m);
+  }
+  {
     QuantizedModel m = Base({6, 6, 16});
     AddConv(&m, "conv", 16, 12, 1, 3, 3, 1, {1, 1, 1, 1}, RELU);
     out.emplace_back("conv2d 3x3 over 16 channels (XNNPACK's own conv path)", m);
