@@ -4,6 +4,8 @@
 // activations and weights, symmetric and asymmetric, 8 and fewer bits.
 #include "quant/backends/gemmlowp_backend.h"
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 #include <string>
 
@@ -82,6 +84,56 @@ TEST(GemmlowpBackendTest, BitIdenticalToReferenceOnWholeModels) {
         EXPECT_EQ(total, 640);
       }
     }
+  }
+}
+
+}  // namespace
+}  // namespace quant::backends
+
+namespace quant::backends {
+namespace {
+
+// Requantization multipliers above 1 (positive shifts: gemmlowp's left-shift branch),
+// per-tensor and per-channel: a small FC with unit input/weight scales and output
+// scale 0.4 (multipliers 1.25 .. 3.75), small integer inputs, so outputs stay in range.
+TEST(GemmlowpBackendTest, BitIdenticalWithMultipliersAboveOne) {
+  for (bool pc : {false, true}) {
+    QuantizedModel m = Base({4});
+    m.mutable_input()->set_scale(1.0f);
+    m.mutable_input()->set_dtype(INT8);
+    AddFc(&m, "fc", 4, 6, ACTIVATION_NONE);
+    Layer* l = m.mutable_layers(0);
+    FullyConnected* fc = l->mutable_fully_connected();
+    const int8_t w[24] = {1, -2, 3, 0, -3, 2, 1, 1, 0, 0, -1, 3, 2, 2, -2, -1, 3, -3, 1, 0, -1, 1, 2, -2};
+    fc->set_weights(std::string(reinterpret_cast<const char*>(w), 24));
+    fc->mutable_weight_quant()->set_dtype(INT8);
+    fc->mutable_weight_quant()->set_bits(8);
+    for (int o = 0; o < (pc ? 6 : 1); ++o) {
+      fc->mutable_weight_quant()->add_scale(pc ? 0.5f + 0.2f * o : 1.0f);
+      fc->mutable_weight_quant()->add_zero_point(0);
+    }
+    for (int o = 0; o < 6; ++o) fc->add_bias(o - 3);
+    l->mutable_output()->set_scale(0.4f);
+    l->mutable_output()->set_zero_point(3);
+    l->mutable_output()->set_dtype(INT8);
+    l->set_output_min(-128);
+    l->set_output_max(127);
+    ASSERT_TRUE(ComputeRequantization(&m).ok());
+    for (int s : fc->requant().shift()) EXPECT_GT(s, 0);
+    // Integer inputs in [-4, 4].
+    auto ref = CreateBackend("reference");
+    auto gl = CreateBackend("gemmlowp");
+    ASSERT_TRUE((*ref)->Prepare(m).ok());
+    ASSERT_TRUE((*gl)->Prepare(m).ok());
+    std::vector<float> x = RandomImages(m, 50, 34);
+    for (float& v : x) v = std::round(v * 8 - 4);
+    RunOutput a, b;
+    ASSERT_TRUE((*ref)->Run(x.data(), 50, &a).ok());
+    ASSERT_TRUE((*gl)->Run(x.data(), 50, &b).ok());
+    EXPECT_EQ(a.quantized, b.quantized) << (pc ? "per-channel" : "per-tensor");
+    std::set<int32_t> distinct(a.quantized.begin(), a.quantized.end());
+    EXPECT_GT(distinct.size(), 30u);
+    EXPECT_LT(*std::max_element(a.quantized.begin(), a.quantized.end()), 127);  // not saturated
   }
 }
 
