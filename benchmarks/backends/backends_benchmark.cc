@@ -186,11 +186,17 @@ const std::vector<std::string> kBackends = {"reference", "gemmlowp", "xnnpack", 
 void PrintWhereTheTimeGoes() {
   std::printf("\nWhere the time goes (share of wall time per stage, fastest of 7 trials per stage; "
               "'input' = input quantization/conversion):\n");
+  struct Entry {
+    const char* backend;
+    bool per_channel;
+  };
   for (const char* model : {"mlp", "cnn"}) {
-    const QuantizedModel m = BuildModel({model, true});
     for (int64_t batch : {int64_t{1}, int64_t{256}}) {
-      for (const char* name : {"gemmlowp", "xnnpack", "xnnpack_f32"}) {
-        auto b = CreateBackend(name);
+      for (const Entry& e : {Entry{"gemmlowp", true}, Entry{"xnnpack", true}, Entry{"xnnpack", false},
+                             Entry{"xnnpack_f32", true}}) {
+        const QuantizedModel m = BuildModel({model, e.per_channel});
+        const std::string name = absl::StrCat(e.backend, e.per_channel ? "" : "(pt)");
+        auto b = CreateBackend(e.backend);
         if (!b.ok() || !(*b)->Prepare(m).ok()) continue;
         const std::vector<float> x = RandomImages(m, batch, 3);
         RunOutput out;
@@ -208,7 +214,7 @@ void PrintWhereTheTimeGoes() {
         }
         double total = 0;
         for (double v : t) total += v;
-        std::printf("  %-12s %s batch %-3lld  %8.1f us/run:", name, model, static_cast<long long>(batch),
+        std::printf("  %-16s %s batch %-3lld  %8.1f us/run:", name.c_str(), model, static_cast<long long>(batch),
                     1e6 * total / reps);
         for (size_t i = 0; i < t.size(); ++i) {
           std::printf(" %s %.0f%%", i == 0 ? "input" : m.layers(static_cast<int>(i) - 1).name().c_str(),
