@@ -273,7 +273,10 @@ absl::StatusOr<std::vector<ExperimentSpec>> LoadExperiments(const std::string& p
   // Odometer over the axes: the last axis varies fastest.
   std::vector<size_t> index(axes.size(), 0);
   do {
-    ASSIGN_OR_RETURN(ExperimentSpec spec, MakeSpec(base_path, YAML::Clone(base_doc)));
+    // Parsed afresh for each experiment: YAML::Clone would drop the line and
+    // column marks that errors are located with.
+    ASSIGN_OR_RETURN(YAML::Node member, LoadYamlFile(base_path));
+    ASSIGN_OR_RETURN(ExperimentSpec spec, MakeSpec(base_path, member));
     if (!prefix.empty()) RETURN_IF_ERROR(SetAtPath(spec.root, "name", YAML::Node(prefix)));
     for (const Assignment& a : fixed_assignments) RETURN_IF_ERROR(Apply(spec, a));
     std::vector<std::string> labels;

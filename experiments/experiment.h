@@ -15,6 +15,9 @@
 #include "experiments/config_loader.h"
 #include "experiments/result.pb.h"
 #include "quant/data/dataset.h"
+#include "quant/nn/model.h"
+#include "quant/quantizers/quant_config.h"
+#include "quant/training/training_scheme.h"
 
 namespace quant {
 
@@ -33,6 +36,11 @@ struct ExperimentPlan {
   int threads = 1;
   std::unique_ptr<Dataset> dataset;
   std::string dataset_name;
+  std::unique_ptr<nn::Model> model;            // built for the dataset's shape
+  std::unique_ptr<TrainingScheme> scheme;      // null: no `train:` section
+  std::string train_scheme_name;
+  std::unique_ptr<QuantConfig> quant;          // null: no `quant:` section
+  std::vector<std::string> warnings;           // e.g. overrides that match no layer
   std::vector<std::string> steps;          // what Run will do, in order
   std::vector<std::string> not_available;  // sections this build cannot run yet
 };

@@ -48,7 +48,9 @@ class ParamReader {
   static ParamReader ForDescription();
 
   ParamReader(ParamReader&&) = default;
-  ParamReader& operator=(ParamReader&&) = default;
+  // No assignment: yaml-cpp's Node::operator= writes through to the node a
+  // handle refers to, so assigning readers would edit the config they read.
+  ParamReader& operator=(ParamReader&&) = delete;
 
   bool describing() const { return describing_; }
   bool Has(std::string_view key) const;

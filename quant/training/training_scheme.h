@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "quant/data/dataset.h"
 #include "quant/nn/model.h"
+#include "quant/quantizers/quant_config.h"
 
 namespace quant {
 
@@ -24,6 +25,9 @@ struct TrainContext {
   int threads = 1;       // intra-op threads (the GEMM library's)
   std::string run_dir;   // the checkpoint goes to run_dir/model.pb; "" = none
   std::string name;      // prefixes log lines, e.g. the experiment name
+  // The experiment's `quant:` section (null when it has none); schemes that
+  // insert quantizers take their per-layer specs from it.
+  const QuantConfig* quant = nullptr;
   // Progress on `log`: kAuto is a live \r-updated line when `log` is a
   // terminal and one summary line per epoch otherwise.
   enum class Progress { kAuto, kLive, kSummary, kQuiet };
@@ -57,6 +61,9 @@ class TrainingScheme {
   virtual absl::StatusOr<TrainResult> Train(TrainContext& context) = 0;
   // One line: the scheme, optimizer and schedule with their settings.
   virtual std::string Describe() const = 0;
+  // True for schemes that need the `quant:` section (the driver refuses a
+  // config that selects such a scheme without one, before anything runs).
+  virtual bool uses_quant_config() const { return false; }
 };
 
 }  // namespace quant

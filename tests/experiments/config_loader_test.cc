@@ -121,6 +121,15 @@ TEST(ConfigLoaderTest, ZipVariesListsTogetherAndCombinesWithGrid) {
   EXPECT_THAT((*specs)[4].origins->at("dataset.noise"), HasSubstr("zip.yaml:7:"));
 }
 
+TEST(ConfigLoaderTest, SweepMembersKeepTheBaseFilesLineNumbers) {
+  Write("base.yaml", kBase);
+  const std::string sweep = Write("marks.yaml", "base: base.yaml\nsweep: {seed: [1, 2]}\n");
+  auto specs = LoadExperiments(sweep, {});
+  ASSERT_TRUE(specs.ok());
+  // dataset is on line 3 of base.yaml (0-based mark 2) in every member.
+  for (const auto& s : *specs) EXPECT_EQ(s.root["dataset"]["train_size"].Mark().line, 2);
+}
+
 TEST(ConfigLoaderTest, ZipListsOfDifferentLengthsAreAnError) {
   Write("base.yaml", kBase);
   const std::string sweep = Write("badzip.yaml",

@@ -182,6 +182,79 @@ TEST(DriverTest, SweepRunsInBatchResumesAndSurvivesAFailure) {
   EXPECT_THAT(retry.output, HasSubstr("3 experiments: 0 ran ok, 1 failed, 2 skipped"));
 }
 
+TEST(DriverTest, TrainsAndRecordsEpochs) {
+  const std::string dir = TmpDir("train");
+  Write(dir + "/train.yaml",
+        "name: tiny\n"
+        "seed: 0\n"
+        "dataset: {name: synthetic, train_size: 512, test_size: 256, num_classes: 4,"
+        " image_size: 6, noise: 1.0}\n"
+        "model: {name: mlp}\n"
+        "train: {scheme: fp32, epochs: 2, batch_size: 32, optimizer: {name: sgd, lr: 0.05,"
+        " momentum: 0.9}}\n");
+  const Result r = RunDriver("--config=" + dir + "/train.yaml --output_dir=" + dir + "/runs");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("epoch 2/2"));
+  const fs::path run = fs::directory_iterator(dir + "/runs")->path();
+  auto record = ReadRecordJson((run / "result.json").string());
+  ASSERT_TRUE(record.ok()) << record.status();
+  ASSERT_EQ(record->epochs_size(), 2);
+  EXPECT_EQ(record->epochs(1).epoch(), 2);
+  EXPECT_EQ(record->epochs(1).scheme(), "fp32");
+  EXPECT_GT(record->epochs(1).seconds(), 0);
+  EXPECT_GT(record->epochs(1).samples_per_s(), 0);
+  EXPECT_LT(record->epochs(1).train_loss(), record->epochs(0).train_loss());
+  // Prototypes plus unit noise in 36 dimensions are easy: far above chance (25 %).
+  EXPECT_GT(record->metrics().at("float_test_accuracy"), 0.9);
+  EXPECT_DOUBLE_EQ(record->metrics().at("float_test_accuracy"), record->epochs(1).test_accuracy());
+  EXPECT_TRUE(fs::exists(run / "model.pb"));
+}
+
+TEST(DriverTest, ModelThatDoesNotChainIsRejectedBeforeRunning) {
+  const std::string dir = TmpDir("chain");
+  Write(dir + "/bad.yaml",
+        "name: bad\n"
+        "dataset: {name: fashion_mnist}\n"
+        "model:\n"
+        "  name: sequential\n"
+        "  layers:\n"
+        "    - flatten\n"
+        "    - {type: linear, in_features: 100, out_features: 10}\n"
+        "train: {epochs: 1}\n");
+  const Result r = RunDriver("--config=" + dir + "/bad.yaml --output_dir=" + dir + "/runs");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("bad.yaml:5:3: model.layers: model sequential: layer 1"));
+  EXPECT_THAT(r.output, HasSubstr("layer 1"));
+  EXPECT_THAT(r.output, HasSubstr("784"));
+  EXPECT_THAT(r.output, HasSubstr("100"));
+  EXPECT_EQ(CountRunDirs(dir + "/runs"), 0);
+}
+
+TEST(DriverTest, QuantSectionIsCheckedAndOverridesWarn) {
+  const std::string dir = TmpDir("quant");
+  Write(dir + "/q.yaml",
+        "name: q\n"
+        "dataset: {name: fashion_mnist}\n"
+        "model: {name: mlp}\n"
+        "quant:\n"
+        "  weights: {bits: 4, symmetric: true}\n"
+        "  overrides:\n"
+        "    - {match: conv1, weights: {bits: 8}}\n");
+  const Result ok = RunDriver("--validate --config=" + dir + "/q.yaml");
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_THAT(ok.output, HasSubstr("warning: " + dir + "/q.yaml:7:7: quant.overrides[0]: match "
+                                   "'conv1' matches no layer; the layers are: flatten1, fc1"));
+  Write(dir + "/bad.yaml",
+        "name: q\n"
+        "dataset: {name: fashion_mnist}\n"
+        "quant:\n"
+        "  activations: {bits: 8, observer: histgram}\n");
+  const Result bad = RunDriver("--validate --config=" + dir + "/bad.yaml");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.output, HasSubstr("bad.yaml:4:36: quant.activations.observer: unknown observer "
+                                    "'histgram' (did you mean 'histogram'?)"));
+}
+
 TEST(DriverTest, ListShowsRegistriesWithParameters) {
   const Result r = RunDriver("--list");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -189,6 +262,9 @@ TEST(DriverTest, ListShowsRegistriesWithParameters) {
   EXPECT_THAT(r.output, HasSubstr("fashion_mnist"));
   EXPECT_THAT(r.output, HasSubstr("train_limit"));
   EXPECT_THAT(r.output, HasSubstr("integer in [0, 60000]; default 0."));
+  for (const char* kind : {"model:", "scheme:", "optimizer:", "schedule:"}) {
+    EXPECT_THAT(r.output, HasSubstr(kind));
+  }
 }
 
 }  // namespace

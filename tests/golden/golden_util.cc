@@ -88,6 +88,15 @@ float FloatScalar(const Json& encoded) {
   return v.empty() ? 0.0f : v[0];
 }
 
+int ColumnIndex(const Json& table, const std::string& name) {
+  const Json& cols = table.at("columns");
+  for (size_t i = 0; i < cols.size(); ++i) {
+    if (cols[i] == name) return static_cast<int>(i);
+  }
+  ADD_FAILURE() << "no column " << name;
+  return 0;
+}
+
 void Tally::Add(const std::string& op, bool identical, const std::string& detail) {
   auto& c = counts_[op];
   c.second += 1;

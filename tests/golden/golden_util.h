@@ -39,6 +39,10 @@ std::vector<float> FloatArray(const Json& encoded);
 // A scalar in the same encoding (one element), or a plain JSON number.
 float FloatScalar(const Json& encoded);
 
+// Index of the column named `name` in a {"columns": [...], "rows": ...}
+// table; ADD_FAILURE()s and returns 0 when there is none.
+int ColumnIndex(const Json& table, const std::string& name);
+
 // Counts identical results per operation for one file.
 class Tally {
  public:

@@ -1,0 +1,109 @@
+// The reference integer kernels: the definition of the QuantizedModel
+// arithmetic, written like TFLite's reference integer_ops kernels (a params
+// struct, plain loops, int32 accumulation, MultiplyByQuantizedMultiplier, zero
+// points, clamp). Values are held as int32 whatever their storage type (int8 or
+// uint8), which keeps the kernels free of templates. Readable first, not fast.
+#ifndef QUANT_BACKENDS_REFERENCE_KERNELS_H_
+#define QUANT_BACKENDS_REFERENCE_KERNELS_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "quant/backends/fixed_point.h"
+
+namespace quant::backends::reference {
+
+// What a weighted layer's output stage needs; one entry per output channel.
+struct RequantParams {
+  int32_t input_zero_point;
+  const int32_t* weight_zero_point;  // [output_channels]
+  const int32_t* bias;               // [output_channels], scale s_in*s_w[o]
+  const int32_t* multiplier;         // [output_channels]
+  const int32_t* shift;              // [output_channels]
+  int32_t output_zero_point;
+  int32_t output_min;
+  int32_t output_max;
+};
+
+// acc (int32, at scale s_in*s_w[o]) -> output value (at s_out), clamped.
+inline int32_t Requantize(int32_t acc, const RequantParams& p, int o) {
+  int32_t v = MultiplyByQuantizedMultiplier(acc, p.multiplier[o], p.shift[o]);
+  v += p.output_zero_point;
+  return std::min(std::max(v, p.output_min), p.output_max);
+}
+
+// input [batch][in], weights [out][in], output [batch][out].
+inline void FullyConnected(const RequantParams& p, int64_t batch, int in, int out, const int32_t* input,
+                           const int32_t* weights, int32_t* output) {
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int o = 0; o < out; ++o) {
+      int32_t acc = p.bias[o];
+      for (int i = 0; i < in; ++i) {
+        acc += (input[b * in + i] - p.input_zero_point) * (weights[o * in + i] - p.weight_zero_point[o]);
+      }
+      output[b * out + o] = Requantize(acc, p, o);
+    }
+  }
+}
+
+struct ConvGeometry {
+  int64_t batch, in_h, in_w, in_c;   // input NHWC
+  int64_t out_h, out_w, out_c;       // output NHWC
+  int kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left;
+  int groups;
+};
+
+// NHWC input, OHWI weights ([out_c][kh][kw][in_c/groups]); padded positions
+// hold the input zero point, i.e. contribute nothing.
+inline void Conv2D(const RequantParams& p, const ConvGeometry& g, const int32_t* input, const int32_t* weights,
+                   int32_t* output) {
+  const int64_t ig = g.in_c / g.groups, og = g.out_c / g.groups;
+  for (int64_t b = 0; b < g.batch; ++b)
+    for (int64_t oy = 0; oy < g.out_h; ++oy)
+      for (int64_t ox = 0; ox < g.out_w; ++ox)
+        for (int64_t o = 0; o < g.out_c; ++o) {
+          const int64_t group = o / og;
+          int32_t acc = p.bias[o];
+          for (int ky = 0; ky < g.kernel_h; ++ky) {
+            const int64_t y = oy * g.stride_h - g.pad_top + ky;
+            if (y < 0 || y >= g.in_h) continue;
+            for (int kx = 0; kx < g.kernel_w; ++kx) {
+              const int64_t x = ox * g.stride_w - g.pad_left + kx;
+              if (x < 0 || x >= g.in_w) continue;
+              const int32_t* in = input + ((b * g.in_h + y) * g.in_w + x) * g.in_c + group * ig;
+              const int32_t* w = weights + ((o * g.kernel_h + ky) * g.kernel_w + kx) * ig;
+              for (int64_t i = 0; i < ig; ++i) {
+                acc += (in[i] - p.input_zero_point) * (w[i] - p.weight_zero_point[o]);
+              }
+            }
+          }
+          output[((b * g.out_h + oy) * g.out_w + ox) * g.out_c + o] = Requantize(acc, p, static_cast<int>(o));
+        }
+}
+
+// Max over the window's in-bounds positions (padding never wins), then clamp.
+// Quantization is unchanged, so no requantization.
+inline void MaxPool2D(const ConvGeometry& g, int32_t output_min, int32_t output_max, const int32_t* input,
+                      int32_t* output) {
+  for (int64_t b = 0; b < g.batch; ++b)
+    for (int64_t oy = 0; oy < g.out_h; ++oy)
+      for (int64_t ox = 0; ox < g.out_w; ++ox)
+        for (int64_t c = 0; c < g.in_c; ++c) {
+          int32_t best = std::numeric_limits<int32_t>::min();
+          for (int ky = 0; ky < g.kernel_h; ++ky) {
+            const int64_t y = oy * g.stride_h - g.pad_top + ky;
+            if (y < 0 || y >= g.in_h) continue;
+            for (int kx = 0; kx < g.kernel_w; ++kx) {
+              const int64_t x = ox * g.stride_w - g.pad_left + kx;
+              if (x < 0 || x >= g.in_w) continue;
+              best = std::max(best, input[((b * g.in_h + y) * g.in_w + x) * g.in_c + c]);
+            }
+          }
+          output[((b * g.out_h + oy) * g.out_w + ox) * g.in_c + c] = std::min(std::max(best, output_min), output_max);
+        }
+}
+
+}  // namespace quant::backends::reference
+
+#endif  // QUANT_BACKENDS_REFERENCE_KERNELS_H_
