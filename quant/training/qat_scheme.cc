@@ -1,6 +1,9 @@
 #include "quant/training/qat_scheme.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
 #include "quant/nn/checkpoint.h"
@@ -69,8 +72,45 @@ void RemoveFakeQuant(nn::Model& model) {
   }
 }
 
+// An override that sets weights specs but matches only layers without a
+// weight (e.g. `match: "relu1", weights: {quantizer: lsq}`) is a mistake: say so.
+absl::Status CheckWeightOverrides(nn::Model& model, const QuantConfig& config) {
+  // A name no override matches resolves to the base specs.
+  const std::string kNoLayer = "\x01";
+  const QuantConfig::Resolved base = config.For(kNoLayer);
+  if (!base.overrides_applied.empty()) return absl::OkStatus();
+  const std::string base_weights = base.weights.IsDefined() ? YAML::Dump(base.weights) : "";
+  std::vector<std::string> with_weights;
+  for (int i = 0; i < model.num_layers(); ++i) {
+    if (model.layer(i).has_weight()) with_weights.push_back(model.layer(i).name());
+  }
+  for (int o = 0; o < config.num_overrides(); ++o) {
+    bool matched_weighted = false;
+    std::string changed_weightless;
+    for (int i = 0; i < model.num_layers(); ++i) {
+      const QuantConfig::Resolved r = config.For(model.layer(i).name());
+      if (std::find(r.overrides_applied.begin(), r.overrides_applied.end(), o) ==
+          r.overrides_applied.end()) {
+        continue;
+      }
+      if (model.layer(i).has_weight()) {
+        matched_weighted = true;
+      } else if ((r.weights.IsDefined() ? YAML::Dump(r.weights) : "") != base_weights) {
+        changed_weightless = model.layer(i).name();
+      }
+    }
+    if (!matched_weighted && !changed_weightless.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "quant.overrides[", o, "] sets weights for layer ", changed_weightless,
+          ", which has no weights; the layers with weights are: ", absl::StrJoin(with_weights, ", ")));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<FakeQuantHooks> InsertFakeQuant(nn::Model& model, const QuantConfig& config,
                                                bool fold_bn) {
+  RETURN_IF_ERROR(CheckWeightOverrides(model, config));
   FakeQuantHooks out;
   for (int i = 0; i < model.num_layers(); ++i) {
     nn::Layer& l = model.layer(i);

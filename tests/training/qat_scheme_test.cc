@@ -320,6 +320,17 @@ TEST(QatSchemeTest, ConfigErrors) {
   auto h = InsertFakeQuant(*m, **c);
   ASSERT_FALSE(h.ok());
   EXPECT_NE(h.status().message().find("relu1"), std::string::npos) << h.status();
+  // lsq weights on a layer without weights.
+  auto lw = Config("{weights: {bits: 8}, overrides: [{match: relu1, weights: {quantizer: lsq}}]}");
+  ASSERT_TRUE(lw.ok()) << lw.status();
+  auto h2 = InsertFakeQuant(*m, **lw);
+  ASSERT_FALSE(h2.ok());
+  EXPECT_NE(h2.status().message().find("relu1, which has no weights"), std::string::npos) << h2.status();
+  EXPECT_NE(h2.status().message().find("fc1, fc2"), std::string::npos) << h2.status();
+  // A broad regex that also covers weightless layers is fine.
+  auto broad = Config("{weights: {bits: 8}, overrides: [{match: \".*\", weights: {bits: 6}}]}");
+  ASSERT_TRUE(broad.ok()) << broad.status();
+  EXPECT_TRUE(InsertFakeQuant(*m, **broad).ok());
 }
 
 }  // namespace
