@@ -1,5 +1,6 @@
 #include "quant/quantizers/lsq_quantizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -19,14 +20,25 @@ LsqQuantizer::LsqQuantizer(Options o) : o_(o) {
   if (!o_.per_channel) {
     step_.value = Tensor({1});
     step_.grad = Tensor({1});
+    offset_.value = Tensor({1});
+    offset_.grad = Tensor({1});
   }
 }
 
 absl::StatusOr<std::unique_ptr<Quantizer>> LsqQuantizer::Create(ParamReader& p) {
+  return Read(p, /*plus=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<Quantizer>> LsqQuantizer::CreatePlus(ParamReader& p) {
+  return Read(p, /*plus=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<Quantizer>> LsqQuantizer::Read(ParamReader& p, bool plus) {
   Options o;
+  o.learn_offset = plus;
   o.bits = static_cast<int>(p.IntInRange("bits", 4, 2, 16, "bit width of the integer grid"));
   const std::string sign = p.Choice(
-      "signed", "auto", {"auto", "true", "false"},
+      "signed", plus ? "false" : "auto", {"auto", "true", "false"},
       "grid [-2^(b-1), 2^(b-1)-1] (true) or [0, 2^b-1] (false); auto: signed when the first "
       "tensor has a negative value");
   const std::string gran = p.Choice("granularity", "per_tensor", {"per_tensor", "per_channel"},
@@ -84,12 +96,26 @@ absl::Status LsqQuantizer::Prepare(const Tensor& x) {
     }
     step_.value = Tensor({groups});
     step_.grad = Tensor({groups});
+    offset_.value = Tensor({groups});
+    offset_.grad = Tensor({groups});
   }
   if (!initialised()) {
     // The paper's init: s = 2 <|x|> / sqrt(Qp), per group.
     const int64_t n = x.numel() / groups;
     for (int64_t g = 0; g < groups; ++g) {
       if (step_.value[g] > 0.0f) continue;
+      if (o_.learn_offset) {  // LSQ+: the grid spans the first tensor's range
+        float lo = x[g * n], hi = x[g * n];
+        for (int64_t i = 0; i < n; ++i) {
+          lo = std::min(lo, x[g * n + i]);
+          hi = std::max(hi, x[g * n + i]);
+        }
+        float s = (hi - lo) / static_cast<float>(qn_ + qp_);
+        if (!(s > 1e-8f) || !std::isfinite(s)) s = 1e-8f;
+        step_.value[g] = s;
+        offset_.value[g] = lo + static_cast<float>(qn_) * s;
+        continue;
+      }
       double sum = 0.0;
       for (int64_t i = 0; i < n; ++i) sum += std::fabs(x[g * n + i]);
       float s = static_cast<float>(2.0 * (sum / n) / std::sqrt(static_cast<double>(qp_)));
@@ -99,6 +125,12 @@ absl::Status LsqQuantizer::Prepare(const Tensor& x) {
   }
   qparams_.scale.assign(step_.value.data(), step_.value.data() + groups);
   qparams_.zero_point.assign(groups, 0);
+  if (o_.learn_offset) {
+    // y = s * (q - z) with z = -beta / s, rounded: exact only when beta is on the grid.
+    for (int64_t g = 0; g < groups; ++g) {
+      qparams_.zero_point[g] = static_cast<int32_t>(std::lround(-offset_.value[g] / step_.value[g]));
+    }
+  }
   qparams_.quant_min = -qn_;
   qparams_.quant_max = qp_;
   qparams_.granularity = spec_.granularity;
@@ -129,6 +161,7 @@ absl::Status LsqQuantizer::Forward(const Tensor& x, Tensor* y) {
   float* out = y->data();
   for (int64_t g = 0; g < groups; ++g) {
     const float s = step_.value[g];
+    const float beta = o_.learn_offset ? offset_.value[g] : 0.0f;
     const int64_t base = g * n;
     if (!fake_quant_enabled_) {
       for (int64_t i = base; i < base + n; ++i) {
@@ -139,7 +172,7 @@ absl::Status LsqQuantizer::Forward(const Tensor& x, Tensor* y) {
       continue;
     }
     for (int64_t i = base; i < base + n; ++i) {
-      const float v = in[i] / s;
+      const float v = (in[i] - beta) / s;
       float r, d;
       uint8_t m;
       if (v <= lo) {
@@ -149,7 +182,7 @@ absl::Status LsqQuantizer::Forward(const Tensor& x, Tensor* y) {
       } else {
         r = std::nearbyint(v), d = r - v, m = 1;
       }
-      out[i] = r * s;
+      out[i] = r * s + beta;
       dyds_[i] = d;
       mask_[i] = m;
     }
@@ -172,12 +205,14 @@ absl::Status LsqQuantizer::Backward(const Tensor& grad_y, Tensor* grad_x) {
   const float* gy = grad_y.data();
   float* gx = grad_x->data();
   for (int64_t g = 0; g < groups; ++g) {
-    double acc = 0.0;
+    double acc = 0.0, clipped = 0.0;
     for (int64_t i = g * n; i < (g + 1) * n; ++i) {
       acc += static_cast<double>(gy[i]) * dyds_[i];
       gx[i] = mask_[i] ? gy[i] : 0.0f;
+      if (!mask_[i]) clipped += gy[i];
     }
     step_.grad[g] += static_cast<float>(grad_scale_ * acc);
+    if (o_.learn_offset) offset_.grad[g] += static_cast<float>(grad_scale_ * clipped);
   }
   return absl::OkStatus();
 }
@@ -191,7 +226,9 @@ absl::Status LsqQuantizer::QuantizeToInt(const Tensor& x, std::vector<int32_t>* 
   for (int64_t g = 0; g < groups; ++g) {
     const float s = step_.value[g];
     for (int64_t i = g * n; i < (g + 1) * n; ++i) {
-      const float v = std::min(std::max(x[i] / s, static_cast<float>(-qn_)), static_cast<float>(qp_));
+      const float beta = o_.learn_offset ? offset_.value[g] : 0.0f;
+      const float v =
+          std::min(std::max((x[i] - beta) / s, static_cast<float>(-qn_)), static_cast<float>(qp_));
       (*q)[i] = static_cast<int32_t>(std::nearbyint(v));
     }
   }
@@ -200,10 +237,12 @@ absl::Status LsqQuantizer::QuantizeToInt(const Tensor& x, std::vector<int32_t>* 
 
 std::string LsqQuantizer::Describe() const {
   const char* sign = !sign_known_ ? "auto-signed" : spec_.is_signed ? "signed" : "unsigned";
-  return absl::StrCat("lsq ", o_.bits, "-bit ", sign, o_.per_channel ? " per_channel" : " per_tensor",
-                      " learned step size");
+  return absl::StrCat(o_.learn_offset ? "lsq_plus " : "lsq ", o_.bits, "-bit ", sign, o_.per_channel ? " per_channel" : " per_tensor",
+                      o_.learn_offset ? " learned step size and offset" : " learned step size");
 }
 
+QUANTLAB_REGISTER(Quantizer, "lsq_plus", LsqQuantizer::CreatePlus,
+                  "LSQ+ (Bhalgat et al. 2020): LSQ with a learned offset, min/max init");
 QUANTLAB_REGISTER(Quantizer, "lsq", LsqQuantizer::Create,
                   "learned step size (Esser et al. 2020): STE, step gradient scaled by 1/sqrt(N*Qp)");
 

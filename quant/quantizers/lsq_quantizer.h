@@ -15,6 +15,14 @@
 //
 // `signed: auto` (default) picks the grid from the first tensor: signed when
 // it has a negative value (weights, logits), unsigned otherwise (after ReLU).
+//
+// `lsq_plus` (Bhalgat et al. 2020, LSQ+) adds a learned offset beta
+// ("offset", one per step size) for asymmetric ranges, on an unsigned grid by
+// default:
+//   v = (x - beta) / s,  y = round(clamp(v, -Qn, Qp)) * s + beta
+//   dy/dbeta = 0 inside, 1 where clipped (scaled by the same g)
+// initialised from the first tensor's range: s = (max - min) / (Qn + Qp),
+// beta = min + Qn * s (so the grid spans [min, max]).
 #ifndef QUANT_QUANTIZERS_LSQ_QUANTIZER_H_
 #define QUANT_QUANTIZERS_LSQ_QUANTIZER_H_
 
@@ -34,9 +42,11 @@ class LsqQuantizer : public Quantizer, public RoleAware {
     int bits = 4;
     Sign sign = Sign::kAuto;
     bool per_channel = false;  // one step size per index of axis 0
+    bool learn_offset = false;  // lsq_plus
   };
   explicit LsqQuantizer(Options o);
   static absl::StatusOr<std::unique_ptr<Quantizer>> Create(ParamReader& p);
+  static absl::StatusOr<std::unique_ptr<Quantizer>> CreatePlus(ParamReader& p);
 
   absl::Status SetRole(TensorRole role) override;
 
@@ -49,7 +59,10 @@ class LsqQuantizer : public Quantizer, public RoleAware {
   absl::Status Forward(const Tensor& x, Tensor* y) override;
   absl::Status Backward(const Tensor& grad_y, Tensor* grad_x) override;
   absl::Status QuantizeToInt(const Tensor& x, std::vector<int32_t>* q) const override;
-  std::vector<LearnedParameter*> parameters() override { return {&step_}; }
+  std::vector<LearnedParameter*> parameters() override {
+    if (o_.learn_offset) return {&step_, &offset_};
+    return {&step_};
+  }
   std::string Describe() const override;
 
   // Qn and Qp of the grid (valid once the sign is known).
@@ -69,7 +82,10 @@ class LsqQuantizer : public Quantizer, public RoleAware {
   int64_t qn_ = 0, qp_ = 0;
   QuantSpec spec_;
   QParams qparams_;
+  static absl::StatusOr<std::unique_ptr<Quantizer>> Read(ParamReader& p, bool plus);
+
   LearnedParameter step_{"step_size", Tensor(), Tensor()};
+  LearnedParameter offset_{"offset", Tensor(), Tensor()};  // lsq_plus
   // From the last Forward(): dy/ds per element, the STE mask, the shape.
   std::vector<float> dyds_;
   std::vector<uint8_t> mask_;

@@ -116,3 +116,38 @@ TEST(LsqQuantizerTest, BadParameters) {
 
 }  // namespace
 }  // namespace quant
+
+namespace quant {
+namespace {
+
+TEST(LsqPlusQuantizerTest, OffsetForwardGradientAndInit) {
+  EXPECT_TRUE(Registry<Quantizer>::Get().Contains("lsq_plus"));
+  // 2-bit unsigned (default for lsq_plus): Qn = 0, Qp = 3.
+  auto q = BuildQuantizerFromYaml("{quantizer: lsq_plus, bits: 2}");
+  ASSERT_TRUE(q.ok()) << q.status();
+  ASSERT_EQ((*q)->parameters().size(), 2u);
+  // Init from the range [-1, 2]: s = 3 / 3 = 1, beta = -1.
+  Tensor x({4}, {-1.0f, 0.2f, 1.0f, 2.0f}), y, gx;
+  ASSERT_TRUE((*q)->Forward(x, &y).ok());
+  EXPECT_FLOAT_EQ((*q)->parameters()[0]->value[0], 1.0f);
+  EXPECT_FLOAT_EQ((*q)->parameters()[1]->value[0], -1.0f);
+  // Now s = 0.5, beta = -0.25: v = (x + 0.25) / 0.5 = -1.5 (clip 0), 0.9, 2.5, 4.5 (clip 3).
+  (*q)->parameters()[0]->value[0] = 0.5f;
+  (*q)->parameters()[1]->value[0] = -0.25f;
+  ASSERT_TRUE((*q)->Forward(x, &y).ok());
+  const float want_y[] = {-0.25f, 0.25f, 0.75f, 1.25f};  // r = 0, 1, 2 (2.5 to even), 3
+  for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(y[i], want_y[i]) << i;
+  Tensor gy({4}, {1.0f, 2.0f, 3.0f, 4.0f});
+  (*q)->parameters()[0]->grad.Fill(0.0f);
+  (*q)->parameters()[1]->grad.Fill(0.0f);
+  ASSERT_TRUE((*q)->Backward(gy, &gx).ok());
+  const float want_gx[] = {0.0f, 2.0f, 3.0f, 0.0f};
+  for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(gx[i], want_gx[i]) << i;
+  // ds: -Qn = 0, 1 - 0.9 = 0.1, 2 - 2.5 = -0.5, Qp = 3 -> 0 + 0.2 - 1.5 + 12 = 10.7; g = 1/sqrt(4*3).
+  EXPECT_NEAR((*q)->parameters()[0]->grad[0], 10.7 / std::sqrt(12.0), 1e-5);
+  // dbeta: the clipped elements: 1 + 4 = 5, times g.
+  EXPECT_NEAR((*q)->parameters()[1]->grad[0], 5.0 / std::sqrt(12.0), 1e-6);
+}
+
+}  // namespace
+}  // namespace quant
