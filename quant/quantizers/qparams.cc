@@ -56,6 +56,10 @@ void IntegerRange(int bits, bool is_signed, bool narrow_range, bool reduce_range
 
 QuantSpec ReadQuantSpec(ParamReader& p, int default_bits) {
   QuantSpec s;
+  // One bit is not an affine grid (two levels with a zero point): say which quantizers do it.
+  if (!p.describing() && p.Has("bits") && p.Int("bits", default_bits, "") == 1) {
+    p.Fail("bits", "1 bit is not an affine grid: use `quantizer: binary` (sign, BNN) or `xnor`");
+  }
   s.bits = static_cast<int>(p.IntInRange("bits", default_bits, 2, 16, "bit width of the integer grid"));
   s.symmetric = p.Bool("symmetric", false,
                        "symmetric range around zero (zero point fixed) instead of affine");

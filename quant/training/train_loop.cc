@@ -78,7 +78,8 @@ double EvaluateAccuracy(nn::Model& model, const DataSplit& split, int64_t batch_
 }
 
 absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& ctx, TrainSettings& s,
-                                            const std::string& scheme_name) {
+                                            const std::string& scheme_name,
+                                            const TrainHooks* hooks) {
   if (ctx.dataset == nullptr || ctx.model == nullptr || !ctx.model->built()) {
     return absl::FailedPreconditionError("training needs a loaded dataset and a built model");
   }
@@ -108,12 +109,14 @@ absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& ctx, TrainSettings& s,
   int64_t step = 0;
   for (int epoch = 0; epoch < s.epochs; ++epoch) {
     batches.StartEpoch(epoch);
+    if (hooks != nullptr && hooks->epoch_begin) RETURN_IF_ERROR(hooks->epoch_begin(epoch));
     const Clock::time_point start = Clock::now();
     const double cpu_start = CpuSeconds();
     Clock::time_point last_print = start;
     double loss_sum = 0.0;
     int64_t correct_sum = 0, seen = 0;
     for (int64_t b = 0; batches.Next(&images, &labels); ++b, ++step) {
+      if (hooks != nullptr && hooks->step_begin) RETURN_IF_ERROR(hooks->step_begin(step));
       const Tensor& logits = model.Forward(images);
       int64_t correct = 0;
       const double l = loss.Forward(logits, labels, &correct);

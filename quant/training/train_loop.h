@@ -8,6 +8,7 @@
 #ifndef QUANT_TRAINING_TRAIN_LOOP_H_
 #define QUANT_TRAINING_TRAIN_LOOP_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -32,8 +33,20 @@ struct TrainSettings {
   std::string Describe() const;
 };
 
+// Optional callbacks of a scheme into the loop (either may be empty). An
+// error stops training and is returned as is.
+struct TrainHooks {
+  // Before the first batch of `epoch` (0-based), after the previous epoch's
+  // evaluation: e.g. freezing observers or BatchNorm statistics.
+  std::function<absl::Status(int epoch)> epoch_begin;
+  // Before the forward pass of optimizer step `step` (0-based, counted over
+  // all epochs), in training mode.
+  std::function<absl::Status(int64_t step)> step_begin;
+};
+
 absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& context, TrainSettings& settings,
-                                            const std::string& scheme_name);
+                                            const std::string& scheme_name,
+                                            const TrainHooks* hooks = nullptr);
 
 // Top-1 accuracy of `model` on `split` in eval mode (restores the mode after).
 double EvaluateAccuracy(nn::Model& model, const DataSplit& split, int64_t batch_size);

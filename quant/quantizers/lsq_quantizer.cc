@@ -1,0 +1,249 @@
+#include "quant/quantizers/lsq_quantizer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "quant/core/registry.h"
+
+namespace quant {
+
+LsqQuantizer::LsqQuantizer(Options o) : o_(o) {
+  spec_.bits = o_.bits;
+  spec_.symmetric = true;
+  spec_.custom_range = true;
+  spec_.granularity = o_.per_channel ? Granularity::kPerChannel : Granularity::kPerTensor;
+  spec_.axis = 0;
+  if (o_.sign != Sign::kAuto) SetGrid(o_.sign == Sign::kSigned);
+  // Per-tensor: one step size, allocated now so that an optimizer attached
+  // before the first batch sees its shape (per-channel waits for the tensor).
+  if (!o_.per_channel) {
+    step_.value = Tensor({1});
+    step_.grad = Tensor({1});
+    offset_.value = Tensor({1});
+    offset_.grad = Tensor({1});
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Quantizer>> LsqQuantizer::Create(ParamReader& p) {
+  return Read(p, /*plus=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<Quantizer>> LsqQuantizer::CreatePlus(ParamReader& p) {
+  return Read(p, /*plus=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<Quantizer>> LsqQuantizer::Read(ParamReader& p, bool plus) {
+  Options o;
+  o.learn_offset = plus;
+  o.bits = static_cast<int>(p.IntInRange("bits", 4, 2, 16, "bit width of the integer grid"));
+  const std::string sign = p.Choice(
+      "signed", plus ? "false" : "auto", {"auto", "true", "false"},
+      "grid [-2^(b-1), 2^(b-1)-1] (true) or [0, 2^b-1] (false); auto: signed when the first "
+      "tensor has a negative value");
+  const std::string gran = p.Choice("granularity", "per_tensor", {"per_tensor", "per_channel"},
+                                    "one step size, or one per index of axis 0 (weights)");
+  if (!p.status().ok()) return p.status();
+  o.sign = sign == "auto" ? Sign::kAuto : sign == "true" ? Sign::kSigned : Sign::kUnsigned;
+  o.per_channel = gran == "per_channel";
+  return std::unique_ptr<Quantizer>(new LsqQuantizer(o));
+}
+
+absl::Status LsqQuantizer::SetRole(TensorRole role) {
+  if (role == TensorRole::kActivations && o_.per_channel) {
+    return absl::InvalidArgumentError(
+        "lsq: granularity per_channel is for weights; activations take one step size (per_tensor)");
+  }
+  role_ = role;
+  return absl::OkStatus();
+}
+
+void LsqQuantizer::SetGrid(bool is_signed) {
+  if (is_signed) {
+    qn_ = int64_t{1} << (o_.bits - 1);
+    qp_ = (int64_t{1} << (o_.bits - 1)) - 1;
+  } else {
+    qn_ = 0;
+    qp_ = (int64_t{1} << o_.bits) - 1;
+  }
+  spec_.is_signed = is_signed;
+  spec_.quant_min = -qn_;
+  spec_.quant_max = qp_;
+  sign_known_ = true;
+}
+
+bool LsqQuantizer::initialised() const {
+  if (step_.value.empty()) return false;
+  for (int64_t g = 0; g < step_.value.numel(); ++g) {
+    if (!(step_.value[g] > 0.0f)) return false;
+  }
+  return true;
+}
+
+absl::Status LsqQuantizer::Prepare(const Tensor& x) {
+  if (x.numel() == 0) return absl::InvalidArgumentError("lsq: empty tensor");
+  const int64_t groups = o_.per_channel ? x.dim(0) : 1;
+  if (!sign_known_) {
+    bool negative = false;
+    for (int64_t i = 0; i < x.numel() && !negative; ++i) negative = x[i] < 0.0f;
+    SetGrid(negative);
+  }
+  if (step_.value.numel() != groups) {
+    if (!step_.value.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("lsq: ", step_.value.numel(),
+                                                     " step sizes but the tensor has ", groups,
+                                                     " channels along axis 0"));
+    }
+    step_.value = Tensor({groups});
+    step_.grad = Tensor({groups});
+    offset_.value = Tensor({groups});
+    offset_.grad = Tensor({groups});
+  }
+  if (!initialised()) {
+    // The paper's init: s = 2 <|x|> / sqrt(Qp), per group.
+    const int64_t n = x.numel() / groups;
+    for (int64_t g = 0; g < groups; ++g) {
+      if (step_.value[g] > 0.0f) continue;
+      if (o_.learn_offset) {  // LSQ+: the grid spans the first tensor's range
+        float lo = x[g * n], hi = x[g * n];
+        for (int64_t i = 0; i < n; ++i) {
+          lo = std::min(lo, x[g * n + i]);
+          hi = std::max(hi, x[g * n + i]);
+        }
+        float s = (hi - lo) / static_cast<float>(qn_ + qp_);
+        if (!(s > 1e-8f) || !std::isfinite(s)) s = 1e-8f;
+        step_.value[g] = s;
+        offset_.value[g] = lo + static_cast<float>(qn_) * s;
+        continue;
+      }
+      double sum = 0.0;
+      for (int64_t i = 0; i < n; ++i) sum += std::fabs(x[g * n + i]);
+      float s = static_cast<float>(2.0 * (sum / n) / std::sqrt(static_cast<double>(qp_)));
+      if (!(s > 1e-8f) || !std::isfinite(s)) s = 1e-8f;  // an all-zero tensor
+      step_.value[g] = s;
+    }
+  }
+  qparams_.scale.assign(step_.value.data(), step_.value.data() + groups);
+  qparams_.zero_point.assign(groups, 0);
+  if (o_.learn_offset) {
+    // y = s * (q - z) with z = -beta / s, rounded: exact only when beta is on the grid.
+    for (int64_t g = 0; g < groups; ++g) {
+      qparams_.zero_point[g] = static_cast<int32_t>(std::lround(-offset_.value[g] / step_.value[g]));
+    }
+  }
+  qparams_.quant_min = -qn_;
+  qparams_.quant_max = qp_;
+  qparams_.granularity = spec_.granularity;
+  qparams_.axis = 0;
+  return absl::OkStatus();
+}
+
+absl::Status LsqQuantizer::Observe(const Tensor& x) { return Prepare(x); }
+
+absl::Status LsqQuantizer::ComputeQParams() {
+  if (!initialised()) {
+    return absl::FailedPreconditionError("lsq: no step size yet (observe a tensor first)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LsqQuantizer::Forward(const Tensor& x, Tensor* y) {
+  if (absl::Status s = Prepare(x); !s.ok()) return s;
+  const int64_t numel = x.numel();
+  const int64_t groups = step_.value.numel();
+  const int64_t n = numel / groups;
+  if (y != &x && y->shape() != x.shape()) y->Resize(x.shape());
+  dyds_.resize(numel);
+  mask_.resize(numel);
+  last_batch_ = x.rank() >= 2 ? x.dim(0) : 1;
+  const float lo = static_cast<float>(-qn_), hi = static_cast<float>(qp_);
+  const float* in = x.data();
+  float* out = y->data();
+  for (int64_t g = 0; g < groups; ++g) {
+    const float s = step_.value[g];
+    const float beta = o_.learn_offset ? offset_.value[g] : 0.0f;
+    const int64_t base = g * n;
+    if (!fake_quant_enabled_) {
+      for (int64_t i = base; i < base + n; ++i) {
+        out[i] = in[i];
+        dyds_[i] = 0.0f;
+        mask_[i] = 1;
+      }
+      continue;
+    }
+    for (int64_t i = base; i < base + n; ++i) {
+      const float v = (in[i] - beta) / s;
+      float r, d;
+      uint8_t m;
+      if (v <= lo) {
+        r = lo, d = lo, m = 0;
+      } else if (v >= hi) {
+        r = hi, d = hi, m = 0;
+      } else {
+        r = std::nearbyint(v), d = r - v, m = 1;
+      }
+      out[i] = r * s + beta;
+      dyds_[i] = d;
+      mask_[i] = m;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LsqQuantizer::Backward(const Tensor& grad_y, Tensor* grad_x) {
+  const int64_t numel = grad_y.numel();
+  if (numel != static_cast<int64_t>(mask_.size())) {
+    return absl::FailedPreconditionError("lsq: Backward() does not match the last Forward()");
+  }
+  if (grad_x != &grad_y && grad_x->shape() != grad_y.shape()) grad_x->Resize(grad_y.shape());
+  const int64_t groups = step_.value.numel();
+  const int64_t n = numel / groups;
+  // N: weights per step size, or features of one sample for activations.
+  const double count = role_ == TensorRole::kWeights ? static_cast<double>(n)
+                                                     : static_cast<double>(numel / last_batch_);
+  grad_scale_ = 1.0 / std::sqrt(count * static_cast<double>(qp_));
+  const float* gy = grad_y.data();
+  float* gx = grad_x->data();
+  for (int64_t g = 0; g < groups; ++g) {
+    double acc = 0.0, clipped = 0.0;
+    for (int64_t i = g * n; i < (g + 1) * n; ++i) {
+      acc += static_cast<double>(gy[i]) * dyds_[i];
+      gx[i] = mask_[i] ? gy[i] : 0.0f;
+      if (!mask_[i]) clipped += gy[i];
+    }
+    step_.grad[g] += static_cast<float>(grad_scale_ * acc);
+    if (o_.learn_offset) offset_.grad[g] += static_cast<float>(grad_scale_ * clipped);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LsqQuantizer::QuantizeToInt(const Tensor& x, std::vector<int32_t>* q) const {
+  if (!initialised()) return absl::FailedPreconditionError("lsq: QuantizeToInt() before a step size");
+  const int64_t groups = step_.value.numel();
+  if (x.numel() % groups != 0) return absl::InvalidArgumentError("lsq: tensor does not fit the step sizes");
+  const int64_t n = x.numel() / groups;
+  q->resize(x.numel());
+  for (int64_t g = 0; g < groups; ++g) {
+    const float s = step_.value[g];
+    for (int64_t i = g * n; i < (g + 1) * n; ++i) {
+      const float beta = o_.learn_offset ? offset_.value[g] : 0.0f;
+      const float v =
+          std::min(std::max((x[i] - beta) / s, static_cast<float>(-qn_)), static_cast<float>(qp_));
+      (*q)[i] = static_cast<int32_t>(std::nearbyint(v));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string LsqQuantizer::Describe() const {
+  const char* sign = !sign_known_ ? "auto-signed" : spec_.is_signed ? "signed" : "unsigned";
+  return absl::StrCat(o_.learn_offset ? "lsq_plus " : "lsq ", o_.bits, "-bit ", sign, o_.per_channel ? " per_channel" : " per_tensor",
+                      o_.learn_offset ? " learned step size and offset" : " learned step size");
+}
+
+QUANTLAB_REGISTER(Quantizer, "lsq_plus", LsqQuantizer::CreatePlus,
+                  "LSQ+ (Bhalgat et al. 2020): LSQ with a learned offset, min/max init");
+QUANTLAB_REGISTER(Quantizer, "lsq", LsqQuantizer::Create,
+                  "learned step size (Esser et al. 2020): STE, step gradient scaled by 1/sqrt(N*Qp)");
+
+}  // namespace quant

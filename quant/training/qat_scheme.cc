@@ -1,0 +1,309 @@
+#include "quant/training/qat_scheme.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "quant/core/registry.h"
+#include "quant/core/status_macros.h"
+#include "quant/nn/checkpoint.h"
+#include "quant/nn/conv2d.h"
+#include "quant/nn/elementwise.h"
+#include "quant/nn/linear.h"
+#include "quant/quantizers/tensor_role.h"
+
+namespace quant {
+namespace {
+
+bool IsBatchNorm(nn::Layer& l) { return dynamic_cast<nn::BatchNorm*>(&l) != nullptr; }
+bool IsActivation(nn::Layer& l) { return dynamic_cast<nn::Clamp*>(&l) != nullptr; }
+bool IsCompute(nn::Layer& l) { return l.has_weight() || IsBatchNorm(l) || IsActivation(l); }
+
+nn::Parameter* WeightOf(nn::Layer& l) {
+  for (nn::Parameter* p : l.parameters()) {
+    if (p->name == "weight") return p;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::shared_ptr<QuantizerTransform>> MakeHook(std::unique_ptr<Quantizer> q,
+                                                             const std::string& layer,
+                                                             TensorRole role) {
+  if (auto* aware = dynamic_cast<RoleAware*>(q.get())) {
+    absl::Status s = aware->SetRole(role);
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("quant.", TensorRoleName(role), " (layer ",
+                                                     layer, "): ", std::string(s.message())));
+    }
+  }
+  return std::make_shared<QuantizerTransform>(std::move(q),
+                                              absl::StrCat(layer, " ", TensorRoleName(role)));
+}
+
+std::string Prefix(const TrainContext& c) { return c.name.empty() ? "" : absl::StrCat("[", c.name, "] "); }
+
+}  // namespace
+
+void FakeQuantHooks::FreezeObservers(bool frozen) {
+  for (Hook& h : hooks) h.quantizer->set_observer_frozen(frozen);
+}
+
+absl::Status FakeQuantHooks::status() const {
+  for (const Hook& h : hooks) {
+    if (!h.quantizer->status().ok()) return h.quantizer->status();
+  }
+  return absl::OkStatus();
+}
+
+bool IsActivationQuantPoint(nn::Model& model, int i) {
+  nn::Layer& l = model.layer(i);
+  if (!IsCompute(l)) return false;
+  if (i + 1 < model.num_layers()) {
+    nn::Layer& next = model.layer(i + 1);
+    if (IsBatchNorm(next) || IsActivation(next)) return false;  // fused into this group
+  }
+  return true;
+}
+
+void RemoveFakeQuant(nn::Model& model) {
+  for (int i = 0; i < model.num_layers(); ++i) {
+    model.layer(i).set_weight_transform(nullptr);
+    model.layer(i).set_output_transform(nullptr);
+  }
+}
+
+// An override that sets weights specs but matches only layers without a
+// weight (e.g. `match: "relu1", weights: {quantizer: lsq}`) is a mistake: say so.
+absl::Status CheckWeightOverrides(nn::Model& model, const QuantConfig& config) {
+  // A name no override matches resolves to the base specs.
+  const std::string kNoLayer = "\x01";
+  const QuantConfig::Resolved base = config.For(kNoLayer);
+  if (!base.overrides_applied.empty()) return absl::OkStatus();
+  const std::string base_weights = base.weights.IsDefined() ? YAML::Dump(base.weights) : "";
+  std::vector<std::string> with_weights;
+  for (int i = 0; i < model.num_layers(); ++i) {
+    if (model.layer(i).has_weight()) with_weights.push_back(model.layer(i).name());
+  }
+  for (int o = 0; o < config.num_overrides(); ++o) {
+    bool matched_weighted = false;
+    std::string changed_weightless;
+    for (int i = 0; i < model.num_layers(); ++i) {
+      const QuantConfig::Resolved r = config.For(model.layer(i).name());
+      if (std::find(r.overrides_applied.begin(), r.overrides_applied.end(), o) ==
+          r.overrides_applied.end()) {
+        continue;
+      }
+      if (model.layer(i).has_weight()) {
+        matched_weighted = true;
+      } else if ((r.weights.IsDefined() ? YAML::Dump(r.weights) : "") != base_weights) {
+        changed_weightless = model.layer(i).name();
+      }
+    }
+    if (!matched_weighted && !changed_weightless.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "quant.overrides[", o, "] sets weights for layer ", changed_weightless,
+          ", which has no weights; the layers with weights are: ", absl::StrJoin(with_weights, ", ")));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FakeQuantHooks> InsertFakeQuant(nn::Model& model, const QuantConfig& config,
+                                               bool fold_bn) {
+  RETURN_IF_ERROR(CheckWeightOverrides(model, config));
+  FakeQuantHooks out;
+  for (int i = 0; i < model.num_layers(); ++i) {
+    nn::Layer& l = model.layer(i);
+    if (l.has_weight()) {
+      ASSIGN_OR_RETURN(std::unique_ptr<Quantizer> q, config.WeightQuantizer(l.name()));
+      if (q != nullptr) {
+        ASSIGN_OR_RETURN(std::shared_ptr<QuantizerTransform> t,
+                         MakeHook(std::move(q), l.name(), TensorRole::kWeights));
+        FakeQuantHooks::Hook h{i, l.name(), true, t, nullptr};
+        std::shared_ptr<nn::TensorTransform> hook = t;
+        if (fold_bn && i + 1 < model.num_layers() && IsBatchNorm(model.layer(i + 1))) {
+          h.folded_bn = dynamic_cast<nn::BatchNorm*>(&model.layer(i + 1));
+          hook = std::make_shared<BnFoldTransform>(h.folded_bn, t);
+        }
+        nn::Parameter* w = WeightOf(l);
+        if (w == nullptr) {
+          return absl::InternalError(absl::StrCat("layer ", l.name(), " has no parameter 'weight'"));
+        }
+        // Once on the weight: observers see it, step sizes initialise, shapes are checked.
+        Tensor scratch(w->value.shape());
+        hook->Forward(w->value, &scratch, /*training=*/true);
+        RETURN_IF_ERROR(t->status());
+        l.set_weight_transform(hook);
+        out.plan.push_back(absl::StrCat(l.name(), " weights: ",
+                                        h.folded_bn ? absl::StrCat("fold ", h.folded_bn->name(), ", ")
+                                                    : "",
+                                        t->Describe()));
+        out.hooks.push_back(std::move(h));
+      }
+    }
+    if (IsActivationQuantPoint(model, i)) {
+      ASSIGN_OR_RETURN(std::unique_ptr<Quantizer> q, config.ActivationQuantizer(l.name()));
+      if (q != nullptr) {
+        ASSIGN_OR_RETURN(std::shared_ptr<QuantizerTransform> t,
+                         MakeHook(std::move(q), l.name(), TensorRole::kActivations));
+        l.set_output_transform(t);
+        out.plan.push_back(absl::StrCat(l.name(), " output: ", t->Describe()));
+        out.hooks.push_back(FakeQuantHooks::Hook{i, l.name(), false, t, nullptr});
+      }
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<TrainingScheme>> QatScheme::Create(ParamReader& p) {
+  absl::StatusOr<TrainSettings> settings = TrainSettings::Read(p);
+  Options o;
+  o.freeze_observers_after_epoch = static_cast<int>(p.IntInRange(
+      "freeze_observers_after_epoch", -1, -1, 100000,
+      "observers stop updating qparams after this many QAT epochs; -1: never"));
+  o.freeze_observers_after_step = p.IntInRange(
+      "freeze_observers_after_step", -1, -1, int64_t{1} << 40,
+      "observers stop updating after this many QAT optimizer steps; -1: never");
+  o.freeze_bn_after_epoch = static_cast<int>(p.IntInRange(
+      "freeze_bn_after_epoch", -1, -1, 100000,
+      "BatchNorm running statistics frozen (and used) after this many QAT epochs; -1: never"));
+  o.fold_bn = p.Bool("fold_bn", true, "fold BatchNorm into the preceding conv/linear weight before "
+                     "its fake quantization (Jacob et al. 2018)");
+  std::optional<TrainSettings> pretrain;
+  if (p.Has("pretrain") || p.describing()) {
+    ParamReader& pre = p.Map("pretrain", "float training stage before QAT: {epochs, optimizer, schedule, ...}");
+    absl::StatusOr<TrainSettings> s = TrainSettings::Read(pre);
+    if (!s.ok()) return s.status();
+    if (!p.describing()) pretrain = std::move(s).value();
+  }
+  if (!settings.ok()) return settings.status();
+  RETURN_IF_ERROR(p.status());
+  if (pretrain && !settings->init_from.empty()) {
+    p.Fail("init_from", "give either init_from (a trained float checkpoint) or pretrain (train one "
+                        "first), not both; a checkpoint for the float stage goes in pretrain.init_from");
+    return p.status();
+  }
+  if (pretrain) pretrain->save_checkpoint = false;
+  return std::unique_ptr<TrainingScheme>(
+      new QatScheme(std::move(settings).value(), std::move(pretrain), o));
+}
+
+std::string QatScheme::Describe() const {
+  std::string s = "qat: ";
+  if (pretrain_) absl::StrAppend(&s, "float pretrain (", pretrain_->Describe(), ") then ");
+  absl::StrAppend(&s, settings_.Describe());
+  if (o_.freeze_observers_after_epoch >= 0) {
+    absl::StrAppend(&s, ", observers frozen after epoch ", o_.freeze_observers_after_epoch);
+  }
+  if (o_.freeze_observers_after_step >= 0) {
+    absl::StrAppend(&s, ", observers frozen after step ", o_.freeze_observers_after_step);
+  }
+  if (o_.freeze_bn_after_epoch >= 0) {
+    absl::StrAppend(&s, ", BN statistics frozen after epoch ", o_.freeze_bn_after_epoch);
+  }
+  if (!o_.fold_bn) absl::StrAppend(&s, ", no BN folding");
+  return s;
+}
+
+absl::StatusOr<TrainResult> QatScheme::Train(TrainContext& ctx) {
+  if (ctx.quant == nullptr) {
+    return absl::FailedPreconditionError("scheme qat needs the `quant:` section");
+  }
+  if (ctx.model == nullptr || !ctx.model->built()) {
+    return absl::FailedPreconditionError("training needs a loaded dataset and a built model");
+  }
+  nn::Model& model = *ctx.model;
+  const std::string prefix = Prefix(ctx);
+  TrainResult result;
+  if (pretrain_) {
+    ASSIGN_OR_RETURN(TrainResult pre, RunTrainingLoop(ctx, *pretrain_, "fp32"));
+    result.epochs = pre.epochs;
+  }
+
+  // init_from: a float checkpoint (loaded before the hooks exist) or a QAT
+  // one (with the quantizers' learned values: loaded after).
+  bool loaded = settings_.init_from.empty();
+  absl::Status float_load;
+  if (!loaded) {
+    RemoveFakeQuant(model);
+    float_load = nn::LoadCheckpoint(settings_.init_from, &model);
+    loaded = float_load.ok();
+    if (float_load.code() == absl::StatusCode::kNotFound) return float_load;
+  }
+  ASSIGN_OR_RETURN(FakeQuantHooks hooks, InsertFakeQuant(model, *ctx.quant, o_.fold_bn));
+  if (!loaded) {
+    absl::Status qat_load = nn::LoadCheckpoint(settings_.init_from, &model);
+    if (!qat_load.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "train.init_from: ", std::string(float_load.message()), " (as a QAT checkpoint: ",
+          std::string(qat_load.message()), ")"));
+    }
+  }
+  if (!settings_.init_from.empty()) {
+    std::fprintf(ctx.log, "%sstarting from %s\n", prefix.c_str(), settings_.init_from.c_str());
+  }
+  if (ctx.progress != TrainContext::Progress::kQuiet) {
+    for (const std::string& line : hooks.plan) std::fprintf(ctx.log, "%sqat: %s\n", prefix.c_str(), line.c_str());
+  }
+
+  std::vector<nn::BatchNorm*> bns;
+  for (int i = 0; i < model.num_layers(); ++i) {
+    if (auto* bn = dynamic_cast<nn::BatchNorm*>(&model.layer(i))) bns.push_back(bn);
+  }
+  bool bn_frozen = false;
+  bool observers_frozen = false;
+  auto freeze_observers = [&](const std::string& why) {
+    if (observers_frozen) return;
+    observers_frozen = true;
+    hooks.FreezeObservers(true);
+    if (ctx.progress != TrainContext::Progress::kQuiet) {
+      std::fprintf(ctx.log, "%sqat: observers frozen %s\n", prefix.c_str(), why.c_str());
+    }
+  };
+  TrainHooks loop_hooks;
+  loop_hooks.epoch_begin = [&](int epoch) -> absl::Status {
+    if (o_.freeze_observers_after_epoch >= 0 && epoch >= o_.freeze_observers_after_epoch) {
+      freeze_observers(absl::StrCat("from QAT epoch ", epoch + 1));
+    }
+    if (o_.freeze_bn_after_epoch >= 0 && epoch >= o_.freeze_bn_after_epoch && !bn_frozen) {
+      bn_frozen = true;
+      if (ctx.progress != TrainContext::Progress::kQuiet && !bns.empty()) {
+        std::fprintf(ctx.log, "%sqat: BatchNorm statistics frozen from QAT epoch %d\n",
+                     prefix.c_str(), epoch + 1);
+      }
+    }
+    return absl::OkStatus();
+  };
+  loop_hooks.step_begin = [&](int64_t step) -> absl::Status {
+    RETURN_IF_ERROR(hooks.status());
+    if (o_.freeze_observers_after_step >= 0 && step >= o_.freeze_observers_after_step) {
+      freeze_observers(absl::StrCat("from QAT step ", step + 1));
+    }
+    // Evaluation puts every layer back in training mode afterwards: re-apply.
+    if (bn_frozen) {
+      for (nn::BatchNorm* bn : bns) bn->set_training(false);
+    }
+    return absl::OkStatus();
+  };
+
+  const std::string init_from = settings_.init_from;
+  settings_.init_from.clear();  // loaded above
+  absl::StatusOr<TrainResult> qat = RunTrainingLoop(ctx, settings_, "qat", &loop_hooks);
+  settings_.init_from = init_from;
+  if (!qat.ok()) return qat.status();
+  RETURN_IF_ERROR(hooks.status());
+  const int offset = static_cast<int>(result.epochs.size());
+  for (EpochRecord e : qat->epochs) {
+    e.epoch += offset;
+    result.epochs.push_back(e);
+  }
+  result.final_test_accuracy = qat->final_test_accuracy;
+  result.checkpoint_path = qat->checkpoint_path;
+  return result;
+}
+
+QUANTLAB_REGISTER(TrainingScheme, "qat", QatScheme::Create,
+                  "quantization-aware training: fake quantizers from quant: (per-layer overrides), "
+                  "STE, observer freezing, BN folding; optional float pretrain stage");
+
+}  // namespace quant

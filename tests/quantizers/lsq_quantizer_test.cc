@@ -1,0 +1,153 @@
+// lsq: forward values, STE mask and the step-size gradient (with its scale)
+// against values derived by hand from Esser et al.'s equations; the init; the
+// signed/unsigned choice; per-channel step sizes; parameter errors.
+#include <cmath>
+
+#include "gtest/gtest.h"
+#include "quant/core/registry.h"
+#include "quant/quantizers/lsq_quantizer.h"
+#include "quant/quantizers/quantizer.h"
+
+namespace quant {
+namespace {
+
+std::unique_ptr<Quantizer> Make(const std::string& yaml) {
+  auto q = BuildQuantizerFromYaml(yaml);
+  EXPECT_TRUE(q.ok()) << q.status();
+  return std::move(q).value();
+}
+
+LsqQuantizer& Lsq(Quantizer& q) { return dynamic_cast<LsqQuantizer&>(q); }
+
+TEST(LsqQuantizerTest, IsRegistered) {
+  EXPECT_TRUE(Registry<Quantizer>::Get().Contains("lsq"));
+}
+
+TEST(LsqQuantizerTest, ForwardAndGradientsByHand) {
+  // 3-bit signed: Qn = 4, Qp = 3. Step 0.5 set explicitly.
+  auto q = Make("{quantizer: lsq, bits: 3, signed: true}");
+  q->parameters()[0]->value[0] = 0.5f;
+  Tensor x({5}, {-3.0f, -1.0f, 0.3f, 0.9f, 5.0f});
+  Tensor y;
+  ASSERT_TRUE(q->Forward(x, &y).ok());
+  // v = x/s = -6 (clip -4), -2, 0.6 -> 1, 1.8 -> 2, 10 (clip 3).
+  const float want_y[] = {-2.0f, -1.0f, 0.5f, 1.0f, 1.5f};
+  for (int i = 0; i < 5; ++i) EXPECT_FLOAT_EQ(y[i], want_y[i]) << i;
+  Tensor gy({5}, {1.0f, 2.0f, 3.0f, 4.0f, 5.0f}), gx;
+  ASSERT_TRUE(q->Backward(gy, &gx).ok());
+  const float want_gx[] = {0.0f, 2.0f, 3.0f, 4.0f, 0.0f};
+  for (int i = 0; i < 5; ++i) EXPECT_FLOAT_EQ(gx[i], want_gx[i]) << i;
+  // dy/ds: -Qn, round(v)-v = 0, 1-0.6 = 0.4, 2-1.8 = 0.2, Qp.
+  // sum gy*dy/ds = -4 + 0 + 1.2 + 0.8 + 15 = 13; g = 1/sqrt(N*Qp) = 1/sqrt(5*3).
+  EXPECT_NEAR(q->parameters()[0]->grad[0], 13.0 / std::sqrt(15.0), 1e-5);
+  EXPECT_NEAR(Lsq(*q).grad_scale(), 1.0 / std::sqrt(15.0), 1e-12);
+  // Backward accumulates (the interface's contract).
+  ASSERT_TRUE(q->Backward(gy, &gx).ok());
+  EXPECT_NEAR(q->parameters()[0]->grad[0], 26.0 / std::sqrt(15.0), 1e-5);
+  // Exactly at Qp * s the value is clipped (the paper's open interval).
+  Tensor edge({1}, {1.5f});
+  ASSERT_TRUE(q->Forward(edge, &y).ok());
+  Tensor g1({1}, {1.0f});
+  q->parameters()[0]->grad.Fill(0.0f);
+  ASSERT_TRUE(q->Backward(g1, &gx).ok());
+  EXPECT_EQ(gx[0], 0.0f);
+  EXPECT_NEAR(q->parameters()[0]->grad[0], 3.0 / std::sqrt(3.0), 1e-6);
+}
+
+TEST(LsqQuantizerTest, ActivationGradScaleCountsFeaturesOfOneSample) {
+  auto q = Make("{quantizer: lsq, bits: 2, signed: false}");  // Qn = 0, Qp = 3
+  ASSERT_TRUE(Lsq(*q).SetRole(TensorRole::kActivations).ok());
+  q->parameters()[0]->value[0] = 1.0f;
+  Tensor x({2, 3}, {0.2f, 0.7f, 1.2f, 2.6f, 4.0f, -1.0f}), y;
+  ASSERT_TRUE(q->Forward(x, &y).ok());
+  const float want_y[] = {0.0f, 1.0f, 1.0f, 3.0f, 3.0f, 0.0f};
+  for (int i = 0; i < 6; ++i) EXPECT_FLOAT_EQ(y[i], want_y[i]) << i;
+  Tensor gy = Tensor::Filled({2, 3}, 1.0f), gx;
+  ASSERT_TRUE(q->Backward(gy, &gx).ok());
+  // dy/ds: -0.2, 0.3, -0.2, 0.4, 3 (clipped), 0 (-Qn = 0); sum 3.3; N = 3 features.
+  EXPECT_NEAR(q->parameters()[0]->grad[0], 3.3 / std::sqrt(3.0 * 3.0), 1e-5);
+  const float want_gx[] = {1, 1, 1, 1, 0, 0};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(gx[i], want_gx[i]) << i;
+}
+
+TEST(LsqQuantizerTest, PaperInitAndAutoSign) {
+  auto w = Make("{quantizer: lsq, bits: 4}");
+  Tensor x({4}, {1.0f, -2.0f, 3.0f, -4.0f}), y;
+  ASSERT_FALSE(w->calibrated());
+  ASSERT_TRUE(w->Forward(x, &y).ok());
+  EXPECT_TRUE(w->spec().is_signed);
+  EXPECT_EQ(Lsq(*w).qn(), 8);
+  EXPECT_EQ(Lsq(*w).qp(), 7);
+  EXPECT_NEAR(w->parameters()[0]->value[0], 2.0 * 2.5 / std::sqrt(7.0), 1e-6);
+  EXPECT_NEAR(w->qparams().scale[0], 2.0 * 2.5 / std::sqrt(7.0), 1e-6);
+  // A later tensor does not re-initialise.
+  Tensor big({4}, {100.0f, -100.0f, 1.0f, 1.0f});
+  ASSERT_TRUE(w->Forward(big, &y).ok());
+  EXPECT_NEAR(w->parameters()[0]->value[0], 2.0 * 2.5 / std::sqrt(7.0), 1e-6);
+
+  auto a = Make("{quantizer: lsq, bits: 4}");
+  Tensor relu({3}, {0.0f, 1.0f, 2.0f});
+  ASSERT_TRUE(a->Forward(relu, &y).ok());
+  EXPECT_FALSE(a->spec().is_signed);
+  EXPECT_EQ(Lsq(*a).qp(), 15);
+  EXPECT_NEAR(a->parameters()[0]->value[0], 2.0 * 1.0 / std::sqrt(15.0), 1e-6);
+}
+
+TEST(LsqQuantizerTest, PerChannelStepSizes) {
+  auto q = Make("{quantizer: lsq, bits: 3, signed: true, granularity: per_channel}");
+  Tensor w({2, 2}, {1.0f, -1.0f, 4.0f, 0.0f}), y;
+  ASSERT_TRUE(q->Forward(w, &y).ok());
+  ASSERT_EQ(q->parameters()[0]->value.numel(), 2);
+  EXPECT_NEAR(q->parameters()[0]->value[0], 2.0 * 1.0 / std::sqrt(3.0), 1e-6);
+  EXPECT_NEAR(q->parameters()[0]->value[1], 2.0 * 2.0 / std::sqrt(3.0), 1e-6);
+  std::vector<int32_t> codes;
+  ASSERT_TRUE(q->QuantizeToInt(w, &codes).ok());
+  EXPECT_EQ(codes, (std::vector<int32_t>{1, -1, 2, 0}));
+  EXPECT_FALSE(Lsq(*q).SetRole(TensorRole::kActivations).ok());
+}
+
+TEST(LsqQuantizerTest, BadParameters) {
+  EXPECT_FALSE(BuildQuantizerFromYaml("{quantizer: lsq, bits: 1}").ok());
+  auto s = BuildQuantizerFromYaml("{quantizer: lsq, signed: maybe}");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("signed"), std::string::npos) << s.status();
+  EXPECT_FALSE(BuildQuantizerFromYaml("{quantizer: lsq, observer: minmax}").ok());
+}
+
+}  // namespace
+}  // namespace quant
+
+namespace quant {
+namespace {
+
+TEST(LsqPlusQuantizerTest, OffsetForwardGradientAndInit) {
+  EXPECT_TRUE(Registry<Quantizer>::Get().Contains("lsq_plus"));
+  // 2-bit unsigned (default for lsq_plus): Qn = 0, Qp = 3.
+  auto q = BuildQuantizerFromYaml("{quantizer: lsq_plus, bits: 2}");
+  ASSERT_TRUE(q.ok()) << q.status();
+  ASSERT_EQ((*q)->parameters().size(), 2u);
+  // Init from the range [-1, 2]: s = 3 / 3 = 1, beta = -1.
+  Tensor x({4}, {-1.0f, 0.2f, 1.0f, 2.0f}), y, gx;
+  ASSERT_TRUE((*q)->Forward(x, &y).ok());
+  EXPECT_FLOAT_EQ((*q)->parameters()[0]->value[0], 1.0f);
+  EXPECT_FLOAT_EQ((*q)->parameters()[1]->value[0], -1.0f);
+  // Now s = 0.5, beta = -0.25: v = (x + 0.25) / 0.5 = -1.5 (clip 0), 0.9, 2.5, 4.5 (clip 3).
+  (*q)->parameters()[0]->value[0] = 0.5f;
+  (*q)->parameters()[1]->value[0] = -0.25f;
+  ASSERT_TRUE((*q)->Forward(x, &y).ok());
+  const float want_y[] = {-0.25f, 0.25f, 0.75f, 1.25f};  // r = 0, 1, 2 (2.5 to even), 3
+  for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(y[i], want_y[i]) << i;
+  Tensor gy({4}, {1.0f, 2.0f, 3.0f, 4.0f});
+  (*q)->parameters()[0]->grad.Fill(0.0f);
+  (*q)->parameters()[1]->grad.Fill(0.0f);
+  ASSERT_TRUE((*q)->Backward(gy, &gx).ok());
+  const float want_gx[] = {0.0f, 2.0f, 3.0f, 0.0f};
+  for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(gx[i], want_gx[i]) << i;
+  // ds: -Qn = 0, 1 - 0.9 = 0.1, 2 - 2.5 = -0.5, Qp = 3 -> 0 + 0.2 - 1.5 + 12 = 10.7; g = 1/sqrt(4*3).
+  EXPECT_NEAR((*q)->parameters()[0]->grad[0], 10.7 / std::sqrt(12.0), 1e-5);
+  // dbeta: the clipped elements: 1 + 4 = 5, times g.
+  EXPECT_NEAR((*q)->parameters()[1]->grad[0], 5.0 / std::sqrt(12.0), 1e-6);
+}
+
+}  // namespace
+}  // namespace quant
