@@ -71,7 +71,8 @@ double EvaluateAccuracy(nn::Model& model, const DataSplit& split, int64_t batch_
 }
 
 absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& ctx, TrainSettings& s,
-                                            const std::string& scheme_name) {
+                                            const std::string& scheme_name,
+                                            const TrainHooks* hooks) {
   if (ctx.dataset == nullptr || ctx.model == nullptr || !ctx.model->built()) {
     return absl::FailedPreconditionError("training needs a loaded dataset and a built model");
   }
@@ -119,8 +120,14 @@ absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& ctx, TrainSettings& s,
             l, epoch + 1, b + 1, per_epoch, lr));
       }
       loss.Backward(&dlogits);
+      if (hooks != nullptr && hooks->before_backward) RETURN_IF_ERROR(hooks->before_backward(&dlogits));
       model.Backward(images, dlogits);
-      s.optimizer->Step(lr);
+      bool apply = true;
+      if (hooks != nullptr && hooks->after_backward) RETURN_IF_ERROR(hooks->after_backward(step, &apply));
+      if (apply) {
+        s.optimizer->Step(lr);
+        if (hooks != nullptr && hooks->after_step) RETURN_IF_ERROR(hooks->after_step(step));
+      }
       loss_sum += l * n;
       correct_sum += correct;
       seen += n;

@@ -8,6 +8,7 @@
 #ifndef QUANT_TRAINING_TRAIN_LOOP_H_
 #define QUANT_TRAINING_TRAIN_LOOP_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -32,8 +33,24 @@ struct TrainSettings {
   std::string Describe() const;
 };
 
+// Optional callbacks of a scheme into the loop (any may be empty). An error
+// stops training and is returned as is.
+struct TrainHooks {
+  // d(loss)/d(logits) of the step, before the model's backward pass: e.g.
+  // multiplied by a loss scale.
+  std::function<absl::Status(Tensor* dlogits)> before_backward;
+  // After the backward pass, before the optimizer step `step` (0-based over
+  // all epochs). Setting *apply = false skips this update (e.g. gradients that
+  // overflowed under loss scaling); gradients may be rewritten (unscaled).
+  std::function<absl::Status(int64_t step, bool* apply)> after_backward;
+  // After the optimizer step (not called for a skipped one): e.g. clipping
+  // latent weights.
+  std::function<absl::Status(int64_t step)> after_step;
+};
+
 absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& context, TrainSettings& settings,
-                                            const std::string& scheme_name);
+                                            const std::string& scheme_name,
+                                            const TrainHooks* hooks = nullptr);
 
 // Top-1 accuracy of `model` on `split` in eval mode (restores the mode after).
 double EvaluateAccuracy(nn::Model& model, const DataSplit& split, int64_t batch_size);
