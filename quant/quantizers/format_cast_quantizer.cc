@@ -18,8 +18,8 @@ constexpr char kFormatHelp[] =
 
 absl::StatusOr<std::unique_ptr<Quantizer>> FormatCastQuantizer::Create(ParamReader& p) {
   if (p.describing()) {
-    p.String("format", "", kFormatHelp);
-    return absl::InvalidArgumentError("describing");
+    p.RequiredString("format", kFormatHelp);
+    return absl::InvalidArgumentError("describing");  // only the declarations matter
   }
   // The raw value decides the form (a const node: operator[] must not insert).
   const YAML::Node& node = p.node();
