@@ -206,6 +206,7 @@ absl::StatusOr<TrainResult> LowBitScheme::Train(TrainContext& ctx) {
   std::map<std::string, double> metrics = {{"quantized_hooks", static_cast<double>(plan.size())}};
   if (pretrain_.enabled) metrics["pretrain_test_accuracy"] = pretrain_accuracy;
   RETURN_IF_ERROR(WriteTrainMetrics(ctx, metrics));
+  result.metrics = std::move(metrics);
   return result;
 }
 

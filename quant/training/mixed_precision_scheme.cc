@@ -212,6 +212,7 @@ absl::StatusOr<TrainResult> MixedPrecisionScheme::Train(TrainContext& ctx) {
     if (pre > 0) metrics["pretrain_test_accuracy"] = result.epochs[pre - 1].test_accuracy;
   }
   RETURN_IF_ERROR(WriteTrainMetrics(ctx, metrics));
+  result.metrics = std::move(metrics);
   if (ctx.progress != TrainContext::Progress::kQuiet && scaling_.mode != LossScaler::Mode::kNone) {
     std::fprintf(ctx.log, "%sloss-scale history: %s\n",
                  ctx.name.empty() ? "" : absl::StrCat("[", ctx.name, "] ").c_str(),

@@ -125,6 +125,9 @@ TEST(MixedPrecision, Bf16TrainsWithValuesInBf16) {
   EXPECT_GT(run.metrics["grad_values_nonzero"].get<double>(), 1e5);
   EXPECT_EQ(run.metrics["underflow_bf16"].get<double>(), 0.0);
   EXPECT_EQ(run.metrics["skipped_steps"].get<double>(), 0.0);
+  // The same values travel in TrainResult::metrics.
+  EXPECT_EQ(run.result->metrics.at("underflow_fp16_unscaled"),
+            run.metrics["underflow_fp16_unscaled"].get<double>());
 }
 
 TEST(MixedPrecision, Fp16LossScalingSkipsOverflowingStepsAndCutsUnderflow) {
