@@ -130,8 +130,14 @@ absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& ctx, TrainSettings& s,
             l, epoch + 1, b + 1, per_epoch, lr));
       }
       loss.Backward(&dlogits);
+      if (hooks != nullptr && hooks->before_backward) RETURN_IF_ERROR(hooks->before_backward(&dlogits));
       model.Backward(images, dlogits);
-      s.optimizer->Step(lr);
+      bool apply = true;
+      if (hooks != nullptr && hooks->after_backward) RETURN_IF_ERROR(hooks->after_backward(step, &apply));
+      if (apply) {
+        s.optimizer->Step(lr);
+        if (hooks != nullptr && hooks->after_step) RETURN_IF_ERROR(hooks->after_step(step));
+      }
       loss_sum += l * n;
       correct_sum += correct;
       seen += n;

@@ -33,8 +33,8 @@ struct TrainSettings {
   std::string Describe() const;
 };
 
-// Optional callbacks of a scheme into the loop (either may be empty). An
-// error stops training and is returned as is.
+// Optional callbacks of a scheme into the loop (any may be empty). An error
+// stops training and is returned as is.
 struct TrainHooks {
   // Before the first batch of `epoch` (0-based), after the previous epoch's
   // evaluation: e.g. freezing observers or BatchNorm statistics.
@@ -42,6 +42,16 @@ struct TrainHooks {
   // Before the forward pass of optimizer step `step` (0-based, counted over
   // all epochs), in training mode.
   std::function<absl::Status(int64_t step)> step_begin;
+  // d(loss)/d(logits) of the step, before the model's backward pass: e.g.
+  // multiplied by a loss scale.
+  std::function<absl::Status(Tensor* dlogits)> before_backward;
+  // After the backward pass, before the optimizer step `step`. Setting
+  // *apply = false skips this update (e.g. gradients that overflowed under
+  // loss scaling); gradients may be rewritten (unscaled).
+  std::function<absl::Status(int64_t step, bool* apply)> after_backward;
+  // After the optimizer step (not called for a skipped one): e.g. clipping
+  // latent weights.
+  std::function<absl::Status(int64_t step)> after_step;
 };
 
 absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& context, TrainSettings& settings,

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,9 @@ struct TrainResult {
   std::vector<EpochRecord> epochs;
   double final_test_accuracy = 0;  // in [0, 1]
   std::string checkpoint_path;     // "" when none was written
+  // Further scalar results of the scheme (e.g. underflow fractions), for the
+  // result record's metrics map.
+  std::map<std::string, double> metrics;
 };
 
 class TrainingScheme {
