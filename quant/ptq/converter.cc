@@ -353,10 +353,19 @@ absl::StatusOr<QuantizedModel> QuantizeStatic(const FloatNet& net, StaticQuantiz
   for (int64_t start = 0; start < n; start += batch_size) {
     const int64_t b = std::min(batch_size, n - start);
     const float* x = calibration + start * per;
-    RETURN_IF_ERROR(q.input->Observe(Tensor({b * per}, std::vector<float>(x, x + b * per))));
+    if (absl::Status s = q.input->Observe(Tensor({b * per}, std::vector<float>(x, x + b * per))); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer 'input' activations, calibration images ", start, "..", start + b - 1, ": ",
+                       std::string(s.message())));
+    }
     RETURN_IF_ERROR(FloatForward(net.model, x, b, &logits, nullptr, [&](int li, float* y, int64_t count) {
       if (weighted_of[li] < 0) return absl::OkStatus();
-      return q.activations[weighted_of[li]]->Observe(Tensor({count}, std::vector<float>(y, y + count)));
+      absl::Status s =
+          q.activations[weighted_of[li]]->Observe(Tensor({count}, std::vector<float>(y, y + count)));
+      if (s.ok()) return s;
+      return absl::InvalidArgumentError(absl::StrCat("layer '", net.weighted[weighted_of[li]].name,
+                                                     "' activations, calibration images ", start, "..",
+                                                     start + b - 1, ": ", std::string(s.message())));
     }));
   }
   auto compute = [](Quantizer& qz, const std::string& what) -> absl::Status {
