@@ -13,6 +13,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
+}
+
 int64_t Argmax(const float* row, int64_t n) { return std::max_element(row, row + n) - row; }
 
 int64_t FloatModelBytes(const backends::QuantizedModel& m, int bytes_per_value) {
@@ -65,20 +71,15 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
   constexpr int64_t kBatch = 256;
   // Runs the whole test set; returns int outputs + logits, and the time of the full batches.
   auto run_all = [&](backends::Backend& b, std::vector<int32_t>* q, std::vector<float>* logits,
-                     double* full_batch_seconds, int64_t* full_batch_images) -> absl::Status {
+                     std::vector<double>* full_batch_seconds) -> absl::Status {
     q->clear();
     logits->clear();
-    *full_batch_seconds = 0.0;
-    *full_batch_images = 0;
     backends::RunOutput out;
     for (int64_t start = 0; start < n; start += kBatch) {
       const int64_t bs = std::min(kBatch, n - start);
       const auto t0 = Clock::now();
       RETURN_IF_ERROR(b.Run(x.data() + start * per, bs, &out));
-      if (bs == kBatch) {
-        *full_batch_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-        *full_batch_images += bs;
-      }
+      if (bs == kBatch) full_batch_seconds->push_back(std::chrono::duration<double>(Clock::now() - t0).count());
       q->insert(q->end(), out.quantized.begin(), out.quantized.end());
       logits->insert(logits->end(), out.logits.begin(), out.logits.end());
     }
@@ -90,9 +91,8 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
   {
     ASSIGN_OR_RETURN(std::unique_ptr<backends::Backend> ref, backends::CreateBackend("reference"));
     RETURN_IF_ERROR(ref->Prepare(model));
-    double s;
-    int64_t m;
-    RETURN_IF_ERROR(run_all(*ref, &ref_q, &ref_logits, &s, &m));
+    std::vector<double> unused;
+    RETURN_IF_ERROR(run_all(*ref, &ref_q, &ref_logits, &unused));
   }
   std::vector<BackendEvaluation> results;
   for (const std::string& name : names) {
@@ -102,34 +102,30 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
     e.backend = name;
     std::vector<int32_t> q;
     std::vector<float> logits;
-    double seconds = 0.0;
-    int64_t images = 0;
-    RETURN_IF_ERROR(run_all(*b, &q, &logits, &seconds, &images));
-    for (int64_t r = 1; r < options.batch256_repeats; ++r) {
-      double s2;
-      int64_t m2;
-      RETURN_IF_ERROR(run_all(*b, &q, &logits, &s2, &m2));
-      seconds += s2;
-      images += m2;
+    // Batch 256: the median time of the full batches (robust to other processes on the machine).
+    std::vector<double> batch_seconds;
+    for (int64_t r = 0; r < options.batch256_repeats; ++r) {
+      RETURN_IF_ERROR(run_all(*b, &q, &logits, &batch_seconds));
     }
     e.test_accuracy = Top1Accuracy(logits, n, test.labels);
     e.integer_outputs = !b->profile().float_model;
     e.agreement = CompareOutputs(ref_q, ref_logits, q, logits, n, e.integer_outputs);
-    e.images_per_s_batch256 = seconds > 0 ? images / seconds : 0.0;
-    // Batch 1: one image at a time (operators are set up again for the new batch size once, untimed).
+    const double m256 = Median(batch_seconds);
+    e.images_per_s_batch256 = m256 > 0 ? kBatch / m256 : 0.0;
+    // Batch 1: one image at a time, median per image (operators are set up for batch 1 once, untimed).
     backends::RunOutput out;
     RETURN_IF_ERROR(b->Run(x.data(), 1, &out));
-    const auto t0 = Clock::now();
-    int64_t done = 0;
-    for (; done < std::min(options.batch1_images, n); ++done) {
-      RETURN_IF_ERROR(b->Run(x.data() + done * per, 1, &out));
-      if (std::chrono::duration<double>(Clock::now() - t0).count() > options.batch1_seconds) {
-        ++done;
-        break;
-      }
+    const auto start = Clock::now();
+    std::vector<double> image_seconds;
+    for (int64_t i = 0; i < options.batch1_images; ++i) {
+      const auto t0 = Clock::now();
+      RETURN_IF_ERROR(b->Run(x.data() + (i % n) * per, 1, &out));
+      const auto t1 = Clock::now();
+      image_seconds.push_back(std::chrono::duration<double>(t1 - t0).count());
+      if (std::chrono::duration<double>(t1 - start).count() > options.batch1_seconds) break;
     }
-    const double s1 = std::chrono::duration<double>(Clock::now() - t0).count();
-    e.images_per_s_batch1 = s1 > 0 ? done / s1 : 0.0;
+    const double m1 = Median(image_seconds);
+    e.images_per_s_batch1 = m1 > 0 ? 1.0 / m1 : 0.0;
     if (b->profile().float_model) {
       e.model_size_bytes = FloatModelBytes(model, name.size() > 4 && name.substr(name.size() - 4) == "_f16" ? 2 : 4);
     } else {

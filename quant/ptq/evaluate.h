@@ -34,9 +34,9 @@ struct BackendEvaluation {
 };
 
 struct EvaluateOptions {
-  int64_t batch1_images = 500;     // timed one by one (at most batch1_seconds)
+  int64_t batch1_images = 500;     // timed one by one (at most batch1_seconds); the median counts
   double batch1_seconds = 3.0;
-  int64_t batch256_repeats = 1;    // passes over the full batches of the test set
+  int64_t batch256_repeats = 1;    // passes over the test set; the median full-batch time counts
 };
 
 // `chw` is the dataset's sample shape; the split's images are NCHW.
