@@ -10,22 +10,23 @@
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
 #include "quant/training/train_loop.h"
+#include "quant/backends/backend.h"
+#include "quant/nn/checkpoint.h"
 
 namespace quant {
 namespace {
 
-// Sections of the config that later parts of quantlab consume. Until the code
-// for one is linked into this build, a config that uses it is accepted, the
-// section is recorded as not available, and the run says so plainly.
-struct PendingSection {
-  const char* key;
-  const char* help;
-  const char* what;
-};
-constexpr PendingSection kPendingSections[] = {
-    {"ptq", "post-training quantization: {method, calibration_batches}", "post-training quantization"},
-    {"evaluate", "evaluation: {backends: [...]}", "evaluation on backends"},
-};
+// The backends `evaluate.backends` runs when it lists none.
+const std::vector<std::string>& DefaultBackends() {
+  static const auto* names = new std::vector<std::string>{"reference", "fake_quant", "gemmlowp",
+                                                          "xnnpack",   "xnnpack_f32", "xnnpack_f16"};
+  return *names;
+}
+
+// "<file:line:col of key>: <message>" for errors found after the readers finished.
+absl::Status At(const ParamReader& r, std::string_view key, const absl::Status& s) {
+  return absl::Status(s.code(), absl::StrCat(r.Location(key), ": ", std::string(s.message())));
+}
 
 }  // namespace
 
@@ -62,11 +63,32 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
   } else {
     root.Node("quant", "quantization specs for weights and activations, per-layer overrides");
   }
-  for (const PendingSection& s : kPendingSections) {
-    if (!root.Node(s.key, s.help).IsDefined()) continue;
-    plan.not_available.push_back(
-        absl::StrCat(s.key, ": ", s.what, " is not available in this build yet; the section is "
-                                          "kept in the resolved config but neither checked nor run"));
+  ParamReader& ptq_reader =
+      root.Map("ptq", "post-training quantization: {method: static|dynamic|weight_only, calibration_batches, ...}");
+  absl::StatusOr<std::unique_ptr<ptq::PtqMethod>> ptq_method = std::unique_ptr<ptq::PtqMethod>();
+  if (root.Has("ptq")) {
+    plan.ptq_init_from = ptq_reader.String(
+        "init_from", "", "float checkpoint (model.pb) to quantize when the config has no train: section");
+    ptq_method = Registry<ptq::PtqMethod>::Get().CreateFrom(ptq_reader, "method", "static", "PTQ method");
+    plan.ptq_method_name = ptq_reader.String("method", "static", "PTQ method");
+  }
+  ParamReader& evaluate = root.Map("evaluate", "evaluation of the integer model: {backends: [...]}");
+  if (root.Has("evaluate")) {
+    plan.eval_backends = evaluate.StringList("backends", DefaultBackends(),
+                                             "backends that run the integer model over the test set");
+    plan.eval_options.batch1_images = evaluate.IntInRange(
+        "batch1_images", 500, 1, 1000000, "images timed one at a time (images/s at batch 1)");
+    plan.eval_options.batch256_repeats = evaluate.IntInRange(
+        "batch256_repeats", 1, 1, 100, "passes over the test set timed at batch 256");
+    if (!evaluate.describing()) {
+      for (const std::string& b : plan.eval_backends) {
+        if (!Registry<backends::Backend>::Get().Contains(b)) {
+          evaluate.Fail("backends", absl::StrCat("unknown backend '", b, "'; registered: ",
+                                                 absl::StrJoin(Registry<backends::Backend>::Get().Names(), ", ")));
+        }
+      }
+      if (plan.eval_backends.empty()) evaluate.Fail("backends", "lists no backend");
+    }
   }
   ParamReader& output = root.Map("output", "where results go: {dir: runs}");
   plan.output_dir = output.String("dir", "runs", "results directory (relative to the working dir)");
@@ -74,6 +96,8 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
   if (!ds.ok()) return ds.status();
   if (!built_model.ok()) return built_model.status();
   if (!scheme.ok()) return scheme.status();
+  if (!ptq_method.ok()) return ptq_method.status();
+  plan.ptq = std::move(ptq_method).value();
   plan.quant = std::move(quant).value();
   plan.model = std::move(built_model).value();
   plan.scheme = std::move(scheme).value();
@@ -101,12 +125,39 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
         root.Location("train"), ": train.scheme '", plan.train_scheme_name,
         "' quantizes while training and needs a `quant:` section (weights/activations specs)"));
   }
-  const bool quant_used = plan.scheme != nullptr && plan.scheme->uses_quant_config();
+  if (plan.ptq != nullptr) {
+    if (plan.model == nullptr) return At(root, "ptq", absl::InvalidArgumentError("PTQ needs a `model:` section"));
+    if (plan.quant == nullptr) {
+      return At(root, "ptq", absl::InvalidArgumentError(
+                                 "PTQ needs a `quant:` section (weights/activations specs)"));
+    }
+    if (plan.scheme != nullptr && !plan.ptq_init_from.empty()) {
+      return At(ptq_reader, "init_from", absl::InvalidArgumentError(
+                                             "ptq.init_from is for configs without training; with a train: "
+                                             "section use train.init_from"));
+    }
+    if (absl::Status s = plan.ptq->Check(*plan.model, *plan.quant); !s.ok()) return At(root, "ptq", s);
+  }
+  if (!plan.eval_backends.empty()) {
+    if (plan.ptq == nullptr || !plan.ptq->produces_integer_model()) {
+      return At(root, "evaluate", absl::InvalidArgumentError(
+                                      "evaluate runs the integer model of `ptq: {method: static}`; add that "
+                                      "section (dynamic and weight_only PTQ report their own accuracy)"));
+    }
+    // Every selected backend must run every layer with the configured specs: rejected now, before any work.
+    auto net = ptq::ExtractFloatNet(*plan.model);
+    if (!net.ok()) return At(root, "model", net.status());
+    if (absl::Status s = ptq::ValidateBackendsFor(*net, *plan.quant, plan.eval_backends); !s.ok()) {
+      return At(evaluate, "backends", s);
+    }
+  }
+  const bool quant_used =
+      (plan.scheme != nullptr && plan.scheme->uses_quant_config()) || plan.ptq != nullptr;
   if (plan.quant != nullptr && !quant_used) {
     // No step of this run consumes the specs: say so rather than ignore them.
     plan.not_available.push_back(
-        "quant: the specs were checked, but quantization-aware training and post-training "
-        "quantization are not available in this build yet");
+        "quant: the specs were checked, but no step of this config uses them (add a `ptq:` section "
+        "or a quantizing train.scheme)");
   }
   if (!options.output_dir.empty()) plan.output_dir = options.output_dir;
   plan.threads = options.threads;
@@ -120,6 +171,14 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
   if (plan.model != nullptr) {
     plan.steps.push_back(plan.scheme != nullptr ? "evaluate the trained float model on the test set"
                                                 : "evaluate the untrained float model on the test set");
+  }
+  if (plan.ptq != nullptr) {
+    if (!plan.ptq_init_from.empty()) plan.steps.push_back("load the float checkpoint " + plan.ptq_init_from);
+    plan.steps.push_back("ptq: " + plan.ptq->Describe());
+  }
+  if (!plan.eval_backends.empty()) {
+    plan.steps.push_back(absl::StrCat("evaluate the integer model on backends: ",
+                                      absl::StrJoin(plan.eval_backends, ", ")));
   }
   plan.steps.push_back(absl::StrCat("write config.yaml and the result record to ", plan.run_dir));
   plan.spec = std::move(spec);
@@ -138,6 +197,71 @@ std::string DescribePlan(const ExperimentPlan& plan) {
   if (plan.model != nullptr) absl::StrAppend(&out, plan.model->Summary());
   return out;
 }
+
+namespace {
+
+// PTQ after training, then the selected backends over the test set; fills the record.
+absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* record) {
+  const char* name = plan.spec.name.c_str();
+  plan.model->set_training(false);
+  ptq::PtqContext ctx;
+  ctx.model = plan.model.get();
+  ctx.quant = plan.quant.get();
+  ctx.dataset = plan.dataset.get();
+  ctx.seed = plan.seed;
+  ctx.name = plan.spec.name;
+  std::fprintf(stderr, "[%s] ptq: %s ...\n", name, plan.ptq->Describe().c_str());
+  ASSIGN_OR_RETURN(ptq::PtqResult r, plan.ptq->Apply(ctx));
+  auto& metrics = *record->mutable_metrics();
+  metrics["ptq_float_test_accuracy"] = r.float_test_accuracy;
+  metrics["ptq_test_accuracy"] = r.test_accuracy;
+  metrics["ptq_accuracy_drop_points"] = 100.0 * (r.float_test_accuracy - r.test_accuracy);
+  metrics["ptq_model_bytes"] = static_cast<double>(r.model_bytes);
+  for (const std::string& n : r.notes) record->add_ptq_notes(n);
+  std::fprintf(stderr, "[%s] ptq %s: float %.4f -> simulated %.4f (%lld bytes)\n", name, r.method.c_str(),
+               r.float_test_accuracy, r.test_accuracy, static_cast<long long>(r.model_bytes));
+  if (!r.has_integer_model) return absl::OkStatus();
+  RETURN_IF_ERROR(backends::SaveQuantizedModel(r.model, plan.run_dir + "/model.qlq"));
+  if (plan.eval_backends.empty()) return absl::OkStatus();
+  std::fprintf(stderr, "[%s] evaluating on %s ...\n", name, absl::StrJoin(plan.eval_backends, ", ").c_str());
+  ASSIGN_OR_RETURN(std::vector<ptq::BackendEvaluation> evals,
+                   ptq::EvaluateBackends(r.model, plan.dataset->test(), plan.dataset->sample_shape(),
+                                         plan.eval_backends, plan.eval_options));
+  const ptq::BackendEvaluation* f32 = nullptr;
+  for (const ptq::BackendEvaluation& e : evals) {
+    if (e.backend == "xnnpack_f32") f32 = &e;
+  }
+  for (const ptq::BackendEvaluation& e : evals) {
+    quantlab::BackendMetrics* m = record->add_backends();
+    m->set_backend(e.backend);
+    m->set_test_accuracy(e.test_accuracy);
+    m->set_images_per_s_batch1(e.images_per_s_batch1);
+    m->set_images_per_s_batch256(e.images_per_s_batch256);
+    m->set_model_size_bytes(e.model_size_bytes);
+    quantlab::Agreement* a = m->mutable_agreement_with_reference();
+    a->set_outputs_compared(e.agreement.compared);
+    a->set_outputs_identical(e.agreement.identical);
+    a->set_outputs_off_by_one(e.agreement.off_by_one);
+    a->set_outputs_larger(e.agreement.larger);
+    a->set_max_abs_steps(e.agreement.max_abs_steps);
+    a->set_top1_agreement(e.agreement.top1_agreement);
+    if (f32 != nullptr && f32->images_per_s_batch1 > 0 && f32->images_per_s_batch256 > 0) {
+      (*m->mutable_extra())["speedup_vs_xnnpack_f32_batch1"] = e.images_per_s_batch1 / f32->images_per_s_batch1;
+      (*m->mutable_extra())["speedup_vs_xnnpack_f32_batch256"] =
+          e.images_per_s_batch256 / f32->images_per_s_batch256;
+    }
+    std::fprintf(stderr,
+                 "[%s] %-12s acc %.4f  top-1 agree %.4f  identical %lld/%lld  off-by-1 %lld  larger %lld  "
+                 "img/s b1 %.0f b256 %.0f  %lld bytes\n",
+                 name, e.backend.c_str(), e.test_accuracy, e.agreement.top1_agreement,
+                 static_cast<long long>(e.agreement.identical), static_cast<long long>(e.agreement.compared),
+                 static_cast<long long>(e.agreement.off_by_one), static_cast<long long>(e.agreement.larger),
+                 e.images_per_s_batch1, e.images_per_s_batch256, static_cast<long long>(e.model_size_bytes));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 quantlab::ResultRecord Run(ExperimentPlan& plan) {
   const auto start = std::chrono::steady_clock::now();
@@ -183,6 +307,9 @@ quantlab::ResultRecord Run(ExperimentPlan& plan) {
   if (absl::Status s = plan.dataset->Load(); !s.ok()) return finish(s);
   record.set_dataset(plan.dataset->Describe());
   std::fprintf(stderr, "[%s] %s\n", plan.spec.name.c_str(), record.dataset().c_str());
+  if (plan.model != nullptr && !plan.ptq_init_from.empty()) {
+    if (absl::Status s = nn::LoadCheckpoint(plan.ptq_init_from, plan.model.get()); !s.ok()) return finish(s);
+  }
   if (plan.scheme != nullptr) {
     TrainContext context;
     context.dataset = plan.dataset.get();
@@ -208,6 +335,9 @@ quantlab::ResultRecord Run(ExperimentPlan& plan) {
   } else if (plan.model != nullptr) {
     (*record.mutable_metrics())["float_test_accuracy"] =
         EvaluateAccuracy(*plan.model, plan.dataset->test(), 256);
+  }
+  if (plan.ptq != nullptr) {
+    if (absl::Status s = RunPtqAndEvaluate(plan, &record); !s.ok()) return finish(s);
   }
   for (const std::string& n : plan.not_available) {
     std::fprintf(stderr, "[%s] not run: %s\n", plan.spec.name.c_str(), n.c_str());

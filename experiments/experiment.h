@@ -16,6 +16,8 @@
 #include "experiments/result.pb.h"
 #include "quant/data/dataset.h"
 #include "quant/nn/model.h"
+#include "quant/ptq/evaluate.h"
+#include "quant/ptq/ptq_method.h"
 #include "quant/quantizers/quant_config.h"
 #include "quant/training/training_scheme.h"
 
@@ -40,6 +42,11 @@ struct ExperimentPlan {
   std::unique_ptr<TrainingScheme> scheme;      // null: no `train:` section
   std::string train_scheme_name;
   std::unique_ptr<QuantConfig> quant;          // null: no `quant:` section
+  std::unique_ptr<ptq::PtqMethod> ptq;         // null: no `ptq:` section
+  std::string ptq_method_name;
+  std::string ptq_init_from;                   // float checkpoint quantized when nothing is trained
+  std::vector<std::string> eval_backends;      // empty: no `evaluate:` section
+  ptq::EvaluateOptions eval_options;
   std::vector<std::string> warnings;           // e.g. overrides that match no layer
   std::vector<std::string> steps;          // what Run will do, in order
   std::vector<std::string> not_available;  // sections this build cannot run yet

@@ -32,6 +32,7 @@ class BatchNorm : public Layer {
   Parameter& bias() { return bias_; }
   Tensor& running_mean() { return running_mean_; }
   Tensor& running_var() { return running_var_; }
+  float eps() const { return eps_; }
 
  private:
   // gamma = 1, beta = 0, running mean 0 and variance 1 (PyTorch's reset).

@@ -255,6 +255,117 @@ TEST(DriverTest, QuantSectionIsCheckedAndOverridesWarn) {
                                     "'histgram' (did you mean 'histogram'?)"));
 }
 
+constexpr char kPtqBase[] =
+    "name: ptq\n"
+    "seed: 0\n"
+    "dataset: {name: synthetic, train_size: 512, test_size: 256, num_classes: 4, image_size: 8, noise: 1.0}\n"
+    "model: {name: cnn, channels: [4, 8], hidden: 16}\n"
+    "train: {scheme: fp32, epochs: 2, batch_size: 32, optimizer: {name: sgd, lr: 0.05, momentum: 0.9}}\n";
+
+TEST(DriverTest, StaticPtqAndEvaluateRecordEveryBackend) {
+  const std::string dir = TmpDir("ptq");
+  Write(dir + "/p.yaml",
+        std::string(kPtqBase) +
+            "quant:\n"
+            "  weights: {bits: 8, symmetric: true, granularity: per_channel, observer: per_channel_minmax}\n"
+            "  activations: {bits: 8, signed: true, observer: histogram, calibration: percentile}\n"
+            "ptq: {method: static, calibration_batches: 2, batch_size: 64}\n"
+            "evaluate: {backends: [reference, fake_quant, gemmlowp, xnnpack, xnnpack_f32], batch1_images: 20}\n");
+  const Result r = RunDriver("--config=" + dir + "/p.yaml --output_dir=" + dir + "/runs");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, ::testing::Not(HasSubstr("not run")));
+  const fs::path run = fs::directory_iterator(dir + "/runs")->path();
+  EXPECT_TRUE(fs::exists(run / "model.qlq"));
+  auto record = ReadRecordJson((run / "result.json").string());
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->not_available_size(), 0);
+  ASSERT_EQ(record->backends_size(), 5);
+  const double float_acc = record->metrics().at("ptq_float_test_accuracy");
+  EXPECT_GT(float_acc, 0.5);
+  EXPECT_NEAR(record->metrics().at("ptq_test_accuracy"), float_acc, 0.05);
+  for (const auto& b : record->backends()) {
+    EXPECT_NEAR(b.test_accuracy(), float_acc, 0.05) << b.backend();
+    EXPECT_GT(b.images_per_s_batch1(), 0) << b.backend();
+    EXPECT_GT(b.images_per_s_batch256(), 0) << b.backend();
+    EXPECT_GT(b.model_size_bytes(), 0) << b.backend();
+    EXPECT_GE(b.agreement_with_reference().top1_agreement(), 0.95) << b.backend();
+  }
+  const auto& ref = record->backends(0);
+  EXPECT_EQ(ref.agreement_with_reference().outputs_identical(), ref.agreement_with_reference().outputs_compared());
+  const auto& gl = record->backends(2);
+  EXPECT_EQ(gl.backend(), "gemmlowp");
+  EXPECT_EQ(gl.agreement_with_reference().outputs_identical(), 256 * 4);
+  const auto& xnn = record->backends(3);
+  EXPECT_LE(xnn.agreement_with_reference().max_abs_steps(), 1);
+  EXPECT_LT(gl.model_size_bytes(), record->backends(4).model_size_bytes());
+}
+
+TEST(DriverTest, BackendThatCannotRunALayerIsRejectedAtValidation) {
+  const std::string dir = TmpDir("ptqbad");
+  // uint8 activations with per-channel int8 weights: XNNPACK has no such operator.
+  Write(dir + "/p.yaml",
+        std::string(kPtqBase) +
+            "quant:\n"
+            "  weights: {bits: 8, symmetric: true, granularity: per_channel, observer: per_channel_minmax}\n"
+            "  activations: {bits: 8}\n"
+            "ptq: {method: static}\n"
+            "evaluate: {backends: [reference, xnnpack]}\n");
+  const Result r = RunDriver("--config=" + dir + "/p.yaml --output_dir=" + dir + "/runs");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("evaluate.backends: backend 'xnnpack' cannot run layer 'conv1' (conv2d)"));
+  EXPECT_THAT(r.output, HasSubstr("rule:"));
+  EXPECT_EQ(CountRunDirs(dir + "/runs"), 0);
+  // A layer no backend runs: average pooling.
+  Write(dir + "/avg.yaml",
+        "name: avg\n"
+        "dataset: {name: synthetic, image_size: 8}\n"
+        "model: {name: sequential, layers: [{type: conv2d, out_channels: 4}, relu, {type: avgpool2d, kernel: 2},"
+        " flatten, {type: linear, out_features: 10}]}\n"
+        "quant: {weights: {bits: 8, symmetric: true}, activations: {bits: 8}}\n"
+        "ptq: {method: static}\n"
+        "evaluate: {backends: [reference]}\n");
+  const Result avg = RunDriver("--validate --config=" + dir + "/avg.yaml");
+  EXPECT_EQ(avg.exit_code, 1) << avg.output;
+  EXPECT_THAT(avg.output, HasSubstr("layer 2 'pool1' (AvgPool2d(kernel=2, stride=2)): no backend can run it"));
+  // PTQ without specs; evaluate without an integer model; an unknown backend.
+  Write(dir + "/noquant.yaml", std::string(kPtqBase) + "ptq: {method: static}\n");
+  EXPECT_THAT(RunDriver("--validate --config=" + dir + "/noquant.yaml").output,
+              HasSubstr("PTQ needs a `quant:` section"));
+  Write(dir + "/dyn.yaml", std::string(kPtqBase) +
+                               "quant: {weights: {bits: 8, symmetric: true}, activations: {bits: 8}}\n"
+                               "ptq: {method: dynamic}\nevaluate: {backends: [reference]}\n");
+  EXPECT_THAT(RunDriver("--validate --config=" + dir + "/dyn.yaml").output,
+              HasSubstr("evaluate runs the integer model of `ptq: {method: static}`"));
+  Write(dir + "/unk.yaml", std::string(kPtqBase) +
+                               "quant: {weights: {bits: 8, symmetric: true}, activations: {bits: 8}}\n"
+                               "ptq: {method: static}\nevaluate: {backends: [referense]}\n");
+  EXPECT_THAT(RunDriver("--validate --config=" + dir + "/unk.yaml").output,
+              HasSubstr("unknown backend 'referense'"));
+}
+
+TEST(DriverTest, WeightOnlyAndDynamicPtqReportAccuracy) {
+  const std::string dir = TmpDir("ptqwo");
+  for (const char* method : {"weight_only", "dynamic"}) {
+    Write(dir + "/" + method + ".yaml",
+          std::string(kPtqBase) +
+              "quant:\n"
+              "  weights: {bits: 4, symmetric: true, granularity: per_channel}\n"
+              "  activations: {bits: 8}\n"
+              "  overrides: [{match: 'fc.*', weights: {granularity: per_block, axis: 1, block_size: 4}}]\n"
+              "ptq: {method: " + method + "}\n");
+    const Result r = RunDriver("--config=" + dir + "/" + method + ".yaml --output_dir=" + dir + "/runs_" + method);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const fs::path run = fs::directory_iterator(dir + "/runs_" + method)->path();
+    auto record = ReadRecordJson((run / "result.json").string());
+    ASSERT_TRUE(record.ok()) << record.status();
+    EXPECT_GT(record->metrics().at("ptq_test_accuracy"), 0.5) << method;
+    EXPECT_NEAR(record->metrics().at("ptq_test_accuracy"), record->metrics().at("ptq_float_test_accuracy"), 0.1)
+        << method;
+    EXPECT_GT(record->metrics().at("ptq_model_bytes"), 0) << method;
+    EXPECT_EQ(record->backends_size(), 0);
+  }
+}
+
 TEST(DriverTest, ListShowsRegistriesWithParameters) {
   const Result r = RunDriver("--list");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -262,7 +373,7 @@ TEST(DriverTest, ListShowsRegistriesWithParameters) {
   EXPECT_THAT(r.output, HasSubstr("fashion_mnist"));
   EXPECT_THAT(r.output, HasSubstr("train_limit"));
   EXPECT_THAT(r.output, HasSubstr("integer in [0, 60000]; default 0."));
-  for (const char* kind : {"model:", "scheme:", "optimizer:", "schedule:"}) {
+  for (const char* kind : {"model:", "scheme:", "optimizer:", "schedule:", "ptq:", "backend:"}) {
     EXPECT_THAT(r.output, HasSubstr(kind));
   }
 }

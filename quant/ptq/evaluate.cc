@@ -1,0 +1,172 @@
+#include "quant/ptq/evaluate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "quant/core/status_macros.h"
+#include "quant/ptq/ptq_method.h"
+
+namespace quant::ptq {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
+}
+
+int64_t Argmax(const float* row, int64_t n) { return std::max_element(row, row + n) - row; }
+
+int64_t FloatModelBytes(const backends::QuantizedModel& m, int bytes_per_value) {
+  int64_t values = 0;
+  for (const backends::Layer& l : m.layers()) {
+    if (l.has_fully_connected()) {
+      values += l.fully_connected().float_weights_size() + l.fully_connected().float_bias_size();
+    }
+    if (l.has_conv2d()) values += l.conv2d().float_weights_size() + l.conv2d().float_bias_size();
+  }
+  return values * bytes_per_value;
+}
+
+}  // namespace
+
+AgreementCounts CompareOutputs(const std::vector<int32_t>& ref_q, const std::vector<float>& ref_logits,
+                               const std::vector<int32_t>& q, const std::vector<float>& logits, int64_t n,
+                               bool integer) {
+  AgreementCounts a;
+  if (integer && q.size() == ref_q.size()) {
+    a.compared = static_cast<int64_t>(q.size());
+    for (size_t i = 0; i < q.size(); ++i) {
+      const int64_t d = std::abs(static_cast<int64_t>(q[i]) - ref_q[i]);
+      a.identical += d == 0;
+      a.off_by_one += d == 1;
+      a.larger += d > 1;
+      a.max_abs_steps = std::max(a.max_abs_steps, d);
+    }
+  }
+  if (n > 0 && logits.size() == ref_logits.size()) {
+    const int64_t classes = static_cast<int64_t>(logits.size()) / n;
+    int64_t same = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      same += Argmax(logits.data() + i * classes, classes) == Argmax(ref_logits.data() + i * classes, classes);
+    }
+    a.top1_agreement = static_cast<double>(same) / n;
+  }
+  return a;
+}
+
+absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::QuantizedModel& model,
+                                                                const DataSplit& test,
+                                                                const std::vector<int64_t>& chw,
+                                                                const std::vector<std::string>& names,
+                                                                const EvaluateOptions& options) {
+  int64_t per = 1;
+  for (int64_t d : chw) per *= d;
+  const int64_t n = test.size();
+  const std::vector<float> x = ToNhwc(test.images.data(), n, chw);
+  constexpr int64_t kBatch = 256;
+  // Runs the whole test set; returns int outputs + logits, and the time of the full batches.
+  auto run_all = [&](backends::Backend& b, std::vector<int32_t>* q, std::vector<float>* logits,
+                     std::vector<double>* full_batch_seconds) -> absl::Status {
+    q->clear();
+    logits->clear();
+    backends::RunOutput out;
+    for (int64_t start = 0; start < n; start += kBatch) {
+      const int64_t bs = std::min(kBatch, n - start);
+      const auto t0 = Clock::now();
+      RETURN_IF_ERROR(b.Run(x.data() + start * per, bs, &out));
+      if (bs == kBatch) full_batch_seconds->push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      q->insert(q->end(), out.quantized.begin(), out.quantized.end());
+      logits->insert(logits->end(), out.logits.begin(), out.logits.end());
+    }
+    return absl::OkStatus();
+  };
+  // The reference outputs, for the agreement of every backend.
+  std::vector<int32_t> ref_q;
+  std::vector<float> ref_logits;
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<backends::Backend> ref, backends::CreateBackend("reference"));
+    RETURN_IF_ERROR(ref->Prepare(model));
+    std::vector<double> unused;
+    RETURN_IF_ERROR(run_all(*ref, &ref_q, &ref_logits, &unused));
+  }
+  std::vector<BackendEvaluation> results;
+  for (const std::string& name : names) {
+    ASSIGN_OR_RETURN(std::unique_ptr<backends::Backend> b, backends::CreateBackend(name));
+    RETURN_IF_ERROR(b->Prepare(model));
+    BackendEvaluation e;
+    e.backend = name;
+    std::vector<int32_t> q;
+    std::vector<float> logits;
+    // Batch 256: the median time of the full batches (robust to other processes on the machine).
+    std::vector<double> batch_seconds;
+    for (int64_t r = 0; r < options.batch256_repeats; ++r) {
+      RETURN_IF_ERROR(run_all(*b, &q, &logits, &batch_seconds));
+    }
+    e.test_accuracy = Top1Accuracy(logits, n, test.labels);
+    e.integer_outputs = !b->profile().float_model;
+    e.agreement = CompareOutputs(ref_q, ref_logits, q, logits, n, e.integer_outputs);
+    const double m256 = Median(batch_seconds);
+    e.images_per_s_batch256 = m256 > 0 ? kBatch / m256 : 0.0;
+    // Batch 1: one image at a time, median per image (operators are set up for batch 1 once, untimed).
+    backends::RunOutput out;
+    RETURN_IF_ERROR(b->Run(x.data(), 1, &out));
+    const auto start = Clock::now();
+    std::vector<double> image_seconds;
+    for (int64_t i = 0; i < options.batch1_images; ++i) {
+      const auto t0 = Clock::now();
+      RETURN_IF_ERROR(b->Run(x.data() + (i % n) * per, 1, &out));
+      const auto t1 = Clock::now();
+      image_seconds.push_back(std::chrono::duration<double>(t1 - t0).count());
+      if (std::chrono::duration<double>(t1 - start).count() > options.batch1_seconds) break;
+    }
+    const double m1 = Median(image_seconds);
+    e.images_per_s_batch1 = m1 > 0 ? 1.0 / m1 : 0.0;
+    if (b->profile().float_model) {
+      e.model_size_bytes = FloatModelBytes(model, name.size() > 4 && name.substr(name.size() - 4) == "_f16" ? 2 : 4);
+    } else {
+      e.model_size_bytes = backends::IntegerModelBytes(model);
+    }
+    results.push_back(e);
+  }
+  return results;
+}
+
+absl::Status ValidateBackendsFor(const FloatNet& net, const QuantConfig& quant,
+                                 const std::vector<std::string>& names) {
+  ASSIGN_OR_RETURN(StaticQuantizers q, MakeStaticQuantizers(net, quant));
+  for (const std::string& name : names) {
+    ASSIGN_OR_RETURN(std::unique_ptr<backends::Backend> b, backends::CreateBackend(name));
+    const backends::BackendProfile& p = b->profile();
+    for (size_t k = 0; k < net.weighted.size(); ++k) {
+      const WeightedLayer& w = net.weighted[k];
+      const QuantSpec& ws = q.weights[k]->spec();
+      backends::LayerQuantSpec spec;
+      spec.layer = w.name;
+      spec.kind = net.model.layers(w.index).has_conv2d() ? "conv2d" : "fully_connected";
+      spec.activation = q.activations[k]->spec().is_signed ? backends::INT8 : backends::UINT8;
+      spec.weight = ws.is_signed ? backends::INT8 : backends::UINT8;
+      spec.per_channel = ws.granularity == Granularity::kPerChannel;
+      spec.symmetric = ws.symmetric;
+      spec.bits = ws.bits;
+      RETURN_IF_ERROR(backends::CheckLayerSpec(spec, p));
+    }
+    for (int li = 0; li < net.model.layers_size(); ++li) {
+      const backends::Layer& l = net.model.layers(li);
+      if (!l.has_max_pool2d()) continue;
+      const std::string label = absl::StrCat("backend '", name, "' cannot run layer ", li, " '", l.name(),
+                                             "' (max_pool2d): rule: ");
+      if (!p.max_pool2d) return absl::UnimplementedError(label + "max pooling is not supported");
+      if (!p.max_pool2d_single_element && l.max_pool2d().kernel_h() * l.max_pool2d().kernel_w() == 1) {
+        return absl::UnimplementedError(label + "a 1x1 max pool window is not supported");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace quant::ptq

@@ -1,0 +1,36 @@
+// `static` PTQ: observers and calibration methods (from the `quant:` specs) run
+// over `calibration_batches` batches of training images on the float model
+// (BN folded, activations after the fused ReLU/ReLU6, as PyTorch's observers see
+// them), then the qparams are frozen and the model converted to a QuantizedModel
+// (int8/uint8 weights per-tensor or per-channel, int32 biases, fixed-point
+// requantization, clamps) that every integer backend runs.
+#ifndef QUANT_PTQ_STATIC_PTQ_H_
+#define QUANT_PTQ_STATIC_PTQ_H_
+
+#include <memory>
+#include <string>
+
+#include "quant/core/params.h"
+#include "quant/ptq/ptq_method.h"
+
+namespace quant::ptq {
+
+class StaticPtq : public PtqMethod {
+ public:
+  static absl::StatusOr<std::unique_ptr<PtqMethod>> Create(ParamReader& p);
+  StaticPtq(int64_t calibration_batches, int64_t batch_size)
+      : calibration_batches_(calibration_batches), batch_size_(batch_size) {}
+
+  std::string Describe() const override;
+  bool produces_integer_model() const override { return true; }
+  absl::Status Check(nn::Model& model, const QuantConfig& quant) const override;
+  absl::StatusOr<PtqResult> Apply(const PtqContext& ctx) override;
+
+ private:
+  int64_t calibration_batches_;
+  int64_t batch_size_;
+};
+
+}  // namespace quant::ptq
+
+#endif  // QUANT_PTQ_STATIC_PTQ_H_
