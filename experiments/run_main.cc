@@ -103,6 +103,28 @@ Outcome FromRecord(const quantlab::ResultRecord& r, const char* status) {
   return Outcome{r.name(), r.config_id(), status, r.wall_seconds(), Summarise(r)};
 }
 
+// Points <output_dir>/<name> at the run directory <name>-<config_id> of the
+// latest successful run of that experiment, so that configs can start from
+// another config's checkpoint by a path that survives edits of that config
+// (e.g. train.init_from: runs/mlp_fp32/model.pb). Replaced atomically.
+void LinkLatest(const ExperimentPlan& plan) {
+  namespace fs = std::filesystem;
+  const fs::path run_dir(plan.run_dir);
+  if (plan.spec.name.find('/') != std::string::npos) return;
+  const fs::path link = run_dir.parent_path() / plan.spec.name;
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(link, ec)) && !fs::is_symlink(fs::symlink_status(link, ec))) {
+    std::fprintf(stderr, "warning: %s exists and is not a symlink; not pointing it at %s\n",
+                 link.c_str(), plan.run_dir.c_str());
+    return;
+  }
+  const fs::path tmp = link.string() + ".tmp-link";
+  fs::remove(tmp, ec);
+  fs::create_directory_symlink(run_dir.filename(), tmp, ec);
+  if (!ec) fs::rename(tmp, link, ec);
+  if (ec) std::fprintf(stderr, "warning: cannot link %s: %s\n", link.c_str(), ec.message().c_str());
+}
+
 // Runs one experiment in a forked worker; its record is read back from disk.
 pid_t StartWorker(ExperimentPlan& plan, bool quiet) {
   std::fflush(stdout);
@@ -213,6 +235,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "error: %s\n", r.error().c_str());
       return 1;
     }
+    LinkLatest(plans[0]);
     for (const std::string& n : r.not_available()) std::printf("not run: %s\n", n.c_str());
     return 0;
   }
@@ -224,6 +247,7 @@ int Main(int argc, char** argv) {
     auto done = ReadRecordJson(plans[i].run_dir + "/result.json");
     if (!absl::GetFlag(FLAGS_force) && done.ok() && done->status() == quantlab::ResultRecord::OK) {
       outcomes[i] = FromRecord(*done, "skipped");
+      LinkLatest(plans[i]);
     } else {
       todo.push_back(i);
     }
@@ -250,6 +274,7 @@ int Main(int argc, char** argv) {
     const size_t i = it->second;
     running.erase(it);
     outcomes[i] = CollectWorker(plans[i], wait_status);
+    if (outcomes[i].status == "ok") LinkLatest(plans[i]);
     ++finished;
     std::printf("[done %zu/%zu] %s: %s (%.1f s) %s\n", finished, todo.size(),
                 outcomes[i].name.c_str(), outcomes[i].status.c_str(), outcomes[i].seconds,

@@ -1,6 +1,7 @@
 // End-to-end tests of //experiments:run: the binary is run as a user would.
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -47,9 +48,23 @@ std::string Write(const std::string& path, const std::string& text) {
   return path;
 }
 
-int CountRunDirs(const std::string& dir) {
-  if (!fs::exists(dir)) return 0;
-  return static_cast<int>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+// The run directories under an output dir (not the <name> links to the latest runs).
+std::vector<fs::path> RunDirs(const std::string& dir) {
+  std::vector<fs::path> out;
+  if (!fs::exists(dir)) return out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (!e.is_symlink()) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+int CountRunDirs(const std::string& dir) { return static_cast<int>(RunDirs(dir).size()); }
+
+fs::path OnlyRun(const std::string& dir) {
+  std::vector<fs::path> runs = RunDirs(dir);
+  EXPECT_EQ(runs.size(), 1u) << dir;
+  return runs.empty() ? fs::path(dir) / "none" : runs[0];
 }
 
 TEST(DriverTest, EveryShippedConfigValidates) {
@@ -70,8 +85,11 @@ TEST(DriverTest, RunWritesConfigAndRecord) {
                              " --set dataset.train_size=100");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_EQ(CountRunDirs(out), 1);
-  const fs::path run = fs::directory_iterator(out)->path();
+  const fs::path run = OnlyRun(out);
   EXPECT_THAT(run.filename().string(), ::testing::StartsWith("synthetic_smoke-"));
+  // <output_dir>/<name> points at the latest successful run.
+  EXPECT_TRUE(fs::is_symlink(fs::path(out) / "synthetic_smoke"));
+  EXPECT_EQ(fs::read_symlink(fs::path(out) / "synthetic_smoke"), run.filename());
   EXPECT_TRUE(fs::exists(run / "config.yaml"));
   EXPECT_TRUE(fs::exists(run / "result.pb.txt"));
   auto record = ReadRecordJson((run / "result.json").string());
@@ -168,9 +186,9 @@ TEST(DriverTest, SweepRunsInBatchResumesAndSurvivesAFailure) {
   EXPECT_THAT(mixed.output, HasSubstr("3 experiments: 2 ran ok, 1 failed, 0 skipped"));
   EXPECT_THAT(mixed.output, HasSubstr("/absent/train-images-idx3-ubyte.gz: cannot open"));
   int failed_records = 0;
-  for (const auto& run : fs::directory_iterator(out + "3")) {
-    auto rec = ReadRecordJson((run.path() / "result.json").string());
-    ASSERT_TRUE(rec.ok()) << run.path();
+  for (const fs::path& run : RunDirs(out + "3")) {
+    auto rec = ReadRecordJson((run / "result.json").string());
+    ASSERT_TRUE(rec.ok()) << run;
     if (rec->status() == quantlab::ResultRecord::FAILED) {
       ++failed_records;
       EXPECT_THAT(rec->error(), HasSubstr("/absent"));
@@ -195,7 +213,7 @@ TEST(DriverTest, TrainsAndRecordsEpochs) {
   const Result r = RunDriver("--config=" + dir + "/train.yaml --output_dir=" + dir + "/runs");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("epoch 2/2"));
-  const fs::path run = fs::directory_iterator(dir + "/runs")->path();
+  const fs::path run = OnlyRun(dir + "/runs");
   auto record = ReadRecordJson((run / "result.json").string());
   ASSERT_TRUE(record.ok()) << record.status();
   ASSERT_EQ(record->epochs_size(), 2);
@@ -274,7 +292,7 @@ TEST(DriverTest, StaticPtqAndEvaluateRecordEveryBackend) {
   const Result r = RunDriver("--config=" + dir + "/p.yaml --output_dir=" + dir + "/runs");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, ::testing::Not(HasSubstr("not run")));
-  const fs::path run = fs::directory_iterator(dir + "/runs")->path();
+  const fs::path run = OnlyRun(dir + "/runs");
   EXPECT_TRUE(fs::exists(run / "model.qlq"));
   auto record = ReadRecordJson((run / "result.json").string());
   ASSERT_TRUE(record.ok()) << record.status();
@@ -355,7 +373,7 @@ TEST(DriverTest, WeightOnlyAndDynamicPtqReportAccuracy) {
               "ptq: {method: " + method + "}\n");
     const Result r = RunDriver("--config=" + dir + "/" + method + ".yaml --output_dir=" + dir + "/runs_" + method);
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    const fs::path run = fs::directory_iterator(dir + "/runs_" + method)->path();
+    const fs::path run = OnlyRun(dir + "/runs_" + method);
     auto record = ReadRecordJson((run / "result.json").string());
     ASSERT_TRUE(record.ok()) << record.status();
     EXPECT_GT(record->metrics().at("ptq_test_accuracy"), 0.5) << method;
