@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -20,10 +21,30 @@ std::string ScalarText(const YAML::Node& node) {
   return out.c_str();
 }
 
-// The suffix an axis value contributes to an experiment name: "bits=4".
-std::string AxisLabel(const std::string& key_path, const YAML::Node& value) {
-  const size_t dot = key_path.rfind('.');
-  const std::string leaf = dot == std::string::npos ? key_path : key_path.substr(dot + 1);
+// The shortest dot-separated suffix of `key_path` that no other varied key
+// path ends with: "bits" alone is ambiguous when both quant.weights.bits and
+// quant.activations.bits vary, so those become "weights.bits" and "activations.bits".
+std::string UniqueSuffix(const std::string& key_path, const std::vector<std::string>& all) {
+  const std::vector<std::string> parts = absl::StrSplit(key_path, '.');
+  for (size_t n = 1; n < parts.size(); ++n) {
+    const std::string suffix =
+        absl::StrJoin(parts.begin() + static_cast<std::ptrdiff_t>(parts.size() - n), parts.end(), ".");
+    bool unique = true;
+    for (const std::string& other : all) {
+      if (other != key_path && (other == suffix || absl::EndsWith(other, "." + suffix))) unique = false;
+    }
+    if (unique) return suffix;
+  }
+  return key_path;
+}
+
+// The suffix an axis value contributes to an experiment name: "bits=4" for a
+// scalar; a list or map value is named by its position in the axis instead
+// ("overrides#2"), which keeps names short and free of YAML syntax.
+std::string AxisLabel(const std::string& key_path, const YAML::Node& value,
+                      const std::vector<std::string>& varied, size_t position) {
+  const std::string key = UniqueSuffix(key_path, varied);
+  if (!value.IsScalar()) return absl::StrCat(key, "#", position + 1);
   std::string text = ScalarText(value);
   for (char& c : text) {
     if (c == '/' || c == ' ' || c == ',' || c == '[' || c == ']' || c == '{' || c == '}' ||
@@ -31,7 +52,7 @@ std::string AxisLabel(const std::string& key_path, const YAML::Node& value) {
       c = '_';
     }
   }
-  return absl::StrCat(leaf, "=", text);
+  return absl::StrCat(key, "=", text);
 }
 
 // One axis of a sweep: a list of alternatives, each a set of assignments.
@@ -271,6 +292,11 @@ absl::StatusOr<std::vector<ExperimentSpec>> LoadExperiments(const std::string& p
   }
 
   // Odometer over the axes: the last axis varies fastest.
+  std::vector<std::string> varied;
+  for (const Axis& axis : axes) {
+    if (axis.empty()) continue;
+    for (const Assignment& a : axis.front()) varied.push_back(a.key_path);
+  }
   std::vector<size_t> index(axes.size(), 0);
   do {
     // Parsed afresh for each experiment: YAML::Clone would drop the line and
@@ -283,7 +309,7 @@ absl::StatusOr<std::vector<ExperimentSpec>> LoadExperiments(const std::string& p
     for (size_t k = 0; k < axes.size(); ++k) {
       for (const Assignment& a : axes[k][index[k]]) {
         RETURN_IF_ERROR(Apply(spec, a));
-        labels.push_back(AxisLabel(a.key_path, a.value));
+        labels.push_back(AxisLabel(a.key_path, a.value, varied, index[k]));
       }
     }
     for (const Assignment& a : command_line) RETURN_IF_ERROR(Apply(spec, a));

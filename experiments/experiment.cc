@@ -331,7 +331,13 @@ quantlab::ResultRecord Run(ExperimentPlan& plan) {
       r->set_samples_per_s(e.samples_per_s);
       r->set_scheme(plan.train_scheme_name);
     }
-    (*record.mutable_metrics())["float_test_accuracy"] = trained->final_test_accuracy;
+    auto& metrics = *record.mutable_metrics();
+    // The accuracy of what the scheme trained (fake-quantized for QAT schemes);
+    // "float_test_accuracy" only when the trained model is a float one.
+    metrics["final_test_accuracy"] = trained->final_test_accuracy;
+    if (plan.train_scheme_name == "fp32") metrics["float_test_accuracy"] = trained->final_test_accuracy;
+    // A scheme's own scalars (underflow fractions, skipped steps, pretrain accuracy, ...).
+    for (const auto& [key, value] : trained->metrics) metrics[key] = value;
   } else if (plan.model != nullptr) {
     (*record.mutable_metrics())["float_test_accuracy"] =
         EvaluateAccuracy(*plan.model, plan.dataset->test(), 256);

@@ -121,6 +121,23 @@ TEST(ConfigLoaderTest, ZipVariesListsTogetherAndCombinesWithGrid) {
   EXPECT_THAT((*specs)[4].origins->at("dataset.noise"), HasSubstr("zip.yaml:7:"));
 }
 
+TEST(ConfigLoaderTest, MemberNamesAreUnambiguousAndFreeOfYamlSyntax) {
+  Write("base.yaml", kBase);
+  // Two varied keys ending in "train_size" are told apart by one more path
+  // element; a map-valued alternative is named by its position.
+  const std::string sweep = Write("names.yaml",
+                                  "base: base.yaml\n"
+                                  "zip:\n"
+                                  "  dataset.train_size: [64, 128]\n"
+                                  "  extra.train_size: [1, 2]\n"
+                                  "  dataset.augment: [{flip: true}, {flip: false}]\n");
+  auto specs = LoadExperiments(sweep, {});
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  ASSERT_EQ(specs->size(), 2u);
+  EXPECT_EQ((*specs)[1].name, "base__dataset.train_size=128__extra.train_size=2__augment#2");
+  EXPECT_TRUE((*specs)[1].root["dataset"]["augment"]["flip"].IsScalar());
+}
+
 TEST(ConfigLoaderTest, SweepMembersKeepTheBaseFilesLineNumbers) {
   Write("base.yaml", kBase);
   const std::string sweep = Write("marks.yaml", "base: base.yaml\nsweep: {seed: [1, 2]}\n");

@@ -225,6 +225,7 @@ TEST(DriverTest, TrainsAndRecordsEpochs) {
   // Prototypes plus unit noise in 36 dimensions are easy: far above chance (25 %).
   EXPECT_GT(record->metrics().at("float_test_accuracy"), 0.9);
   EXPECT_DOUBLE_EQ(record->metrics().at("float_test_accuracy"), record->epochs(1).test_accuracy());
+  EXPECT_DOUBLE_EQ(record->metrics().at("final_test_accuracy"), record->epochs(1).test_accuracy());
   EXPECT_TRUE(fs::exists(run / "model.pb"));
 }
 
