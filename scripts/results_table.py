@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Prints the training-scheme results table (README / docs/qat.md) from result records.
+
+Each row is the latest successful run of one experiment, found through the
+<output_dir>/<name> link the driver keeps. Run the configs first:
+
+  for c in mlp_fp32 cnn_fp32 qat_sweep_mlp pact_sweep_mlp lsq_sweep_mlp ...; do
+    bazel run //experiments:run -- --config=configs/$c.yaml; done
+  python3 scripts/results_table.py [--runs=runs]
+
+A missing run is printed as "not run", never as a number.
+"""
+import argparse
+import json
+import os
+import sys
+
+BITS = [(8, 8), (4, 8), (4, 4), (2, 2)]
+
+
+def rows():
+    """(label, bits, experiment name with {m} for the model, config file)."""
+    out = [("fp32, 5 epochs (baseline)", "32/32", "{m}_fp32", "{m}_fp32.yaml"),
+           ("fp32, +2 epochs at lr 0.005 (control)", "32/32", "{m}_fp32_7ep", "{m}_fp32_7ep.yaml")]
+    for scheme, sweep in (("qat (PyTorch default observers)", "qat"), ("pact", "pact"), ("lsq", "lsq")):
+        for i, (w, a) in enumerate(BITS):
+            name = "{m}_%s__weights.bits=%d__activations.bits=%d" % (sweep, w, a)
+            if sweep == "lsq":
+                name += "__overrides#%d" % (i + 1)
+            out.append((scheme, "W%dA%d" % (w, a), name, "%s_sweep_{m}.yaml" % sweep))
+    out.append(("lsq, every layer at 4 bits (logits too)", "W4A4",
+                "{m}_lsq__weights.bits=4__activations.bits=4__overrides#5", "lsq_sweep_{m}.yaml"))
+    out += [("dorefa", "W4A4", "{m}_dorefa_w4a4", "{m}_dorefa_w4a4.yaml"),
+            ("binary (BNN)", "W1A1", "{m}_binary", "{m}_binary.yaml"),
+            ("xnor (XNOR-Net)", "W1A1", "{m}_xnor", "{m}_xnor.yaml"),
+            ("ternary (TWN)", "W2A32", "{m}_ternary", "{m}_ternary.yaml"),
+            ("mixed precision bf16", "bf16", "{m}_bf16", "{m}_bf16.yaml"),
+            ("mixed precision fp16 + loss scaling", "fp16", "{m}_fp16", "{m}_fp16.yaml")]
+    return out
+
+
+def load(runs, name):
+    path = os.path.join(runs, name, "result.json")
+    try:
+        with open(path) as f:
+            r = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return r if r.get("status") == "OK" else None
+
+
+def accuracy(r):
+    m = r.get("metrics", {})
+    if "final_test_accuracy" in m:
+        return m["final_test_accuracy"]
+    return r["epochs"][-1]["test_accuracy"] if r.get("epochs") else None
+
+
+def epoch_seconds(r):
+    secs = sorted(e["seconds"] for e in r.get("epochs", []))
+    return secs[len(secs) // 2] if secs else None
+
+
+def cell(r, base):
+    if r is None:
+        return "not run", ""
+    acc = accuracy(r)
+    delta = "" if base is None or acc is None else "%+.2f" % (100 * (acc - base))
+    return "%.2f %%" % (100 * acc), delta
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", default="runs")
+    args = ap.parse_args()
+    models = ("mlp", "cnn")
+    base = {}
+    for m in models:
+        r = load(args.runs, "%s_fp32" % m)
+        base[m] = accuracy(r) if r else None
+    print("| scheme | bits W/A | mlp top-1 | vs fp32 | mlp s/epoch | cnn top-1 | vs fp32 | cnn s/epoch | config |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for label, bits, name, config in rows():
+        cells = []
+        for m in models:
+            r = load(args.runs, name.format(m=m))
+            acc, delta = cell(r, base[m])
+            secs = epoch_seconds(r) if r else None
+            cells += [acc, delta, "%.2f" % secs if secs else ""]
+        print("| %s | %s | %s | `configs/%s` |" % (label, bits, " | ".join(cells), config.format(m="{mlp,cnn}")))
+    extra = load(args.runs, "cnn_bn_qat_w8a8")
+    if extra is not None:
+        print("\ncnn_bn with BN folding, qat W8A8 (`configs/cnn_bn_qat_w8a8.yaml`): %.2f %% "
+              "(its own fp32 pretraining: %.2f %%)" % (
+                  100 * accuracy(extra), 100 * extra["metrics"].get("pretrain_test_accuracy", float("nan"))))
+    for m in models:
+        for p in ("bf16", "fp16"):
+            r = load(args.runs, "%s_%s" % (m, p))
+            if r is None:
+                continue
+            mm = r.get("metrics", {})
+            keys = ("underflow_fp16_unscaled", "underflow_fp16_scaled", "underflow_bf16", "skipped_steps",
+                    "loss_scale_final")
+            print("\n%s %s: " % (m, p) + ", ".join("%s %s" % (k, ("%.4g" % mm[k]) if k in mm else "-")
+                                                  for k in keys))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
