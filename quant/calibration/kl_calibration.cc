@@ -1,5 +1,7 @@
 #include "quant/calibration/kl_calibration.h"
 
+#include "absl/strings/str_cat.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -40,8 +42,15 @@ double KlDivergence(std::vector<double> p, std::vector<double> q) {
 absl::StatusOr<std::unique_ptr<CalibrationMethod>> KlCalibration::Create(ParamReader& p) {
   const int bins = static_cast<int>(
       p.IntInRange("kl_bins", 2048, 256, 1 << 16, "bins of the |x| histogram (TensorRT: 2048)"));
+  const int start_bin = static_cast<int>(p.IntInRange(
+      "kl_start_bin", 128, 2, 1 << 16,
+      "smallest candidate threshold, in bins (NVIDIA pytorch-quantization: 128 at every bit width)"));
   if (!p.status().ok()) return p.status();
-  return std::unique_ptr<CalibrationMethod>(new KlCalibration(bins));
+  if (start_bin > bins) {
+    p.Fail("kl_start_bin", absl::StrCat("must be at most kl_bins (", bins, "), got ", start_bin));
+    return p.status();
+  }
+  return std::unique_ptr<CalibrationMethod>(new KlCalibration(bins, start_bin));
 }
 
 absl::StatusOr<std::vector<Range>> KlCalibration::ChooseRanges(const Observer& observer) const {
@@ -57,7 +66,10 @@ absl::StatusOr<std::vector<Range>> KlCalibration::ChooseRanges(const Observer& o
   double best_kl = HUGE_VAL;
   int best_i = bins_;
   std::vector<double> p, q;
-  for (int i = nq; i <= bins_; ++i) {
+  // Thresholds below start_bin_ bins are not tried: at few bits (n = 8 or 16)
+  // the first candidates merge nothing, and on ReLU outputs (a spike at zero)
+  // KL(P||Q) there can be smallest while clipping nearly every non-zero value.
+  for (int i = std::max(nq, start_bin_); i <= bins_; ++i) {
     p.assign(hist.begin(), hist.begin() + i);
     double outliers = 0;
     for (int k = i; k < bins_; ++k) outliers += hist[k];

@@ -107,6 +107,29 @@ TEST(Calibration, LowerMseThanMaxAtFourBitsOnLaplaceData) {
   }
 }
 
+// ReLU outputs: half the values exactly 0, the rest Exp(1) (ReLU of Laplace), at 4 bits.
+// Without a floor on the candidate thresholds KL picks a range of a few
+// histogram bins that clips almost every non-zero value (a 4-bit PTQ of the
+// mlp fell to chance); with kl_start_bin (128, as pytorch-quantization) the
+// threshold is never below 128 of the 2048 bins.
+TEST(Calibration, KlAtFourBitsOnReluOutputsKeepsTheBulk) {
+  Tensor x = Sample("laplace", 100000, 3);
+  for (int64_t i = 0; i < x.numel(); ++i) x[i] = std::max(0.0f, x[i]);
+  const std::string base = "{bits: 4, observer: histogram, calibration: ";
+  const Outcome mx = Calibrate(base + "max}", x);
+  const Outcome kl = Calibrate(base + "kl}", x);
+  std::printf("calibration: relu(laplace) 4-bit max [%.3f, %.3f] mse %.6f; kl [%.3f, %.3f] mse %.6f\n",
+              mx.lo, mx.hi, mx.mse, kl.lo, kl.hi, kl.mse);
+  EXPECT_GT(kl.hi, 1.0);  // the 63rd percentile of the non-zero half is 1
+  EXPECT_GE(kl.hi, mx.hi * 128 / 2048 * 0.999);
+  // The floor is a parameter (2 = every candidate, TensorRT's loop), checked against kl_bins.
+  const Outcome all = Calibrate(base + "kl, kl_start_bin: 2}", x);
+  EXPECT_LE(all.hi, kl.hi);
+  const Outcome high = Calibrate(base + "kl, kl_start_bin: 1024}", x);
+  EXPECT_GE(high.hi, mx.hi * 1024 / 2048 * 0.999);
+  EXPECT_FALSE(BuildQuantizerFromYaml(base + "kl, kl_bins: 512, kl_start_bin: 1024}").ok());
+}
+
 TEST(Calibration, MaxWorksWithEveryObserverPerChannelToo) {
   auto q = BuildQuantizerFromYaml(
       "{granularity: per_channel, axis: 1, observer: per_channel_minmax, calibration: max}");
