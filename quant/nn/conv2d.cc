@@ -11,6 +11,63 @@
 
 namespace quant::nn {
 
+namespace {
+// Sum of n floats in double, with sixteen independent partial sums in a fixed
+// order (so the result is reproducible): a single running double sum is a
+// chain of dependent adds, which cost more than the convolution's GEMMs.
+double SumAsDouble(const float* p, int64_t n) {
+  __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
+                    _mm256_setzero_pd()};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    for (int l = 0; l < 4; ++l) {
+      acc[l] = _mm256_add_pd(acc[l], _mm256_cvtps_pd(_mm_loadu_ps(p + i + 4 * l)));
+    }
+  }
+  double lanes[4][4];
+  for (int l = 0; l < 4; ++l) _mm256_storeu_pd(lanes[l], acc[l]);
+  double sum = 0.0;
+  for (int l = 0; l < 4; ++l) {
+    for (int j = 0; j < 4; ++j) sum += lanes[l][j];
+  }
+  for (; i < n; ++i) sum += p[i];
+  return sum;
+}
+// Copies n floats (rows here are a few tens long): 8-wide, the last block
+// overlapping the one before instead of a scalar tail.
+inline void CopyRow(const float* src, float* dst, int64_t n) {
+  if (n < 8) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+    return;
+  }
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+  if (i < n) _mm256_storeu_ps(dst + n - 8, _mm256_loadu_ps(src + n - 8));
+}
+}  // namespace
+
+// Stride 1: each plane is copied once into a zero-padded plane, after which
+// every row of a patch row is one contiguous copy (no bounds checks).
+static void Im2ColStride1(const float* image, int64_t channels, int64_t h, int64_t w, int64_t k,
+                   int64_t pad, float* col, int64_t row_stride, Tensor* pad_plane) {
+  const int64_t hp = h + 2 * pad, wp = w + 2 * pad;
+  const int64_t out_h = hp - k + 1, out_w = wp - k + 1;
+  EnsureShape(pad_plane, {hp * wp});
+  float* pp = pad_plane->data();
+  std::fill(pp, pp + hp * wp, 0.0f);
+  for (int64_t c = 0; c < channels; ++c) {
+    const float* plane = image + c * h * w;
+    for (int64_t i = 0; i < h; ++i) CopyRow(plane + i * w, pp + (i + pad) * wp + pad, w);
+    for (int64_t ki = 0; ki < k; ++ki) {
+      for (int64_t kj = 0; kj < k; ++kj) {
+        float* dst = col + ((c * k + ki) * k + kj) * row_stride;
+        const float* src = pp + ki * wp + kj;
+        for (int64_t oh = 0; oh < out_h; ++oh) CopyRow(src + oh * wp, dst + oh * out_w, out_w);
+      }
+    }
+  }
+}
+
 Conv2d::Conv2d(std::string name, Conv2dOptions options) : Layer(std::move(name)), o_(options) {}
 
 std::string Conv2d::Describe() const {
@@ -61,6 +118,11 @@ std::vector<Parameter*> Conv2d::parameters() {
 // Writes the patches of one image into columns [column_offset, column_offset + P)
 // of col_, whose rows are `row_stride` floats apart.
 void Conv2d::Im2Col(const float* image, int64_t column_offset, int64_t row_stride) {
+  if (o_.stride == 1) {
+    Im2ColStride1(image, o_.in_channels, in_h_, in_w_, o_.kernel, o_.padding,
+                  col_.data() + column_offset, row_stride, &pad_plane_);
+    return;
+  }
   const int64_t k = o_.kernel, s = o_.stride, pad = o_.padding;
   float* col = col_.data();
   for (int64_t c = 0; c < o_.in_channels; ++c) {
@@ -132,6 +194,10 @@ namespace {
 constexpr int64_t kChunkFloats = 1 << 17;
 // Output pixels per image from which each image is its own chunk.
 constexpr int64_t kPerImagePixels = 128;
+// Training keeps the columns of the whole batch for Backward up to this many
+// floats (32 MB; the cnn's conv2 at batch 128 needs 3.6M): rebuilding them
+// cost more than the memory traffic of keeping them.
+constexpr int64_t kKeepFloats = 1 << 23;
 }  // namespace
 
 int64_t Conv2d::ChunkImages(int64_t batch) const {
@@ -276,6 +342,35 @@ void Conv2d::DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
   }
 }
 
+bool Conv2d::KeepColumns(int64_t batch) const {
+  return cols() * batch * out_h_ * out_w_ <= kKeepFloats;
+}
+
+void Conv2d::AddBias(float* out, int64_t images, int64_t p) const {
+  if (!o_.bias) return;
+  for (int64_t b = 0; b < images; ++b) {
+    for (int64_t co = 0; co < o_.out_channels; ++co) {
+      const float bias = bias_.value[co];
+      float* d = out + (b * o_.out_channels + co) * p;
+      for (int64_t i = 0; i < p; ++i) d[i] += bias;
+    }
+  }
+}
+
+// ybuf_ [Cout, n_img, P] (rows n floats apart) -> y images [b0, b0 + n_img), adding the bias.
+void Conv2d::UnpackOutput(int64_t b0, int64_t n_img, int64_t n, Tensor* y) const {
+  const int64_t p = out_h_ * out_w_;
+  for (int64_t co = 0; co < o_.out_channels; ++co) {
+    const float bias = o_.bias ? bias_.value[co] : 0.0f;
+    const float* src = ybuf_.data() + co * n;
+    for (int64_t b = 0; b < n_img; ++b) {
+      const float* s = src + b * p;
+      float* d = y->data() + ((b0 + b) * o_.out_channels + co) * p;
+      for (int64_t i = 0; i < p; ++i) d[i] = s[i] + bias;
+    }
+  }
+}
+
 void Conv2d::Forward(const Tensor& x, Tensor* y) {
   const int64_t batch = x.dim(0);
   const int64_t p = out_h_ * out_w_;
@@ -286,19 +381,36 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
     DirectForward(x, w, y);
     return;
   }
+  if (training() && KeepColumns(batch)) {
+    // All the batch's columns stay in col_ for Backward; each image's block
+    // is multiplied right after it is written, while it is still in cache.
+    const int64_t n = batch * p;
+    EnsureShape(&col_, {cols(), n});
+    const int64_t image_size = o_.in_channels * in_h_ * in_w_;
+    for (int64_t b = 0; b < batch; ++b) {
+      Im2Col(x.data() + b * image_size, b * p, n);
+      if (p < kPerImagePixels) continue;
+      float* out = y->data() + b * o_.out_channels * p;
+      Sgemm(false, false, o_.out_channels, p, cols(), 1.0f, w.data(), cols(), col_.data() + b * p, n,
+            0.0f, out, p);
+      AddBias(out, 1, p);
+    }
+    if (p < kPerImagePixels) {
+      EnsureShape(&ybuf_, {o_.out_channels, n});
+      Sgemm(false, false, o_.out_channels, n, cols(), 1.0f, w.data(), cols(), col_.data(), n, 0.0f,
+            ybuf_.data(), n);
+      UnpackOutput(0, batch, n, y);
+    }
+    col_holds_batch_ = true;
+    return;
+  }
   if (chunk == 1) {
     for (int64_t b = 0; b < batch; ++b) {
       FillColumns(x, b, 1);
       float* out = y->data() + b * o_.out_channels * p;
       Sgemm(false, false, o_.out_channels, p, cols(), 1.0f, w.data(), cols(), col_.data(), p, 0.0f,
             out, p);
-      if (o_.bias) {
-        for (int64_t co = 0; co < o_.out_channels; ++co) {
-          const float bias = bias_.value[co];
-          float* d = out + co * p;
-          for (int64_t i = 0; i < p; ++i) d[i] += bias;
-        }
-      }
+      AddBias(out, 1, p);
     }
     col_holds_batch_ = batch == 1;
     return;
@@ -310,18 +422,56 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
     EnsureShape(&ybuf_, {o_.out_channels, n});
     Sgemm(false, false, o_.out_channels, n, cols(), 1.0f, w.data(), cols(), col_.data(), n, 0.0f,
           ybuf_.data(), n);
-    // [Cout, n, P] -> [n, Cout, P], adding the bias.
-    for (int64_t co = 0; co < o_.out_channels; ++co) {
-      const float bias = o_.bias ? bias_.value[co] : 0.0f;
-      const float* src = ybuf_.data() + co * n;
-      for (int64_t b = 0; b < n_img; ++b) {
-        const float* s = src + b * p;
-        float* d = y->data() + ((b0 + b) * o_.out_channels + co) * p;
-        for (int64_t i = 0; i < p; ++i) d[i] = s[i] + bias;
-      }
-    }
+    UnpackOutput(b0, n_img, n, y);
   }
   col_holds_batch_ = chunk >= batch;
+}
+
+// dW = dY col^T as one GEMM over the whole batch (K = batch * P), after
+// moving dy to [Cout, batch * P].
+void Conv2d::BackwardFromColumns(const Tensor& dy, const Tensor& w, Tensor* dw, Tensor* dx) {
+  const int64_t batch = dy.dim(0), cout = o_.out_channels, cin = o_.in_channels;
+  const int64_t p = out_h_ * out_w_, n = batch * p;
+  EnsureShape(&dybuf_, {cout, n});
+  for (int64_t co = 0; co < cout; ++co) {
+    float* d = dybuf_.data() + co * n;
+    for (int64_t b = 0; b < batch; ++b) {
+      std::memcpy(d + b * p, dy.data() + (b * cout + co) * p, p * sizeof(float));
+    }
+    if (o_.bias) bias_.grad[co] = static_cast<float>(SumAsDouble(d, n));
+  }
+  Sgemm(false, true, cout, cols(), n, 1.0f, dybuf_.data(), n, col_.data(), n, 0.0f, dw->data(),
+        cols());
+  if (dx == nullptr) return;
+  const int64_t image_size = cin * in_h_ * in_w_, hw = in_h_ * in_w_;
+  const int64_t k = o_.kernel, kk = k * k;
+  if (o_.stride == 1 && o_.padding <= k - 1) {
+    // dx[c, i, j] = sum over (co, a, b) of W[co, c, k-1-a, k-1-b] dy_padded[co, i + a, j + b]
+    // with k - 1 - padding zeros around dy.
+    const int64_t rows = cout * kk;
+    EnsureShape(&wflip_, {cin, rows});
+    for (int64_t co = 0; co < cout; ++co) {
+      for (int64_t c = 0; c < cin; ++c) {
+        for (int64_t t = 0; t < kk; ++t) wflip_[c * rows + co * kk + t] = w[(co * cin + c) * kk + kk - 1 - t];
+      }
+    }
+    EnsureShape(&dcol_, {rows, hw});
+    for (int64_t b = 0; b < batch; ++b) {
+      Im2ColStride1(dy.data() + b * cout * p, cout, out_h_, out_w_, k, k - 1 - o_.padding,
+                    dcol_.data(), hw, &pad_plane_);
+      Sgemm(false, false, cin, hw, rows, 1.0f, wflip_.data(), rows, dcol_.data(), hw, 0.0f,
+            dx->data() + b * image_size, hw);
+    }
+    return;
+  }
+  EnsureShape(&dcol_, {cols(), p});
+  for (int64_t b = 0; b < batch; ++b) {
+    Sgemm(true, false, cols(), p, cout, 1.0f, w.data(), cols(), dybuf_.data() + b * p, n, 0.0f,
+          dcol_.data(), p);
+    float* img = dx->data() + b * image_size;
+    std::fill(img, img + image_size, 0.0f);
+    Col2Im(0, p, img);
+  }
 }
 
 void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
@@ -338,13 +488,19 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
     if (o_.bias) {
       for (int64_t co = 0; co < o_.out_channels; ++co) {
         double sum = 0.0;
-        for (int64_t b = 0; b < batch; ++b) {
-          const float* g = dy.data() + (b * o_.out_channels + co) * p;
-          for (int64_t i = 0; i < p; ++i) sum += g[i];
-        }
+        for (int64_t b = 0; b < batch; ++b) sum += SumAsDouble(dy.data() + (b * o_.out_channels + co) * p, p);
         bias_.grad[co] = static_cast<float>(sum);
       }
     }
+    FinishWeightGrad(weight_);
+    return;
+  }
+  if (!col_holds_batch_ && KeepColumns(batch)) {
+    FillColumns(x, 0, batch);
+    col_holds_batch_ = true;
+  }
+  if (col_holds_batch_) {
+    BackwardFromColumns(dy, w, dw, dx);
     FinishWeightGrad(weight_);
     return;
   }
@@ -353,9 +509,7 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
       const float* g = dy.data() + b * o_.out_channels * p;  // [Cout, P]
       if (o_.bias) {
         for (int64_t co = 0; co < o_.out_channels; ++co) {
-          double sum = 0.0;
-          for (int64_t i = 0; i < p; ++i) sum += g[co * p + i];
-          bias_sum_[co] += sum;
+          bias_sum_[co] += SumAsDouble(g + co * p, p);
         }
       }
       if (!col_holds_batch_) FillColumns(x, b, 1);
@@ -382,9 +536,7 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
         std::memcpy(d + b * p, dy.data() + ((b0 + b) * o_.out_channels + co) * p, p * sizeof(float));
       }
       if (o_.bias) {
-        double sum = 0.0;
-        for (int64_t i = 0; i < n; ++i) sum += d[i];
-        bias_sum_[co] += sum;
+        bias_sum_[co] += SumAsDouble(d, n);
       }
     }
     if (!col_holds_batch_) FillColumns(x, b0, n_img);

@@ -59,6 +59,13 @@ class Conv2d : public Layer {
   int64_t ChunkImages(int64_t batch) const;
   // im2col of images [b0, b0 + n) into col_ ([cols, n*P]).
   void FillColumns(const Tensor& x, int64_t b0, int64_t n);
+  // Whether a training batch keeps all its columns in col_ for Backward.
+  bool KeepColumns(int64_t batch) const;
+  // Adds the bias to `images` consecutive [Cout, p] outputs.
+  void AddBias(float* out, int64_t images, int64_t p) const;
+  void UnpackOutput(int64_t b0, int64_t n_img, int64_t n, Tensor* y) const;
+  // Backward of a batch whose columns are all in col_.
+  void BackwardFromColumns(const Tensor& dy, const Tensor& w, Tensor* dw, Tensor* dx);
   bool UseDirect() const { return o_.stride == 1 && cols() <= 16; }
   // Copies one image into in_pad_ with `padding` zeros around each plane.
   void PadImage(const float* image);
@@ -73,6 +80,11 @@ class Conv2d : public Layer {
   Tensor ybuf_;     // [Cout, n*P]
   Tensor dybuf_;    // [Cout, n*P]
   Tensor dcol_;     // [C*k*k, n*P]
+  Tensor pad_plane_;  // one zero-padded plane for stride-1 im2col
+  // Stride 1: dx is the convolution of dy with the flipped, transposed
+  // weight [C, Cout*k*k] (padding k-1-pad), so it is an im2col of dy and a
+  // GEMM, no col2im.
+  Tensor wflip_;
   // col_ still holds the columns of the whole last forward batch (one chunk).
   bool col_holds_batch_ = false;
   std::vector<double> bias_sum_;
