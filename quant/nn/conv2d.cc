@@ -116,15 +116,15 @@ std::vector<Parameter*> Conv2d::parameters() {
 }
 
 // Writes the patches of one image into columns [column_offset, column_offset + P)
-// of col_, whose rows are `row_stride` floats apart.
-void Conv2d::Im2Col(const float* image, int64_t column_offset, int64_t row_stride) {
+// of *columns, whose rows are `row_stride` floats apart.
+void Conv2d::Im2Col(const float* image, Tensor* columns, int64_t column_offset, int64_t row_stride) {
   if (o_.stride == 1) {
     Im2ColStride1(image, o_.in_channels, in_h_, in_w_, o_.kernel, o_.padding,
-                  col_.data() + column_offset, row_stride, &pad_plane_);
+                  columns->data() + column_offset, row_stride, &pad_plane_);
     return;
   }
   const int64_t k = o_.kernel, s = o_.stride, pad = o_.padding;
-  float* col = col_.data();
+  float* col = columns->data();
   for (int64_t c = 0; c < o_.in_channels; ++c) {
     const float* plane = image + c * in_h_ * in_w_;
     for (int64_t ki = 0; ki < k; ++ki) {
@@ -194,10 +194,7 @@ namespace {
 constexpr int64_t kChunkFloats = 1 << 17;
 // Output pixels per image from which each image is its own chunk.
 constexpr int64_t kPerImagePixels = 128;
-// Training keeps the columns of the whole batch for Backward up to this many
-// floats (32 MB; the cnn's conv2 at batch 128 needs 3.6M): rebuilding them
-// cost more than the memory traffic of keeping them.
-constexpr int64_t kKeepFloats = 1 << 23;
+
 }  // namespace
 
 int64_t Conv2d::ChunkImages(int64_t batch) const {
@@ -210,11 +207,11 @@ int64_t Conv2d::ChunkImages(int64_t batch) const {
   return (batch + chunks - 1) / chunks;
 }
 
-void Conv2d::FillColumns(const Tensor& x, int64_t b0, int64_t n) {
+void Conv2d::FillColumns(const Tensor& x, int64_t b0, int64_t n, Tensor* columns) {
   const int64_t p = out_h_ * out_w_;
   const int64_t image_size = o_.in_channels * in_h_ * in_w_;
-  EnsureShape(&col_, {cols(), n * p});
-  for (int64_t b = 0; b < n; ++b) Im2Col(x.data() + (b0 + b) * image_size, b * p, n * p);
+  EnsureShape(columns, {cols(), n * p});
+  for (int64_t b = 0; b < n; ++b) Im2Col(x.data() + (b0 + b) * image_size, columns, b * p, n * p);
 }
 
 // The direct path works on zero-padded planes of width wp = W + 2 * pad: an
@@ -247,8 +244,8 @@ static void TapShifts(int64_t cin, int64_t k, int64_t hp, int64_t wp, int64_t* s
 }
 
 // Eight output pixels at a time, all taps summed in a register: the sum is
-// bias + w0 x0 + w1 x1 + ... in tap order, a multiply and an add per tap
-// (no FMA, like the rest of quantlab's float code).
+// bias + w0 x0 + w1 x1 + ... in tap order, one explicit FMA per tap (the same
+// on every AVX2 machine; the GEMMs of the other layers use FMA too).
 void Conv2d::DirectForward(const Tensor& x, const Tensor& w, Tensor* y) {
   const int64_t batch = x.dim(0), cout = o_.out_channels, taps = cols();
   const int64_t pad = o_.padding, hp = in_h_ + 2 * pad, wp = in_w_ + 2 * pad;
@@ -268,7 +265,7 @@ void Conv2d::DirectForward(const Tensor& x, const Tensor& w, Tensor* y) {
       for (int64_t i = 0; i < span8; i += 8) {
         __m256 a = bias;
         for (int64_t t = 0; t < taps; ++t) {
-          a = _mm256_add_ps(a, _mm256_mul_ps(wv[t], _mm256_loadu_ps(in + shift[t] + i)));
+          a = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(in + shift[t] + i), a);
         }
         _mm256_storeu_ps(acc + i, a);
       }
@@ -313,7 +310,7 @@ void Conv2d::DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
       for (int64_t i = 0; i < span8; i += 8) {
         const __m256 gv = _mm256_loadu_ps(g + i);
         for (int64_t t = 0; t < taps; ++t) {
-          acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(gv, _mm256_loadu_ps(in + shift[t] + i)));
+          acc[t] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(in + shift[t] + i), acc[t]);
         }
       }
       for (int64_t t = 0; t < taps; ++t) _mm256_storeu_ps(acc_mem + 8 * t, acc[t]);
@@ -342,8 +339,11 @@ void Conv2d::DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
   }
 }
 
-bool Conv2d::KeepColumns(int64_t batch) const {
-  return cols() * batch * out_h_ * out_w_ <= kKeepFloats;
+int64_t Conv2d::BackwardChunkImages(int64_t batch) const {
+  const int64_t per_image = cols() * out_h_ * out_w_;
+  const int64_t max_images = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(1, per_image));
+  const int64_t chunks = (batch + max_images - 1) / max_images;
+  return (batch + chunks - 1) / chunks;
 }
 
 void Conv2d::AddBias(float* out, int64_t images, int64_t p) const {
@@ -381,32 +381,9 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
     DirectForward(x, w, y);
     return;
   }
-  if (training() && KeepColumns(batch)) {
-    // All the batch's columns stay in col_ for Backward; each image's block
-    // is multiplied right after it is written, while it is still in cache.
-    const int64_t n = batch * p;
-    EnsureShape(&col_, {cols(), n});
-    const int64_t image_size = o_.in_channels * in_h_ * in_w_;
-    for (int64_t b = 0; b < batch; ++b) {
-      Im2Col(x.data() + b * image_size, b * p, n);
-      if (p < kPerImagePixels) continue;
-      float* out = y->data() + b * o_.out_channels * p;
-      Sgemm(false, false, o_.out_channels, p, cols(), 1.0f, w.data(), cols(), col_.data() + b * p, n,
-            0.0f, out, p);
-      AddBias(out, 1, p);
-    }
-    if (p < kPerImagePixels) {
-      EnsureShape(&ybuf_, {o_.out_channels, n});
-      Sgemm(false, false, o_.out_channels, n, cols(), 1.0f, w.data(), cols(), col_.data(), n, 0.0f,
-            ybuf_.data(), n);
-      UnpackOutput(0, batch, n, y);
-    }
-    col_holds_batch_ = true;
-    return;
-  }
   if (chunk == 1) {
     for (int64_t b = 0; b < batch; ++b) {
-      FillColumns(x, b, 1);
+      FillColumns(x, b, 1, &col_);
       float* out = y->data() + b * o_.out_channels * p;
       Sgemm(false, false, o_.out_channels, p, cols(), 1.0f, w.data(), cols(), col_.data(), p, 0.0f,
             out, p);
@@ -418,60 +395,13 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
   for (int64_t b0 = 0; b0 < batch; b0 += chunk) {
     const int64_t n_img = std::min(chunk, batch - b0);
     const int64_t n = n_img * p;
-    FillColumns(x, b0, n_img);
+    FillColumns(x, b0, n_img, &col_);
     EnsureShape(&ybuf_, {o_.out_channels, n});
     Sgemm(false, false, o_.out_channels, n, cols(), 1.0f, w.data(), cols(), col_.data(), n, 0.0f,
           ybuf_.data(), n);
     UnpackOutput(b0, n_img, n, y);
   }
   col_holds_batch_ = chunk >= batch;
-}
-
-// dW = dY col^T as one GEMM over the whole batch (K = batch * P), after
-// moving dy to [Cout, batch * P].
-void Conv2d::BackwardFromColumns(const Tensor& dy, const Tensor& w, Tensor* dw, Tensor* dx) {
-  const int64_t batch = dy.dim(0), cout = o_.out_channels, cin = o_.in_channels;
-  const int64_t p = out_h_ * out_w_, n = batch * p;
-  EnsureShape(&dybuf_, {cout, n});
-  for (int64_t co = 0; co < cout; ++co) {
-    float* d = dybuf_.data() + co * n;
-    for (int64_t b = 0; b < batch; ++b) {
-      std::memcpy(d + b * p, dy.data() + (b * cout + co) * p, p * sizeof(float));
-    }
-    if (o_.bias) bias_.grad[co] = static_cast<float>(SumAsDouble(d, n));
-  }
-  Sgemm(false, true, cout, cols(), n, 1.0f, dybuf_.data(), n, col_.data(), n, 0.0f, dw->data(),
-        cols());
-  if (dx == nullptr) return;
-  const int64_t image_size = cin * in_h_ * in_w_, hw = in_h_ * in_w_;
-  const int64_t k = o_.kernel, kk = k * k;
-  if (o_.stride == 1 && o_.padding <= k - 1) {
-    // dx[c, i, j] = sum over (co, a, b) of W[co, c, k-1-a, k-1-b] dy_padded[co, i + a, j + b]
-    // with k - 1 - padding zeros around dy.
-    const int64_t rows = cout * kk;
-    EnsureShape(&wflip_, {cin, rows});
-    for (int64_t co = 0; co < cout; ++co) {
-      for (int64_t c = 0; c < cin; ++c) {
-        for (int64_t t = 0; t < kk; ++t) wflip_[c * rows + co * kk + t] = w[(co * cin + c) * kk + kk - 1 - t];
-      }
-    }
-    EnsureShape(&dcol_, {rows, hw});
-    for (int64_t b = 0; b < batch; ++b) {
-      Im2ColStride1(dy.data() + b * cout * p, cout, out_h_, out_w_, k, k - 1 - o_.padding,
-                    dcol_.data(), hw, &pad_plane_);
-      Sgemm(false, false, cin, hw, rows, 1.0f, wflip_.data(), rows, dcol_.data(), hw, 0.0f,
-            dx->data() + b * image_size, hw);
-    }
-    return;
-  }
-  EnsureShape(&dcol_, {cols(), p});
-  for (int64_t b = 0; b < batch; ++b) {
-    Sgemm(true, false, cols(), p, cout, 1.0f, w.data(), cols(), dybuf_.data() + b * p, n, 0.0f,
-          dcol_.data(), p);
-    float* img = dx->data() + b * image_size;
-    std::fill(img, img + image_size, 0.0f);
-    Col2Im(0, p, img);
-  }
 }
 
 void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
@@ -495,65 +425,64 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
     FinishWeightGrad(weight_);
     return;
   }
-  if (!col_holds_batch_ && KeepColumns(batch)) {
-    FillColumns(x, 0, batch);
-    col_holds_batch_ = true;
-  }
-  if (col_holds_batch_) {
-    BackwardFromColumns(dy, w, dw, dx);
-    FinishWeightGrad(weight_);
-    return;
-  }
-  if (chunk == 1) {
-    for (int64_t b = 0; b < batch; ++b) {
-      const float* g = dy.data() + b * o_.out_channels * p;  // [Cout, P]
-      if (o_.bias) {
-        for (int64_t co = 0; co < o_.out_channels; ++co) {
-          bias_sum_[co] += SumAsDouble(g + co * p, p);
+  const int64_t cout = o_.out_channels, cin = o_.in_channels, k = o_.kernel, kk = k * k;
+  // Stride 1: dx is the convolution of dy (padded by k - 1 - padding) with the
+  // flipped, transposed weight W'[c, (co, a, b)] = W[co, c, k-1-a, k-1-b]: an
+  // im2col of dy and a GEMM straight into dx, no col2im.
+  const bool flipped_dx = dx != nullptr && o_.stride == 1 && o_.padding <= k - 1;
+  const int64_t flip_rows = cout * kk, hw = in_h_ * in_w_;
+  if (flipped_dx) {
+    EnsureShape(&wflip_, {cin, flip_rows});
+    for (int64_t co = 0; co < cout; ++co) {
+      for (int64_t c = 0; c < cin; ++c) {
+        for (int64_t t = 0; t < kk; ++t) {
+          wflip_[c * flip_rows + co * kk + t] = w[(co * cin + c) * kk + kk - 1 - t];
         }
       }
-      if (!col_holds_batch_) FillColumns(x, b, 1);
-      Sgemm(false, true, o_.out_channels, cols(), p, 1.0f, g, p, col_.data(), p, b == 0 ? 0.0f : 1.0f,
-            dw->data(), cols());
-      if (dx != nullptr) {
-        EnsureShape(&dcol_, {cols(), p});
-        Sgemm(true, false, cols(), p, o_.out_channels, 1.0f, w.data(), cols(), g, p, 0.0f,
-              dcol_.data(), p);
-        float* img = dx->data() + b * image_size;
-        std::fill(img, img + image_size, 0.0f);
-        Col2Im(0, p, img);
-      }
     }
   }
-  for (int64_t b0 = 0; chunk > 1 && b0 < batch; b0 += chunk) {
-    const int64_t n_img = std::min(chunk, batch - b0);
+  const int64_t bchunk = col_holds_batch_ ? batch : BackwardChunkImages(batch);
+  const int64_t ld_col = col_holds_batch_ ? batch * p : 0;
+  for (int64_t b0 = 0; b0 < batch; b0 += bchunk) {
+    const int64_t n_img = std::min(bchunk, batch - b0);
     const int64_t n = n_img * p;
     // [n, Cout, P] -> [Cout, n, P]; the bias gradient on the way.
-    EnsureShape(&dybuf_, {o_.out_channels, n});
-    for (int64_t co = 0; co < o_.out_channels; ++co) {
+    EnsureShape(&dybuf_, {cout, n});
+    for (int64_t co = 0; co < cout; ++co) {
       float* d = dybuf_.data() + co * n;
       for (int64_t b = 0; b < n_img; ++b) {
-        std::memcpy(d + b * p, dy.data() + ((b0 + b) * o_.out_channels + co) * p, p * sizeof(float));
+        std::memcpy(d + b * p, dy.data() + ((b0 + b) * cout + co) * p, p * sizeof(float));
       }
-      if (o_.bias) {
-        bias_sum_[co] += SumAsDouble(d, n);
-      }
+      if (o_.bias) bias_sum_[co] += SumAsDouble(d, n);
     }
-    if (!col_holds_batch_) FillColumns(x, b0, n_img);
+    // The chunk's columns: rebuilt (they fit in L2 and are read right away,
+    // which measured faster than keeping a whole batch's in memory), unless
+    // the last Forward left the whole batch's.
+    if (!col_holds_batch_) FillColumns(x, b0, n_img, &bcol_);
+    const float* col = col_holds_batch_ ? col_.data() + b0 * p : bcol_.data();
     // dW (+)= dY col^T
-    Sgemm(false, true, o_.out_channels, cols(), n, 1.0f, dybuf_.data(), n, col_.data(), n,
+    Sgemm(false, true, cout, cols(), n, 1.0f, dybuf_.data(), n, col, col_holds_batch_ ? ld_col : n,
           b0 == 0 ? 0.0f : 1.0f, dw->data(), cols());
-    if (dx != nullptr) {
-      EnsureShape(&dcol_, {cols(), n});
-      Sgemm(true, false, cols(), n, o_.out_channels, 1.0f, w.data(), cols(), dybuf_.data(), n, 0.0f,
-            dcol_.data(), n);
-      float* images = dx->data() + b0 * image_size;
-      std::fill(images, images + n_img * image_size, 0.0f);
-      for (int64_t b = 0; b < n_img; ++b) Col2Im(b * p, n, images + b * image_size);
+    if (dx == nullptr) continue;
+    if (flipped_dx) {
+      EnsureShape(&dcol_, {flip_rows, hw});
+      for (int64_t b = b0; b < b0 + n_img; ++b) {
+        Im2ColStride1(dy.data() + b * cout * p, cout, out_h_, out_w_, k, k - 1 - o_.padding,
+                      dcol_.data(), hw, &dy_plane_);
+        Sgemm(false, false, cin, hw, flip_rows, 1.0f, wflip_.data(), flip_rows, dcol_.data(), hw,
+              0.0f, dx->data() + b * image_size, hw);
+      }
+      continue;
     }
+    EnsureShape(&dcol_, {cols(), n});
+    Sgemm(true, false, cols(), n, cout, 1.0f, w.data(), cols(), dybuf_.data(), n, 0.0f,
+          dcol_.data(), n);
+    float* images = dx->data() + b0 * image_size;
+    std::fill(images, images + n_img * image_size, 0.0f);
+    for (int64_t b = 0; b < n_img; ++b) Col2Im(b * p, n, images + b * image_size);
   }
   if (o_.bias) {
-    for (int64_t co = 0; co < o_.out_channels; ++co) bias_.grad[co] = static_cast<float>(bias_sum_[co]);
+    for (int64_t co = 0; co < cout; ++co) bias_.grad[co] = static_cast<float>(bias_sum_[co]);
   }
   FinishWeightGrad(weight_);
 }

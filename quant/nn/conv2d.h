@@ -4,9 +4,13 @@
 //    is already its NCHW output, and its columns stay in cache.
 //  - Smaller images are grouped into chunks of about 512 KB per buffer, and
 //    the results are moved between [Cout, n, P] and [n, Cout, P].
-// Backward per chunk: dW += dY col^T and dcol = W^T dY followed by col2im; col
-// is rebuilt unless the whole batch was one chunk. Chunking depends only on
-// the shapes, so results are reproducible.
+// Backward in chunks of about 512 KB of columns (several images, so the dW
+// GEMM has K = n*P): dW += dY col^T, col rebuilt (fast for stride 1: one
+// zero-padded plane, then plain row copies) unless the whole batch was one
+// forward chunk. dx: for stride 1 the convolution of dy with the flipped,
+// transposed weight (an im2col of dy and one GEMM per image, straight into
+// NCHW); otherwise dcol = W^T dY and col2im. Chunking depends only on the
+// shapes, so results are reproducible.
 //
 // A layer with very few columns per pixel (C*k*k <= 16, e.g. the first conv of
 // a grey-scale net) and stride 1 is computed directly instead (AVX2 over
@@ -53,19 +57,17 @@ class Conv2d : public Layer {
  private:
   int64_t cols() const { return o_.in_channels * o_.kernel * o_.kernel; }
   int64_t out_pixels() const { return o_.out_channels * out_h_ * out_w_; }
-  void Im2Col(const float* image, int64_t column_offset, int64_t row_stride);
+  void Im2Col(const float* image, Tensor* columns, int64_t column_offset, int64_t row_stride);
   void Col2Im(int64_t column_offset, int64_t row_stride, float* image);
   // Images per chunk for a batch of `batch` (even split, about kChunkFloats per buffer).
   int64_t ChunkImages(int64_t batch) const;
-  // im2col of images [b0, b0 + n) into col_ ([cols, n*P]).
-  void FillColumns(const Tensor& x, int64_t b0, int64_t n);
-  // Whether a training batch keeps all its columns in col_ for Backward.
-  bool KeepColumns(int64_t batch) const;
+  // im2col of images [b0, b0 + n) into *columns ([cols, n*P]).
+  void FillColumns(const Tensor& x, int64_t b0, int64_t n, Tensor* columns);
+  // Images per Backward chunk: its columns fill about kChunkFloats.
+  int64_t BackwardChunkImages(int64_t batch) const;
   // Adds the bias to `images` consecutive [Cout, p] outputs.
   void AddBias(float* out, int64_t images, int64_t p) const;
   void UnpackOutput(int64_t b0, int64_t n_img, int64_t n, Tensor* y) const;
-  // Backward of a batch whose columns are all in col_.
-  void BackwardFromColumns(const Tensor& dy, const Tensor& w, Tensor* dw, Tensor* dx);
   bool UseDirect() const { return o_.stride == 1 && cols() <= 16; }
   // Copies one image into in_pad_ with `padding` zeros around each plane.
   void PadImage(const float* image);
@@ -80,11 +82,11 @@ class Conv2d : public Layer {
   Tensor ybuf_;     // [Cout, n*P]
   Tensor dybuf_;    // [Cout, n*P]
   Tensor dcol_;     // [C*k*k, n*P]
-  Tensor pad_plane_;  // one zero-padded plane for stride-1 im2col
-  // Stride 1: dx is the convolution of dy with the flipped, transposed
-  // weight [C, Cout*k*k] (padding k-1-pad), so it is an im2col of dy and a
-  // GEMM, no col2im.
-  Tensor wflip_;
+  // Backward's columns (its chunks differ from Forward's: separate buffers,
+  // so neither changes shape from step to step).
+  Tensor bcol_;
+  Tensor pad_plane_, dy_plane_;  // one zero-padded plane of x / dy for stride-1 im2col
+  Tensor wflip_;      // stride 1: the flipped, transposed weight [C, Cout*k*k] for dx
   // col_ still holds the columns of the whole last forward batch (one chunk).
   bool col_holds_batch_ = false;
   std::vector<double> bias_sum_;
