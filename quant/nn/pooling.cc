@@ -62,6 +62,14 @@ inline void Store(float* p, __m256i mask, bool full, __m256 v) {
 void Pool2d::MaxPool2x2(const Tensor& x, Tensor* y) {
   const int64_t planes = x.dim(0) * c_;
   const int64_t in_size = in_h_ * in_w_, out_size = out_h_ * out_w_;
+  // A block of a row shorter than 8 may still be read and written whole when
+  // the tensors go on past it: the extra lanes land in the next rows (of this
+  // or the next plane), which are written after this one. So only the very
+  // end of the tensors needs masks.
+  auto HasRoom = [&](int64_t pl, int64_t oh, int64_t ow) {
+    return (pl * out_size + oh * out_w_ + ow + 8 <= planes * out_size) &&
+           (pl * in_size + (2 * oh + 1) * in_w_ + 2 * ow + 16 <= planes * in_size);
+  };
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i lane_hi = _mm256_add_epi32(lane, _mm256_set1_epi32(8));
   const __m256i w = _mm256_set1_epi32(static_cast<int32_t>(in_w_));
@@ -88,7 +96,7 @@ void Pool2d::MaxPool2x2(const Tensor& x, Tensor* y) {
       for (int64_t ow0 = 0; ow0 < out_w_; ow0 += 8) {
         const int64_t ow = BlockStart(ow0, out_w_);
         const int32_t rem = static_cast<int32_t>(std::min<int64_t>(8, out_w_ - ow));
-        const bool full = rem == 8;
+        const bool full = rem == 8 || HasRoom(pl, oh, ow);
         const __m256i two_rem = _mm256_set1_epi32(2 * rem);
         const __m256i m_lo = _mm256_cmpgt_epi32(two_rem, lane);
         const __m256i m_hi = _mm256_cmpgt_epi32(two_rem, lane_hi);
@@ -168,6 +176,14 @@ void Pool2d::Forward(const Tensor& x, Tensor* y) {
 void Pool2d::MaxPool2x2Backward(const Tensor& dy, Tensor* dx) {
   const int64_t planes = dy.dim(0) * c_;
   const int64_t in_size = in_h_ * in_w_, out_size = out_h_ * out_w_;
+  // A block of a row shorter than 8 may still be read and written whole when
+  // the tensors go on past it: the extra lanes land in the next rows (of this
+  // or the next plane), which are written after this one. So only the very
+  // end of the tensors needs masks.
+  auto HasRoom = [&](int64_t pl, int64_t oh, int64_t ow) {
+    return (pl * out_size + oh * out_w_ + ow + 8 <= planes * out_size) &&
+           (pl * in_size + (2 * oh + 1) * in_w_ + 2 * ow + 16 <= planes * in_size);
+  };
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i lane_hi = _mm256_add_epi32(lane, _mm256_set1_epi32(8));
   const __m256i w = _mm256_set1_epi32(static_cast<int32_t>(in_w_));
@@ -182,7 +198,7 @@ void Pool2d::MaxPool2x2Backward(const Tensor& dy, Tensor* dx) {
       for (int64_t ow0 = 0; ow0 < out_w_; ow0 += 8) {
         const int64_t ow = BlockStart(ow0, out_w_);
         const int32_t rem = static_cast<int32_t>(std::min<int64_t>(8, out_w_ - ow));
-        const bool full = rem == 8;
+        const bool full = rem == 8 || HasRoom(pl, oh, ow);
         const __m256i m_out = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), lane);
         const __m256i two_rem = _mm256_set1_epi32(2 * rem);
         const __m256i m_lo = _mm256_cmpgt_epi32(two_rem, lane);

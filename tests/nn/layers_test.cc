@@ -256,6 +256,42 @@ TEST(PoolingTest, MaxPool2x2FastPathMatchesGeneralLoop) {
   }
 }
 
+// Row lengths that exercise the ends of rows: out_w >= 8 but not a multiple of
+// 8 (the last block moves back), out_w < 8 (whole blocks spill into the next
+// row, masked only at the end of the tensor), odd input sizes (a column and a
+// row that no window covers): the whole of y and dx against plain loops.
+TEST(PoolingTest, MaxPool2x2RowEndsMatchReference) {
+  for (const Shape& shape : {Shape{3, 2, 28, 29}, Shape{2, 3, 15, 14}, Shape{1, 1, 5, 7}}) {
+    const int64_t planes = shape[0] * shape[1], h = shape[2], w = shape[3];
+    const int64_t oh_n = h / 2, ow_n = w / 2;
+    Tensor x = RandomTensor(shape, 9);
+    Pool2d pool("p", Pool2d::Kind::kMax, 2, 2);
+    ASSERT_TRUE(pool.Build({shape[1], h, w}).ok());
+    Tensor y, dx;
+    pool.Forward(x, &y);
+    Tensor dy = RandomTensor(y.shape(), 4);
+    pool.Backward(x, y, dy, &dx);
+    std::vector<float> ref_dx(x.numel(), 0.0f);
+    for (int64_t pl = 0; pl < planes; ++pl) {
+      for (int64_t oh = 0; oh < oh_n; ++oh) {
+        for (int64_t ow = 0; ow < ow_n; ++ow) {
+          int64_t best = pl * h * w + 2 * oh * w + 2 * ow;
+          for (int64_t i = 0; i < 2; ++i) {
+            for (int64_t j = 0; j < 2; ++j) {
+              const int64_t idx = pl * h * w + (2 * oh + i) * w + 2 * ow + j;
+              if (x[idx] > x[best]) best = idx;
+            }
+          }
+          const int64_t o = (pl * oh_n + oh) * ow_n + ow;
+          ASSERT_EQ(y[o], x[best]) << ShapeToString(shape) << " " << o;
+          ref_dx[best] += dy[o];
+        }
+      }
+    }
+    for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(dx[i], ref_dx[i]) << ShapeToString(shape) << " " << i;
+  }
+}
+
 TEST(PoolingTest, AvgPoolGradientsAndOverlappingWindows) {
   Pool2d pool("pool", Pool2d::Kind::kAvg, 3, 2);
   absl::StatusOr<Shape> out = pool.Build({2, 7, 6});
