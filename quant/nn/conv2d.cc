@@ -44,6 +44,104 @@ inline void CopyRow(const float* src, float* dst, int64_t n) {
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
   if (i < n) _mm256_storeu_ps(dst + n - 8, _mm256_loadu_ps(src + n - 8));
 }
+// Row-panel packing for stride 1 and 8 < output width <= 16 (e.g. 14x14 maps):
+// panel oh (one output row) holds, for every column row r = (c, ki, kj), the
+// 16 floats padded[c][(oh + ki) * wp + kj + 0..15] (the first out_w are the
+// patch values, the rest junk from the next padded row, dropped on output):
+// [out_h][C*k*k][16]. A packing copy per (r, oh) like im2col's, but laid out
+// for PackedGemm, which then needs no packing of its own.
+bool PackableWidth(int64_t out_w) { return out_w > 8 && out_w <= 16; }
+
+void PackRowPanels(const float* image, int64_t channels, int64_t h, int64_t w, int64_t k,
+                   int64_t pad, float* packed, Tensor* pad_plane) {
+  const int64_t hp = h + 2 * pad, wp = w + 2 * pad, plane = hp * wp;
+  const int64_t out_h = hp - k + 1, rows = channels * k * k;
+  // All planes padded at once; the tail covers the junk lanes of the last one.
+  EnsureShape(pad_plane, {channels * plane + 16});
+  float* pp = pad_plane->data();
+  std::fill(pp, pp + channels * plane + 16, 0.0f);
+  for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t i = 0; i < h; ++i) CopyRow(image + (c * h + i) * w, pp + c * plane + (i + pad) * wp + pad, w);
+  }
+  for (int64_t oh = 0; oh < out_h; ++oh) {
+    float* dst = packed + oh * rows * 16;
+    for (int64_t c = 0; c < channels; ++c) {
+      for (int64_t ki = 0; ki < k; ++ki) {
+        const float* src = pp + c * plane + (oh + ki) * wp;
+        for (int64_t kj = 0; kj < k; ++kj, dst += 16) {
+          _mm256_storeu_ps(dst, _mm256_loadu_ps(src + kj));
+          _mm256_storeu_ps(dst + 8, _mm256_loadu_ps(src + kj + 8));
+        }
+      }
+    }
+  }
+}
+
+// R rows of C for one panel: acc = init + sum_r A[i][r] * panel[r][0..16), one
+// explicit FMA per term in r order; then out_w values per row to c (rows p
+// apart). The q loops are unrolled so that the accumulators live in
+// registers (without it GCC -O2 stored them to the stack every step). A
+// store of 16 may run into the next output row when `spill` is set: that row
+// is written later.
+template <int R>
+void PanelKernel(int64_t kdim, const float* a, int64_t lda, const float* init, const float* panel,
+                 float* c, int64_t p, int64_t out_w, bool spill) {
+  __m256 acc0[R], acc1[R];
+#pragma GCC unroll 8
+  for (int q = 0; q < R; ++q) acc0[q] = acc1[q] = _mm256_set1_ps(init != nullptr ? init[q] : 0.0f);
+  for (int64_t r = 0; r < kdim; ++r) {
+    const __m256 b0 = _mm256_loadu_ps(panel + r * 16), b1 = _mm256_loadu_ps(panel + r * 16 + 8);
+#pragma GCC unroll 8
+    for (int q = 0; q < R; ++q) {
+      const __m256 av = _mm256_broadcast_ss(a + q * lda + r);
+      acc0[q] = _mm256_fmadd_ps(av, b0, acc0[q]);
+      acc1[q] = _mm256_fmadd_ps(av, b1, acc1[q]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int q = 0; q < R; ++q) {
+    float* d = c + q * p;
+    if (spill) {
+      _mm256_storeu_ps(d, acc0[q]);
+      _mm256_storeu_ps(d + 8, acc1[q]);
+    } else {
+      alignas(32) float tmp[16];
+      _mm256_store_ps(tmp, acc0[q]);
+      _mm256_store_ps(tmp + 8, acc1[q]);
+      for (int64_t j = 0; j < out_w; ++j) d[j] = tmp[j];
+    }
+  }
+}
+
+// C[m][out_h * out_w] = init[i] (or 0) + A[m x kdim] (row-major, lda) times
+// the row panels of PackRowPanels: C is the NCHW output of one image. Panels
+// go in order, so a row's 16-wide store may run into the next output row,
+// which is written later; the last panel goes through a small buffer.
+void PackedGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init,
+                const float* packed, int64_t out_h, int64_t out_w, float* c) {
+  const int64_t p = out_h * out_w;
+  for (int64_t oh = 0; oh < out_h; ++oh) {
+    const float* panel = packed + oh * kdim * 16;
+    const bool spill = oh + 1 < out_h;
+    // Blocks of 6 rows (12 accumulators), ending 4 + 4 rather than 6 + 2.
+    int rows = 0;
+    for (int64_t i0 = 0; i0 < m; i0 += rows) {
+      const int64_t left = m - i0;
+      rows = static_cast<int>(left == 8 ? 4 : std::min<int64_t>(6, left));
+      const float* ai = a + i0 * lda;
+      const float* bi = init != nullptr ? init + i0 : nullptr;
+      float* ci = c + i0 * p + oh * out_w;
+      switch (rows) {
+        case 6: PanelKernel<6>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
+        case 5: PanelKernel<5>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
+        case 4: PanelKernel<4>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
+        case 3: PanelKernel<3>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
+        case 2: PanelKernel<2>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
+        default: PanelKernel<1>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
+      }
+    }
+  }
+}
 }  // namespace
 
 // Stride 1: each plane is copied once into a zero-padded plane, after which
@@ -381,6 +479,18 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
     DirectForward(x, w, y);
     return;
   }
+  if (o_.stride == 1 && PackableWidth(out_w_)) {
+    const int64_t image_size = o_.in_channels * in_h_ * in_w_;
+    EnsureShape(&packed_, {out_h_ * cols() * 16});
+    for (int64_t b = 0; b < batch; ++b) {
+      PackRowPanels(x.data() + b * image_size, o_.in_channels, in_h_, in_w_, o_.kernel, o_.padding,
+                    packed_.data(), &panel_plane_);
+      PackedGemm(o_.out_channels, cols(), w.data(), cols(), o_.bias ? bias_.value.data() : nullptr,
+                 packed_.data(), out_h_, out_w_, y->data() + b * o_.out_channels * p);
+    }
+    col_holds_batch_ = false;
+    return;
+  }
   if (chunk == 1) {
     for (int64_t b = 0; b < batch; ++b) {
       FillColumns(x, b, 1, &col_);
@@ -464,6 +574,16 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
     Sgemm(false, true, cout, cols(), n, 1.0f, dybuf_.data(), n, col, col_holds_batch_ ? ld_col : n,
           b0 == 0 ? 0.0f : 1.0f, dw->data(), cols());
     if (dx == nullptr) continue;
+    if (flipped_dx && PackableWidth(in_w_)) {
+      EnsureShape(&dpacked_, {in_h_ * flip_rows * 16});
+      for (int64_t b = b0; b < b0 + n_img; ++b) {
+        PackRowPanels(dy.data() + b * cout * p, cout, out_h_, out_w_, k, k - 1 - o_.padding,
+                      dpacked_.data(), &dy_plane_);
+        PackedGemm(cin, flip_rows, wflip_.data(), flip_rows, nullptr, dpacked_.data(), in_h_, in_w_,
+                   dx->data() + b * image_size);
+      }
+      continue;
+    }
     if (flipped_dx) {
       EnsureShape(&dcol_, {flip_rows, hw});
       for (int64_t b = b0; b < b0 + n_img; ++b) {

@@ -12,6 +12,14 @@
 // NCHW); otherwise dcol = W^T dY and col2im. Chunking depends only on the
 // shapes, so results are reproducible.
 //
+// Stride 1 with an output row of 9..16 pixels (14x14 maps, CIFAR's 16x16):
+// the forward product and the flipped-weight dx product skip OpenBLAS. Each
+// output row is one panel of 16 columns (the row's pixels, then junk that is
+// dropped), packed straight from a zero-padded copy of the input, and a small
+// AVX2 kernel (6 or 4 weight rows x 16 columns, explicit FMA, accumulators
+// starting at the bias) writes NCHW rows directly: no packing by the library,
+// no bias pass. It ran 5-10 % faster than OpenBLAS on the cnn's conv2.
+//
 // A layer with very few columns per pixel (C*k*k <= 16, e.g. the first conv of
 // a grey-scale net) and stride 1 is computed directly instead (AVX2 over
 // zero-padded planes): a GEMM with K = 9 runs far below the library's peak,
@@ -86,7 +94,11 @@ class Conv2d : public Layer {
   // so neither changes shape from step to step).
   Tensor bcol_;
   Tensor pad_plane_, dy_plane_;  // one zero-padded plane of x / dy for stride-1 im2col
-  Tensor wflip_;      // stride 1: the flipped, transposed weight [C, Cout*k*k] for dx
+  Tensor wflip_;
+  // Stride 1 and 8 < width <= 16: one image's columns (of x, of dy for dx) as
+  // row panels for the packed kernel (see conv2d.cc).
+  Tensor packed_, dpacked_;
+  Tensor panel_plane_;  // forward's padded planes (Backward rebuilds columns with pad_plane_)      // stride 1: the flipped, transposed weight [C, Cout*k*k] for dx
   // col_ still holds the columns of the whole last forward batch (one chunk).
   bool col_holds_batch_ = false;
   std::vector<double> bias_sum_;

@@ -106,7 +106,11 @@ TEST(Conv2dTest, ForwardMatchesDirectConvolution) {
                         // C*k*k <= 16 with stride 1: the direct path.
                         Case{1, 28, 28, 16, 3, 1, 1}, Case{1, 6, 5, 3, 4, 1, 2}, Case{1, 7, 7, 2, 3, 1, 0},
                         // >= 128 output pixels: one GEMM per image, no layout change.
-                        Case{3, 12, 12, 4, 3, 1, 1}, Case{2, 30, 20, 3, 3, 2, 0}}) {
+                        Case{3, 12, 12, 4, 3, 1, 1}, Case{2, 30, 20, 3, 3, 2, 0},
+                        // Stride 1, output width 9..16: the row-panel kernel (rows in
+                        // blocks of 6 and a remainder; widths 16, 9, 13).
+                        Case{5, 9, 16, 7, 3, 1, 1}, Case{4, 11, 9, 13, 3, 1, 1},
+                        Case{2, 13, 13, 3, 5, 1, 2}}) {
     Conv2d conv("conv", {.in_channels = -1, .out_channels = t.cout, .kernel = t.k,
                          .stride = t.stride, .padding = t.pad});
     absl::StatusOr<Shape> out = conv.Build({t.c, t.h, t.w});
@@ -136,6 +140,9 @@ TEST(Conv2dTest, GradientsMatchFiniteDifferences) {
   GradCheckOptions sparse;
   sparse.max_points = 60;
   ExpectGradientsMatch(per_image, {2, 12, 12}, 2, sparse);
+  // Row panels (stride 1, output width 9..16) for y and for dx (input width 10).
+  Conv2d panels("conv", {.in_channels = 5, .out_channels = 7, .kernel = 2, .stride = 1, .padding = 0});
+  ExpectGradientsMatch(panels, {5, 4, 10}, 2, sparse);
   // The direct path (C*k*k <= 16, stride 1), with padding and with a wide kernel.
   Conv2d direct("conv", {.in_channels = 1, .out_channels = 3, .kernel = 3, .stride = 1, .padding = 1});
   ExpectGradientsMatch(direct, {1, 6, 7}, 3);
