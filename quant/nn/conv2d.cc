@@ -341,6 +341,46 @@ static void TapShifts(int64_t cin, int64_t k, int64_t hp, int64_t wp, int64_t* s
   }
 }
 
+namespace {
+// The inner loops of the direct path. T > 0 is the tap count known at compile
+// time (9 for a 3x3 single-channel conv): the tap loops unroll and the eight
+// weights / partial sums stay in registers; with the count only known at run
+// time (T = 0) GCC keeps them on the stack, a load (and a store) per FMA.
+template <int T>
+void DirectTapsForward(const float* in, const int64_t* shift, const float* wrow, int64_t taps,
+                       float bias, float* acc, int64_t span8) {
+  const int64_t nt = T > 0 ? T : taps;
+  __m256 wv[T > 0 ? T : 16];
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < nt; ++t) wv[t] = _mm256_set1_ps(wrow[t]);
+  const __m256 bv = _mm256_set1_ps(bias);
+  for (int64_t i = 0; i < span8; i += 8) {
+    __m256 a = bv;
+#pragma GCC unroll 16
+    for (int64_t t = 0; t < nt; ++t) a = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(in + shift[t] + i), a);
+    _mm256_storeu_ps(acc + i, a);
+  }
+}
+
+template <int T>
+void DirectTapsBackward(const float* in, const int64_t* shift, const float* g, int64_t taps,
+                        float* acc_mem, int64_t span8) {
+  const int64_t nt = T > 0 ? T : taps;
+  __m256 acc[T > 0 ? T : 16];
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < nt; ++t) acc[t] = _mm256_loadu_ps(acc_mem + 8 * t);
+  for (int64_t i = 0; i < span8; i += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + i);
+#pragma GCC unroll 16
+    for (int64_t t = 0; t < nt; ++t) {
+      acc[t] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(in + shift[t] + i), acc[t]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < nt; ++t) _mm256_storeu_ps(acc_mem + 8 * t, acc[t]);
+}
+}  // namespace
+
 // Eight output pixels at a time, all taps summed in a register: the sum is
 // bias + w0 x0 + w1 x1 + ... in tap order, one explicit FMA per tap (the same
 // on every AVX2 machine; the GEMMs of the other layers use FMA too).
@@ -356,16 +396,12 @@ void Conv2d::DirectForward(const Tensor& x, const Tensor& w, Tensor* y) {
     PadImage(x.data() + b * image);
     const float* in = in_pad_.data();
     for (int64_t co = 0; co < cout; ++co) {
-      __m256 wv[16];
-      for (int64_t t = 0; t < taps; ++t) wv[t] = _mm256_set1_ps(w[co * taps + t]);
-      const __m256 bias = _mm256_set1_ps(o_.bias ? bias_.value[co] : 0.0f);
+      const float bias = o_.bias ? bias_.value[co] : 0.0f;
       float* acc = out_pad_.data();
-      for (int64_t i = 0; i < span8; i += 8) {
-        __m256 a = bias;
-        for (int64_t t = 0; t < taps; ++t) {
-          a = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(in + shift[t] + i), a);
-        }
-        _mm256_storeu_ps(acc + i, a);
+      if (taps == 9) {
+        DirectTapsForward<9>(in, shift, w.data() + co * taps, taps, bias, acc, span8);
+      } else {
+        DirectTapsForward<0>(in, shift, w.data() + co * taps, taps, bias, acc, span8);
       }
       float* out = y->data() + (b * cout + co) * p;
       for (int64_t oh = 0; oh < out_h_; ++oh) {
@@ -403,15 +439,11 @@ void Conv2d::DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
       }
       for (int64_t i = span; i < span8; ++i) g[i] = 0.0f;
       float* acc_mem = tap_acc_.data() + co * taps * 8;
-      __m256 acc[16];
-      for (int64_t t = 0; t < taps; ++t) acc[t] = _mm256_loadu_ps(acc_mem + 8 * t);
-      for (int64_t i = 0; i < span8; i += 8) {
-        const __m256 gv = _mm256_loadu_ps(g + i);
-        for (int64_t t = 0; t < taps; ++t) {
-          acc[t] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(in + shift[t] + i), acc[t]);
-        }
+      if (taps == 9) {
+        DirectTapsBackward<9>(in, shift, g, taps, acc_mem, span8);
+      } else {
+        DirectTapsBackward<0>(in, shift, g, taps, acc_mem, span8);
       }
-      for (int64_t t = 0; t < taps; ++t) _mm256_storeu_ps(acc_mem + 8 * t, acc[t]);
       if (dx != nullptr) {
         for (int64_t t = 0; t < taps; ++t) {
           const float wv = w[co * taps + t];
