@@ -327,7 +327,7 @@ void Conv2d::PadImage(const float* image) {
     for (int64_t h = 0; h < in_h_; ++h) {
       const float* src = image + (c * in_h_ + h) * in_w_;
       float* dst = in_pad_.data() + (c * hp + h + pad) * wp + pad;
-      for (int64_t w = 0; w < in_w_; ++w) dst[w] = src[w];
+      CopyRow(src, dst, in_w_);
     }
   }
 }
@@ -405,7 +405,7 @@ void Conv2d::DirectForward(const Tensor& x, const Tensor& w, Tensor* y) {
       }
       float* out = y->data() + (b * cout + co) * p;
       for (int64_t oh = 0; oh < out_h_; ++oh) {
-        for (int64_t ow = 0; ow < out_w_; ++ow) out[oh * out_w_ + ow] = acc[oh * wp + ow];
+        CopyRow(acc + oh * wp, out + oh * out_w_, out_w_);
       }
     }
   }
@@ -434,7 +434,7 @@ void Conv2d::DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
       float* g = g_pad_.data();
       const float* src = dy.data() + (b * cout + co) * p;
       for (int64_t oh = 0; oh < out_h_; ++oh) {
-        for (int64_t ow = 0; ow < out_w_; ++ow) g[oh * wp + ow] = src[oh * out_w_ + ow];
+        CopyRow(src + oh * out_w_, g + oh * wp, out_w_);
         for (int64_t ow = out_w_; ow < wp; ++ow) g[oh * wp + ow] = 0.0f;
       }
       for (int64_t i = span; i < span8; ++i) g[i] = 0.0f;
@@ -457,7 +457,7 @@ void Conv2d::DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
         for (int64_t h = 0; h < in_h_; ++h) {
           const float* s = dx_pad_.data() + (c * hp + h + pad) * wp + pad;
           float* d = dx->data() + b * image + (c * in_h_ + h) * in_w_;
-          for (int64_t x0 = 0; x0 < in_w_; ++x0) d[x0] = s[x0];
+          CopyRow(s, d, in_w_);
         }
       }
     }
