@@ -11,6 +11,161 @@
 
 namespace quant::nn {
 
+namespace {
+// Sum of n floats in double, with sixteen independent partial sums in a fixed
+// order (so the result is reproducible): a single running double sum is a
+// chain of dependent adds, which cost more than the convolution's GEMMs.
+double SumAsDouble(const float* p, int64_t n) {
+  __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
+                    _mm256_setzero_pd()};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    for (int l = 0; l < 4; ++l) {
+      acc[l] = _mm256_add_pd(acc[l], _mm256_cvtps_pd(_mm_loadu_ps(p + i + 4 * l)));
+    }
+  }
+  double lanes[4][4];
+  for (int l = 0; l < 4; ++l) _mm256_storeu_pd(lanes[l], acc[l]);
+  double sum = 0.0;
+  for (int l = 0; l < 4; ++l) {
+    for (int j = 0; j < 4; ++j) sum += lanes[l][j];
+  }
+  for (; i < n; ++i) sum += p[i];
+  return sum;
+}
+// Copies n floats (rows here are a few tens long): 8-wide, the last block
+// overlapping the one before instead of a scalar tail.
+inline void CopyRow(const float* src, float* dst, int64_t n) {
+  if (n < 8) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+    return;
+  }
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+  if (i < n) _mm256_storeu_ps(dst + n - 8, _mm256_loadu_ps(src + n - 8));
+}
+// Row-panel packing for stride 1 and 8 < output width <= 16 (e.g. 14x14 maps):
+// panel oh (one output row) holds, for every column row r = (c, ki, kj), the
+// 16 floats padded[c][(oh + ki) * wp + kj + 0..15] (the first out_w are the
+// patch values, the rest junk from the next padded row, dropped on output):
+// [out_h][C*k*k][16]. A packing copy per (r, oh) like im2col's, but laid out
+// for PackedGemm, which then needs no packing of its own.
+bool PackableWidth(int64_t out_w) { return out_w > 8 && out_w <= 16; }
+
+void PackRowPanels(const float* image, int64_t channels, int64_t h, int64_t w, int64_t k,
+                   int64_t pad, float* packed, Tensor* pad_plane) {
+  const int64_t hp = h + 2 * pad, wp = w + 2 * pad, plane = hp * wp;
+  const int64_t out_h = hp - k + 1, rows = channels * k * k;
+  // All planes padded at once; the tail covers the junk lanes of the last one.
+  EnsureShape(pad_plane, {channels * plane + 16});
+  float* pp = pad_plane->data();
+  std::fill(pp, pp + channels * plane + 16, 0.0f);
+  for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t i = 0; i < h; ++i) CopyRow(image + (c * h + i) * w, pp + c * plane + (i + pad) * wp + pad, w);
+  }
+  for (int64_t oh = 0; oh < out_h; ++oh) {
+    float* dst = packed + oh * rows * 16;
+    for (int64_t c = 0; c < channels; ++c) {
+      for (int64_t ki = 0; ki < k; ++ki) {
+        const float* src = pp + c * plane + (oh + ki) * wp;
+        for (int64_t kj = 0; kj < k; ++kj, dst += 16) {
+          _mm256_storeu_ps(dst, _mm256_loadu_ps(src + kj));
+          _mm256_storeu_ps(dst + 8, _mm256_loadu_ps(src + kj + 8));
+        }
+      }
+    }
+  }
+}
+
+// R rows of C for one panel: acc = init + sum_r A[i][r] * panel[r][0..16), one
+// explicit FMA per term in r order; then out_w values per row to c (rows p
+// apart). The q loops are unrolled so that the accumulators live in
+// registers (without it GCC -O2 stored them to the stack every step). A
+// store of 16 may run into the next output row when `spill` is set: that row
+// is written later.
+template <int R>
+void PanelKernel(int64_t kdim, const float* a, int64_t lda, const float* init, const float* panel,
+                 float* c, int64_t p, int64_t out_w, bool spill) {
+  __m256 acc0[R], acc1[R];
+#pragma GCC unroll 8
+  for (int q = 0; q < R; ++q) acc0[q] = acc1[q] = _mm256_set1_ps(init != nullptr ? init[q] : 0.0f);
+  for (int64_t r = 0; r < kdim; ++r) {
+    const __m256 b0 = _mm256_loadu_ps(panel + r * 16), b1 = _mm256_loadu_ps(panel + r * 16 + 8);
+#pragma GCC unroll 8
+    for (int q = 0; q < R; ++q) {
+      const __m256 av = _mm256_broadcast_ss(a + q * lda + r);
+      acc0[q] = _mm256_fmadd_ps(av, b0, acc0[q]);
+      acc1[q] = _mm256_fmadd_ps(av, b1, acc1[q]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int q = 0; q < R; ++q) {
+    float* d = c + q * p;
+    if (spill) {
+      _mm256_storeu_ps(d, acc0[q]);
+      _mm256_storeu_ps(d + 8, acc1[q]);
+    } else {
+      alignas(32) float tmp[16];
+      _mm256_store_ps(tmp, acc0[q]);
+      _mm256_store_ps(tmp + 8, acc1[q]);
+      for (int64_t j = 0; j < out_w; ++j) d[j] = tmp[j];
+    }
+  }
+}
+
+// C[m][out_h * out_w] = init[i] (or 0) + A[m x kdim] (row-major, lda) times
+// the row panels of PackRowPanels: C is the NCHW output of one image. Panels
+// go in order, so a row's 16-wide store may run into the next output row,
+// which is written later; the last panel goes through a small buffer.
+void PackedGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init,
+                const float* packed, int64_t out_h, int64_t out_w, float* c) {
+  const int64_t p = out_h * out_w;
+  for (int64_t oh = 0; oh < out_h; ++oh) {
+    const float* panel = packed + oh * kdim * 16;
+    const bool spill = oh + 1 < out_h;
+    // Blocks of 6 rows (12 accumulators), ending 4 + 4 rather than 6 + 2.
+    int rows = 0;
+    for (int64_t i0 = 0; i0 < m; i0 += rows) {
+      const int64_t left = m - i0;
+      rows = static_cast<int>(left == 8 ? 4 : std::min<int64_t>(6, left));
+      const float* ai = a + i0 * lda;
+      const float* bi = init != nullptr ? init + i0 : nullptr;
+      float* ci = c + i0 * p + oh * out_w;
+      switch (rows) {
+        case 6: PanelKernel<6>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
+        case 5: PanelKernel<5>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
+        case 4: PanelKernel<4>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
+        case 3: PanelKernel<3>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
+        case 2: PanelKernel<2>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
+        default: PanelKernel<1>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
+      }
+    }
+  }
+}
+}  // namespace
+
+// Stride 1: each plane is copied once into a zero-padded plane, after which
+// every row of a patch row is one contiguous copy (no bounds checks).
+static void Im2ColStride1(const float* image, int64_t channels, int64_t h, int64_t w, int64_t k,
+                   int64_t pad, float* col, int64_t row_stride, Tensor* pad_plane) {
+  const int64_t hp = h + 2 * pad, wp = w + 2 * pad;
+  const int64_t out_h = hp - k + 1, out_w = wp - k + 1;
+  EnsureShape(pad_plane, {hp * wp});
+  float* pp = pad_plane->data();
+  std::fill(pp, pp + hp * wp, 0.0f);
+  for (int64_t c = 0; c < channels; ++c) {
+    const float* plane = image + c * h * w;
+    for (int64_t i = 0; i < h; ++i) CopyRow(plane + i * w, pp + (i + pad) * wp + pad, w);
+    for (int64_t ki = 0; ki < k; ++ki) {
+      for (int64_t kj = 0; kj < k; ++kj) {
+        float* dst = col + ((c * k + ki) * k + kj) * row_stride;
+        const float* src = pp + ki * wp + kj;
+        for (int64_t oh = 0; oh < out_h; ++oh) CopyRow(src + oh * wp, dst + oh * out_w, out_w);
+      }
+    }
+  }
+}
+
 Conv2d::Conv2d(std::string name, Conv2dOptions options) : Layer(std::move(name)), o_(options) {}
 
 std::string Conv2d::Describe() const {
@@ -59,10 +214,15 @@ std::vector<Parameter*> Conv2d::parameters() {
 }
 
 // Writes the patches of one image into columns [column_offset, column_offset + P)
-// of col_, whose rows are `row_stride` floats apart.
-void Conv2d::Im2Col(const float* image, int64_t column_offset, int64_t row_stride) {
+// of *columns, whose rows are `row_stride` floats apart.
+void Conv2d::Im2Col(const float* image, Tensor* columns, int64_t column_offset, int64_t row_stride) {
+  if (o_.stride == 1) {
+    Im2ColStride1(image, o_.in_channels, in_h_, in_w_, o_.kernel, o_.padding,
+                  columns->data() + column_offset, row_stride, &pad_plane_);
+    return;
+  }
   const int64_t k = o_.kernel, s = o_.stride, pad = o_.padding;
-  float* col = col_.data();
+  float* col = columns->data();
   for (int64_t c = 0; c < o_.in_channels; ++c) {
     const float* plane = image + c * in_h_ * in_w_;
     for (int64_t ki = 0; ki < k; ++ki) {
@@ -132,6 +292,7 @@ namespace {
 constexpr int64_t kChunkFloats = 1 << 17;
 // Output pixels per image from which each image is its own chunk.
 constexpr int64_t kPerImagePixels = 128;
+
 }  // namespace
 
 int64_t Conv2d::ChunkImages(int64_t batch) const {
@@ -144,11 +305,11 @@ int64_t Conv2d::ChunkImages(int64_t batch) const {
   return (batch + chunks - 1) / chunks;
 }
 
-void Conv2d::FillColumns(const Tensor& x, int64_t b0, int64_t n) {
+void Conv2d::FillColumns(const Tensor& x, int64_t b0, int64_t n, Tensor* columns) {
   const int64_t p = out_h_ * out_w_;
   const int64_t image_size = o_.in_channels * in_h_ * in_w_;
-  EnsureShape(&col_, {cols(), n * p});
-  for (int64_t b = 0; b < n; ++b) Im2Col(x.data() + (b0 + b) * image_size, b * p, n * p);
+  EnsureShape(columns, {cols(), n * p});
+  for (int64_t b = 0; b < n; ++b) Im2Col(x.data() + (b0 + b) * image_size, columns, b * p, n * p);
 }
 
 // The direct path works on zero-padded planes of width wp = W + 2 * pad: an
@@ -166,7 +327,7 @@ void Conv2d::PadImage(const float* image) {
     for (int64_t h = 0; h < in_h_; ++h) {
       const float* src = image + (c * in_h_ + h) * in_w_;
       float* dst = in_pad_.data() + (c * hp + h + pad) * wp + pad;
-      for (int64_t w = 0; w < in_w_; ++w) dst[w] = src[w];
+      CopyRow(src, dst, in_w_);
     }
   }
 }
@@ -180,9 +341,49 @@ static void TapShifts(int64_t cin, int64_t k, int64_t hp, int64_t wp, int64_t* s
   }
 }
 
+namespace {
+// The inner loops of the direct path. T > 0 is the tap count known at compile
+// time (9 for a 3x3 single-channel conv): the tap loops unroll and the eight
+// weights / partial sums stay in registers; with the count only known at run
+// time (T = 0) GCC keeps them on the stack, a load (and a store) per FMA.
+template <int T>
+void DirectTapsForward(const float* in, const int64_t* shift, const float* wrow, int64_t taps,
+                       float bias, float* acc, int64_t span8) {
+  const int64_t nt = T > 0 ? T : taps;
+  __m256 wv[T > 0 ? T : 16];
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < nt; ++t) wv[t] = _mm256_set1_ps(wrow[t]);
+  const __m256 bv = _mm256_set1_ps(bias);
+  for (int64_t i = 0; i < span8; i += 8) {
+    __m256 a = bv;
+#pragma GCC unroll 16
+    for (int64_t t = 0; t < nt; ++t) a = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(in + shift[t] + i), a);
+    _mm256_storeu_ps(acc + i, a);
+  }
+}
+
+template <int T>
+void DirectTapsBackward(const float* in, const int64_t* shift, const float* g, int64_t taps,
+                        float* acc_mem, int64_t span8) {
+  const int64_t nt = T > 0 ? T : taps;
+  __m256 acc[T > 0 ? T : 16];
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < nt; ++t) acc[t] = _mm256_loadu_ps(acc_mem + 8 * t);
+  for (int64_t i = 0; i < span8; i += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + i);
+#pragma GCC unroll 16
+    for (int64_t t = 0; t < nt; ++t) {
+      acc[t] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(in + shift[t] + i), acc[t]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < nt; ++t) _mm256_storeu_ps(acc_mem + 8 * t, acc[t]);
+}
+}  // namespace
+
 // Eight output pixels at a time, all taps summed in a register: the sum is
-// bias + w0 x0 + w1 x1 + ... in tap order, a multiply and an add per tap
-// (no FMA, like the rest of quantlab's float code).
+// bias + w0 x0 + w1 x1 + ... in tap order, one explicit FMA per tap (the same
+// on every AVX2 machine; the GEMMs of the other layers use FMA too).
 void Conv2d::DirectForward(const Tensor& x, const Tensor& w, Tensor* y) {
   const int64_t batch = x.dim(0), cout = o_.out_channels, taps = cols();
   const int64_t pad = o_.padding, hp = in_h_ + 2 * pad, wp = in_w_ + 2 * pad;
@@ -195,20 +396,16 @@ void Conv2d::DirectForward(const Tensor& x, const Tensor& w, Tensor* y) {
     PadImage(x.data() + b * image);
     const float* in = in_pad_.data();
     for (int64_t co = 0; co < cout; ++co) {
-      __m256 wv[16];
-      for (int64_t t = 0; t < taps; ++t) wv[t] = _mm256_set1_ps(w[co * taps + t]);
-      const __m256 bias = _mm256_set1_ps(o_.bias ? bias_.value[co] : 0.0f);
+      const float bias = o_.bias ? bias_.value[co] : 0.0f;
       float* acc = out_pad_.data();
-      for (int64_t i = 0; i < span8; i += 8) {
-        __m256 a = bias;
-        for (int64_t t = 0; t < taps; ++t) {
-          a = _mm256_add_ps(a, _mm256_mul_ps(wv[t], _mm256_loadu_ps(in + shift[t] + i)));
-        }
-        _mm256_storeu_ps(acc + i, a);
+      if (taps == 9) {
+        DirectTapsForward<9>(in, shift, w.data() + co * taps, taps, bias, acc, span8);
+      } else {
+        DirectTapsForward<0>(in, shift, w.data() + co * taps, taps, bias, acc, span8);
       }
       float* out = y->data() + (b * cout + co) * p;
       for (int64_t oh = 0; oh < out_h_; ++oh) {
-        for (int64_t ow = 0; ow < out_w_; ++ow) out[oh * out_w_ + ow] = acc[oh * wp + ow];
+        CopyRow(acc + oh * wp, out + oh * out_w_, out_w_);
       }
     }
   }
@@ -237,20 +434,16 @@ void Conv2d::DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
       float* g = g_pad_.data();
       const float* src = dy.data() + (b * cout + co) * p;
       for (int64_t oh = 0; oh < out_h_; ++oh) {
-        for (int64_t ow = 0; ow < out_w_; ++ow) g[oh * wp + ow] = src[oh * out_w_ + ow];
+        CopyRow(src + oh * out_w_, g + oh * wp, out_w_);
         for (int64_t ow = out_w_; ow < wp; ++ow) g[oh * wp + ow] = 0.0f;
       }
       for (int64_t i = span; i < span8; ++i) g[i] = 0.0f;
       float* acc_mem = tap_acc_.data() + co * taps * 8;
-      __m256 acc[16];
-      for (int64_t t = 0; t < taps; ++t) acc[t] = _mm256_loadu_ps(acc_mem + 8 * t);
-      for (int64_t i = 0; i < span8; i += 8) {
-        const __m256 gv = _mm256_loadu_ps(g + i);
-        for (int64_t t = 0; t < taps; ++t) {
-          acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(gv, _mm256_loadu_ps(in + shift[t] + i)));
-        }
+      if (taps == 9) {
+        DirectTapsBackward<9>(in, shift, g, taps, acc_mem, span8);
+      } else {
+        DirectTapsBackward<0>(in, shift, g, taps, acc_mem, span8);
       }
-      for (int64_t t = 0; t < taps; ++t) _mm256_storeu_ps(acc_mem + 8 * t, acc[t]);
       if (dx != nullptr) {
         for (int64_t t = 0; t < taps; ++t) {
           const float wv = w[co * taps + t];
@@ -264,7 +457,7 @@ void Conv2d::DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
         for (int64_t h = 0; h < in_h_; ++h) {
           const float* s = dx_pad_.data() + (c * hp + h + pad) * wp + pad;
           float* d = dx->data() + b * image + (c * in_h_ + h) * in_w_;
-          for (int64_t x0 = 0; x0 < in_w_; ++x0) d[x0] = s[x0];
+          CopyRow(s, d, in_w_);
         }
       }
     }
@@ -273,6 +466,38 @@ void Conv2d::DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
     double sum = 0.0;
     for (int64_t l = 0; l < 8; ++l) sum += tap_acc_[t * 8 + l];
     (*dw)[t] = static_cast<float>(sum);
+  }
+}
+
+int64_t Conv2d::BackwardChunkImages(int64_t batch) const {
+  const int64_t per_image = cols() * out_h_ * out_w_;
+  const int64_t max_images = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(1, per_image));
+  const int64_t chunks = (batch + max_images - 1) / max_images;
+  return (batch + chunks - 1) / chunks;
+}
+
+void Conv2d::AddBias(float* out, int64_t images, int64_t p) const {
+  if (!o_.bias) return;
+  for (int64_t b = 0; b < images; ++b) {
+    for (int64_t co = 0; co < o_.out_channels; ++co) {
+      const float bias = bias_.value[co];
+      float* d = out + (b * o_.out_channels + co) * p;
+      for (int64_t i = 0; i < p; ++i) d[i] += bias;
+    }
+  }
+}
+
+// ybuf_ [Cout, n_img, P] (rows n floats apart) -> y images [b0, b0 + n_img), adding the bias.
+void Conv2d::UnpackOutput(int64_t b0, int64_t n_img, int64_t n, Tensor* y) const {
+  const int64_t p = out_h_ * out_w_;
+  for (int64_t co = 0; co < o_.out_channels; ++co) {
+    const float bias = o_.bias ? bias_.value[co] : 0.0f;
+    const float* src = ybuf_.data() + co * n;
+    for (int64_t b = 0; b < n_img; ++b) {
+      const float* s = src + b * p;
+      float* d = y->data() + ((b0 + b) * o_.out_channels + co) * p;
+      for (int64_t i = 0; i < p; ++i) d[i] = s[i] + bias;
+    }
   }
 }
 
@@ -286,19 +511,25 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
     DirectForward(x, w, y);
     return;
   }
+  if (o_.stride == 1 && PackableWidth(out_w_)) {
+    const int64_t image_size = o_.in_channels * in_h_ * in_w_;
+    EnsureShape(&packed_, {out_h_ * cols() * 16});
+    for (int64_t b = 0; b < batch; ++b) {
+      PackRowPanels(x.data() + b * image_size, o_.in_channels, in_h_, in_w_, o_.kernel, o_.padding,
+                    packed_.data(), &panel_plane_);
+      PackedGemm(o_.out_channels, cols(), w.data(), cols(), o_.bias ? bias_.value.data() : nullptr,
+                 packed_.data(), out_h_, out_w_, y->data() + b * o_.out_channels * p);
+    }
+    col_holds_batch_ = false;
+    return;
+  }
   if (chunk == 1) {
     for (int64_t b = 0; b < batch; ++b) {
-      FillColumns(x, b, 1);
+      FillColumns(x, b, 1, &col_);
       float* out = y->data() + b * o_.out_channels * p;
       Sgemm(false, false, o_.out_channels, p, cols(), 1.0f, w.data(), cols(), col_.data(), p, 0.0f,
             out, p);
-      if (o_.bias) {
-        for (int64_t co = 0; co < o_.out_channels; ++co) {
-          const float bias = bias_.value[co];
-          float* d = out + co * p;
-          for (int64_t i = 0; i < p; ++i) d[i] += bias;
-        }
-      }
+      AddBias(out, 1, p);
     }
     col_holds_batch_ = batch == 1;
     return;
@@ -306,20 +537,11 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
   for (int64_t b0 = 0; b0 < batch; b0 += chunk) {
     const int64_t n_img = std::min(chunk, batch - b0);
     const int64_t n = n_img * p;
-    FillColumns(x, b0, n_img);
+    FillColumns(x, b0, n_img, &col_);
     EnsureShape(&ybuf_, {o_.out_channels, n});
     Sgemm(false, false, o_.out_channels, n, cols(), 1.0f, w.data(), cols(), col_.data(), n, 0.0f,
           ybuf_.data(), n);
-    // [Cout, n, P] -> [n, Cout, P], adding the bias.
-    for (int64_t co = 0; co < o_.out_channels; ++co) {
-      const float bias = o_.bias ? bias_.value[co] : 0.0f;
-      const float* src = ybuf_.data() + co * n;
-      for (int64_t b = 0; b < n_img; ++b) {
-        const float* s = src + b * p;
-        float* d = y->data() + ((b0 + b) * o_.out_channels + co) * p;
-        for (int64_t i = 0; i < p; ++i) d[i] = s[i] + bias;
-      }
-    }
+    UnpackOutput(b0, n_img, n, y);
   }
   col_holds_batch_ = chunk >= batch;
 }
@@ -338,70 +560,81 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
     if (o_.bias) {
       for (int64_t co = 0; co < o_.out_channels; ++co) {
         double sum = 0.0;
-        for (int64_t b = 0; b < batch; ++b) {
-          const float* g = dy.data() + (b * o_.out_channels + co) * p;
-          for (int64_t i = 0; i < p; ++i) sum += g[i];
-        }
+        for (int64_t b = 0; b < batch; ++b) sum += SumAsDouble(dy.data() + (b * o_.out_channels + co) * p, p);
         bias_.grad[co] = static_cast<float>(sum);
       }
     }
     FinishWeightGrad(weight_);
     return;
   }
-  if (chunk == 1) {
-    for (int64_t b = 0; b < batch; ++b) {
-      const float* g = dy.data() + b * o_.out_channels * p;  // [Cout, P]
-      if (o_.bias) {
-        for (int64_t co = 0; co < o_.out_channels; ++co) {
-          double sum = 0.0;
-          for (int64_t i = 0; i < p; ++i) sum += g[co * p + i];
-          bias_sum_[co] += sum;
+  const int64_t cout = o_.out_channels, cin = o_.in_channels, k = o_.kernel, kk = k * k;
+  // Stride 1: dx is the convolution of dy (padded by k - 1 - padding) with the
+  // flipped, transposed weight W'[c, (co, a, b)] = W[co, c, k-1-a, k-1-b]: an
+  // im2col of dy and a GEMM straight into dx, no col2im.
+  const bool flipped_dx = dx != nullptr && o_.stride == 1 && o_.padding <= k - 1;
+  const int64_t flip_rows = cout * kk, hw = in_h_ * in_w_;
+  if (flipped_dx) {
+    EnsureShape(&wflip_, {cin, flip_rows});
+    for (int64_t co = 0; co < cout; ++co) {
+      for (int64_t c = 0; c < cin; ++c) {
+        for (int64_t t = 0; t < kk; ++t) {
+          wflip_[c * flip_rows + co * kk + t] = w[(co * cin + c) * kk + kk - 1 - t];
         }
       }
-      if (!col_holds_batch_) FillColumns(x, b, 1);
-      Sgemm(false, true, o_.out_channels, cols(), p, 1.0f, g, p, col_.data(), p, b == 0 ? 0.0f : 1.0f,
-            dw->data(), cols());
-      if (dx != nullptr) {
-        EnsureShape(&dcol_, {cols(), p});
-        Sgemm(true, false, cols(), p, o_.out_channels, 1.0f, w.data(), cols(), g, p, 0.0f,
-              dcol_.data(), p);
-        float* img = dx->data() + b * image_size;
-        std::fill(img, img + image_size, 0.0f);
-        Col2Im(0, p, img);
-      }
     }
   }
-  for (int64_t b0 = 0; chunk > 1 && b0 < batch; b0 += chunk) {
-    const int64_t n_img = std::min(chunk, batch - b0);
+  const int64_t bchunk = col_holds_batch_ ? batch : BackwardChunkImages(batch);
+  const int64_t ld_col = col_holds_batch_ ? batch * p : 0;
+  for (int64_t b0 = 0; b0 < batch; b0 += bchunk) {
+    const int64_t n_img = std::min(bchunk, batch - b0);
     const int64_t n = n_img * p;
     // [n, Cout, P] -> [Cout, n, P]; the bias gradient on the way.
-    EnsureShape(&dybuf_, {o_.out_channels, n});
-    for (int64_t co = 0; co < o_.out_channels; ++co) {
+    EnsureShape(&dybuf_, {cout, n});
+    for (int64_t co = 0; co < cout; ++co) {
       float* d = dybuf_.data() + co * n;
       for (int64_t b = 0; b < n_img; ++b) {
-        std::memcpy(d + b * p, dy.data() + ((b0 + b) * o_.out_channels + co) * p, p * sizeof(float));
+        std::memcpy(d + b * p, dy.data() + ((b0 + b) * cout + co) * p, p * sizeof(float));
       }
-      if (o_.bias) {
-        double sum = 0.0;
-        for (int64_t i = 0; i < n; ++i) sum += d[i];
-        bias_sum_[co] += sum;
-      }
+      if (o_.bias) bias_sum_[co] += SumAsDouble(d, n);
     }
-    if (!col_holds_batch_) FillColumns(x, b0, n_img);
+    // The chunk's columns: rebuilt (they fit in L2 and are read right away,
+    // which measured faster than keeping a whole batch's in memory), unless
+    // the last Forward left the whole batch's.
+    if (!col_holds_batch_) FillColumns(x, b0, n_img, &bcol_);
+    const float* col = col_holds_batch_ ? col_.data() + b0 * p : bcol_.data();
     // dW (+)= dY col^T
-    Sgemm(false, true, o_.out_channels, cols(), n, 1.0f, dybuf_.data(), n, col_.data(), n,
+    Sgemm(false, true, cout, cols(), n, 1.0f, dybuf_.data(), n, col, col_holds_batch_ ? ld_col : n,
           b0 == 0 ? 0.0f : 1.0f, dw->data(), cols());
-    if (dx != nullptr) {
-      EnsureShape(&dcol_, {cols(), n});
-      Sgemm(true, false, cols(), n, o_.out_channels, 1.0f, w.data(), cols(), dybuf_.data(), n, 0.0f,
-            dcol_.data(), n);
-      float* images = dx->data() + b0 * image_size;
-      std::fill(images, images + n_img * image_size, 0.0f);
-      for (int64_t b = 0; b < n_img; ++b) Col2Im(b * p, n, images + b * image_size);
+    if (dx == nullptr) continue;
+    if (flipped_dx && PackableWidth(in_w_)) {
+      EnsureShape(&dpacked_, {in_h_ * flip_rows * 16});
+      for (int64_t b = b0; b < b0 + n_img; ++b) {
+        PackRowPanels(dy.data() + b * cout * p, cout, out_h_, out_w_, k, k - 1 - o_.padding,
+                      dpacked_.data(), &dy_plane_);
+        PackedGemm(cin, flip_rows, wflip_.data(), flip_rows, nullptr, dpacked_.data(), in_h_, in_w_,
+                   dx->data() + b * image_size);
+      }
+      continue;
     }
+    if (flipped_dx) {
+      EnsureShape(&dcol_, {flip_rows, hw});
+      for (int64_t b = b0; b < b0 + n_img; ++b) {
+        Im2ColStride1(dy.data() + b * cout * p, cout, out_h_, out_w_, k, k - 1 - o_.padding,
+                      dcol_.data(), hw, &dy_plane_);
+        Sgemm(false, false, cin, hw, flip_rows, 1.0f, wflip_.data(), flip_rows, dcol_.data(), hw,
+              0.0f, dx->data() + b * image_size, hw);
+      }
+      continue;
+    }
+    EnsureShape(&dcol_, {cols(), n});
+    Sgemm(true, false, cols(), n, cout, 1.0f, w.data(), cols(), dybuf_.data(), n, 0.0f,
+          dcol_.data(), n);
+    float* images = dx->data() + b0 * image_size;
+    std::fill(images, images + n_img * image_size, 0.0f);
+    for (int64_t b = 0; b < n_img; ++b) Col2Im(b * p, n, images + b * image_size);
   }
   if (o_.bias) {
-    for (int64_t co = 0; co < o_.out_channels; ++co) bias_.grad[co] = static_cast<float>(bias_sum_[co]);
+    for (int64_t co = 0; co < cout; ++co) bias_.grad[co] = static_cast<float>(bias_sum_[co]);
   }
   FinishWeightGrad(weight_);
 }

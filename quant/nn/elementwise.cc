@@ -1,5 +1,7 @@
 #include "quant/nn/elementwise.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -37,7 +39,13 @@ void Clamp::Forward(const Tensor& x, Tensor* y) {
   float* out = y->data();
   const float lo = lo_, hi = hi_;
   const int64_t n = x.numel();
-  for (int64_t i = 0; i < n; ++i) out[i] = std::min(std::max(in[i], lo), hi);
+  // max(lo, v) and min(hi, v) return v when v is NaN, like std::min/max below.
+  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, _mm256_min_ps(vhi, _mm256_max_ps(vlo, _mm256_loadu_ps(in + i))));
+  }
+  for (; i < n; ++i) out[i] = std::min(std::max(in[i], lo), hi);
 }
 
 void Clamp::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
@@ -48,8 +56,16 @@ void Clamp::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor*
   float* out = dx->data();
   const float lo = lo_, hi = hi_;
   const int64_t n = x.numel();
-  // Branch-free so that the compiler vectorises it (a && would short-circuit).
-  for (int64_t i = 0; i < n; ++i) {
+  // Explicit AVX: left to itself the compiler vectorises the select with a
+  // masked load of g, which is microcoded (slow) on AMD Zen.
+  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(in + i);
+    const __m256 pass = _mm256_and_ps(_mm256_cmp_ps(v, vlo, _CMP_GT_OQ), _mm256_cmp_ps(v, vhi, _CMP_LT_OQ));
+    _mm256_storeu_ps(out + i, _mm256_and_ps(pass, _mm256_loadu_ps(g + i)));
+  }
+  for (; i < n; ++i) {
     const bool pass = (in[i] > lo) & (in[i] < hi);
     out[i] = pass ? g[i] : 0.0f;
   }

@@ -22,6 +22,7 @@ class Pool2d : public Layer {
 
  private:
   void MaxPool2x2(const Tensor& x, Tensor* y);
+  void MaxPool2x2Backward(const Tensor& dy, Tensor* dx);
 
   Kind kind_;
   int64_t k_, s_;

@@ -106,7 +106,11 @@ TEST(Conv2dTest, ForwardMatchesDirectConvolution) {
                         // C*k*k <= 16 with stride 1: the direct path.
                         Case{1, 28, 28, 16, 3, 1, 1}, Case{1, 6, 5, 3, 4, 1, 2}, Case{1, 7, 7, 2, 3, 1, 0},
                         // >= 128 output pixels: one GEMM per image, no layout change.
-                        Case{3, 12, 12, 4, 3, 1, 1}, Case{2, 30, 20, 3, 3, 2, 0}}) {
+                        Case{3, 12, 12, 4, 3, 1, 1}, Case{2, 30, 20, 3, 3, 2, 0},
+                        // Stride 1, output width 9..16: the row-panel kernel (rows in
+                        // blocks of 6 and a remainder; widths 16, 9, 13).
+                        Case{5, 9, 16, 7, 3, 1, 1}, Case{4, 11, 9, 13, 3, 1, 1},
+                        Case{2, 13, 13, 3, 5, 1, 2}}) {
     Conv2d conv("conv", {.in_channels = -1, .out_channels = t.cout, .kernel = t.k,
                          .stride = t.stride, .padding = t.pad});
     absl::StatusOr<Shape> out = conv.Build({t.c, t.h, t.w});
@@ -136,6 +140,9 @@ TEST(Conv2dTest, GradientsMatchFiniteDifferences) {
   GradCheckOptions sparse;
   sparse.max_points = 60;
   ExpectGradientsMatch(per_image, {2, 12, 12}, 2, sparse);
+  // Row panels (stride 1, output width 9..16) for y and for dx (input width 10).
+  Conv2d panels("conv", {.in_channels = 5, .out_channels = 7, .kernel = 2, .stride = 1, .padding = 0});
+  ExpectGradientsMatch(panels, {5, 4, 10}, 2, sparse);
   // The direct path (C*k*k <= 16, stride 1), with padding and with a wide kernel.
   Conv2d direct("conv", {.in_channels = 1, .out_channels = 3, .kernel = 3, .stride = 1, .padding = 1});
   ExpectGradientsMatch(direct, {1, 6, 7}, 3);
@@ -253,6 +260,42 @@ TEST(PoolingTest, MaxPool2x2FastPathMatchesGeneralLoop) {
         EXPECT_EQ(dx[pl * 36 + best], dy[pl * 9 + oh * 3 + ow]);
       }
     }
+  }
+}
+
+// Row lengths that exercise the ends of rows: out_w >= 8 but not a multiple of
+// 8 (the last block moves back), out_w < 8 (whole blocks spill into the next
+// row, masked only at the end of the tensor), odd input sizes (a column and a
+// row that no window covers): the whole of y and dx against plain loops.
+TEST(PoolingTest, MaxPool2x2RowEndsMatchReference) {
+  for (const Shape& shape : {Shape{3, 2, 28, 29}, Shape{2, 3, 15, 14}, Shape{1, 1, 5, 7}}) {
+    const int64_t planes = shape[0] * shape[1], h = shape[2], w = shape[3];
+    const int64_t oh_n = h / 2, ow_n = w / 2;
+    Tensor x = RandomTensor(shape, 9);
+    Pool2d pool("p", Pool2d::Kind::kMax, 2, 2);
+    ASSERT_TRUE(pool.Build({shape[1], h, w}).ok());
+    Tensor y, dx;
+    pool.Forward(x, &y);
+    Tensor dy = RandomTensor(y.shape(), 4);
+    pool.Backward(x, y, dy, &dx);
+    std::vector<float> ref_dx(x.numel(), 0.0f);
+    for (int64_t pl = 0; pl < planes; ++pl) {
+      for (int64_t oh = 0; oh < oh_n; ++oh) {
+        for (int64_t ow = 0; ow < ow_n; ++ow) {
+          int64_t best = pl * h * w + 2 * oh * w + 2 * ow;
+          for (int64_t i = 0; i < 2; ++i) {
+            for (int64_t j = 0; j < 2; ++j) {
+              const int64_t idx = pl * h * w + (2 * oh + i) * w + 2 * ow + j;
+              if (x[idx] > x[best]) best = idx;
+            }
+          }
+          const int64_t o = (pl * oh_n + oh) * ow_n + ow;
+          ASSERT_EQ(y[o], x[best]) << ShapeToString(shape) << " " << o;
+          ref_dx[best] += dy[o];
+        }
+      }
+    }
+    for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(dx[i], ref_dx[i]) << ShapeToString(shape) << " " << i;
   }
 }
 
