@@ -90,7 +90,9 @@ struct Outcome {
 std::string Summarise(const quantlab::ResultRecord& r) {
   if (r.status() != quantlab::ResultRecord::OK) return r.error();
   std::string s;
-  for (const auto& [k, v] : r.metrics()) absl::StrAppend(&s, s.empty() ? "" : ", ", k, " ", v);
+  // Sorted: a protobuf map iterates in no fixed order.
+  const std::map<std::string, double> metrics(r.metrics().begin(), r.metrics().end());
+  for (const auto& [k, v] : metrics) absl::StrAppend(&s, s.empty() ? "" : ", ", k, " ", v);
   for (const auto& b : r.backends()) {
     absl::StrAppend(&s, s.empty() ? "" : ", ", b.backend(), " ",
                     absl::StrFormat("%.2f%%", 100 * b.test_accuracy()));
