@@ -11,43 +11,11 @@
 #include "quant/data/synthetic.h"
 #include "quant/nn/model.h"
 #include "quant/training/training_scheme.h"
+#include "tests/training/scheme_test_util.h"
 #include "yaml-cpp/yaml.h"
 
 namespace quant {
 namespace {
-
-std::string TempDir(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  const std::string path = std::string(dir ? dir : "/tmp") + "/" + name;
-  std::filesystem::remove_all(path);
-  return path;
-}
-
-std::unique_ptr<Dataset> Synthetic(int image_size = 8) {
-  ParamReader p(YAML::Load("{train_size: 600, test_size: 300, image_size: " +
-                           std::to_string(image_size) + ", noise: 1.0}"),
-                "t.yaml", "dataset");
-  auto ds = SyntheticDataset::Create(p);
-  EXPECT_TRUE(ds.ok()) << ds.status();
-  EXPECT_TRUE((*ds)->Load().ok());
-  return std::move(ds).value();
-}
-
-absl::StatusOr<std::unique_ptr<TrainingScheme>> Scheme(const std::string& yaml) {
-  ParamReader p(YAML::Load(yaml), "t.yaml", "train");
-  auto s = Registry<TrainingScheme>::Get().CreateFrom(p, "scheme", "fp32", "scheme");
-  if (!s.ok()) return s.status();
-  if (absl::Status st = p.Finish(); !st.ok()) return st;
-  return s;
-}
-
-std::unique_ptr<nn::Model> Model(const std::string& yaml, const Dataset& ds, uint64_t seed) {
-  ParamReader p(YAML::Load(yaml), "t.yaml", "model");
-  auto m = Registry<nn::Model>::Get().CreateFrom(p, "name", "", "model");
-  EXPECT_TRUE(m.ok()) << m.status();
-  EXPECT_TRUE((*m)->Build(ds.sample_shape(), ds.num_classes(), seed).ok());
-  return std::move(m).value();
-}
 
 struct TrainRun {
   absl::StatusOr<TrainResult> result;

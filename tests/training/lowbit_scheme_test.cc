@@ -17,6 +17,7 @@
 #include "quant/quantizers/quant_config.h"
 #include "quant/training/lowbit_scheme.h"
 #include "quant/training/training_scheme.h"
+#include "tests/training/scheme_test_util.h"
 #include "yaml-cpp/yaml.h"
 
 namespace quant {
@@ -26,38 +27,13 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-std::unique_ptr<Dataset> Synthetic() {
-  ParamReader p(YAML::Load("{train_size: 600, test_size: 300, image_size: 8, noise: 1.0}"), "t.yaml",
-                "dataset");
-  auto ds = SyntheticDataset::Create(p);
-  EXPECT_TRUE(ds.ok()) << ds.status();
-  EXPECT_TRUE((*ds)->Load().ok());
-  return std::move(ds).value();
-}
-
-absl::StatusOr<std::unique_ptr<TrainingScheme>> Scheme(const std::string& yaml) {
-  ParamReader p(YAML::Load(yaml), "t.yaml", "train");
-  auto s = Registry<TrainingScheme>::Get().CreateFrom(p, "scheme", "fp32", "scheme");
-  if (!s.ok()) return s.status();
-  if (absl::Status st = p.Finish(); !st.ok()) return st;
-  return s;
-}
-
 std::unique_ptr<QuantConfig> Quant(const std::string& yaml) {
-  ParamReader p(YAML::Load(yaml), "q.yaml", "quant");
-  auto q = QuantConfig::Read(p);
+  auto q = Config(yaml);
   EXPECT_TRUE(q.ok()) << q.status();
-  EXPECT_TRUE(p.Finish().ok());
   return std::move(q).value();
 }
 
-std::unique_ptr<nn::Model> Mlp(const Dataset& ds) {
-  ParamReader p(YAML::Load("{name: mlp, hidden: [32, 16]}"), "t.yaml", "model");
-  auto m = Registry<nn::Model>::Get().CreateFrom(p, "name", "", "model");
-  EXPECT_TRUE(m.ok()) << m.status();
-  EXPECT_TRUE((*m)->Build(ds.sample_shape(), ds.num_classes(), 0).ok());
-  return std::move(m).value();
-}
+std::unique_ptr<nn::Model> Mlp(const Dataset& ds) { return Model("{name: mlp, hidden: [32, 16]}", ds); }
 
 std::vector<std::string> Plan(const std::string& train, const std::string& quant,
                               const Dataset& ds) {

@@ -17,6 +17,7 @@
 #include "quant/nn/model.h"
 #include "quant/training/mixed_precision_scheme.h"
 #include "quant/training/training_scheme.h"
+#include "tests/training/scheme_test_util.h"
 #include "yaml-cpp/yaml.h"
 
 namespace quant {
@@ -24,36 +25,12 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::unique_ptr<Dataset> Synthetic() {
-  ParamReader p(YAML::Load("{train_size: 600, test_size: 300, image_size: 8, noise: 1.0}"), "t.yaml",
-                "dataset");
-  auto ds = SyntheticDataset::Create(p);
-  EXPECT_TRUE(ds.ok()) << ds.status();
-  EXPECT_TRUE((*ds)->Load().ok());
-  return std::move(ds).value();
-}
-
-absl::StatusOr<std::unique_ptr<TrainingScheme>> Scheme(const std::string& yaml) {
-  ParamReader p(YAML::Load(yaml), "t.yaml", "train");
-  auto s = Registry<TrainingScheme>::Get().CreateFrom(p, "scheme", "fp32", "scheme");
-  if (!s.ok()) return s.status();
-  if (absl::Status st = p.Finish(); !st.ok()) return st;
-  return s;
-}
-
 struct TrainRun {
   absl::StatusOr<TrainResult> result;
   std::unique_ptr<nn::Model> model;
   std::string log;
   nlohmann::json metrics;
 };
-
-std::string TmpDir(const std::string& name) {
-  const char* d = std::getenv("TEST_TMPDIR");
-  const std::string path = std::string(d ? d : "/tmp") + "/" + name;
-  std::filesystem::remove_all(path);
-  return path;
-}
 
 TrainRun Train(const std::string& train, const Dataset& ds, const std::string& dir_name) {
   TrainRun run;
@@ -63,7 +40,7 @@ TrainRun Train(const std::string& train, const Dataset& ds, const std::string& d
   auto m = Registry<nn::Model>::Get().CreateFrom(mp, "name", "", "model");
   EXPECT_TRUE((*m)->Build(ds.sample_shape(), ds.num_classes(), 0).ok());
   run.model = std::move(m).value();
-  const std::string dir = TmpDir(dir_name);
+  const std::string dir = TempDir(dir_name);
   FILE* log = std::tmpfile();
   TrainContext ctx{.dataset = &ds, .model = run.model.get(), .seed = 0, .threads = 1,
                    .run_dir = dir, .name = "t", .progress = TrainContext::Progress::kSummary,

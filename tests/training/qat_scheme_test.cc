@@ -16,50 +16,11 @@
 #include "quant/nn/model.h"
 #include "quant/quantizers/quant_config.h"
 #include "quant/training/qat_scheme.h"
+#include "tests/training/scheme_test_util.h"
 #include "yaml-cpp/yaml.h"
 
 namespace quant {
 namespace {
-
-std::string TempDir(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  const std::string path = std::string(dir ? dir : "/tmp") + "/" + name;
-  std::filesystem::remove_all(path);
-  return path;
-}
-
-std::unique_ptr<Dataset> Synthetic() {
-  ParamReader p(YAML::Load("{train_size: 600, test_size: 300, image_size: 8, noise: 1.0}"), "t.yaml",
-                "dataset");
-  auto ds = SyntheticDataset::Create(p);
-  EXPECT_TRUE(ds.ok()) << ds.status();
-  EXPECT_TRUE((*ds)->Load().ok());
-  return std::move(ds).value();
-}
-
-std::unique_ptr<nn::Model> Model(const std::string& yaml, const Dataset& ds, uint64_t seed = 0) {
-  ParamReader p(YAML::Load(yaml), "t.yaml", "model");
-  auto m = Registry<nn::Model>::Get().CreateFrom(p, "name", "", "model");
-  EXPECT_TRUE(m.ok()) << m.status();
-  EXPECT_TRUE((*m)->Build(ds.sample_shape(), ds.num_classes(), seed).ok());
-  return std::move(m).value();
-}
-
-absl::StatusOr<std::unique_ptr<QuantConfig>> Config(const std::string& yaml) {
-  ParamReader p(YAML::Load(yaml), "t.yaml", "quant");
-  auto c = QuantConfig::Read(p);
-  if (!c.ok()) return c.status();
-  if (absl::Status s = p.Finish(); !s.ok()) return s;
-  return c;
-}
-
-absl::StatusOr<std::unique_ptr<TrainingScheme>> Scheme(const std::string& yaml) {
-  ParamReader p(YAML::Load(yaml), "t.yaml", "train");
-  auto s = Registry<TrainingScheme>::Get().CreateFrom(p, "scheme", "fp32", "scheme");
-  if (!s.ok()) return s.status();
-  if (absl::Status st = p.Finish(); !st.ok()) return st;
-  return s;
-}
 
 struct TrainRun {
   absl::StatusOr<TrainResult> result = absl::UnknownError("not run");
