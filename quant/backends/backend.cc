@@ -118,6 +118,16 @@ absl::Status CheckWeighted(const QuantizedModel& m, int i, const Op& op, const B
 
 }  // namespace
 
+void SupportEveryDtype(const std::string& note, BackendProfile* profile) {
+  for (DType a : {INT8, UINT8}) {
+    for (DType w : {INT8, UINT8}) {
+      const WeightSupport s{a, w, /*per_tensor=*/true, /*per_channel=*/true, /*weight_zero_point=*/true, note};
+      profile->fully_connected.push_back(s);
+      profile->conv2d.push_back(s);
+    }
+  }
+}
+
 absl::Status CheckLayerSpec(const LayerQuantSpec& spec, const BackendProfile& p) {
   return CheckSpecAt(spec, p, absl::StrCat("backend '", p.backend, "' cannot run layer '", spec.layer, "' (",
                                            spec.kind, "): "));

@@ -56,6 +56,12 @@ struct BackendProfile {
   std::string requantization;  // how it rounds, for docs and error messages
 };
 
+// Adds to `profile` every activation/weight dtype pair (int8, uint8), per-tensor
+// and per-channel, with any weight zero point, for both fully connected and
+// conv layers: what a backend with its own kernels for every case supports
+// (reference, gemmlowp, fake_quant). `note` names how it runs them.
+void SupportEveryDtype(const std::string& note, BackendProfile* profile);
+
 // What a quantization config asks of one weighted layer, known before a model
 // exists: lets config validation reject a backend selection up front with the
 // same rules (and messages) that CheckProfile applies to a converted model.

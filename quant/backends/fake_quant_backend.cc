@@ -32,13 +32,7 @@ const BackendProfile& FakeQuantBackend::Profile() {
   static const BackendProfile* profile = [] {
     auto* p = new BackendProfile;
     p->backend = "fake_quant";
-    for (DType a : {INT8, UINT8}) {
-      for (DType w : {INT8, UINT8}) {
-        WeightSupport s{a, w, true, true, true, "float simulation"};
-        p->fully_connected.push_back(s);
-        p->conv2d.push_back(s);
-      }
-    }
+    SupportEveryDtype("float simulation", p);
     p->requantization = "float: y * (1/s_out), nearbyint (half to even), as fake quantization";
     return p;
   }();

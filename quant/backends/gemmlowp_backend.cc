@@ -107,15 +107,9 @@ const BackendProfile& GemmlowpBackend::Profile() {
   static const BackendProfile* profile = [] {
     auto* p = new BackendProfile;
     p->backend = "gemmlowp";
-    for (DType a : {INT8, UINT8}) {
-      for (DType w : {INT8, UINT8}) {
-        // Offsets are per row of the LHS (per output channel), so per-channel
-        // weight zero points are free; int8 is carried as uint8 + 128.
-        WeightSupport s{a, w, true, true, true, "GemmWithOutputPipelinePC, uint8 operands with offsets"};
-        p->fully_connected.push_back(s);
-        p->conv2d.push_back(s);
-      }
-    }
+    // Offsets are per row of the LHS (per output channel), so per-channel
+    // weight zero points are free; int8 is carried as uint8 + 128.
+    SupportEveryDtype("GemmWithOutputPipelinePC, uint8 operands with offsets", p);
     p->requantization = "gemmlowp OutputStageScaleInt32ByFixedPointAndExponent(PC): same as reference";
     return p;
   }();

@@ -31,13 +31,7 @@ const BackendProfile& ReferenceBackend::Profile() {
   static const BackendProfile* profile = [] {
     auto* p = new BackendProfile;
     p->backend = "reference";
-    for (DType a : {INT8, UINT8}) {
-      for (DType w : {INT8, UINT8}) {
-        WeightSupport s{a, w, true, true, true, "plain C++"};
-        p->fully_connected.push_back(s);
-        p->conv2d.push_back(s);
-      }
-    }
+    SupportEveryDtype("plain C++", p);
     p->requantization =
         "int32 accumulation; TFLite MultiplyByQuantizedMultiplier (SaturatingRoundingDoublingHighMul, then "
         "RoundingDivideByPOT: ties away from zero)";
