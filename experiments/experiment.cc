@@ -335,7 +335,7 @@ quantlab::ResultRecord Run(ExperimentPlan& plan) {
     // The accuracy of what the scheme trained (fake-quantized for QAT schemes);
     // "float_test_accuracy" only when the trained model is a float one.
     metrics["final_test_accuracy"] = trained->final_test_accuracy;
-    if (plan.train_scheme_name == "fp32") metrics["float_test_accuracy"] = trained->final_test_accuracy;
+    if (plan.scheme->trains_float32_model()) metrics["float_test_accuracy"] = trained->final_test_accuracy;
     // A scheme's own scalars (underflow fractions, skipped steps, pretrain accuracy, ...).
     for (const auto& [key, value] : trained->metrics) metrics[key] = value;
   } else if (plan.model != nullptr) {

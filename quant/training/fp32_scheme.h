@@ -17,6 +17,7 @@ class Fp32Scheme : public TrainingScheme {
   static absl::StatusOr<std::unique_ptr<TrainingScheme>> Create(ParamReader& p);
   absl::StatusOr<TrainResult> Train(TrainContext& context) override;
   std::string Describe() const override { return "fp32: " + settings_.Describe(); }
+  bool trains_float32_model() const override { return true; }
 
  private:
   TrainSettings settings_;

@@ -68,6 +68,10 @@ class TrainingScheme {
   // True for schemes that need the `quant:` section (the driver refuses a
   // config that selects such a scheme without one, before anything runs).
   virtual bool uses_quant_config() const { return false; }
+  // True when the trained model computes in plain float32 (no fake
+  // quantization, no format rounding): its accuracy is a float baseline, and
+  // the record calls it float_test_accuracy.
+  virtual bool trains_float32_model() const { return false; }
 };
 
 }  // namespace quant
