@@ -19,6 +19,10 @@ class BatchNorm : public Layer {
             float eps = 1e-5f);
 
   std::string Describe() const override;
+  std::string type() const override { return spatial_ ? "batchnorm2d" : "batchnorm1d"; }
+  std::string name_prefix() const override { return "bn"; }
+  bool spatial() const { return spatial_; }
+  float momentum() const { return momentum_; }
   absl::StatusOr<Shape> Build(const Shape& input) override;
   void ResetParameters(Rng& rng) override;
   void Forward(const Tensor& x, Tensor* y) override;

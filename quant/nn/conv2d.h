@@ -47,6 +47,8 @@ class Conv2d : public Layer {
   Conv2d(std::string name, Conv2dOptions options);
 
   std::string Describe() const override;
+  std::string type() const override { return "conv2d"; }
+  std::string name_prefix() const override { return "conv"; }
   absl::StatusOr<Shape> Build(const Shape& input) override;
   void ResetParameters(Rng& rng) override;
   void Forward(const Tensor& x, Tensor* y) override;

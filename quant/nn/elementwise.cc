@@ -33,6 +33,21 @@ std::string Clamp::Describe() const {
   return absl::StrCat("Hardtanh(", lo_, ", ", hi_, ")");
 }
 
+std::string Clamp::type() const {
+  switch (kind_) {
+    case Kind::kReLU:
+      return "relu";
+    case Kind::kReLU6:
+      return "relu6";
+    case Kind::kHardtanh:
+      break;
+  }
+  return "hardtanh";
+}
+
+// relu6 nodes are named relu6_1, relu6_2 (relu61 would read as relu 61).
+std::string Clamp::name_prefix() const { return kind_ == Kind::kReLU6 ? "relu6_" : type(); }
+
 void Clamp::Forward(const Tensor& x, Tensor* y) {
   EnsureShape(y, x.shape());
   const float* in = x.data();

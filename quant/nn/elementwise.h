@@ -14,6 +14,11 @@ class Clamp : public Layer {
   enum class Kind { kReLU, kReLU6, kHardtanh };
   Clamp(std::string name, Kind kind, float lo = -1.0f, float hi = 1.0f);
   std::string Describe() const override;
+  std::string type() const override;
+  std::string name_prefix() const override;
+  Kind kind() const { return kind_; }
+  float lo() const { return lo_; }
+  float hi() const { return hi_; }
   absl::StatusOr<Shape> Build(const Shape& input) override { return input; }
   void Forward(const Tensor& x, Tensor* y) override;
   void Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
@@ -28,6 +33,7 @@ class Flatten : public Layer {
  public:
   explicit Flatten(std::string name) : Layer(std::move(name)) {}
   std::string Describe() const override { return "Flatten()"; }
+  std::string type() const override { return "flatten"; }
   absl::StatusOr<Shape> Build(const Shape& input) override;
   void Forward(const Tensor& x, Tensor* y) override;
   void Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
@@ -43,6 +49,8 @@ class Dropout : public Layer {
  public:
   Dropout(std::string name, float p) : Layer(std::move(name)), p_(p) {}
   std::string Describe() const override;
+  std::string type() const override { return "dropout"; }
+  float p() const { return p_; }
   absl::StatusOr<Shape> Build(const Shape& input) override;
   void ResetParameters(Rng& rng) override { rng_ = Rng(rng.Next()); }
   void Forward(const Tensor& x, Tensor* y) override;

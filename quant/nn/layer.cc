@@ -1,6 +1,16 @@
 #include "quant/nn/layer.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace quant::nn {
+
+absl::StatusOr<Shape> Layer::BuildInputs(const std::vector<Shape>& inputs) {
+  if (inputs.size() != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(type(), " takes one input, but ", inputs.size(), " are given"));
+  }
+  return Build(inputs[0]);
+}
 
 const Tensor& Layer::EffectiveWeight(const Parameter& weight) {
   if (!weight_transform_) return weight.value;

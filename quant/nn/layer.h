@@ -1,5 +1,15 @@
-// Layers of quantlab's small CPU networks: the base class every layer derives
-// from, its parameters, and the hook points where quantization is inserted.
+// Layers of quantlab's small CPU networks: the base class every op (graph node
+// kernel) derives from, its parameters, and the hook points where quantization
+// is inserted. A Layer is the kernel of one node of a Graph (quant/nn/graph.h):
+// it reads one or more input values and writes one output value.
+//
+// Ops are plugins (registry `op:`): each op's .cc registers a factory that reads
+// its YAML settings, e.g.
+//   QUANTLAB_REGISTER(Layer, "hardswish", CreateHardswish, "x * relu6(x + 3) / 6");
+// so a new op is one .h/.cc pair and one registration line (see contrib/).
+//
+// Single-input ops implement Build/Forward/Backward. Ops with several inputs
+// (add, concat) derive from MultiInputLayer and implement the *Inputs forms.
 //
 // A layer works on whole mini-batches: tensors are [B, ...sample shape].
 // Forward(x, &y) computes the output into a caller-owned buffer that is reused
@@ -61,6 +71,7 @@ class TensorTransform {
 
 class Layer {
  public:
+  static constexpr char kRegistryKind[] = "op";
   explicit Layer(std::string name) : name_(std::move(name)) {}
   virtual ~Layer() = default;
   Layer(const Layer&) = delete;
@@ -69,8 +80,25 @@ class Layer {
   // The name quantization specs address by regex, e.g. "conv1", "fc2".
   const std::string& name() const { return name_; }
   void set_name(std::string name) { name_ = std::move(name); }
-  // e.g. "Linear(784, 256)"; valid after Build for inferred sizes.
+  // e.g. "Linear(784, 256)"; valid after Build for inferred sizes. For people:
+  // code asks type() and the typed accessors, never parses this.
   virtual std::string Describe() const = 0;
+  // The registry name of the op, e.g. "conv2d", "relu6", "add".
+  virtual std::string type() const = 0;
+  // Prefix of automatic node names: "conv" gives conv1, conv2, ...
+  virtual std::string name_prefix() const { return type(); }
+
+  // Number of inputs the op takes: 1 for most, -1 for any number >= 1 (concat).
+  virtual int num_inputs() const { return 1; }
+  // The graph calls these; single-input ops get them for free from the
+  // one-input forms below. `x` and `dx` have one entry per input; a null dx
+  // entry means that input's gradient is not needed.
+  virtual absl::StatusOr<Shape> BuildInputs(const std::vector<Shape>& inputs);
+  virtual void ForwardInputs(const std::vector<const Tensor*>& x, Tensor* y) { Forward(*x[0], y); }
+  virtual void BackwardInputs(const std::vector<const Tensor*>& x, const Tensor& y, const Tensor& dy,
+                              const std::vector<Tensor*>& dx) {
+    Backward(*x[0], y, dy, dx[0]);
+  }
 
   // Checks the input sample shape (no batch dimension), allocates parameters
   // and returns the output sample shape. A mismatch is InvalidArgument
@@ -120,6 +148,23 @@ class Layer {
   std::shared_ptr<TensorTransform> output_transform_;
   Tensor effective_weight_;
   Tensor effective_weight_grad_;
+};
+
+// Base of ops with several inputs (add, concat): they implement the *Inputs
+// forms; the one-input forms are never called by the graph.
+class MultiInputLayer : public Layer {
+ public:
+  using Layer::Layer;
+  int num_inputs() const override = 0;
+  absl::StatusOr<Shape> BuildInputs(const std::vector<Shape>& inputs) override = 0;
+  void ForwardInputs(const std::vector<const Tensor*>& x, Tensor* y) override = 0;
+  void BackwardInputs(const std::vector<const Tensor*>& x, const Tensor& y, const Tensor& dy,
+                      const std::vector<Tensor*>& dx) override = 0;
+  absl::StatusOr<Shape> Build(const Shape& input) final { return BuildInputs({input}); }
+  void Forward(const Tensor& x, Tensor* y) final { ForwardInputs({&x}, y); }
+  void Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) final {
+    BackwardInputs({&x}, y, dy, {dx});
+  }
 };
 
 // Makes `t` have `shape` without touching the heap when it already has it.

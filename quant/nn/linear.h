@@ -13,6 +13,8 @@ class Linear : public Layer {
   Linear(std::string name, int64_t in_features, int64_t out_features, bool bias = true);
 
   std::string Describe() const override;
+  std::string type() const override { return "linear"; }
+  std::string name_prefix() const override { return "fc"; }
   absl::StatusOr<Shape> Build(const Shape& input) override;
   void ResetParameters(Rng& rng) override;
   void Forward(const Tensor& x, Tensor* y) override;

@@ -16,6 +16,11 @@ class Pool2d : public Layer {
   Pool2d(std::string name, Kind kind, int64_t kernel, int64_t stride = 0);
 
   std::string Describe() const override;
+  std::string type() const override { return kind_ == Kind::kMax ? "maxpool2d" : "avgpool2d"; }
+  std::string name_prefix() const override { return "pool"; }
+  Kind kind() const { return kind_; }
+  int64_t kernel() const { return k_; }
+  int64_t stride() const { return s_; }
   absl::StatusOr<Shape> Build(const Shape& input) override;
   void Forward(const Tensor& x, Tensor* y) override;
   void Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
