@@ -6,6 +6,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "quant/core/params.h"
+#include "quant/core/registry.h"
 #include "quant/nn/gemm.h"
 #include "quant/nn/init.h"
 
@@ -638,5 +640,20 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
   }
   FinishWeightGrad(weight_);
 }
+
+absl::StatusOr<std::unique_ptr<Layer>> CreateConv2d(ParamReader& p) {
+  Conv2dOptions o;
+  o.in_channels = p.Int("in_channels", -1, "input channels (default: inferred; checked when given)");
+  o.out_channels = p.IntInRange("out_channels", 0, 1, 1 << 20, "output channels");
+  if (!p.describing() && !p.Has("out_channels")) p.Fail("out_channels", "a conv2d layer needs out_channels");
+  o.kernel = p.IntInRange("kernel", 3, 1, 1024, "square kernel size");
+  o.stride = p.IntInRange("stride", 1, 1, 1024, "stride");
+  o.padding = p.IntInRange("padding", 0, 0, 1024, "zero padding on each side");
+  o.bias = p.Bool("bias", true, "learn a bias");
+  if (absl::Status s = p.status(); !s.ok()) return s;
+  return std::unique_ptr<Layer>(new Conv2d("", o));
+}
+
+QUANTLAB_REGISTER(Layer, "conv2d", CreateConv2d, "2-D convolution over NCHW, square kernel");
 
 }  // namespace quant::nn

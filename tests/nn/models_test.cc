@@ -79,7 +79,7 @@ TEST(ModelsTest, SequentialShapesThatDoNotChainNameLayerAndShapes) {
   absl::Status s = (*m)->Build({1, 28, 28}, 10, 0);
   ASSERT_FALSE(s.ok());
   const std::string msg(s.message());
-  EXPECT_NE(msg.find("layer 4"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("node 4"), std::string::npos) << msg;
   EXPECT_NE(msg.find("fc1"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[100]"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[1568]"), std::string::npos) << msg;
