@@ -1,20 +1,17 @@
 // Hardswish, Sigmoid, Tanh: forward and backward against PyTorch 1.13
 // (values from tests/nn/torch_golden_gen.py), gradients against central
-// differences, the ops' registration and their fixed output qparams.
+// differences and their fixed output qparams
+// (registration: op_registry_test.cc).
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "quant/core/params.h"
-#include "quant/core/registry.h"
 #include "quant/nn/activations.h"
 #include "tests/nn/gradient_check.h"
-#include "yaml-cpp/yaml.h"
 
 namespace quant::nn {
 namespace {
@@ -265,19 +262,6 @@ TEST(ActivationsTest, FixedOutputQParamsAreTorchs) {
   EXPECT_FALSE(is_signed);
   // Hardswish is not in PyTorch 1.13's _FIXED_QPARAMS_OP_TO_OBSERVER.
   EXPECT_FALSE(Hardswish("h").fixed_output_qparams(&scale, &zero_point, &is_signed));
-}
-
-TEST(ActivationsTest, RegisteredAsOps) {
-  for (const char* name : {"hardswish", "sigmoid", "tanh"}) {
-    ASSERT_TRUE(Registry<Layer>::Get().Contains(name)) << name;
-    ParamReader p(YAML::Load("{}"), "test.yaml", "graph.nodes");
-    absl::StatusOr<std::unique_ptr<Layer>> op = Registry<Layer>::Get().Create(name, p);
-    ASSERT_TRUE(op.ok()) << op.status();
-    EXPECT_EQ((*op)->type(), name);
-    EXPECT_EQ((*op)->name_prefix(), name);
-    EXPECT_EQ((*op)->name(), "");
-    EXPECT_TRUE(p.Finish().ok()) << p.Finish();
-  }
 }
 
 }  // namespace

@@ -1,18 +1,15 @@
 // GlobalAvgPool: forward and backward against PyTorch 1.13's
 // AdaptiveAvgPool2d(1) + flatten (values from tests/nn/torch_golden_gen.py),
-// gradients against central differences, shapes and registration.
+// gradients against central differences and shapes (registration:
+// op_registry_test.cc).
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "quant/core/params.h"
-#include "quant/core/registry.h"
 #include "quant/nn/global_avg_pool.h"
 #include "tests/nn/gradient_check.h"
-#include "yaml-cpp/yaml.h"
 
 namespace quant::nn {
 namespace {
@@ -128,17 +125,6 @@ TEST(GlobalAvgPoolTest, ReusesItsOutputBuffer) {
   gap.Backward(x, y, y, &dx);
   EXPECT_EQ(y.data(), y_data);
   EXPECT_EQ(dx.data(), dx_data);
-}
-
-TEST(GlobalAvgPoolTest, RegisteredAsAnOp) {
-  ASSERT_TRUE(Registry<Layer>::Get().Contains("global_avg_pool"));
-  ParamReader p(YAML::Load("{}"), "test.yaml", "graph.nodes");
-  absl::StatusOr<std::unique_ptr<Layer>> op = Registry<Layer>::Get().Create("global_avg_pool", p);
-  ASSERT_TRUE(op.ok()) << op.status();
-  EXPECT_EQ((*op)->type(), "global_avg_pool");
-  EXPECT_EQ((*op)->name_prefix(), "gap");
-  EXPECT_EQ((*op)->name(), "");
-  EXPECT_TRUE(p.Finish().ok());
 }
 
 }  // namespace
