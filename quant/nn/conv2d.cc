@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "quant/core/registry.h"
 #include "quant/nn/gemm.h"
 #include "quant/nn/init.h"
 
@@ -171,13 +172,15 @@ Conv2d::Conv2d(std::string name, Conv2dOptions options) : Layer(std::move(name))
 std::string Conv2d::Describe() const {
   return absl::StrCat("Conv2d(", o_.in_channels, ", ", o_.out_channels, ", kernel=", o_.kernel,
                       ", stride=", o_.stride, ", padding=", o_.padding,
+                      o_.groups != 1 ? absl::StrCat(", groups=", o_.groups) : "",
                       o_.bias ? "" : ", bias=false", ")");
 }
 
 absl::StatusOr<Shape> Conv2d::Build(const Shape& input) {
-  if (o_.out_channels <= 0 || o_.kernel <= 0 || o_.stride <= 0 || o_.padding < 0) {
+  if (o_.out_channels <= 0 || o_.kernel <= 0 || o_.stride <= 0 || o_.padding < 0 ||
+      o_.groups <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "needs out_channels, kernel, stride > 0 and padding >= 0; has ", Describe()));
+        "needs out_channels, kernel, stride, groups > 0 and padding >= 0; has ", Describe()));
   }
   if (input.size() != 3) {
     return absl::InvalidArgumentError(
@@ -188,6 +191,12 @@ absl::StatusOr<Shape> Conv2d::Build(const Shape& input) {
     return absl::InvalidArgumentError(absl::StrCat("expects input [", o_.in_channels,
                                                    ", H, W] but gets ", ShapeToString(input)));
   }
+  if (o_.in_channels % o_.groups != 0 || o_.out_channels % o_.groups != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "in_channels (", o_.in_channels, ") and out_channels (", o_.out_channels,
+        ") must both be divisible by groups (", o_.groups, "); has input ", ShapeToString(input),
+        " for ", Describe()));
+  }
   in_h_ = input[1];
   in_w_ = input[2];
   out_h_ = (in_h_ + 2 * o_.padding - o_.kernel) / o_.stride + 1;
@@ -197,13 +206,28 @@ absl::StatusOr<Shape> Conv2d::Build(const Shape& input) {
                                                    ShapeToString(input), " with padding ",
                                                    o_.padding));
   }
-  weight_.Allocate({o_.out_channels, o_.in_channels, o_.kernel, o_.kernel});
+  weight_.Allocate({o_.out_channels, o_.in_channels / o_.groups, o_.kernel, o_.kernel});
   if (o_.bias) bias_.Allocate({o_.out_channels});
+  group_convs_.clear();
+  if (UseGroupLoop()) {
+    Conv2dOptions g = o_;
+    g.in_channels = o_.in_channels / o_.groups;
+    g.out_channels = o_.out_channels / o_.groups;
+    g.groups = 1;
+    for (int64_t i = 0; i < o_.groups; ++i) {
+      group_convs_.push_back(std::make_unique<Conv2d>(absl::StrCat(name(), ".group", i), g));
+      absl::StatusOr<Shape> out = group_convs_.back()->Build({g.in_channels, in_h_, in_w_});
+      if (!out.ok()) return out.status();
+    }
+  } else if (depthwise()) {
+    DepthwiseGeometry();
+  }
   return Shape{o_.out_channels, out_h_, out_w_};
 }
 
 void Conv2d::ResetParameters(Rng& rng) {
-  const float bound = KaimingUniformBound(cols());
+  // PyTorch: fan_in = in_channels / groups * k * k, for the weight and the bias.
+  const float bound = KaimingUniformBound(group_cols());
   FillUniform(&weight_.value, bound, rng);
   if (o_.bias) FillUniform(&bias_.value, bound, rng);
 }
@@ -507,6 +531,14 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
   const int64_t chunk = ChunkImages(batch);
   EnsureShape(y, {batch, o_.out_channels, out_h_, out_w_});
   const Tensor& w = EffectiveWeight(weight_);
+  if (UseGroupLoop()) {
+    GroupForward(x, w, y);
+    return;
+  }
+  if (depthwise()) {
+    DepthwiseForward(x, w, y);
+    return;
+  }
   if (UseDirect()) {
     DirectForward(x, w, y);
     return;
@@ -555,6 +587,15 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
   const Tensor& w = LastEffectiveWeight(weight_);
   bias_sum_.assign(o_.out_channels, 0.0);  // capacity is kept
   if (dx != nullptr) EnsureShape(dx, x.shape());
+  if (UseGroupLoop() || depthwise()) {
+    if (UseGroupLoop()) {
+      GroupBackward(x, w, dy, dw, dx);
+    } else {
+      DepthwiseBackward(x, w, dy, dw, dx);
+    }
+    FinishWeightGrad(weight_);
+    return;
+  }
   if (UseDirect()) {
     DirectBackward(x, w, dy, dw, dx);
     if (o_.bias) {
@@ -638,5 +679,376 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
   }
   FinishWeightGrad(weight_);
 }
+
+// ---------------------------------------------------------------------------
+// Grouped convolution through one groups = 1 layer per group.
+
+void Conv2d::GroupForward(const Tensor& x, const Tensor& w, Tensor* y) {
+  const int64_t batch = x.dim(0), g = o_.groups, cin = o_.in_channels, cout = o_.out_channels;
+  const int64_t cg = cin / g, og = cout / g, kk = o_.kernel * o_.kernel;
+  const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_;
+  EnsureShape(&gx_, {batch, cg, in_h_, in_w_});
+  for (int64_t gi = 0; gi < g; ++gi) {
+    Conv2d& sub = *group_convs_[gi];
+    // The group's weight rows [gi*og, (gi+1)*og) are contiguous: [og, cg, k, k].
+    std::memcpy(sub.weight_.value.data(), w.data() + gi * og * cg * kk, og * cg * kk * sizeof(float));
+    if (o_.bias) {
+      std::memcpy(sub.bias_.value.data(), bias_.value.data() + gi * og, og * sizeof(float));
+    }
+    for (int64_t b = 0; b < batch; ++b) {
+      std::memcpy(gx_.data() + b * cg * hw, x.data() + (b * cin + gi * cg) * hw, cg * hw * sizeof(float));
+    }
+    sub.Forward(gx_, &gy_);
+    for (int64_t b = 0; b < batch; ++b) {
+      std::memcpy(y->data() + (b * cout + gi * og) * p, gy_.data() + b * og * p, og * p * sizeof(float));
+    }
+  }
+}
+
+void Conv2d::GroupBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw,
+                           Tensor* dx) {
+  const int64_t batch = x.dim(0), g = o_.groups, cin = o_.in_channels, cout = o_.out_channels;
+  const int64_t cg = cin / g, og = cout / g, kk = o_.kernel * o_.kernel;
+  const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_;
+  EnsureShape(&gx_, {batch, cg, in_h_, in_w_});
+  EnsureShape(&gdy_, {batch, og, out_h_, out_w_});
+  for (int64_t gi = 0; gi < g; ++gi) {
+    Conv2d& sub = *group_convs_[gi];
+    // sub's weight is still the one Forward used (this layer's LastEffectiveWeight).
+    for (int64_t b = 0; b < batch; ++b) {
+      std::memcpy(gx_.data() + b * cg * hw, x.data() + (b * cin + gi * cg) * hw, cg * hw * sizeof(float));
+      std::memcpy(gdy_.data() + b * og * p, dy.data() + (b * cout + gi * og) * p, og * p * sizeof(float));
+    }
+    sub.Backward(gx_, gy_, gdy_, dx != nullptr ? &gdx_ : nullptr);  // (Conv2d reads no y)
+    std::memcpy(dw->data() + gi * og * cg * kk, sub.weight_.grad.data(), og * cg * kk * sizeof(float));
+    if (o_.bias) {
+      std::memcpy(bias_.grad.data() + gi * og, sub.bias_.grad.data(), og * sizeof(float));
+    }
+    if (dx == nullptr) continue;
+    for (int64_t b = 0; b < batch; ++b) {
+      std::memcpy(dx->data() + (b * cin + gi * cg) * hw, gdx_.data() + b * cg * hw, cg * hw * sizeof(float));
+    }
+  }
+  (void)w;
+}
+
+// ---------------------------------------------------------------------------
+// Depthwise kernel.
+
+namespace {
+inline int64_t RoundUp8(int64_t n) { return (n + 7) / 8 * 8; }
+
+// out[i] = init + sum_t w[t] * src[t][i] (kAccumulate: out[i] + sum ...) for i
+// in [0, span8), eight at a time, one explicit FMA per tap in tap order; T
+// known at compile time keeps the weights in registers.
+template <int T, bool kAccumulate>
+void TapSumFixed(const float* const* src, const float* w, float init, float* out, int64_t span8) {
+  __m256 wv[T];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) wv[t] = _mm256_set1_ps(w[t]);
+  const __m256 iv = _mm256_set1_ps(init);
+  for (int64_t i = 0; i < span8; i += 8) {
+    __m256 a = kAccumulate ? _mm256_loadu_ps(out + i) : iv;
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) a = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(src[t] + i), a);
+    _mm256_storeu_ps(out + i, a);
+  }
+}
+
+template <bool kAccumulate>
+void TapSumBlock(int64_t n, const float* const* src, const float* w, float init, float* out,
+                 int64_t span8) {
+  switch (n) {
+    case 1: TapSumFixed<1, kAccumulate>(src, w, init, out, span8); break;
+    case 2: TapSumFixed<2, kAccumulate>(src, w, init, out, span8); break;
+    case 3: TapSumFixed<3, kAccumulate>(src, w, init, out, span8); break;
+    case 4: TapSumFixed<4, kAccumulate>(src, w, init, out, span8); break;
+    case 5: TapSumFixed<5, kAccumulate>(src, w, init, out, span8); break;
+    case 6: TapSumFixed<6, kAccumulate>(src, w, init, out, span8); break;
+    case 7: TapSumFixed<7, kAccumulate>(src, w, init, out, span8); break;
+    case 8: TapSumFixed<8, kAccumulate>(src, w, init, out, span8); break;
+    default: TapSumFixed<9, kAccumulate>(src, w, init, out, span8); break;
+  }
+}
+
+// out[i] = init + sum over `taps` taps of w[t] * src[t][i], in blocks of <= 9 taps.
+void TapSum(const float* const* src, const float* w, int64_t taps, float init, float* out,
+            int64_t span8) {
+  if (taps == 0) {
+    std::fill(out, out + span8, init);
+    return;
+  }
+  const int64_t first = std::min<int64_t>(taps, 9);
+  TapSumBlock<false>(first, src, w, init, out, span8);
+  for (int64_t t = first; t < taps; t += 9) {
+    TapSumBlock<true>(std::min<int64_t>(taps - t, 9), src + t, w + t, 0.0f, out, span8);
+  }
+}
+
+// dsum[4t..4t+4) += the eight lanes of sum_i g[i] * src[t][i] (float partial
+// sums over one plane, then added pairwise into four double lanes).
+template <int T>
+void TapDotFixed(const float* const* src, const float* g, int64_t span8, double* dsum) {
+  __m256 acc[T];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < span8; i += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + i);
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(src[t] + i), acc[t]);
+  }
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(acc[t]));
+    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(acc[t], 1));
+    _mm256_storeu_pd(dsum + 4 * t, _mm256_add_pd(_mm256_loadu_pd(dsum + 4 * t), _mm256_add_pd(lo, hi)));
+  }
+}
+
+void TapDot(const float* const* src, int64_t taps, const float* g, int64_t span8, double* dsum) {
+  for (int64_t t = 0; t < taps; t += 9) {
+    const float* const* s = src + t;
+    double* d = dsum + 4 * t;
+    switch (std::min<int64_t>(taps - t, 9)) {
+      case 1: TapDotFixed<1>(s, g, span8, d); break;
+      case 2: TapDotFixed<2>(s, g, span8, d); break;
+      case 3: TapDotFixed<3>(s, g, span8, d); break;
+      case 4: TapDotFixed<4>(s, g, span8, d); break;
+      case 5: TapDotFixed<5>(s, g, span8, d); break;
+      case 6: TapDotFixed<6>(s, g, span8, d); break;
+      case 7: TapDotFixed<7>(s, g, span8, d); break;
+      case 8: TapDotFixed<8>(s, g, span8, d); break;
+      default: TapDotFixed<9>(s, g, span8, d); break;
+    }
+  }
+}
+}  // namespace
+
+// Phase planes of hq_ x wq_ floats, plane_stride_ apart (8 floats of slack so
+// that 8-wide stores and loads at the end of a plane stay inside the buffer):
+//  - wq_ >= out_w + (k-1)/s, so a row of an output plane in this layout ends
+//    with at least (k-1)/s dropped columns: dx's gather, which reads dy at
+//    column ow - b for b <= (k-1)/s, wraps around into zeros;
+//  - hq_ >= out_h + (k-1)/s, so every tap of every output row is inside.
+void Conv2d::DepthwiseGeometry() {
+  const int64_t s = o_.stride, k = o_.kernel, pad = o_.padding;
+  const int64_t hp = in_h_ + 2 * pad, wp = in_w_ + 2 * pad, reach = (k - 1) / s;
+  hq_ = std::max((hp + s - 1) / s, out_h_ + reach);
+  wq_ = std::max((wp + s - 1) / s, out_w_ + reach);
+  phases_ = s * s;
+  plane_stride_ = RoundUp8(hq_ * wq_) + 8;
+  dmargin_ = RoundUp8(reach * wq_ + reach);
+  const int64_t m = o_.out_channels / o_.in_channels;
+  // Zeroed once: Forward and Backward rewrite every row that a valid output
+  // reads; the other floats stay finite (zeros or copies of inputs).
+  planes_ = Tensor({phases_ * plane_stride_});
+  row_tmp_ = Tensor({RoundUp8(2 * wq_) + 16});
+  out_pad_ = Tensor({RoundUp8(out_h_ * wq_)});
+  dy_planes_ = Tensor({m * (dmargin_ + plane_stride_)});
+  dx_phase_ = Tensor({phases_ * plane_stride_});
+  tap_src_.assign(m * k * k, nullptr);
+  tap_w_.assign(m * k * k, 0.0f);
+}
+
+void Conv2d::DepthwisePhases(const float* plane) {
+  const int64_t s = o_.stride, pad = o_.padding, hp = in_h_ + 2 * pad;
+  float* pl = planes_.data();
+  if (s == 1) {
+    std::fill(pl, pl + hq_ * wq_, 0.0f);
+    for (int64_t h = 0; h < in_h_; ++h) CopyRow(plane + h * in_w_, pl + (h + pad) * wq_ + pad, in_w_);
+    return;
+  }
+  if (s == 2) {
+    // Each padded row (zeros included, in order) is split into its even and
+    // odd columns, 8 + 8 at a time. The stores run up to 7 floats past wq_,
+    // into the next row of the same phase (written later) or the slack.
+    float* tmp = row_tmp_.data();
+    const int64_t n = row_tmp_.numel();
+    std::fill(tmp, tmp + n, 0.0f);
+    for (int64_t r = 0; r < hp; ++r) {
+      const int64_t h = r - pad;
+      const bool inside = h >= 0 && h < in_h_;
+      if (inside) CopyRow(plane + h * in_w_, tmp + pad, in_w_);
+      float* even = pl + (r % 2) * 2 * plane_stride_ + (r / 2) * wq_;
+      float* odd = even + plane_stride_;
+      for (int64_t j = 0; j < wq_; j += 8) {
+        __m256 e = _mm256_setzero_ps(), o = _mm256_setzero_ps();
+        if (inside) {
+          const __m256 a = _mm256_loadu_ps(tmp + 2 * j), b = _mm256_loadu_ps(tmp + 2 * j + 8);
+          // [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6]
+          e = _mm256_castpd_ps(_mm256_permute4x64_pd(
+              _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
+          o = _mm256_castpd_ps(_mm256_permute4x64_pd(
+              _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
+        }
+        _mm256_storeu_ps(even + j, e);
+        _mm256_storeu_ps(odd + j, o);
+      }
+    }
+    return;
+  }
+  for (int64_t ph = 0; ph < phases_; ++ph) std::fill(pl + ph * plane_stride_, pl + ph * plane_stride_ + hq_ * wq_, 0.0f);
+  for (int64_t h = 0; h < in_h_; ++h) {
+    const int64_t r = h + pad;
+    for (int64_t w = 0; w < in_w_; ++w) {
+      const int64_t q = w + pad;
+      pl[((r % s) * s + q % s) * plane_stride_ + (r / s) * wq_ + q / s] = plane[h * in_w_ + w];
+    }
+  }
+}
+
+void Conv2d::DepthwiseForward(const Tensor& x, const Tensor& w, Tensor* y) {
+  const int64_t batch = x.dim(0), cin = o_.in_channels, cout = o_.out_channels;
+  const int64_t m = cout / cin, s = o_.stride, k = o_.kernel, kk = k * k;
+  const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_, span8 = RoundUp8(out_h_ * wq_);
+  // Tap (ki, kj) reads phase (ki % s, kj % s) at shift (ki / s) * wq_ + kj / s.
+  for (int64_t ki = 0; ki < k; ++ki) {
+    for (int64_t kj = 0; kj < k; ++kj) {
+      tap_src_[ki * k + kj] = planes_.data() + ((ki % s) * s + kj % s) * plane_stride_ +
+                              (ki / s) * wq_ + kj / s;
+    }
+  }
+  float* acc = out_pad_.data();
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t c = 0; c < cin; ++c) {
+      DepthwisePhases(x.data() + (b * cin + c) * hw);
+      for (int64_t j = 0; j < m; ++j) {
+        const int64_t co = c * m + j;
+        TapSum(tap_src_.data(), w.data() + co * kk, kk, o_.bias ? bias_.value[co] : 0.0f, acc, span8);
+        float* out = y->data() + (b * cout + co) * p;
+        for (int64_t oh = 0; oh < out_h_; ++oh) CopyRow(acc + oh * wq_, out + oh * out_w_, out_w_);
+      }
+    }
+  }
+}
+
+void Conv2d::DepthwiseBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw,
+                               Tensor* dx) {
+  const int64_t batch = x.dim(0), cin = o_.in_channels, cout = o_.out_channels;
+  const int64_t m = cout / cin, s = o_.stride, k = o_.kernel, kk = k * k, pad = o_.padding;
+  const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_, span8 = RoundUp8(out_h_ * wq_);
+  const int64_t dplane = dmargin_ + plane_stride_;
+  std::vector<const float*> x_src(kk);
+  for (int64_t ki = 0; ki < k; ++ki) {
+    for (int64_t kj = 0; kj < k; ++kj) {
+      x_src[ki * k + kj] = planes_.data() + ((ki % s) * s + kj % s) * plane_stride_ +
+                           (ki / s) * wq_ + kj / s;
+    }
+  }
+  dw_sum_.assign(cout * kk * 4, 0.0);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t c = 0; c < cin; ++c) {
+      DepthwisePhases(x.data() + (b * cin + c) * hw);
+      for (int64_t j = 0; j < m; ++j) {
+        const int64_t co = c * m + j;
+        const float* src = dy.data() + (b * cout + co) * p;
+        if (o_.bias) bias_sum_[co] += SumAsDouble(src, p);
+        // dy in the kernel's layout after the zero margin; the dropped
+        // columns and the rows below stay zero (never written).
+        float* g = dy_planes_.data() + j * dplane + dmargin_;
+        for (int64_t oh = 0; oh < out_h_; ++oh) CopyRow(src + oh * out_w_, g + oh * wq_, out_w_);
+        TapDot(x_src.data(), kk, g, span8, dw_sum_.data() + co * kk * 4);
+      }
+      if (dx == nullptr) continue;
+      // dx of phase (pr, pc) at (r, q): sum over the taps ki = pr + s*a,
+      // kj = pc + s*e of w[ki][kj] * dy[r - a][q - e] (zero outside).
+      float* out = dx->data() + (b * cin + c) * hw;
+      for (int64_t pr = 0; pr < s; ++pr) {
+        // Rows of this phase that are inside the unpadded input.
+        const int64_t r_lo = std::max<int64_t>(0, (pad - pr + s - 1) / s);
+        const int64_t r_hi = (pad + in_h_ - 1 - pr) / s;  // inclusive
+        for (int64_t pc = 0; pc < s; ++pc) {
+          float* phase = dx_phase_.data() + (pr * s + pc) * plane_stride_;
+          if (r_hi < r_lo || pad + in_h_ - 1 < pr) continue;
+          const int64_t i0 = r_lo * wq_, len8 = RoundUp8((r_hi - r_lo + 1) * wq_);
+          int64_t taps = 0;
+          for (int64_t j = 0; j < m; ++j) {
+            const float* g = dy_planes_.data() + j * dplane + dmargin_ + i0;
+            for (int64_t ki = pr; ki < k; ki += s) {
+              for (int64_t kj = pc; kj < k; kj += s) {
+                tap_src_[taps] = g - (ki / s) * wq_ - kj / s;
+                tap_w_[taps++] = w[(c * m + j) * kk + ki * k + kj];
+              }
+            }
+          }
+          TapSum(tap_src_.data(), tap_w_.data(), taps, 0.0f, phase + i0, len8);
+        }
+      }
+      const float* dp = dx_phase_.data();
+      if (s == 1) {
+        for (int64_t h = 0; h < in_h_; ++h) CopyRow(dp + (h + pad) * wq_ + pad, out + h * in_w_, in_w_);
+        continue;
+      }
+      for (int64_t h = 0; h < in_h_; ++h) {
+        const int64_t r = h + pad;
+        const float* row = dp + (r % s) * s * plane_stride_ + (r / s) * wq_;
+        float* d = out + h * in_w_;
+        if (s == 2) {
+          // Interleave the even and odd phases of padded row r, then drop the padding.
+          float* tmp = row_tmp_.data();
+          const float* even = row;
+          const float* odd = row + plane_stride_;
+          for (int64_t jj = 0; jj < wq_; jj += 8) {
+            const __m256 e = _mm256_loadu_ps(even + jj), o = _mm256_loadu_ps(odd + jj);
+            const __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
+            _mm256_storeu_ps(tmp + 2 * jj, _mm256_permute2f128_ps(lo, hi, 0x20));
+            _mm256_storeu_ps(tmp + 2 * jj + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+          }
+          CopyRow(tmp + pad, d, in_w_);
+          continue;
+        }
+        for (int64_t wi = 0; wi < in_w_; ++wi) {
+          const int64_t q = wi + pad;
+          d[wi] = row[(q % s) * plane_stride_ + q / s];
+        }
+      }
+    }
+  }
+  for (int64_t t = 0; t < cout * kk; ++t) {
+    const double* l = dw_sum_.data() + 4 * t;
+    (*dw)[t] = static_cast<float>((l[0] + l[1]) + (l[2] + l[3]));
+  }
+  if (o_.bias) {
+    for (int64_t co = 0; co < cout; ++co) bias_.grad[co] = static_cast<float>(bias_sum_[co]);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The `op:` plugin. Keys, checks and messages as quant/nn/layer_spec.cc's
+// ReadLayerSpec reads a conv2d, plus `groups`.
+
+absl::StatusOr<std::unique_ptr<Layer>> CreateConv2d(ParamReader& p) {
+  Conv2dOptions o;
+  o.in_channels = p.Int("in_channels", -1, "input channels (default: inferred; checked when given)");
+  o.out_channels = p.IntInRange("out_channels", 0, 1, 1 << 20, "output channels");
+  if (!p.describing() && !p.Has("out_channels")) {
+    p.Fail("out_channels", "a conv2d layer needs out_channels");
+  }
+  o.kernel = p.IntInRange("kernel", 3, 1, 1024, "square kernel size");
+  o.stride = p.IntInRange("stride", 1, 1, 1024, "stride");
+  o.padding = p.IntInRange("padding", 0, 0, 1024, "zero padding on each side");
+  o.bias = p.Bool("bias", true, "learn a bias");
+  o.groups = p.IntInRange("groups", 1, 1, 1 << 20,
+                          "channel groups (1..out_channels; in_channels and out_channels divisible "
+                          "by it; in_channels for depthwise)");
+  if (!p.describing() && p.status().ok()) {
+    if (o.groups > o.out_channels) {
+      p.Fail("groups", absl::StrCat("must be at most out_channels (", o.out_channels, "); is ",
+                                    o.groups));
+    } else if (o.out_channels % o.groups != 0) {
+      p.Fail("groups", absl::StrCat("out_channels (", o.out_channels,
+                                    ") must be divisible by groups (", o.groups, ")"));
+    } else if (o.in_channels > 0 && o.in_channels % o.groups != 0) {
+      p.Fail("groups", absl::StrCat("in_channels (", o.in_channels,
+                                    ") must be divisible by groups (", o.groups, ")"));
+    }
+  }
+  if (absl::Status s = p.status(); !s.ok()) return s;
+  return std::unique_ptr<Layer>(new Conv2d("", o));
+}
+
+QUANTLAB_REGISTER(Layer, "conv2d", CreateConv2d,
+                  "2-D convolution over NCHW (PyTorch's Conv2d: square kernel, stride, padding, "
+                  "groups, depthwise when groups = in_channels)");
 
 }  // namespace quant::nn
