@@ -738,64 +738,116 @@ void Conv2d::GroupBackward(const Tensor& x, const Tensor& w, const Tensor& dy, T
 namespace {
 inline int64_t RoundUp8(int64_t n) { return (n + 7) / 8 * 8; }
 
-// out[i] = init + sum_t w[t] * src[t][i] (kAccumulate: out[i] + sum ...) for i
-// in [0, span8), eight at a time, one explicit FMA per tap in tap order; T
-// known at compile time keeps the weights in registers.
-template <int T, bool kAccumulate>
-void TapSumFixed(const float* const* src, const float* w, float init, float* out, int64_t span8) {
-  __m256 wv[T];
-#pragma GCC unroll 16
-  for (int t = 0; t < T; ++t) wv[t] = _mm256_set1_ps(w[t]);
-  const __m256 iv = _mm256_set1_ps(init);
-  for (int64_t i = 0; i < span8; i += 8) {
-    __m256 a = kAccumulate ? _mm256_loadu_ps(out + i) : iv;
-#pragma GCC unroll 16
-    for (int t = 0; t < T; ++t) a = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(src[t] + i), a);
-    _mm256_storeu_ps(out + i, a);
-  }
-}
-
-template <bool kAccumulate>
-void TapSumBlock(int64_t n, const float* const* src, const float* w, float init, float* out,
-                 int64_t span8) {
-  switch (n) {
-    case 1: TapSumFixed<1, kAccumulate>(src, w, init, out, span8); break;
-    case 2: TapSumFixed<2, kAccumulate>(src, w, init, out, span8); break;
-    case 3: TapSumFixed<3, kAccumulate>(src, w, init, out, span8); break;
-    case 4: TapSumFixed<4, kAccumulate>(src, w, init, out, span8); break;
-    case 5: TapSumFixed<5, kAccumulate>(src, w, init, out, span8); break;
-    case 6: TapSumFixed<6, kAccumulate>(src, w, init, out, span8); break;
-    case 7: TapSumFixed<7, kAccumulate>(src, w, init, out, span8); break;
-    case 8: TapSumFixed<8, kAccumulate>(src, w, init, out, span8); break;
-    default: TapSumFixed<9, kAccumulate>(src, w, init, out, span8); break;
-  }
-}
-
-// out[i] = init + sum over `taps` taps of w[t] * src[t][i], in blocks of <= 9 taps.
-void TapSum(const float* const* src, const float* w, int64_t taps, float init, float* out,
-            int64_t span8) {
-  if (taps == 0) {
-    std::fill(out, out + span8, init);
-    return;
-  }
-  const int64_t first = std::min<int64_t>(taps, 9);
-  TapSumBlock<false>(first, src, w, init, out, span8);
-  for (int64_t t = first; t < taps; t += 9) {
-    TapSumBlock<true>(std::min<int64_t>(taps - t, 9), src + t, w + t, 0.0f, out, span8);
-  }
-}
-
-// dsum[4t..4t+4) += the eight lanes of sum_i g[i] * src[t][i] (float partial
-// sums over one plane, then added pairwise into four double lanes).
+// One 8-wide block: init + sum_t w[t] * p[t][off..off+8), one explicit FMA
+// per tap in tap order. T > 0 taps known at compile time keep the weights in
+// registers; T = 0 takes `taps` at run time and broadcasts each weight.
 template <int T>
-void TapDotFixed(const float* const* src, const float* g, int64_t span8, double* dsum) {
+inline __m256 TapBlock(const float* const* p, const __m256* wv, const float* w, int64_t taps,
+                       __m256 init, int64_t off) {
+  __m256 a = init;
+  if (T > 0) {
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) a = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(p[t] + off), a);
+  } else {
+    for (int64_t t = 0; t < taps; ++t) {
+      a = _mm256_fmadd_ps(_mm256_broadcast_ss(w + t), _mm256_loadu_ps(p[t] + off), a);
+    }
+  }
+  return a;
+}
+
+// out[r * out_stride + j] = init + sum_t w[t] * src[t][r * in_stride + j] for
+// r < rows, j < len. Rows are computed in 8-wide blocks, two at a time (two
+// independent FMA chains), the last block of a row overlapping the one before
+// (each lane is computed on its own, so the overlap writes the same values
+// again); a row shorter than 8 is stored whole, running into the next row
+// (written afterwards), except the last row, which goes through a small buffer.
+template <int T>
+void TapRowsFixed(const float* const* src, const float* w, int64_t taps, float init, int64_t rows,
+                  int64_t len, int64_t in_stride, float* out, int64_t out_stride) {
+  __m256 wv[T > 0 ? T : 1];
+  // The tap pointers as locals (registers): read through `src`, GCC reloads
+  // them after every store, as `out` might alias them.
+  const float* local[T > 0 ? T : 1];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    wv[t] = _mm256_set1_ps(w[t]);
+    local[t] = src[t];
+  }
+  const float* const* p = T > 0 ? local : src;
+  const __m256 iv = _mm256_set1_ps(init);
+  const int64_t blocks = (len + 7) / 8;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t in = r * in_stride;
+    float* o = out + r * out_stride;
+    if (len < 8) {
+      const __m256 a = TapBlock<T>(p, wv, w, taps, iv, in);
+      if (r + 1 < rows) {
+        _mm256_storeu_ps(o, a);
+      } else {
+        alignas(32) float tmp[8];
+        _mm256_store_ps(tmp, a);
+        for (int64_t j = 0; j < len; ++j) o[j] = tmp[j];
+      }
+      continue;
+    }
+    int64_t b = 0;
+    for (; b + 2 <= blocks; b += 2) {
+      const int64_t j0 = std::min(8 * b, len - 8), j1 = std::min(8 * b + 8, len - 8);
+      const __m256 a0 = TapBlock<T>(p, wv, w, taps, iv, in + j0);
+      const __m256 a1 = TapBlock<T>(p, wv, w, taps, iv, in + j1);
+      _mm256_storeu_ps(o + j0, a0);
+      _mm256_storeu_ps(o + j1, a1);
+    }
+    if (b < blocks) {
+      const int64_t j0 = len - 8;
+      _mm256_storeu_ps(o + j0, TapBlock<T>(p, wv, w, taps, iv, in + j0));
+    }
+  }
+}
+
+void TapRows(const float* const* src, const float* w, int64_t taps, float init, int64_t rows,
+             int64_t len, int64_t in_stride, float* out, int64_t out_stride) {
+  switch (taps) {
+    case 1: TapRowsFixed<1>(src, w, taps, init, rows, len, in_stride, out, out_stride); break;
+    case 2: TapRowsFixed<2>(src, w, taps, init, rows, len, in_stride, out, out_stride); break;
+    case 4: TapRowsFixed<4>(src, w, taps, init, rows, len, in_stride, out, out_stride); break;
+    case 9: TapRowsFixed<9>(src, w, taps, init, rows, len, in_stride, out, out_stride); break;
+    default: TapRowsFixed<0>(src, w, taps, init, rows, len, in_stride, out, out_stride); break;
+  }
+}
+
+// Lanes [0, n) set, for masked loads of a row's last n < 8 floats.
+inline __m256i FirstLanes(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// dsum[4t..4t+4) += sum over r < rows, j < len of g[r * len + j] *
+// src[t][r * in_stride + j]: eight float partial sums per tap over one
+// plane, then added pairwise into four double lanes. A row's last len % 8
+// floats of g are read with a mask (the other lanes are zero).
+template <int T>
+void TapDotFixed(const float* const* src, const float* g, int64_t rows, int64_t len,
+                 int64_t in_stride, double* dsum) {
   __m256 acc[T];
+  const float* p[T];  // locals: see TapRowsFixed
 #pragma GCC unroll 16
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-  for (int64_t i = 0; i < span8; i += 8) {
-    const __m256 gv = _mm256_loadu_ps(g + i);
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    p[t] = src[t];
+  }
+  const int64_t full = len / 8 * 8;
+  const __m256i tail = FirstLanes(len - full);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* gr = g + r * len;
+    const int64_t in = r * in_stride;
+    for (int64_t j = 0; j <= full; j += 8) {
+      if (j == full && j == len) break;
+      const __m256 gv = j < full ? _mm256_loadu_ps(gr + j) : _mm256_maskload_ps(gr + j, tail);
 #pragma GCC unroll 16
-    for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(src[t] + i), acc[t]);
+      for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(p[t] + in + j), acc[t]);
+    }
   }
 #pragma GCC unroll 16
   for (int t = 0; t < T; ++t) {
@@ -805,30 +857,31 @@ void TapDotFixed(const float* const* src, const float* g, int64_t span8, double*
   }
 }
 
-void TapDot(const float* const* src, int64_t taps, const float* g, int64_t span8, double* dsum) {
+void TapDot(const float* const* src, int64_t taps, const float* g, int64_t rows, int64_t len,
+            int64_t in_stride, double* dsum) {
   for (int64_t t = 0; t < taps; t += 9) {
     const float* const* s = src + t;
     double* d = dsum + 4 * t;
     switch (std::min<int64_t>(taps - t, 9)) {
-      case 1: TapDotFixed<1>(s, g, span8, d); break;
-      case 2: TapDotFixed<2>(s, g, span8, d); break;
-      case 3: TapDotFixed<3>(s, g, span8, d); break;
-      case 4: TapDotFixed<4>(s, g, span8, d); break;
-      case 5: TapDotFixed<5>(s, g, span8, d); break;
-      case 6: TapDotFixed<6>(s, g, span8, d); break;
-      case 7: TapDotFixed<7>(s, g, span8, d); break;
-      case 8: TapDotFixed<8>(s, g, span8, d); break;
-      default: TapDotFixed<9>(s, g, span8, d); break;
+      case 1: TapDotFixed<1>(s, g, rows, len, in_stride, d); break;
+      case 2: TapDotFixed<2>(s, g, rows, len, in_stride, d); break;
+      case 3: TapDotFixed<3>(s, g, rows, len, in_stride, d); break;
+      case 4: TapDotFixed<4>(s, g, rows, len, in_stride, d); break;
+      case 5: TapDotFixed<5>(s, g, rows, len, in_stride, d); break;
+      case 6: TapDotFixed<6>(s, g, rows, len, in_stride, d); break;
+      case 7: TapDotFixed<7>(s, g, rows, len, in_stride, d); break;
+      case 8: TapDotFixed<8>(s, g, rows, len, in_stride, d); break;
+      default: TapDotFixed<9>(s, g, rows, len, in_stride, d); break;
     }
   }
 }
 }  // namespace
 
-// Phase planes of hq_ x wq_ floats, plane_stride_ apart (8 floats of slack so
-// that 8-wide stores and loads at the end of a plane stay inside the buffer):
-//  - wq_ >= out_w + (k-1)/s, so a row of an output plane in this layout ends
-//    with at least (k-1)/s dropped columns: dx's gather, which reads dy at
-//    column ow - b for b <= (k-1)/s, wraps around into zeros;
+// Phase planes of hq_ x wq_ floats, plane_stride_ apart (slack so that 8-wide
+// loads and stores past a plane's last row stay inside the buffer):
+//  - wq_ >= out_w + (k-1)/s, so a row of dy in this layout ends with at least
+//    (k-1)/s zero columns: dx's gather, which reads dy at column ow - e for
+//    e <= (k-1)/s, wraps around into zeros;
 //  - hq_ >= out_h + (k-1)/s, so every tap of every output row is inside.
 void Conv2d::DepthwiseGeometry() {
   const int64_t s = o_.stride, k = o_.kernel, pad = o_.padding;
@@ -836,58 +889,84 @@ void Conv2d::DepthwiseGeometry() {
   hq_ = std::max((hp + s - 1) / s, out_h_ + reach);
   wq_ = std::max((wp + s - 1) / s, out_w_ + reach);
   phases_ = s * s;
-  plane_stride_ = RoundUp8(hq_ * wq_) + 8;
+  plane_stride_ = RoundUp8(hq_ * wq_) + 16;
   dmargin_ = RoundUp8(reach * wq_ + reach);
   const int64_t m = o_.out_channels / o_.in_channels;
-  // Zeroed once: Forward and Backward rewrite every row that a valid output
-  // reads; the other floats stay finite (zeros or copies of inputs).
+  // Zeroed once. Every row of a phase plane that a valid output reads is
+  // rewritten for each input plane; the other floats stay finite (zeros or
+  // copies of inputs), so the dropped lanes never hold NaN. In dy_planes_
+  // only the valid pixels are ever written: the margin and the dropped
+  // columns stay zero.
   planes_ = Tensor({phases_ * plane_stride_});
-  row_tmp_ = Tensor({RoundUp8(2 * wq_) + 16});
-  out_pad_ = Tensor({RoundUp8(out_h_ * wq_)});
   dy_planes_ = Tensor({m * (dmargin_ + plane_stride_)});
   dx_phase_ = Tensor({phases_ * plane_stride_});
   tap_src_.assign(m * k * k, nullptr);
   tap_w_.assign(m * k * k, 0.0f);
+  // Load masks of the padded row's blocks: lane l of block b (8 floats of a
+  // phase row for stride 1; 16 of the padded row, two masks, for stride 2)
+  // is set when its padded column lies inside the input row.
+  const int64_t blocks = (wq_ + 7) / 8, per_block = s == 2 ? 16 : 8;
+  row_masks_.assign(blocks * per_block, 0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t l = 0; l < per_block; ++l) {
+      const int64_t q = b * per_block + l;
+      row_masks_[b * per_block + l] = q >= pad && q < pad + in_w_ ? -1 : 0;
+    }
+  }
 }
 
+// Writes each padded row r < hp (zeros included) of `plane` into its phase
+// plane row, in 8-wide blocks straight from the input row (masked loads: the
+// padding is never stored anywhere first, so no load waits on a store). A
+// row's last block may run into the next row of the same phase, which is
+// written afterwards, or into the slack.
 void Conv2d::DepthwisePhases(const float* plane) {
   const int64_t s = o_.stride, pad = o_.padding, hp = in_h_ + 2 * pad;
   float* pl = planes_.data();
-  if (s == 1) {
-    std::fill(pl, pl + hq_ * wq_, 0.0f);
-    for (int64_t h = 0; h < in_h_; ++h) CopyRow(plane + h * in_w_, pl + (h + pad) * wq_ + pad, in_w_);
-    return;
-  }
-  if (s == 2) {
-    // Each padded row (zeros included, in order) is split into its even and
-    // odd columns, 8 + 8 at a time. The stores run up to 7 floats past wq_,
-    // into the next row of the same phase (written later) or the slack.
-    float* tmp = row_tmp_.data();
-    const int64_t n = row_tmp_.numel();
-    std::fill(tmp, tmp + n, 0.0f);
+  const int64_t blocks = (wq_ + 7) / 8;
+  const __m256i* masks = reinterpret_cast<const __m256i*>(row_masks_.data());
+  if (s == 1 || s == 2) {
     for (int64_t r = 0; r < hp; ++r) {
       const int64_t h = r - pad;
       const bool inside = h >= 0 && h < in_h_;
-      if (inside) CopyRow(plane + h * in_w_, tmp + pad, in_w_);
+      // The input row as padded row r: padded column q is row[q]. Where all
+      // the blocks' floats lie inside the plane, plain loads and a mask (AMD's
+      // masked loads measured several times slower); else masked loads.
+      const float* row = plane + h * in_w_ - pad;
+      const bool plain = h * in_w_ - pad >= 0 && h * in_w_ - pad + blocks * 8 * s <= in_h_ * in_w_;
+      auto load = [&](int64_t i) {
+        const __m256 m = _mm256_castsi256_ps(_mm256_loadu_si256(masks + i));
+        return plain ? _mm256_and_ps(_mm256_loadu_ps(row + 8 * i), m)
+                     : _mm256_maskload_ps(row + 8 * i, _mm256_castps_si256(m));
+      };
+      if (s == 1) {
+        float* dst = pl + r * wq_;
+        for (int64_t b = 0; b < blocks; ++b) {
+          _mm256_storeu_ps(dst + 8 * b, inside ? load(b) : _mm256_setzero_ps());
+        }
+        continue;
+      }
       float* even = pl + (r % 2) * 2 * plane_stride_ + (r / 2) * wq_;
       float* odd = even + plane_stride_;
-      for (int64_t j = 0; j < wq_; j += 8) {
+      for (int64_t b = 0; b < blocks; ++b) {
         __m256 e = _mm256_setzero_ps(), o = _mm256_setzero_ps();
         if (inside) {
-          const __m256 a = _mm256_loadu_ps(tmp + 2 * j), b = _mm256_loadu_ps(tmp + 2 * j + 8);
-          // [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6]
+          const __m256 lo = load(2 * b), hi = load(2 * b + 1);
+          // [l0 l2 h0 h2 | l4 l6 h4 h6] -> [l0 l2 l4 l6 h0 h2 h4 h6]
           e = _mm256_castpd_ps(_mm256_permute4x64_pd(
-              _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
+              _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
           o = _mm256_castpd_ps(_mm256_permute4x64_pd(
-              _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
+              _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
         }
-        _mm256_storeu_ps(even + j, e);
-        _mm256_storeu_ps(odd + j, o);
+        _mm256_storeu_ps(even + 8 * b, e);
+        _mm256_storeu_ps(odd + 8 * b, o);
       }
     }
     return;
   }
-  for (int64_t ph = 0; ph < phases_; ++ph) std::fill(pl + ph * plane_stride_, pl + ph * plane_stride_ + hq_ * wq_, 0.0f);
+  for (int64_t ph = 0; ph < phases_; ++ph) {
+    std::fill(pl + ph * plane_stride_, pl + ph * plane_stride_ + hq_ * wq_, 0.0f);
+  }
   for (int64_t h = 0; h < in_h_; ++h) {
     const int64_t r = h + pad;
     for (int64_t w = 0; w < in_w_; ++w) {
@@ -900,7 +979,7 @@ void Conv2d::DepthwisePhases(const float* plane) {
 void Conv2d::DepthwiseForward(const Tensor& x, const Tensor& w, Tensor* y) {
   const int64_t batch = x.dim(0), cin = o_.in_channels, cout = o_.out_channels;
   const int64_t m = cout / cin, s = o_.stride, k = o_.kernel, kk = k * k;
-  const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_, span8 = RoundUp8(out_h_ * wq_);
+  const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_;
   // Tap (ki, kj) reads phase (ki % s, kj % s) at shift (ki / s) * wq_ + kj / s.
   for (int64_t ki = 0; ki < k; ++ki) {
     for (int64_t kj = 0; kj < k; ++kj) {
@@ -908,15 +987,13 @@ void Conv2d::DepthwiseForward(const Tensor& x, const Tensor& w, Tensor* y) {
                               (ki / s) * wq_ + kj / s;
     }
   }
-  float* acc = out_pad_.data();
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t c = 0; c < cin; ++c) {
       DepthwisePhases(x.data() + (b * cin + c) * hw);
       for (int64_t j = 0; j < m; ++j) {
         const int64_t co = c * m + j;
-        TapSum(tap_src_.data(), w.data() + co * kk, kk, o_.bias ? bias_.value[co] : 0.0f, acc, span8);
-        float* out = y->data() + (b * cout + co) * p;
-        for (int64_t oh = 0; oh < out_h_; ++oh) CopyRow(acc + oh * wq_, out + oh * out_w_, out_w_);
+        TapRows(tap_src_.data(), w.data() + co * kk, kk, o_.bias ? bias_.value[co] : 0.0f, out_h_,
+                out_w_, wq_, y->data() + (b * cout + co) * p, out_w_);
       }
     }
   }
@@ -926,7 +1003,7 @@ void Conv2d::DepthwiseBackward(const Tensor& x, const Tensor& w, const Tensor& d
                                Tensor* dx) {
   const int64_t batch = x.dim(0), cin = o_.in_channels, cout = o_.out_channels;
   const int64_t m = cout / cin, s = o_.stride, k = o_.kernel, kk = k * k, pad = o_.padding;
-  const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_, span8 = RoundUp8(out_h_ * wq_);
+  const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_;
   const int64_t dplane = dmargin_ + plane_stride_;
   std::vector<const float*> x_src(kk);
   for (int64_t ki = 0; ki < k; ++ki) {
@@ -942,28 +1019,43 @@ void Conv2d::DepthwiseBackward(const Tensor& x, const Tensor& w, const Tensor& d
       for (int64_t j = 0; j < m; ++j) {
         const int64_t co = c * m + j;
         const float* src = dy.data() + (b * cout + co) * p;
+        if (dx != nullptr) {
+          // dy in the kernel's layout after the zero margin, for dx's gather
+          // (written before dW's loop, which reads dy itself, so that the
+          // gather's wide loads do not wait on these stores).
+          float* g = dy_planes_.data() + j * dplane + dmargin_;
+          for (int64_t oh = 0; oh < out_h_; ++oh) CopyRow(src + oh * out_w_, g + oh * wq_, out_w_);
+        }
         if (o_.bias) bias_sum_[co] += SumAsDouble(src, p);
-        // dy in the kernel's layout after the zero margin; the dropped
-        // columns and the rows below stay zero (never written).
-        float* g = dy_planes_.data() + j * dplane + dmargin_;
-        for (int64_t oh = 0; oh < out_h_; ++oh) CopyRow(src + oh * out_w_, g + oh * wq_, out_w_);
-        TapDot(x_src.data(), kk, g, span8, dw_sum_.data() + co * kk * 4);
+        TapDot(x_src.data(), kk, src, out_h_, out_w_, wq_, dw_sum_.data() + co * kk * 4);
       }
       if (dx == nullptr) continue;
-      // dx of phase (pr, pc) at (r, q): sum over the taps ki = pr + s*a,
-      // kj = pc + s*e of w[ki][kj] * dy[r - a][q - e] (zero outside).
       float* out = dx->data() + (b * cin + c) * hw;
+      // dx at padded (R, Q) in phase (R % s, Q % s): the sum over the taps
+      // ki = R % s + s*a, kj = Q % s + s*e of w[ki][kj] * dy[R/s - a][Q/s - e]
+      // (zero outside). Stride 1: one phase, written straight into dx.
+      if (s == 1) {
+        int64_t taps = 0;
+        for (int64_t j = 0; j < m; ++j) {
+          const float* g = dy_planes_.data() + j * dplane + dmargin_ + pad * wq_ + pad;
+          for (int64_t t = 0; t < kk; ++t) {
+            tap_src_[taps] = g - (t / k) * wq_ - t % k;
+            tap_w_[taps++] = w[(c * m + j) * kk + t];
+          }
+        }
+        TapRows(tap_src_.data(), tap_w_.data(), taps, 0.0f, in_h_, in_w_, wq_, out, in_w_);
+        continue;
+      }
       for (int64_t pr = 0; pr < s; ++pr) {
-        // Rows of this phase that are inside the unpadded input.
+        // Rows of this phase inside the unpadded input.
         const int64_t r_lo = std::max<int64_t>(0, (pad - pr + s - 1) / s);
         const int64_t r_hi = (pad + in_h_ - 1 - pr) / s;  // inclusive
+        if (pad + in_h_ - 1 < pr || r_hi < r_lo) continue;
         for (int64_t pc = 0; pc < s; ++pc) {
-          float* phase = dx_phase_.data() + (pr * s + pc) * plane_stride_;
-          if (r_hi < r_lo || pad + in_h_ - 1 < pr) continue;
-          const int64_t i0 = r_lo * wq_, len8 = RoundUp8((r_hi - r_lo + 1) * wq_);
+          float* phase = dx_phase_.data() + (pr * s + pc) * plane_stride_ + r_lo * wq_;
           int64_t taps = 0;
           for (int64_t j = 0; j < m; ++j) {
-            const float* g = dy_planes_.data() + j * dplane + dmargin_ + i0;
+            const float* g = dy_planes_.data() + j * dplane + dmargin_ + r_lo * wq_;
             for (int64_t ki = pr; ki < k; ki += s) {
               for (int64_t kj = pc; kj < k; kj += s) {
                 tap_src_[taps] = g - (ki / s) * wq_ - kj / s;
@@ -971,30 +1063,29 @@ void Conv2d::DepthwiseBackward(const Tensor& x, const Tensor& w, const Tensor& d
               }
             }
           }
-          TapSum(tap_src_.data(), tap_w_.data(), taps, 0.0f, phase + i0, len8);
+          if (taps == 0) {
+            std::fill(phase, phase + (r_hi - r_lo + 1) * wq_, 0.0f);
+          } else {
+            TapRows(tap_src_.data(), tap_w_.data(), taps, 0.0f, r_hi - r_lo + 1, wq_, wq_, phase, wq_);
+          }
         }
       }
+      // Back from the phases to dx rows.
       const float* dp = dx_phase_.data();
-      if (s == 1) {
-        for (int64_t h = 0; h < in_h_; ++h) CopyRow(dp + (h + pad) * wq_ + pad, out + h * in_w_, in_w_);
-        continue;
-      }
       for (int64_t h = 0; h < in_h_; ++h) {
         const int64_t r = h + pad;
         const float* row = dp + (r % s) * s * plane_stride_ + (r / s) * wq_;
         float* d = out + h * in_w_;
-        if (s == 2) {
-          // Interleave the even and odd phases of padded row r, then drop the padding.
-          float* tmp = row_tmp_.data();
-          const float* even = row;
-          const float* odd = row + plane_stride_;
-          for (int64_t jj = 0; jj < wq_; jj += 8) {
-            const __m256 e = _mm256_loadu_ps(even + jj), o = _mm256_loadu_ps(odd + jj);
-            const __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
-            _mm256_storeu_ps(tmp + 2 * jj, _mm256_permute2f128_ps(lo, hi, 0x20));
-            _mm256_storeu_ps(tmp + 2 * jj + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+        if (s == 2 && in_w_ >= 8) {
+          // Eight pixels from 4 + 4 of the two column phases, the last block
+          // overlapping the one before.
+          for (int64_t i0 = 0;; i0 = std::min(i0 + 8, in_w_ - 8)) {
+            const int64_t q0 = i0 + pad;
+            const __m128 a = _mm_loadu_ps(row + (q0 % 2) * plane_stride_ + q0 / 2);
+            const __m128 e = _mm_loadu_ps(row + ((q0 + 1) % 2) * plane_stride_ + (q0 + 1) / 2);
+            _mm256_storeu_ps(d + i0, _mm256_set_m128(_mm_unpackhi_ps(a, e), _mm_unpacklo_ps(a, e)));
+            if (i0 == in_w_ - 8) break;
           }
-          CopyRow(tmp + pad, d, in_w_);
           continue;
         }
         for (int64_t wi = 0; wi < in_w_; ++wi) {
@@ -1012,7 +1103,6 @@ void Conv2d::DepthwiseBackward(const Tensor& x, const Tensor& w, const Tensor& d
     for (int64_t co = 0; co < cout; ++co) bias_.grad[co] = static_cast<float>(bias_sum_[co]);
   }
 }
-
 // ---------------------------------------------------------------------------
 // The `op:` plugin. Keys, checks and messages as quant/nn/layer_spec.cc's
 // ReadLayerSpec reads a conv2d, plus `groups`.

@@ -155,7 +155,8 @@ class Conv2d : public Layer {
   // input plane; dy of the `multiplier` outputs of one channel with a zero
   // margin of dmargin_ floats in front (dy_planes_), per-tap double sums of dW.
   int64_t hq_ = 0, wq_ = 0, phases_ = 0, plane_stride_ = 0, dmargin_ = 0;
-  Tensor planes_, row_tmp_, dy_planes_, dx_phase_;
+  Tensor planes_, dy_planes_, dx_phase_;
+  std::vector<int32_t> row_masks_;  // load masks of a padded row's blocks
   std::vector<double> dw_sum_;  // [Cout, k*k, 4]: four double lanes per tap
   std::vector<const float*> tap_src_;  // a kernel call's tap rows and weights
   std::vector<float> tap_w_;
