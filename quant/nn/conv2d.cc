@@ -760,8 +760,9 @@ inline __m256 TapBlock(const float* const* p, const __m256* wv, const float* w, 
 // r < rows, j < len. Rows are computed in 8-wide blocks, two at a time (two
 // independent FMA chains), the last block of a row overlapping the one before
 // (each lane is computed on its own, so the overlap writes the same values
-// again); a row shorter than 8 is stored whole, running into the next row
-// (written afterwards), except the last row, which goes through a small buffer.
+// again); a row shorter than 8 is stored whole, running into the rows after
+// it (written afterwards), unless the store would end past the last row:
+// then it goes through a small buffer.
 template <int T>
 void TapRowsFixed(const float* const* src, const float* w, int64_t taps, float init, int64_t rows,
                   int64_t len, int64_t in_stride, float* out, int64_t out_stride) {
@@ -782,7 +783,7 @@ void TapRowsFixed(const float* const* src, const float* w, int64_t taps, float i
     float* o = out + r * out_stride;
     if (len < 8) {
       const __m256 a = TapBlock<T>(p, wv, w, taps, iv, in);
-      if (r + 1 < rows) {
+      if (r * out_stride + 8 <= (rows - 1) * out_stride + len) {
         _mm256_storeu_ps(o, a);
       } else {
         alignas(32) float tmp[8];
