@@ -778,12 +778,22 @@ void TapRowsFixed(const float* const* src, const float* w, int64_t taps, float i
   const float* const* p = T > 0 ? local : src;
   const __m256 iv = _mm256_set1_ps(init);
   const int64_t blocks = (len + 7) / 8;
+  const int64_t end = (rows - 1) * out_stride + len;  // floats of `out` this call may write
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t in = r * in_stride;
     float* o = out + r * out_stride;
     if (len < 8) {
+      // Two rows at a time while both stores end inside.
+      if (r + 1 < rows && (r + 1) * out_stride + 8 <= end) {
+        const __m256 a0 = TapBlock<T>(p, wv, w, taps, iv, in);
+        const __m256 a1 = TapBlock<T>(p, wv, w, taps, iv, in + in_stride);
+        _mm256_storeu_ps(o, a0);
+        _mm256_storeu_ps(o + out_stride, a1);
+        ++r;
+        continue;
+      }
       const __m256 a = TapBlock<T>(p, wv, w, taps, iv, in);
-      if (r * out_stride + 8 <= (rows - 1) * out_stride + len) {
+      if (r * out_stride + 8 <= end) {
         _mm256_storeu_ps(o, a);
       } else {
         alignas(32) float tmp[8];
@@ -902,6 +912,7 @@ void Conv2d::DepthwiseGeometry() {
   dy_planes_ = Tensor({m * (dmargin_ + plane_stride_)});
   dx_phase_ = Tensor({phases_ * plane_stride_});
   tap_src_.assign(m * k * k, nullptr);
+  tap_x_.assign(k * k, nullptr);
   tap_w_.assign(m * k * k, 0.0f);
   // Load masks of the padded row's blocks: lane l of block b (8 floats of a
   // phase row for stride 1; 16 of the padded row, two masks, for stride 2)
@@ -1006,7 +1017,7 @@ void Conv2d::DepthwiseBackward(const Tensor& x, const Tensor& w, const Tensor& d
   const int64_t m = cout / cin, s = o_.stride, k = o_.kernel, kk = k * k, pad = o_.padding;
   const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_;
   const int64_t dplane = dmargin_ + plane_stride_;
-  std::vector<const float*> x_src(kk);
+  std::vector<const float*>& x_src = tap_x_;  // sized in DepthwiseGeometry
   for (int64_t ki = 0; ki < k; ++ki) {
     for (int64_t kj = 0; kj < k; ++kj) {
       x_src[ki * k + kj] = planes_.data() + ((ki % s) * s + kj % s) * plane_stride_ +

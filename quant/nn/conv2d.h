@@ -158,7 +158,7 @@ class Conv2d : public Layer {
   Tensor planes_, dy_planes_, dx_phase_;
   std::vector<int32_t> row_masks_;  // load masks of a padded row's blocks
   std::vector<double> dw_sum_;  // [Cout, k*k, 4]: four double lanes per tap
-  std::vector<const float*> tap_src_;  // a kernel call's tap rows and weights
+  std::vector<const float*> tap_src_, tap_x_;  // a kernel call's tap rows (of dy, of x) and weights
   std::vector<float> tap_w_;
 };
 
