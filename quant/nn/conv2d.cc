@@ -589,7 +589,7 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
   if (dx != nullptr) EnsureShape(dx, x.shape());
   if (UseGroupLoop() || depthwise()) {
     if (UseGroupLoop()) {
-      GroupBackward(x, w, dy, dw, dx);
+      GroupBackward(x, dy, dw, dx);
     } else {
       DepthwiseBackward(x, w, dy, dw, dx);
     }
@@ -705,8 +705,7 @@ void Conv2d::GroupForward(const Tensor& x, const Tensor& w, Tensor* y) {
   }
 }
 
-void Conv2d::GroupBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw,
-                           Tensor* dx) {
+void Conv2d::GroupBackward(const Tensor& x, const Tensor& dy, Tensor* dw, Tensor* dx) {
   const int64_t batch = x.dim(0), g = o_.groups, cin = o_.in_channels, cout = o_.out_channels;
   const int64_t cg = cin / g, og = cout / g, kk = o_.kernel * o_.kernel;
   const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_;
@@ -729,7 +728,6 @@ void Conv2d::GroupBackward(const Tensor& x, const Tensor& w, const Tensor& dy, T
       std::memcpy(dx->data() + (b * cin + gi * cg) * hw, gdx_.data() + b * cg * hw, cg * hw * sizeof(float));
     }
   }
-  (void)w;
 }
 
 // ---------------------------------------------------------------------------

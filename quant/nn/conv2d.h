@@ -31,14 +31,16 @@
 //  - 1 < groups < Cin: one groups = 1 Conv2d per group (every path above),
 //    fed with the group's channels and weight rows, results copied back.
 //  - Depthwise (groups == Cin > 1, Cout = multiplier * Cin): a dedicated
-//    kernel. Each input plane is zero-padded and split into stride x stride
-//    phase planes (phase (p, q) holds padded[s*r + p][s*j + q]), so that every
-//    tap (ki, kj) reads its phase plane at the constant shift
-//    (ki / s) * W' + kj / s from an output pixel stored at oh * W' + ow: one
-//    8-wide FMA per tap over the whole plane, the W' - out_w extra columns
-//    computed and dropped. dW the same with dy in that layout; dx is the
-//    correlation of dy (with a zero margin) with each phase's taps, gathered
-//    (not scattered) per phase plane, then interleaved back.
+//    kernel, one input plane at a time. The plane is zero-padded and split
+//    into stride x stride phase planes W' wide (phase (p, q) holds
+//    padded[s*r + p][s*j + q]), so that tap (ki, kj) of output pixel (oh, ow)
+//    is phase (ki % s, kj % s) at (oh + ki/s) * W' + ow + kj/s: an output row
+//    is a few 8-wide blocks of one explicit FMA per tap (bias first, taps in
+//    order), stored straight into y. dW: the same blocks with dy as the other
+//    factor (eight float partial sums per tap and plane, then double). dx: the
+//    correlation of dy (copied W' wide after a zero margin) with each phase's
+//    taps, gathered rather than scattered: for stride 1 straight into dx, else
+//    per phase and interleaved back.
 #ifndef QUANT_NN_CONV2D_H_
 #define QUANT_NN_CONV2D_H_
 
@@ -96,7 +98,7 @@ class Conv2d : public Layer {
   int64_t group_cols() const { return o_.in_channels / o_.groups * o_.kernel * o_.kernel; }
   bool UseGroupLoop() const { return o_.groups > 1 && (!depthwise() || force_group_loop_); }
   void GroupForward(const Tensor& x, const Tensor& w, Tensor* y);
-  void GroupBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw, Tensor* dx);
+  void GroupBackward(const Tensor& x, const Tensor& dy, Tensor* dw, Tensor* dx);
   // Depthwise kernel (see the header comment); planes_ sized by DepthwiseGeometry.
   void DepthwiseGeometry();
   // Zero-padded phase planes of one input plane into planes_.
