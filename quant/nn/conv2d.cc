@@ -581,7 +581,6 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
 void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
   const int64_t batch = x.dim(0);
   const int64_t p = out_h_ * out_w_;
-  const int64_t chunk = ChunkImages(batch);
   const int64_t image_size = o_.in_channels * in_h_ * in_w_;
   Tensor* dw = EffectiveWeightGrad(weight_);
   const Tensor& w = LastEffectiveWeight(weight_);
@@ -912,6 +911,59 @@ void Conv2d::DepthwiseGeometry() {
   tap_src_.assign(m * k * k, nullptr);
   tap_x_.assign(k * k, nullptr);
   tap_w_.assign(m * k * k, 0.0f);
+  // dx's gathers. dx at padded (R, Q), in phase (R % s, Q % s) at row R / s,
+  // column Q / s, is the sum over the taps ki = R % s + s*a, kj = Q % s + s*e
+  // of w[ki][kj] * dy[R/s - a][Q/s - e] (zero outside): a gather of dy planes
+  // (after their zero margin) at fixed offsets. Stride 1: one phase, the rows
+  // inside the input written straight into dx; else each phase's rows that
+  // are inside the input, into dx_phase_. Precomputed: no divisions per plane.
+  dx_gathers_.clear();
+  dx_taps_.clear();
+  const int64_t dplane = dmargin_ + plane_stride_;
+  for (int64_t pr = 0; pr < s; ++pr) {
+    // Rows of this phase inside the unpadded input.
+    const int64_t r_lo = std::max<int64_t>(0, (pad - pr + s - 1) / s);
+    const int64_t r_hi = (pad + in_h_ - 1 - pr) / s;  // inclusive
+    if (pad + in_h_ - 1 < pr || r_hi < r_lo) continue;
+    for (int64_t pc = 0; pc < s; ++pc) {
+      DxGather gather;
+      gather.first_tap = static_cast<int64_t>(dx_taps_.size());
+      // Stride 1: dx row h is padded row h + pad, from column pad.
+      const int64_t start = s == 1 ? pad * wq_ + pad : r_lo * wq_;
+      for (int64_t j = 0; j < m; ++j) {
+        for (int64_t ki = pr; ki < k; ki += s) {
+          for (int64_t kj = pc; kj < k; kj += s) {
+            dx_taps_.push_back({j * dplane + dmargin_ + start - (ki / s) * wq_ - kj / s,
+                                j * k * k + ki * k + kj});
+          }
+        }
+      }
+      gather.taps = static_cast<int64_t>(dx_taps_.size()) - gather.first_tap;
+      if (s == 1) {
+        gather.out_offset = 0;
+        gather.rows = in_h_;
+        gather.len = in_w_;
+        gather.stride = in_w_;
+      } else {
+        gather.out_offset = (pr * s + pc) * plane_stride_ + r_lo * wq_;
+        gather.rows = r_hi - r_lo + 1;
+        gather.len = wq_;
+        gather.stride = wq_;
+      }
+      dx_gathers_.push_back(gather);
+    }
+  }
+  // Stride 2: blocks of eight dx pixels from the two column phases (offsets
+  // from the phase row), the last block overlapping the one before.
+  dx_interleave_.clear();
+  if (s == 2 && in_w_ >= 8) {
+    for (int64_t i0 = 0;; i0 = std::min(i0 + 8, in_w_ - 8)) {
+      const int64_t q0 = i0 + pad;
+      dx_interleave_.push_back({i0, (q0 % 2) * plane_stride_ + q0 / 2,
+                                ((q0 + 1) % 2) * plane_stride_ + (q0 + 1) / 2});
+      if (i0 == in_w_ - 8) break;
+    }
+  }
   // Load masks of the padded row's blocks: lane l of block b (8 floats of a
   // phase row for stride 1; 16 of the padded row, two masks, for stride 2)
   // is set when its padded column lies inside the input row.
@@ -1040,64 +1092,39 @@ void Conv2d::DepthwiseBackward(const Tensor& x, const Tensor& w, const Tensor& d
         TapDot(x_src.data(), kk, src, out_h_, out_w_, wq_, dw_sum_.data() + co * kk * 4);
       }
       if (dx == nullptr) continue;
+      // dx: the gathers of DepthwiseGeometry's table, then (stride > 1) the
+      // phases back into rows.
       float* out = dx->data() + (b * cin + c) * hw;
-      // dx at padded (R, Q) in phase (R % s, Q % s): the sum over the taps
-      // ki = R % s + s*a, kj = Q % s + s*e of w[ki][kj] * dy[R/s - a][Q/s - e]
-      // (zero outside). Stride 1: one phase, written straight into dx.
-      if (s == 1) {
-        int64_t taps = 0;
-        for (int64_t j = 0; j < m; ++j) {
-          const float* g = dy_planes_.data() + j * dplane + dmargin_ + pad * wq_ + pad;
-          for (int64_t t = 0; t < kk; ++t) {
-            tap_src_[taps] = g - (t / k) * wq_ - t % k;
-            tap_w_[taps++] = w[(c * m + j) * kk + t];
-          }
+      const float* wc = w.data() + c * m * kk;
+      for (const DxGather& gather : dx_gathers_) {
+        for (int64_t t = 0; t < gather.taps; ++t) {
+          const DxTap& tap = dx_taps_[gather.first_tap + t];
+          tap_src_[t] = dy_planes_.data() + tap.dy_offset;
+          tap_w_[t] = wc[tap.w_index];
         }
-        TapRows(tap_src_.data(), tap_w_.data(), taps, 0.0f, in_h_, in_w_, wq_, out, in_w_);
-        continue;
-      }
-      for (int64_t pr = 0; pr < s; ++pr) {
-        // Rows of this phase inside the unpadded input.
-        const int64_t r_lo = std::max<int64_t>(0, (pad - pr + s - 1) / s);
-        const int64_t r_hi = (pad + in_h_ - 1 - pr) / s;  // inclusive
-        if (pad + in_h_ - 1 < pr || r_hi < r_lo) continue;
-        for (int64_t pc = 0; pc < s; ++pc) {
-          float* phase = dx_phase_.data() + (pr * s + pc) * plane_stride_ + r_lo * wq_;
-          int64_t taps = 0;
-          for (int64_t j = 0; j < m; ++j) {
-            const float* g = dy_planes_.data() + j * dplane + dmargin_ + r_lo * wq_;
-            for (int64_t ki = pr; ki < k; ki += s) {
-              for (int64_t kj = pc; kj < k; kj += s) {
-                tap_src_[taps] = g - (ki / s) * wq_ - kj / s;
-                tap_w_[taps++] = w[(c * m + j) * kk + ki * k + kj];
-              }
-            }
-          }
-          if (taps == 0) {
-            std::fill(phase, phase + (r_hi - r_lo + 1) * wq_, 0.0f);
-          } else {
-            TapRows(tap_src_.data(), tap_w_.data(), taps, 0.0f, r_hi - r_lo + 1, wq_, wq_, phase, wq_);
-          }
+        float* dst = (s == 1 ? out : dx_phase_.data()) + gather.out_offset;
+        if (gather.taps == 0) {
+          for (int64_t r = 0; r < gather.rows; ++r) std::fill(dst + r * gather.stride, dst + r * gather.stride + gather.len, 0.0f);
+        } else {
+          TapRows(tap_src_.data(), tap_w_.data(), gather.taps, 0.0f, gather.rows, gather.len,
+                  wq_, dst, gather.stride);
         }
       }
-      // Back from the phases to dx rows.
+      if (s == 1) continue;
       const float* dp = dx_phase_.data();
       for (int64_t h = 0; h < in_h_; ++h) {
         const int64_t r = h + pad;
-        const float* row = dp + (r % s) * s * plane_stride_ + (r / s) * wq_;
         float* d = out + h * in_w_;
         if (s == 2 && in_w_ >= 8) {
-          // Eight pixels from 4 + 4 of the two column phases, the last block
-          // overlapping the one before.
-          for (int64_t i0 = 0;; i0 = std::min(i0 + 8, in_w_ - 8)) {
-            const int64_t q0 = i0 + pad;
-            const __m128 a = _mm_loadu_ps(row + (q0 % 2) * plane_stride_ + q0 / 2);
-            const __m128 e = _mm_loadu_ps(row + ((q0 + 1) % 2) * plane_stride_ + (q0 + 1) / 2);
-            _mm256_storeu_ps(d + i0, _mm256_set_m128(_mm_unpackhi_ps(a, e), _mm_unpacklo_ps(a, e)));
-            if (i0 == in_w_ - 8) break;
+          // Eight pixels from 4 + 4 of the two column phases of padded row r.
+          const float* row = dp + (r & 1) * 2 * plane_stride_ + (r >> 1) * wq_;
+          for (const Interleave& il : dx_interleave_) {
+            const __m128 a = _mm_loadu_ps(row + il.first), e = _mm_loadu_ps(row + il.second);
+            _mm256_storeu_ps(d + il.out, _mm256_set_m128(_mm_unpackhi_ps(a, e), _mm_unpacklo_ps(a, e)));
           }
           continue;
         }
+        const float* row = dp + (r % s) * s * plane_stride_ + (r / s) * wq_;
         for (int64_t wi = 0; wi < in_w_; ++wi) {
           const int64_t q = wi + pad;
           d[wi] = row[(q % s) * plane_stride_ + q / s];

@@ -162,6 +162,23 @@ class Conv2d : public Layer {
   std::vector<double> dw_sum_;  // [Cout, k*k, 4]: four double lanes per tap
   std::vector<const float*> tap_src_, tap_x_;  // a kernel call's tap rows (of dy, of x) and weights
   std::vector<float> tap_w_;
+  // dx's gathers (DepthwiseGeometry): taps [first_tap, first_tap + taps) of
+  // dx_taps_ into rows x len (stride apart) at out_offset of dx (stride 1) or
+  // dx_phase_; a tap reads dy_planes_ at dy_offset with weight w_index of its
+  // channel's [multiplier, k, k] weights.
+  struct DxGather {
+    int64_t first_tap = 0, taps = 0, out_offset = 0, rows = 0, len = 0, stride = 0;
+  };
+  struct DxTap {
+    int64_t dy_offset, w_index;
+  };
+  // Stride 2: dx pixels [out, out + 8) from the phase row at `first` and `second`.
+  struct Interleave {
+    int64_t out, first, second;
+  };
+  std::vector<DxGather> dx_gathers_;
+  std::vector<DxTap> dx_taps_;
+  std::vector<Interleave> dx_interleave_;
 };
 
 // The `op:` plugin "conv2d": reads in_channels, out_channels (required),
