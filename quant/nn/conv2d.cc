@@ -977,51 +977,72 @@ void Conv2d::DepthwiseGeometry() {
   }
 }
 
-// Writes each padded row r < hp (zeros included) of `plane` into its phase
-// plane row, in 8-wide blocks straight from the input row (masked loads: the
-// padding is never stored anywhere first, so no load waits on a store). A
-// row's last block may run into the next row of the same phase, which is
-// written afterwards, or into the slack.
+namespace {
+// One padded row of a plane into its phase row(s), `blocks` blocks of 8
+// floats per phase: `row` is the input row shifted so that padded column q is
+// row[q], `masks` (8 lanes per 8 padded columns) select the columns inside the
+// input. kPlain: every float read lies inside the plane, so plain loads and
+// an AND (AMD's masked loads measured several times slower); else masked loads.
+// Stride 2 splits 16 padded columns into 8 even (dst0) and 8 odd (dst1).
+template <int S, bool kPlain>
+inline void PhaseRow(const float* row, const __m256i* masks, int64_t blocks, float* dst0,
+                     float* dst1) {
+  auto load = [&](int64_t i) {
+    const __m256i m = _mm256_loadu_si256(masks + i);
+    return kPlain ? _mm256_and_ps(_mm256_loadu_ps(row + 8 * i), _mm256_castsi256_ps(m))
+                  : _mm256_maskload_ps(row + 8 * i, m);
+  };
+  for (int64_t b = 0; b < blocks; ++b) {
+    if (S == 1) {
+      _mm256_storeu_ps(dst0 + 8 * b, load(b));
+      continue;
+    }
+    const __m256 lo = load(2 * b), hi = load(2 * b + 1);
+    // [l0 l2 h0 h2 | l4 l6 h4 h6] -> [l0 l2 l4 l6 h0 h2 h4 h6]
+    _mm256_storeu_ps(dst0 + 8 * b, _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8)));
+    _mm256_storeu_ps(dst1 + 8 * b, _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8)));
+  }
+}
+}  // namespace
+
+// Writes each padded row r < hp (zeros included, in order) of `plane` into its
+// phase plane row, in 8-wide blocks straight from the input row (the padding
+// is never stored anywhere first, so no load waits on a store). A row's last
+// block may run into the next row of the same phase, which is written
+// afterwards, or into the slack.
 void Conv2d::DepthwisePhases(const float* plane) {
   const int64_t s = o_.stride, pad = o_.padding, hp = in_h_ + 2 * pad;
   float* pl = planes_.data();
   const int64_t blocks = (wq_ + 7) / 8;
   const __m256i* masks = reinterpret_cast<const __m256i*>(row_masks_.data());
   if (s == 1 || s == 2) {
+    const __m256 zero = _mm256_setzero_ps();
     for (int64_t r = 0; r < hp; ++r) {
+      float* dst0 = s == 1 ? pl + r * wq_ : pl + (r & 1) * 2 * plane_stride_ + (r >> 1) * wq_;
+      float* dst1 = dst0 + plane_stride_;
       const int64_t h = r - pad;
-      const bool inside = h >= 0 && h < in_h_;
-      // The input row as padded row r: padded column q is row[q]. Where all
-      // the blocks' floats lie inside the plane, plain loads and a mask (AMD's
-      // masked loads measured several times slower); else masked loads.
-      const float* row = plane + h * in_w_ - pad;
-      const bool plain = h * in_w_ - pad >= 0 && h * in_w_ - pad + blocks * 8 * s <= in_h_ * in_w_;
-      auto load = [&](int64_t i) {
-        const __m256 m = _mm256_castsi256_ps(_mm256_loadu_si256(masks + i));
-        return plain ? _mm256_and_ps(_mm256_loadu_ps(row + 8 * i), m)
-                     : _mm256_maskload_ps(row + 8 * i, _mm256_castps_si256(m));
-      };
-      if (s == 1) {
-        float* dst = pl + r * wq_;
+      if (h < 0 || h >= in_h_) {
         for (int64_t b = 0; b < blocks; ++b) {
-          _mm256_storeu_ps(dst + 8 * b, inside ? load(b) : _mm256_setzero_ps());
+          _mm256_storeu_ps(dst0 + 8 * b, zero);
+          if (s == 2) _mm256_storeu_ps(dst1 + 8 * b, zero);
         }
         continue;
       }
-      float* even = pl + (r % 2) * 2 * plane_stride_ + (r / 2) * wq_;
-      float* odd = even + plane_stride_;
-      for (int64_t b = 0; b < blocks; ++b) {
-        __m256 e = _mm256_setzero_ps(), o = _mm256_setzero_ps();
-        if (inside) {
-          const __m256 lo = load(2 * b), hi = load(2 * b + 1);
-          // [l0 l2 h0 h2 | l4 l6 h4 h6] -> [l0 l2 l4 l6 h0 h2 h4 h6]
-          e = _mm256_castpd_ps(_mm256_permute4x64_pd(
-              _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
-          o = _mm256_castpd_ps(_mm256_permute4x64_pd(
-              _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
+      const int64_t first = h * in_w_ - pad;  // the padded row's column 0 in the plane
+      const float* row = plane + first;
+      const bool plain = first >= 0 && first + blocks * 8 * s <= in_h_ * in_w_;
+      if (s == 1) {
+        if (plain) {
+          PhaseRow<1, true>(row, masks, blocks, dst0, dst1);
+        } else {
+          PhaseRow<1, false>(row, masks, blocks, dst0, dst1);
         }
-        _mm256_storeu_ps(even + 8 * b, e);
-        _mm256_storeu_ps(odd + 8 * b, o);
+      } else if (plain) {
+        PhaseRow<2, true>(row, masks, blocks, dst0, dst1);
+      } else {
+        PhaseRow<2, false>(row, masks, blocks, dst0, dst1);
       }
     }
     return;
