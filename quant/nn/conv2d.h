@@ -41,6 +41,9 @@
 //    correlation of dy (copied W' wide after a zero margin) with each phase's
 //    taps, gathered rather than scattered: for stride 1 straight into dx, else
 //    per phase and interleaved back.
+//    On mobilenet_mini's shapes (batch 128, one core) it ran 2.7-3x (stride
+//    1) and 4.7-5.8x (stride 2) faster than the per-group loop, forward and
+//    backward (benchmarks/nn:conv_bench).
 #ifndef QUANT_NN_CONV2D_H_
 #define QUANT_NN_CONV2D_H_
 
