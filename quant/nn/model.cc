@@ -259,7 +259,14 @@ void Model::PlanEval() {
     uses.push_back({value_shapes_[v], i, i});
   }
   const BufferPlan plan = PlanBuffers(uses);
-  eval_slots_.assign(plan.num_slots(), Tensor());
+  // Slots live in the training buffers, idle in eval mode: planning saves
+  // memory instead of adding to it. Slot k is backed by the buffer of the
+  // first use given it (use 2i is node i's value, 2i + 1 its raw output).
+  eval_slots_.assign(plan.num_slots(), nullptr);
+  for (size_t u = 0; u < uses.size(); ++u) {
+    Tensor*& slot = eval_slots_[plan.slot[u]];
+    if (slot == nullptr) slot = u % 2 == 0 ? &out_[u / 2] : &post_[u / 2];
+  }
   for (int i = 0; i < n; ++i) {
     eval_value_slot_[i] = plan.slot[value_use[i]];
     eval_raw_slot_[i] = plan.slot[raw_use[i]];
@@ -351,7 +358,7 @@ void Model::PlanBackward() {
 }
 
 Tensor& Model::RawOutput(int node) {
-  return (training_ || keep_values_) ? out_[node] : eval_slots_[eval_raw_slot_[node]];
+  return (training_ || keep_values_) ? out_[node] : *eval_slots_[eval_raw_slot_[node]];
 }
 
 const Tensor& Model::Forward(const Tensor& x) {
@@ -367,12 +374,12 @@ const Tensor& Model::Forward(const Tensor& x) {
     if (TensorTransform* t = l.output_transform()) {
       Tensor& raw = RawOutput(i);
       l.ForwardInputs(node.x, &raw);
-      Tensor* post = keep ? &post_[i] : &eval_slots_[eval_value_slot_[i]];
+      Tensor* post = keep ? &post_[i] : eval_slots_[eval_value_slot_[i]];
       EnsureShape(post, raw.shape());
       t->Forward(raw, post, training_);
       value_ptr_[OutputOf(i)] = post;
     } else {
-      Tensor* out = keep ? &out_[i] : &eval_slots_[eval_value_slot_[i]];
+      Tensor* out = keep ? &out_[i] : eval_slots_[eval_value_slot_[i]];
       l.ForwardInputs(node.x, out);
       value_ptr_[OutputOf(i)] = out;
     }

@@ -158,7 +158,7 @@ class Model {
   std::vector<Tensor> out_, post_;
   std::vector<const Tensor*> value_ptr_;
   // Eval: planned slots; per node the slot of its raw output and of its value.
-  std::vector<Tensor> eval_slots_;
+  std::vector<Tensor*> eval_slots_;  // into out_ / post_
   std::vector<int> eval_raw_slot_, eval_value_slot_;
   // Backward: planned slots for value gradients, hook gradients and fan-out sums.
   std::vector<Tensor> grad_slots_;
