@@ -108,9 +108,10 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
                                        plan.seed);
     if (!s.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(model.Location(model.Has("layers") ? "layers" : "name"), ": ",
-                       std::string(s.message())));
+          absl::StrCat(model.Location(model.Has("layers") ? "layers" : (model.Has("nodes") ? "nodes" : "name")),
+                       ": ", std::string(s.message())));
     }
+    for (const std::string& w : plan.model->warnings()) plan.warnings.push_back(w);
   }
 
   if (plan.quant != nullptr) {

@@ -3,6 +3,8 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "quant/core/params.h"
+#include "quant/core/registry.h"
 
 namespace quant::nn {
 
@@ -133,5 +135,22 @@ void BatchNorm::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Ten
     }
   }
 }
+
+namespace {
+
+template <bool kSpatial>
+absl::StatusOr<std::unique_ptr<Layer>> CreateBatchNorm(ParamReader& p) {
+  const int64_t c = p.Int("num_features", -1, "channels (default: inferred; checked when given)");
+  const double momentum = p.DoubleInRange("momentum", 0.1, 0.0, 1.0, "running-statistics momentum (PyTorch's)");
+  const double eps = p.DoubleInRange("eps", 1e-5, 0.0, 1.0, "added to the variance");
+  if (absl::Status s = p.status(); !s.ok()) return s;
+  return std::unique_ptr<Layer>(
+      new BatchNorm("", kSpatial, c, static_cast<float>(momentum), static_cast<float>(eps)));
+}
+
+}  // namespace
+
+QUANTLAB_REGISTER(Layer, "batchnorm1d", CreateBatchNorm<false>, "BatchNorm1d over [C] samples");
+QUANTLAB_REGISTER(Layer, "batchnorm2d", CreateBatchNorm<true>, "BatchNorm2d over [C, H, W] samples");
 
 }  // namespace quant::nn

@@ -1,6 +1,11 @@
 #include "quant/nn/cnn.h"
 
 #include "quant/core/registry.h"
+#include "quant/nn/batch_norm.h"
+#include "quant/nn/conv2d.h"
+#include "quant/nn/elementwise.h"
+#include "quant/nn/linear.h"
+#include "quant/nn/pooling.h"
 
 namespace quant::nn {
 
@@ -21,19 +26,19 @@ absl::StatusOr<std::unique_ptr<Model>> Cnn::Create(ParamReader& p, bool batch_no
 absl::StatusOr<std::unique_ptr<Model>> Cnn::CreateCnn(ParamReader& p) { return Create(p, false); }
 absl::StatusOr<std::unique_ptr<Model>> Cnn::CreateCnnBn(ParamReader& p) { return Create(p, true); }
 
-absl::StatusOr<std::vector<LayerSpec>> Cnn::Specs(const Shape&, int num_classes) const {
-  std::vector<LayerSpec> specs;
+absl::StatusOr<GraphSpec> Cnn::MakeGraph(const Shape&, int num_classes) {
+  GraphSpec g;
   for (int64_t c : channels_) {
-    specs.push_back({.type = "conv2d", .out = c, .kernel = 3, .stride = 1, .padding = 1});
-    if (batch_norm_) specs.push_back({.type = "batchnorm2d"});
-    specs.push_back({.type = "relu"});
-    specs.push_back({.type = "maxpool2d", .kernel = 2});
+    g.Add(std::make_unique<Conv2d>("", Conv2dOptions{.out_channels = c, .kernel = 3, .stride = 1, .padding = 1}));
+    if (batch_norm_) g.Add(std::make_unique<BatchNorm>("", /*spatial=*/true));
+    g.Add(std::make_unique<Clamp>("", Clamp::Kind::kReLU));
+    g.Add(std::make_unique<Pool2d>("", Pool2d::Kind::kMax, 2));
   }
-  specs.push_back({.type = "flatten"});
-  specs.push_back({.type = "linear", .out = hidden_});
-  specs.push_back({.type = "relu"});
-  specs.push_back({.type = "linear", .out = num_classes});
-  return specs;
+  g.Add(std::make_unique<Flatten>(""));
+  g.Add(std::make_unique<Linear>("", -1, hidden_));
+  g.Add(std::make_unique<Clamp>("", Clamp::Kind::kReLU));
+  g.Add(std::make_unique<Linear>("", -1, num_classes));
+  return g;
 }
 
 QUANTLAB_REGISTER(Model, "cnn", Cnn::CreateCnn,

@@ -9,11 +9,11 @@
 #include <memory>
 
 #include "quant/core/params.h"
-#include "quant/nn/spec_model.h"
+#include "quant/nn/model.h"
 
 namespace quant::nn {
 
-class Cnn : public SpecModel {
+class Cnn : public Model {
  public:
   Cnn(bool batch_norm, std::vector<int64_t> channels, int64_t hidden)
       : batch_norm_(batch_norm), channels_(std::move(channels)), hidden_(hidden) {}
@@ -22,8 +22,7 @@ class Cnn : public SpecModel {
   std::string name() const override { return batch_norm_ ? "cnn_bn" : "cnn"; }
 
  protected:
-  absl::StatusOr<std::vector<LayerSpec>> Specs(const Shape& sample_shape,
-                                               int num_classes) const override;
+  absl::StatusOr<GraphSpec> MakeGraph(const Shape& sample_shape, int num_classes) override;
 
  private:
   static absl::StatusOr<std::unique_ptr<Model>> Create(ParamReader& p, bool batch_norm);

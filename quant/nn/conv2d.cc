@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "quant/core/registry.h"
 #include "quant/nn/gemm.h"
 #include "quant/nn/init.h"
 
@@ -171,13 +172,15 @@ Conv2d::Conv2d(std::string name, Conv2dOptions options) : Layer(std::move(name))
 std::string Conv2d::Describe() const {
   return absl::StrCat("Conv2d(", o_.in_channels, ", ", o_.out_channels, ", kernel=", o_.kernel,
                       ", stride=", o_.stride, ", padding=", o_.padding,
+                      o_.groups != 1 ? absl::StrCat(", groups=", o_.groups) : "",
                       o_.bias ? "" : ", bias=false", ")");
 }
 
 absl::StatusOr<Shape> Conv2d::Build(const Shape& input) {
-  if (o_.out_channels <= 0 || o_.kernel <= 0 || o_.stride <= 0 || o_.padding < 0) {
+  if (o_.out_channels <= 0 || o_.kernel <= 0 || o_.stride <= 0 || o_.padding < 0 ||
+      o_.groups <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "needs out_channels, kernel, stride > 0 and padding >= 0; has ", Describe()));
+        "needs out_channels, kernel, stride, groups > 0 and padding >= 0; has ", Describe()));
   }
   if (input.size() != 3) {
     return absl::InvalidArgumentError(
@@ -188,6 +191,12 @@ absl::StatusOr<Shape> Conv2d::Build(const Shape& input) {
     return absl::InvalidArgumentError(absl::StrCat("expects input [", o_.in_channels,
                                                    ", H, W] but gets ", ShapeToString(input)));
   }
+  if (o_.in_channels % o_.groups != 0 || o_.out_channels % o_.groups != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "in_channels (", o_.in_channels, ") and out_channels (", o_.out_channels,
+        ") must both be divisible by groups (", o_.groups, "); has input ", ShapeToString(input),
+        " for ", Describe()));
+  }
   in_h_ = input[1];
   in_w_ = input[2];
   out_h_ = (in_h_ + 2 * o_.padding - o_.kernel) / o_.stride + 1;
@@ -197,13 +206,28 @@ absl::StatusOr<Shape> Conv2d::Build(const Shape& input) {
                                                    ShapeToString(input), " with padding ",
                                                    o_.padding));
   }
-  weight_.Allocate({o_.out_channels, o_.in_channels, o_.kernel, o_.kernel});
+  weight_.Allocate({o_.out_channels, o_.in_channels / o_.groups, o_.kernel, o_.kernel});
   if (o_.bias) bias_.Allocate({o_.out_channels});
+  group_convs_.clear();
+  if (UseGroupLoop()) {
+    Conv2dOptions g = o_;
+    g.in_channels = o_.in_channels / o_.groups;
+    g.out_channels = o_.out_channels / o_.groups;
+    g.groups = 1;
+    for (int64_t i = 0; i < o_.groups; ++i) {
+      group_convs_.push_back(std::make_unique<Conv2d>(absl::StrCat(name(), ".group", i), g));
+      absl::StatusOr<Shape> out = group_convs_.back()->Build({g.in_channels, in_h_, in_w_});
+      if (!out.ok()) return out.status();
+    }
+  } else if (depthwise()) {
+    DepthwiseGeometry();
+  }
   return Shape{o_.out_channels, out_h_, out_w_};
 }
 
 void Conv2d::ResetParameters(Rng& rng) {
-  const float bound = KaimingUniformBound(cols());
+  // PyTorch: fan_in = in_channels / groups * k * k, for the weight and the bias.
+  const float bound = KaimingUniformBound(group_cols());
   FillUniform(&weight_.value, bound, rng);
   if (o_.bias) FillUniform(&bias_.value, bound, rng);
 }
@@ -507,6 +531,14 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
   const int64_t chunk = ChunkImages(batch);
   EnsureShape(y, {batch, o_.out_channels, out_h_, out_w_});
   const Tensor& w = EffectiveWeight(weight_);
+  if (UseGroupLoop()) {
+    GroupForward(x, w, y);
+    return;
+  }
+  if (depthwise()) {
+    DepthwiseForward(x, w, y);
+    return;
+  }
   if (UseDirect()) {
     DirectForward(x, w, y);
     return;
@@ -555,6 +587,15 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
   const Tensor& w = LastEffectiveWeight(weight_);
   bias_sum_.assign(o_.out_channels, 0.0);  // capacity is kept
   if (dx != nullptr) EnsureShape(dx, x.shape());
+  if (UseGroupLoop() || depthwise()) {
+    if (UseGroupLoop()) {
+      GroupBackward(x, w, dy, dw, dx);
+    } else {
+      DepthwiseBackward(x, w, dy, dw, dx);
+    }
+    FinishWeightGrad(weight_);
+    return;
+  }
   if (UseDirect()) {
     DirectBackward(x, w, dy, dw, dx);
     if (o_.bias) {
@@ -638,5 +679,466 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
   }
   FinishWeightGrad(weight_);
 }
+
+// ---------------------------------------------------------------------------
+// Grouped convolution through one groups = 1 layer per group.
+
+void Conv2d::GroupForward(const Tensor& x, const Tensor& w, Tensor* y) {
+  const int64_t batch = x.dim(0), g = o_.groups, cin = o_.in_channels, cout = o_.out_channels;
+  const int64_t cg = cin / g, og = cout / g, kk = o_.kernel * o_.kernel;
+  const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_;
+  EnsureShape(&gx_, {batch, cg, in_h_, in_w_});
+  for (int64_t gi = 0; gi < g; ++gi) {
+    Conv2d& sub = *group_convs_[gi];
+    // The group's weight rows [gi*og, (gi+1)*og) are contiguous: [og, cg, k, k].
+    std::memcpy(sub.weight_.value.data(), w.data() + gi * og * cg * kk, og * cg * kk * sizeof(float));
+    if (o_.bias) {
+      std::memcpy(sub.bias_.value.data(), bias_.value.data() + gi * og, og * sizeof(float));
+    }
+    for (int64_t b = 0; b < batch; ++b) {
+      std::memcpy(gx_.data() + b * cg * hw, x.data() + (b * cin + gi * cg) * hw, cg * hw * sizeof(float));
+    }
+    sub.Forward(gx_, &gy_);
+    for (int64_t b = 0; b < batch; ++b) {
+      std::memcpy(y->data() + (b * cout + gi * og) * p, gy_.data() + b * og * p, og * p * sizeof(float));
+    }
+  }
+}
+
+void Conv2d::GroupBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw,
+                           Tensor* dx) {
+  const int64_t batch = x.dim(0), g = o_.groups, cin = o_.in_channels, cout = o_.out_channels;
+  const int64_t cg = cin / g, og = cout / g, kk = o_.kernel * o_.kernel;
+  const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_;
+  EnsureShape(&gx_, {batch, cg, in_h_, in_w_});
+  EnsureShape(&gdy_, {batch, og, out_h_, out_w_});
+  for (int64_t gi = 0; gi < g; ++gi) {
+    Conv2d& sub = *group_convs_[gi];
+    // sub's weight is still the one Forward used (this layer's LastEffectiveWeight).
+    for (int64_t b = 0; b < batch; ++b) {
+      std::memcpy(gx_.data() + b * cg * hw, x.data() + (b * cin + gi * cg) * hw, cg * hw * sizeof(float));
+      std::memcpy(gdy_.data() + b * og * p, dy.data() + (b * cout + gi * og) * p, og * p * sizeof(float));
+    }
+    sub.Backward(gx_, gy_, gdy_, dx != nullptr ? &gdx_ : nullptr);  // (Conv2d reads no y)
+    std::memcpy(dw->data() + gi * og * cg * kk, sub.weight_.grad.data(), og * cg * kk * sizeof(float));
+    if (o_.bias) {
+      std::memcpy(bias_.grad.data() + gi * og, sub.bias_.grad.data(), og * sizeof(float));
+    }
+    if (dx == nullptr) continue;
+    for (int64_t b = 0; b < batch; ++b) {
+      std::memcpy(dx->data() + (b * cin + gi * cg) * hw, gdx_.data() + b * cg * hw, cg * hw * sizeof(float));
+    }
+  }
+  (void)w;
+}
+
+// ---------------------------------------------------------------------------
+// Depthwise kernel.
+
+namespace {
+inline int64_t RoundUp8(int64_t n) { return (n + 7) / 8 * 8; }
+
+// One 8-wide block: init + sum_t w[t] * p[t][off..off+8), one explicit FMA
+// per tap in tap order. T > 0 taps known at compile time keep the weights in
+// registers; T = 0 takes `taps` at run time and broadcasts each weight.
+template <int T>
+inline __m256 TapBlock(const float* const* p, const __m256* wv, const float* w, int64_t taps,
+                       __m256 init, int64_t off) {
+  __m256 a = init;
+  if (T > 0) {
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) a = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(p[t] + off), a);
+  } else {
+    for (int64_t t = 0; t < taps; ++t) {
+      a = _mm256_fmadd_ps(_mm256_broadcast_ss(w + t), _mm256_loadu_ps(p[t] + off), a);
+    }
+  }
+  return a;
+}
+
+// out[r * out_stride + j] = init + sum_t w[t] * src[t][r * in_stride + j] for
+// r < rows, j < len. Rows are computed in 8-wide blocks, two at a time (two
+// independent FMA chains), the last block of a row overlapping the one before
+// (each lane is computed on its own, so the overlap writes the same values
+// again); a row shorter than 8 is stored whole, running into the next row
+// (written afterwards), except the last row, which goes through a small buffer.
+template <int T>
+void TapRowsFixed(const float* const* src, const float* w, int64_t taps, float init, int64_t rows,
+                  int64_t len, int64_t in_stride, float* out, int64_t out_stride) {
+  __m256 wv[T > 0 ? T : 1];
+  // The tap pointers as locals (registers): read through `src`, GCC reloads
+  // them after every store, as `out` might alias them.
+  const float* local[T > 0 ? T : 1];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    wv[t] = _mm256_set1_ps(w[t]);
+    local[t] = src[t];
+  }
+  const float* const* p = T > 0 ? local : src;
+  const __m256 iv = _mm256_set1_ps(init);
+  const int64_t blocks = (len + 7) / 8;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t in = r * in_stride;
+    float* o = out + r * out_stride;
+    if (len < 8) {
+      const __m256 a = TapBlock<T>(p, wv, w, taps, iv, in);
+      if (r + 1 < rows) {
+        _mm256_storeu_ps(o, a);
+      } else {
+        alignas(32) float tmp[8];
+        _mm256_store_ps(tmp, a);
+        for (int64_t j = 0; j < len; ++j) o[j] = tmp[j];
+      }
+      continue;
+    }
+    int64_t b = 0;
+    for (; b + 2 <= blocks; b += 2) {
+      const int64_t j0 = std::min(8 * b, len - 8), j1 = std::min(8 * b + 8, len - 8);
+      const __m256 a0 = TapBlock<T>(p, wv, w, taps, iv, in + j0);
+      const __m256 a1 = TapBlock<T>(p, wv, w, taps, iv, in + j1);
+      _mm256_storeu_ps(o + j0, a0);
+      _mm256_storeu_ps(o + j1, a1);
+    }
+    if (b < blocks) {
+      const int64_t j0 = len - 8;
+      _mm256_storeu_ps(o + j0, TapBlock<T>(p, wv, w, taps, iv, in + j0));
+    }
+  }
+}
+
+void TapRows(const float* const* src, const float* w, int64_t taps, float init, int64_t rows,
+             int64_t len, int64_t in_stride, float* out, int64_t out_stride) {
+  switch (taps) {
+    case 1: TapRowsFixed<1>(src, w, taps, init, rows, len, in_stride, out, out_stride); break;
+    case 2: TapRowsFixed<2>(src, w, taps, init, rows, len, in_stride, out, out_stride); break;
+    case 4: TapRowsFixed<4>(src, w, taps, init, rows, len, in_stride, out, out_stride); break;
+    case 9: TapRowsFixed<9>(src, w, taps, init, rows, len, in_stride, out, out_stride); break;
+    default: TapRowsFixed<0>(src, w, taps, init, rows, len, in_stride, out, out_stride); break;
+  }
+}
+
+// Lanes [0, n) set, for masked loads of a row's last n < 8 floats.
+inline __m256i FirstLanes(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// dsum[4t..4t+4) += sum over r < rows, j < len of g[r * len + j] *
+// src[t][r * in_stride + j]: eight float partial sums per tap over one
+// plane, then added pairwise into four double lanes. A row's last len % 8
+// floats of g are read with a mask (the other lanes are zero).
+template <int T>
+void TapDotFixed(const float* const* src, const float* g, int64_t rows, int64_t len,
+                 int64_t in_stride, double* dsum) {
+  __m256 acc[T];
+  const float* p[T];  // locals: see TapRowsFixed
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    p[t] = src[t];
+  }
+  const int64_t full = len / 8 * 8;
+  const __m256i tail = FirstLanes(len - full);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* gr = g + r * len;
+    const int64_t in = r * in_stride;
+    for (int64_t j = 0; j <= full; j += 8) {
+      if (j == full && j == len) break;
+      const __m256 gv = j < full ? _mm256_loadu_ps(gr + j) : _mm256_maskload_ps(gr + j, tail);
+#pragma GCC unroll 16
+      for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(p[t] + in + j), acc[t]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(acc[t]));
+    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(acc[t], 1));
+    _mm256_storeu_pd(dsum + 4 * t, _mm256_add_pd(_mm256_loadu_pd(dsum + 4 * t), _mm256_add_pd(lo, hi)));
+  }
+}
+
+void TapDot(const float* const* src, int64_t taps, const float* g, int64_t rows, int64_t len,
+            int64_t in_stride, double* dsum) {
+  for (int64_t t = 0; t < taps; t += 9) {
+    const float* const* s = src + t;
+    double* d = dsum + 4 * t;
+    switch (std::min<int64_t>(taps - t, 9)) {
+      case 1: TapDotFixed<1>(s, g, rows, len, in_stride, d); break;
+      case 2: TapDotFixed<2>(s, g, rows, len, in_stride, d); break;
+      case 3: TapDotFixed<3>(s, g, rows, len, in_stride, d); break;
+      case 4: TapDotFixed<4>(s, g, rows, len, in_stride, d); break;
+      case 5: TapDotFixed<5>(s, g, rows, len, in_stride, d); break;
+      case 6: TapDotFixed<6>(s, g, rows, len, in_stride, d); break;
+      case 7: TapDotFixed<7>(s, g, rows, len, in_stride, d); break;
+      case 8: TapDotFixed<8>(s, g, rows, len, in_stride, d); break;
+      default: TapDotFixed<9>(s, g, rows, len, in_stride, d); break;
+    }
+  }
+}
+}  // namespace
+
+// Phase planes of hq_ x wq_ floats, plane_stride_ apart (slack so that 8-wide
+// loads and stores past a plane's last row stay inside the buffer):
+//  - wq_ >= out_w + (k-1)/s, so a row of dy in this layout ends with at least
+//    (k-1)/s zero columns: dx's gather, which reads dy at column ow - e for
+//    e <= (k-1)/s, wraps around into zeros;
+//  - hq_ >= out_h + (k-1)/s, so every tap of every output row is inside.
+void Conv2d::DepthwiseGeometry() {
+  const int64_t s = o_.stride, k = o_.kernel, pad = o_.padding;
+  const int64_t hp = in_h_ + 2 * pad, wp = in_w_ + 2 * pad, reach = (k - 1) / s;
+  hq_ = std::max((hp + s - 1) / s, out_h_ + reach);
+  wq_ = std::max((wp + s - 1) / s, out_w_ + reach);
+  phases_ = s * s;
+  plane_stride_ = RoundUp8(hq_ * wq_) + 16;
+  dmargin_ = RoundUp8(reach * wq_ + reach);
+  const int64_t m = o_.out_channels / o_.in_channels;
+  // Zeroed once. Every row of a phase plane that a valid output reads is
+  // rewritten for each input plane; the other floats stay finite (zeros or
+  // copies of inputs), so the dropped lanes never hold NaN. In dy_planes_
+  // only the valid pixels are ever written: the margin and the dropped
+  // columns stay zero.
+  planes_ = Tensor({phases_ * plane_stride_});
+  dy_planes_ = Tensor({m * (dmargin_ + plane_stride_)});
+  dx_phase_ = Tensor({phases_ * plane_stride_});
+  tap_src_.assign(m * k * k, nullptr);
+  tap_w_.assign(m * k * k, 0.0f);
+  // Load masks of the padded row's blocks: lane l of block b (8 floats of a
+  // phase row for stride 1; 16 of the padded row, two masks, for stride 2)
+  // is set when its padded column lies inside the input row.
+  const int64_t blocks = (wq_ + 7) / 8, per_block = s == 2 ? 16 : 8;
+  row_masks_.assign(blocks * per_block, 0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t l = 0; l < per_block; ++l) {
+      const int64_t q = b * per_block + l;
+      row_masks_[b * per_block + l] = q >= pad && q < pad + in_w_ ? -1 : 0;
+    }
+  }
+}
+
+// Writes each padded row r < hp (zeros included) of `plane` into its phase
+// plane row, in 8-wide blocks straight from the input row (masked loads: the
+// padding is never stored anywhere first, so no load waits on a store). A
+// row's last block may run into the next row of the same phase, which is
+// written afterwards, or into the slack.
+void Conv2d::DepthwisePhases(const float* plane) {
+  const int64_t s = o_.stride, pad = o_.padding, hp = in_h_ + 2 * pad;
+  float* pl = planes_.data();
+  const int64_t blocks = (wq_ + 7) / 8;
+  const __m256i* masks = reinterpret_cast<const __m256i*>(row_masks_.data());
+  if (s == 1 || s == 2) {
+    for (int64_t r = 0; r < hp; ++r) {
+      const int64_t h = r - pad;
+      const bool inside = h >= 0 && h < in_h_;
+      // The input row as padded row r: padded column q is row[q]. Where all
+      // the blocks' floats lie inside the plane, plain loads and a mask (AMD's
+      // masked loads measured several times slower); else masked loads.
+      const float* row = plane + h * in_w_ - pad;
+      const bool plain = h * in_w_ - pad >= 0 && h * in_w_ - pad + blocks * 8 * s <= in_h_ * in_w_;
+      auto load = [&](int64_t i) {
+        const __m256 m = _mm256_castsi256_ps(_mm256_loadu_si256(masks + i));
+        return plain ? _mm256_and_ps(_mm256_loadu_ps(row + 8 * i), m)
+                     : _mm256_maskload_ps(row + 8 * i, _mm256_castps_si256(m));
+      };
+      if (s == 1) {
+        float* dst = pl + r * wq_;
+        for (int64_t b = 0; b < blocks; ++b) {
+          _mm256_storeu_ps(dst + 8 * b, inside ? load(b) : _mm256_setzero_ps());
+        }
+        continue;
+      }
+      float* even = pl + (r % 2) * 2 * plane_stride_ + (r / 2) * wq_;
+      float* odd = even + plane_stride_;
+      for (int64_t b = 0; b < blocks; ++b) {
+        __m256 e = _mm256_setzero_ps(), o = _mm256_setzero_ps();
+        if (inside) {
+          const __m256 lo = load(2 * b), hi = load(2 * b + 1);
+          // [l0 l2 h0 h2 | l4 l6 h4 h6] -> [l0 l2 l4 l6 h0 h2 h4 h6]
+          e = _mm256_castpd_ps(_mm256_permute4x64_pd(
+              _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
+          o = _mm256_castpd_ps(_mm256_permute4x64_pd(
+              _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
+        }
+        _mm256_storeu_ps(even + 8 * b, e);
+        _mm256_storeu_ps(odd + 8 * b, o);
+      }
+    }
+    return;
+  }
+  for (int64_t ph = 0; ph < phases_; ++ph) {
+    std::fill(pl + ph * plane_stride_, pl + ph * plane_stride_ + hq_ * wq_, 0.0f);
+  }
+  for (int64_t h = 0; h < in_h_; ++h) {
+    const int64_t r = h + pad;
+    for (int64_t w = 0; w < in_w_; ++w) {
+      const int64_t q = w + pad;
+      pl[((r % s) * s + q % s) * plane_stride_ + (r / s) * wq_ + q / s] = plane[h * in_w_ + w];
+    }
+  }
+}
+
+void Conv2d::DepthwiseForward(const Tensor& x, const Tensor& w, Tensor* y) {
+  const int64_t batch = x.dim(0), cin = o_.in_channels, cout = o_.out_channels;
+  const int64_t m = cout / cin, s = o_.stride, k = o_.kernel, kk = k * k;
+  const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_;
+  // Tap (ki, kj) reads phase (ki % s, kj % s) at shift (ki / s) * wq_ + kj / s.
+  for (int64_t ki = 0; ki < k; ++ki) {
+    for (int64_t kj = 0; kj < k; ++kj) {
+      tap_src_[ki * k + kj] = planes_.data() + ((ki % s) * s + kj % s) * plane_stride_ +
+                              (ki / s) * wq_ + kj / s;
+    }
+  }
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t c = 0; c < cin; ++c) {
+      DepthwisePhases(x.data() + (b * cin + c) * hw);
+      for (int64_t j = 0; j < m; ++j) {
+        const int64_t co = c * m + j;
+        TapRows(tap_src_.data(), w.data() + co * kk, kk, o_.bias ? bias_.value[co] : 0.0f, out_h_,
+                out_w_, wq_, y->data() + (b * cout + co) * p, out_w_);
+      }
+    }
+  }
+}
+
+void Conv2d::DepthwiseBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw,
+                               Tensor* dx) {
+  const int64_t batch = x.dim(0), cin = o_.in_channels, cout = o_.out_channels;
+  const int64_t m = cout / cin, s = o_.stride, k = o_.kernel, kk = k * k, pad = o_.padding;
+  const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_;
+  const int64_t dplane = dmargin_ + plane_stride_;
+  std::vector<const float*> x_src(kk);
+  for (int64_t ki = 0; ki < k; ++ki) {
+    for (int64_t kj = 0; kj < k; ++kj) {
+      x_src[ki * k + kj] = planes_.data() + ((ki % s) * s + kj % s) * plane_stride_ +
+                           (ki / s) * wq_ + kj / s;
+    }
+  }
+  dw_sum_.assign(cout * kk * 4, 0.0);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t c = 0; c < cin; ++c) {
+      DepthwisePhases(x.data() + (b * cin + c) * hw);
+      for (int64_t j = 0; j < m; ++j) {
+        const int64_t co = c * m + j;
+        const float* src = dy.data() + (b * cout + co) * p;
+        if (dx != nullptr) {
+          // dy in the kernel's layout after the zero margin, for dx's gather
+          // (written before dW's loop, which reads dy itself, so that the
+          // gather's wide loads do not wait on these stores).
+          float* g = dy_planes_.data() + j * dplane + dmargin_;
+          for (int64_t oh = 0; oh < out_h_; ++oh) CopyRow(src + oh * out_w_, g + oh * wq_, out_w_);
+        }
+        if (o_.bias) bias_sum_[co] += SumAsDouble(src, p);
+        TapDot(x_src.data(), kk, src, out_h_, out_w_, wq_, dw_sum_.data() + co * kk * 4);
+      }
+      if (dx == nullptr) continue;
+      float* out = dx->data() + (b * cin + c) * hw;
+      // dx at padded (R, Q) in phase (R % s, Q % s): the sum over the taps
+      // ki = R % s + s*a, kj = Q % s + s*e of w[ki][kj] * dy[R/s - a][Q/s - e]
+      // (zero outside). Stride 1: one phase, written straight into dx.
+      if (s == 1) {
+        int64_t taps = 0;
+        for (int64_t j = 0; j < m; ++j) {
+          const float* g = dy_planes_.data() + j * dplane + dmargin_ + pad * wq_ + pad;
+          for (int64_t t = 0; t < kk; ++t) {
+            tap_src_[taps] = g - (t / k) * wq_ - t % k;
+            tap_w_[taps++] = w[(c * m + j) * kk + t];
+          }
+        }
+        TapRows(tap_src_.data(), tap_w_.data(), taps, 0.0f, in_h_, in_w_, wq_, out, in_w_);
+        continue;
+      }
+      for (int64_t pr = 0; pr < s; ++pr) {
+        // Rows of this phase inside the unpadded input.
+        const int64_t r_lo = std::max<int64_t>(0, (pad - pr + s - 1) / s);
+        const int64_t r_hi = (pad + in_h_ - 1 - pr) / s;  // inclusive
+        if (pad + in_h_ - 1 < pr || r_hi < r_lo) continue;
+        for (int64_t pc = 0; pc < s; ++pc) {
+          float* phase = dx_phase_.data() + (pr * s + pc) * plane_stride_ + r_lo * wq_;
+          int64_t taps = 0;
+          for (int64_t j = 0; j < m; ++j) {
+            const float* g = dy_planes_.data() + j * dplane + dmargin_ + r_lo * wq_;
+            for (int64_t ki = pr; ki < k; ki += s) {
+              for (int64_t kj = pc; kj < k; kj += s) {
+                tap_src_[taps] = g - (ki / s) * wq_ - kj / s;
+                tap_w_[taps++] = w[(c * m + j) * kk + ki * k + kj];
+              }
+            }
+          }
+          if (taps == 0) {
+            std::fill(phase, phase + (r_hi - r_lo + 1) * wq_, 0.0f);
+          } else {
+            TapRows(tap_src_.data(), tap_w_.data(), taps, 0.0f, r_hi - r_lo + 1, wq_, wq_, phase, wq_);
+          }
+        }
+      }
+      // Back from the phases to dx rows.
+      const float* dp = dx_phase_.data();
+      for (int64_t h = 0; h < in_h_; ++h) {
+        const int64_t r = h + pad;
+        const float* row = dp + (r % s) * s * plane_stride_ + (r / s) * wq_;
+        float* d = out + h * in_w_;
+        if (s == 2 && in_w_ >= 8) {
+          // Eight pixels from 4 + 4 of the two column phases, the last block
+          // overlapping the one before.
+          for (int64_t i0 = 0;; i0 = std::min(i0 + 8, in_w_ - 8)) {
+            const int64_t q0 = i0 + pad;
+            const __m128 a = _mm_loadu_ps(row + (q0 % 2) * plane_stride_ + q0 / 2);
+            const __m128 e = _mm_loadu_ps(row + ((q0 + 1) % 2) * plane_stride_ + (q0 + 1) / 2);
+            _mm256_storeu_ps(d + i0, _mm256_set_m128(_mm_unpackhi_ps(a, e), _mm_unpacklo_ps(a, e)));
+            if (i0 == in_w_ - 8) break;
+          }
+          continue;
+        }
+        for (int64_t wi = 0; wi < in_w_; ++wi) {
+          const int64_t q = wi + pad;
+          d[wi] = row[(q % s) * plane_stride_ + q / s];
+        }
+      }
+    }
+  }
+  for (int64_t t = 0; t < cout * kk; ++t) {
+    const double* l = dw_sum_.data() + 4 * t;
+    (*dw)[t] = static_cast<float>((l[0] + l[1]) + (l[2] + l[3]));
+  }
+  if (o_.bias) {
+    for (int64_t co = 0; co < cout; ++co) bias_.grad[co] = static_cast<float>(bias_sum_[co]);
+  }
+}
+// ---------------------------------------------------------------------------
+// The `op:` plugin. Keys, checks and messages as quant/nn/layer_spec.cc's
+// ReadLayerSpec reads a conv2d, plus `groups`.
+
+absl::StatusOr<std::unique_ptr<Layer>> CreateConv2d(ParamReader& p) {
+  Conv2dOptions o;
+  o.in_channels = p.Int("in_channels", -1, "input channels (default: inferred; checked when given)");
+  o.out_channels = p.IntInRange("out_channels", 0, 1, 1 << 20, "output channels");
+  if (!p.describing() && !p.Has("out_channels")) {
+    p.Fail("out_channels", "a conv2d layer needs out_channels");
+  }
+  o.kernel = p.IntInRange("kernel", 3, 1, 1024, "square kernel size");
+  o.stride = p.IntInRange("stride", 1, 1, 1024, "stride");
+  o.padding = p.IntInRange("padding", 0, 0, 1024, "zero padding on each side");
+  o.bias = p.Bool("bias", true, "learn a bias");
+  o.groups = p.IntInRange("groups", 1, 1, 1 << 20,
+                          "channel groups (1..out_channels; in_channels and out_channels divisible "
+                          "by it; in_channels for depthwise)");
+  if (!p.describing() && p.status().ok()) {
+    if (o.groups > o.out_channels) {
+      p.Fail("groups", absl::StrCat("must be at most out_channels (", o.out_channels, "); is ",
+                                    o.groups));
+    } else if (o.out_channels % o.groups != 0) {
+      p.Fail("groups", absl::StrCat("out_channels (", o.out_channels,
+                                    ") must be divisible by groups (", o.groups, ")"));
+    } else if (o.in_channels > 0 && o.in_channels % o.groups != 0) {
+      p.Fail("groups", absl::StrCat("in_channels (", o.in_channels,
+                                    ") must be divisible by groups (", o.groups, ")"));
+    }
+  }
+  if (absl::Status s = p.status(); !s.ok()) return s;
+  return std::unique_ptr<Layer>(new Conv2d("", o));
+}
+
+QUANTLAB_REGISTER(Layer, "conv2d", CreateConv2d,
+                  "2-D convolution over NCHW (PyTorch's Conv2d: square kernel, stride, padding, "
+                  "groups, depthwise when groups = in_channels)");
 
 }  // namespace quant::nn

@@ -1,4 +1,4 @@
-// Conv2d over NCHW mini-batches (groups = 1), via im2col and GEMM (OpenBLAS):
+// Conv2d over NCHW mini-batches, via im2col and GEMM (OpenBLAS) for groups = 1:
 // col [C*k*k, n*P] for n images of P output pixels, Y [Cout, n*P] = W col.
 //  - An image with >= 128 output pixels is its own chunk: its [Cout, P] result
 //    is already its NCHW output, and its columns stay in cache.
@@ -24,11 +24,29 @@
 // a grey-scale net) and stride 1 is computed directly instead (AVX2 over
 // zero-padded planes): a GEMM with K = 9 runs far below the library's peak,
 // and im2col would move 9x the data.
+//
+// Grouped convolution (PyTorch's `groups`): weight [Cout, Cin/groups, k, k],
+// output channels [g*Cout/groups, (g+1)*Cout/groups) see input channels
+// [g*Cin/groups, (g+1)*Cin/groups).
+//  - 1 < groups < Cin: one groups = 1 Conv2d per group (every path above),
+//    fed with the group's channels and weight rows, results copied back.
+//  - Depthwise (groups == Cin > 1, Cout = multiplier * Cin): a dedicated
+//    kernel. Each input plane is zero-padded and split into stride x stride
+//    phase planes (phase (p, q) holds padded[s*r + p][s*j + q]), so that every
+//    tap (ki, kj) reads its phase plane at the constant shift
+//    (ki / s) * W' + kj / s from an output pixel stored at oh * W' + ow: one
+//    8-wide FMA per tap over the whole plane, the W' - out_w extra columns
+//    computed and dropped. dW the same with dy in that layout; dx is the
+//    correlation of dy (with a zero margin) with each phase's taps, gathered
+//    (not scattered) per phase plane, then interleaved back.
 #ifndef QUANT_NN_CONV2D_H_
 #define QUANT_NN_CONV2D_H_
 
+#include <memory>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "quant/core/params.h"
 #include "quant/nn/layer.h"
 
 namespace quant::nn {
@@ -40,6 +58,8 @@ struct Conv2dOptions {
   int64_t stride = 1;
   int64_t padding = 0;
   bool bias = true;
+  // Channel groups (PyTorch's): in_channels and out_channels divisible by it.
+  int64_t groups = 1;
 };
 
 class Conv2d : public Layer {
@@ -54,18 +74,35 @@ class Conv2d : public Layer {
   void Forward(const Tensor& x, Tensor* y) override;
   void Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   std::vector<Parameter*> parameters() override;
-  int64_t ForwardFlopsPerSample() const override { return 2 * out_pixels() * cols(); }
+  int64_t ForwardFlopsPerSample() const override { return 2 * out_pixels() * group_cols(); }
   int64_t BackwardFlopsPerSample(bool input_grad) const override {
-    return (input_grad ? 4 : 2) * out_pixels() * cols();
+    return (input_grad ? 4 : 2) * out_pixels() * group_cols();
   }
   bool has_weight() const override { return true; }
 
   Parameter& weight() { return weight_; }
   Parameter& bias() { return bias_; }
   const Conv2dOptions& options() const { return o_; }
+  // groups == in_channels > 1 (PyTorch's depthwise convolution).
+  bool depthwise() const { return o_.groups > 1 && o_.groups == o_.in_channels; }
+  // For benchmarks and tests: run a depthwise layer through the per-group
+  // loop of groups = 1 convolutions instead of its own kernel. Before Build.
+  void set_force_group_loop(bool force) { force_group_loop_ = force; }
 
  private:
+  // Columns per output pixel of the groups = 1 paths (only used with groups = 1).
   int64_t cols() const { return o_.in_channels * o_.kernel * o_.kernel; }
+  // Multiply-adds per output pixel: Cin/groups * k * k.
+  int64_t group_cols() const { return o_.in_channels / o_.groups * o_.kernel * o_.kernel; }
+  bool UseGroupLoop() const { return o_.groups > 1 && (!depthwise() || force_group_loop_); }
+  void GroupForward(const Tensor& x, const Tensor& w, Tensor* y);
+  void GroupBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw, Tensor* dx);
+  // Depthwise kernel (see the header comment); planes_ sized by DepthwiseGeometry.
+  void DepthwiseGeometry();
+  // Zero-padded phase planes of one input plane into planes_.
+  void DepthwisePhases(const float* plane);
+  void DepthwiseForward(const Tensor& x, const Tensor& w, Tensor* y);
+  void DepthwiseBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw, Tensor* dx);
   int64_t out_pixels() const { return o_.out_channels * out_h_ * out_w_; }
   void Im2Col(const float* image, Tensor* columns, int64_t column_offset, int64_t row_stride);
   void Col2Im(int64_t column_offset, int64_t row_stride, float* image);
@@ -96,18 +133,38 @@ class Conv2d : public Layer {
   // so neither changes shape from step to step).
   Tensor bcol_;
   Tensor pad_plane_, dy_plane_;  // one zero-padded plane of x / dy for stride-1 im2col
-  Tensor wflip_;
+  Tensor wflip_;  // stride 1: the flipped, transposed weight [C, Cout*k*k] for dx
   // Stride 1 and 8 < width <= 16: one image's columns (of x, of dy for dx) as
   // row panels for the packed kernel (see conv2d.cc).
   Tensor packed_, dpacked_;
-  Tensor panel_plane_;  // forward's padded planes (Backward rebuilds columns with pad_plane_)      // stride 1: the flipped, transposed weight [C, Cout*k*k] for dx
+  Tensor panel_plane_;  // forward's padded planes (Backward rebuilds columns with pad_plane_)
   // col_ still holds the columns of the whole last forward batch (one chunk).
   bool col_holds_batch_ = false;
   std::vector<double> bias_sum_;
   // Direct path: padded input, output, dy and dx planes of one image, and per
   // (Cout, C, k, k) tap eight partial sums of the weight gradient.
   Tensor in_pad_, out_pad_, g_pad_, dx_pad_, tap_acc_;
+
+  // 1 < groups, not the depthwise kernel: one groups = 1 layer per group, and
+  // the group's slices of x, y, dy and dx.
+  bool force_group_loop_ = false;
+  std::vector<std::unique_ptr<Conv2d>> group_convs_;
+  Tensor gx_, gy_, gdy_, gdx_;
+  // Depthwise: phase planes are hq_ x wq_ (wq_ is also the row stride of an
+  // output plane in the kernel's layout), phases_ = stride^2 of them per
+  // input plane; dy of the `multiplier` outputs of one channel with a zero
+  // margin of dmargin_ floats in front (dy_planes_), per-tap double sums of dW.
+  int64_t hq_ = 0, wq_ = 0, phases_ = 0, plane_stride_ = 0, dmargin_ = 0;
+  Tensor planes_, dy_planes_, dx_phase_;
+  std::vector<int32_t> row_masks_;  // load masks of a padded row's blocks
+  std::vector<double> dw_sum_;  // [Cout, k*k, 4]: four double lanes per tap
+  std::vector<const float*> tap_src_;  // a kernel call's tap rows and weights
+  std::vector<float> tap_w_;
 };
+
+// The `op:` plugin "conv2d": reads in_channels, out_channels (required),
+// kernel, stride, padding, bias and groups; the graph names the layer.
+absl::StatusOr<std::unique_ptr<Layer>> CreateConv2d(ParamReader& p);
 
 }  // namespace quant::nn
 

@@ -7,6 +7,8 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "quant/core/params.h"
+#include "quant/core/registry.h"
 
 namespace quant::nn {
 
@@ -130,5 +132,37 @@ void Dropout::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tenso
   EnsureShape(dx, x.shape());
   for (int64_t i = 0; i < dy.numel(); ++i) dx->data()[i] = dy.data()[i] * mask_.data()[i];
 }
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<Layer>> CreateRelu(ParamReader& p) {
+  return std::unique_ptr<Layer>(new Clamp("", Clamp::Kind::kReLU));
+}
+absl::StatusOr<std::unique_ptr<Layer>> CreateRelu6(ParamReader& p) {
+  return std::unique_ptr<Layer>(new Clamp("", Clamp::Kind::kReLU6));
+}
+absl::StatusOr<std::unique_ptr<Layer>> CreateHardtanh(ParamReader& p) {
+  const double lo = p.Double("min_val", -1.0, "lower clip");
+  const double hi = p.Double("max_val", 1.0, "upper clip");
+  if (!p.describing() && !(lo < hi)) p.Fail("max_val", "must be greater than min_val");
+  if (absl::Status s = p.status(); !s.ok()) return s;
+  return std::unique_ptr<Layer>(new Clamp("", Clamp::Kind::kHardtanh, static_cast<float>(lo), static_cast<float>(hi)));
+}
+absl::StatusOr<std::unique_ptr<Layer>> CreateFlatten(ParamReader& p) {
+  return std::unique_ptr<Layer>(new Flatten(""));
+}
+absl::StatusOr<std::unique_ptr<Layer>> CreateDropout(ParamReader& p) {
+  const double prob = p.DoubleInRange("p", 0.5, 0.0, 0.999, "probability of zeroing an element");
+  if (absl::Status s = p.status(); !s.ok()) return s;
+  return std::unique_ptr<Layer>(new Dropout("", static_cast<float>(prob)));
+}
+
+}  // namespace
+
+QUANTLAB_REGISTER(Layer, "relu", CreateRelu, "max(x, 0)");
+QUANTLAB_REGISTER(Layer, "relu6", CreateRelu6, "min(max(x, 0), 6)");
+QUANTLAB_REGISTER(Layer, "hardtanh", CreateHardtanh, "min(max(x, min_val), max_val)");
+QUANTLAB_REGISTER(Layer, "flatten", CreateFlatten, "[C, H, W] -> [C*H*W] in PyTorch's order");
+QUANTLAB_REGISTER(Layer, "dropout", CreateDropout, "inverted dropout while training, identity in eval");
 
 }  // namespace quant::nn

@@ -117,6 +117,12 @@ class Layer {
   bool training() const { return training_; }
   void set_training(bool training) { training_ = training; }
 
+  // True, with PyTorch 1.13's fixed output qparams (quint8 sigmoid: 1/256, 0; tanh: 2/256, 128), for ops
+  // whose output range is known whatever the data: the QAT scheme puts a `fixed` observer there.
+  virtual bool fixed_output_qparams(float* scale, int32_t* zero_point, bool* is_signed) const {
+    return false;
+  }
+
   // Forward multiply-adds per sample times 2 (0 for cheap layers); for benchmarks.
   virtual int64_t ForwardFlopsPerSample() const { return 0; }
   // Backward FLOPs per sample: weight gradient, plus the input gradient when asked.

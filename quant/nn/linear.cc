@@ -4,6 +4,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "quant/core/params.h"
+#include "quant/core/registry.h"
 #include "quant/nn/gemm.h"
 #include "quant/nn/init.h"
 
@@ -78,5 +80,20 @@ void Linear::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
   }
   FinishWeightGrad(weight_);
 }
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<Layer>> CreateLinear(ParamReader& p) {
+  const int64_t in = p.Int("in_features", -1, "input width (default: inferred; checked when given)");
+  const int64_t out = p.IntInRange("out_features", 0, 1, 1 << 24, "output width");
+  if (!p.describing() && !p.Has("out_features")) p.Fail("out_features", "a linear layer needs out_features");
+  const bool bias = p.Bool("bias", true, "learn a bias");
+  if (absl::Status s = p.status(); !s.ok()) return s;
+  return std::unique_ptr<Layer>(new Linear("", in, out, bias));
+}
+
+}  // namespace
+
+QUANTLAB_REGISTER(Layer, "linear", CreateLinear, "fully connected: y = x W^T + b");
 
 }  // namespace quant::nn

@@ -1,6 +1,8 @@
 #include "quant/nn/mlp.h"
 
 #include "quant/core/registry.h"
+#include "quant/nn/elementwise.h"
+#include "quant/nn/linear.h"
 
 namespace quant::nn {
 
@@ -15,15 +17,15 @@ absl::StatusOr<std::unique_ptr<Model>> Mlp::Create(ParamReader& p) {
   return std::unique_ptr<Model>(new Mlp(std::move(hidden)));
 }
 
-absl::StatusOr<std::vector<LayerSpec>> Mlp::Specs(const Shape&, int num_classes) const {
-  std::vector<LayerSpec> specs;
-  specs.push_back({.type = "flatten"});
+absl::StatusOr<GraphSpec> Mlp::MakeGraph(const Shape&, int num_classes) {
+  GraphSpec g;
+  g.Add(std::make_unique<Flatten>(""));
   for (int64_t h : hidden_) {
-    specs.push_back({.type = "linear", .out = h});
-    specs.push_back({.type = "relu"});
+    g.Add(std::make_unique<Linear>("", -1, h));
+    g.Add(std::make_unique<Clamp>("", Clamp::Kind::kReLU));
   }
-  specs.push_back({.type = "linear", .out = num_classes});
-  return specs;
+  g.Add(std::make_unique<Linear>("", -1, num_classes));
+  return g;
 }
 
 QUANTLAB_REGISTER(Model, "mlp", Mlp::Create,

@@ -7,19 +7,18 @@
 #include <memory>
 
 #include "quant/core/params.h"
-#include "quant/nn/spec_model.h"
+#include "quant/nn/model.h"
 
 namespace quant::nn {
 
-class Mlp : public SpecModel {
+class Mlp : public Model {
  public:
   explicit Mlp(std::vector<int64_t> hidden) : hidden_(std::move(hidden)) {}
   static absl::StatusOr<std::unique_ptr<Model>> Create(ParamReader& p);
   std::string name() const override { return "mlp"; }
 
  protected:
-  absl::StatusOr<std::vector<LayerSpec>> Specs(const Shape& sample_shape,
-                                               int num_classes) const override;
+  absl::StatusOr<GraphSpec> MakeGraph(const Shape& sample_shape, int num_classes) override;
 
  private:
   std::vector<int64_t> hidden_;

@@ -1,12 +1,28 @@
-// A network (registry `model:`): a sequence of named layers with the output
-// hooks between them, run on mini-batches. A model plugin's factory only reads
-// its settings; Build(sample_shape, num_classes, seed) creates the layers for
-// the dataset, checks that their shapes chain (an error names the layer index,
-// the layer and both shapes, before any training) and initialises them.
+// A network (registry `model:`) as a graph: named values and nodes. A node is
+// an op (a Layer, quant/nn/layer.h) with one or more input values and one
+// output value. Value 0 is the model's input; value i + 1 is the output of
+// node i; nodes are kept in topological order, so a chain (mlp, cnn) is node i
+// reading value i.
 //
-// Forward/Backward keep every activation in buffers owned by the model and
-// reused from batch to batch. Backward skips the input gradient of every layer
-// before the first trainable one (e.g. the first conv's dx).
+// A model plugin's factory only reads its settings; Build(sample_shape,
+// num_classes, seed) asks the plugin for its GraphSpec (quant/nn/graph.h),
+// names the nodes, resolves inputs, sorts topologically, infers and checks
+// every shape (an error names the node, its op, where it was written and each
+// input's shape and producer) and initialises the parameters, node by node
+// from Rng::Stream(seed, node index).
+//
+// Execution. Forward runs the nodes in order. In training mode every value is
+// kept (Backward needs them); in eval mode values live in buffers planned by
+// liveness (quant/nn/buffer_plan.h), reused as soon as the last consumer ran.
+// Backward runs the nodes in reverse order; where a value fans out, the
+// gradients of its consumers are summed; gradient buffers are planned by
+// liveness too. Nothing is allocated once the first batch has run. Backward
+// skips every input gradient that nothing trainable needs (e.g. the first
+// conv's dx).
+//
+// Quantization hooks sit on values: a node's output transform
+// (Layer::set_output_transform) is applied to its output value, so every
+// consumer of the value sees the transformed tensor.
 #ifndef QUANT_NN_MODEL_H_
 #define QUANT_NN_MODEL_H_
 
@@ -17,6 +33,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "quant/nn/graph.h"
 #include "quant/nn/layer.h"
 
 namespace quant::nn {
@@ -24,6 +41,7 @@ namespace quant::nn {
 class Model {
  public:
   static constexpr char kRegistryKind[] = "model";
+  static constexpr int kInputValue = 0;
   virtual ~Model() = default;
 
   // The registry name, e.g. "cnn".
@@ -40,12 +58,42 @@ class Model {
   void set_training(bool training);
   bool training() const { return training_; }
 
-  int num_layers() const { return static_cast<int>(layers_.size()); }
-  Layer& layer(int i) { return *layers_[i]; }
-  const Layer& layer(int i) const { return *layers_[i]; }
+  // Nodes, in topological order. ("Layer" is the op of a node.)
+  int num_layers() const { return static_cast<int>(nodes_.size()); }
+  Layer& layer(int i) { return *nodes_[i].op; }
+  const Layer& layer(int i) const { return *nodes_[i].op; }
   Layer* FindLayer(const std::string& name);
+  int FindNode(const std::string& name) const;  // -1 if none
   // Layers whose whole name matches `regex` (ECMAScript); a bad regex is InvalidArgument.
   absl::StatusOr<std::vector<Layer*>> MatchLayers(const std::string& regex);
+
+  // The graph. Value ids: kInputValue, or OutputOf(node).
+  static int OutputOf(int node) { return node + 1; }
+  static int ProducerOf(int value) { return value - 1; }  // -1 for the input
+  int num_values() const { return num_layers() + 1; }
+  const std::vector<int>& inputs_of(int node) const { return nodes_[node].inputs; }
+  const std::vector<int>& consumers(int value) const { return consumers_[value]; }
+  int output_value() const { return output_value_; }
+  // Per-sample shape of a value ([C, H, W] or [F]).
+  const Shape& value_shape(int value) const { return value_shapes_[value]; }
+  // "input", or the producing node's name.
+  std::string value_name(int value) const;
+  // True when every node reads the previous node's output (mlp, cnn, sequential).
+  bool is_chain() const;
+  // Warnings found at Build (e.g. a node whose output nothing reads).
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
+  // The last Forward's value `v` (after its output transform). Every value in
+  // training mode or with keep_values; otherwise only the input and the output.
+  const Tensor& value(int v) const { return *value_ptr_[v]; }
+  void set_keep_values(bool keep) { keep_values_ = keep; }
+
+  // A float executor for analysis and PTQ: runs nodes [begin, end) with the
+  // current mode and hooks, reading inputs from and writing outputs (after the
+  // output transforms) into `values` (indexed by value id, resized to
+  // num_values()). Values the range reads must be set; a missing one is a
+  // FailedPrecondition naming the node and the value.
+  absl::Status RunNodes(int begin, int end, std::vector<Tensor>* values);
 
   // Trainable tensors, named "<layer>.<param>" (and hook transforms' own).
   std::vector<std::pair<std::string, Parameter*>> NamedParameters();
@@ -55,41 +103,72 @@ class Model {
   int64_t NumParameters();
 
   // FLOPs per sample of Forward and of Backward (as Backward runs: no input
-  // gradient before the first trainable layer).
+  // gradient where nothing trainable needs it).
   int64_t ForwardFlopsPerSample() const;
   int64_t BackwardFlopsPerSample() const;
 
   const Shape& sample_shape() const { return sample_shape_; }
   int num_classes() const { return num_classes_; }
-  // One line per layer: index, name, description, output shape.
+  // One line per node: index, name, description, inputs (unless a chain), output shape.
   std::string Summary() const;
 
-  // Per-layer wall time of Forward and Backward (including hooks), for
+  // Per-node wall time of Forward and Backward (including hooks), for
   // benchmarks; off by default.
   void set_profiling(bool on) { profiling_ = on; }
   struct LayerTime {
     double forward = 0, backward = 0;
   };
   const std::vector<LayerTime>& layer_times() const { return times_; }
-  void ResetLayerTimes() { times_.assign(layers_.size(), LayerTime()); }
+  void ResetLayerTimes() { times_.assign(nodes_.size(), LayerTime()); }
 
  protected:
-  // The layers for this input and class count (unbuilt). Errors are InvalidArgument.
-  virtual absl::StatusOr<std::vector<std::unique_ptr<Layer>>> MakeLayers(const Shape& sample_shape,
-                                                                         int num_classes) = 0;
+  // The graph for this input and class count (ops unbuilt). Errors are InvalidArgument.
+  virtual absl::StatusOr<GraphSpec> MakeGraph(const Shape& sample_shape, int num_classes) = 0;
 
  private:
-  bool NeedsInputGrad(int i) const;
+  struct Node {
+    std::unique_ptr<Layer> op;
+    std::vector<int> inputs;  // value ids
+    std::string origin;
+    // Reused argument vectors (no allocation per batch).
+    std::vector<const Tensor*> x;
+    std::vector<Tensor*> dx;
+  };
+  absl::Status Arrange(GraphSpec spec);
+  absl::Status InferShapes();
+  void PlanEval();
+  void PlanBackward();
+  // Which values need a gradient (something trainable produced or precedes them).
+  void UpdateNeedsGrad();
+  bool Trainable(int node) const;
+  Tensor& RawOutput(int node);
 
   bool built_ = false;
   bool training_ = true;
+  bool keep_values_ = false;
   Shape sample_shape_;
   int num_classes_ = 0;
-  std::vector<std::unique_ptr<Layer>> layers_;
-  std::vector<Shape> out_shapes_;
-  int first_trainable_ = 0;
-  // Per layer: raw output, output after the output transform, gradients.
-  std::vector<Tensor> out_, post_, grad_out_, grad_in_;
+  std::vector<Node> nodes_;
+  std::vector<std::vector<int>> consumers_;
+  std::vector<Shape> value_shapes_;
+  int output_value_ = 0;
+  std::vector<std::string> warnings_;
+
+  // Training: per node, raw output and output after the output transform.
+  std::vector<Tensor> out_, post_;
+  std::vector<const Tensor*> value_ptr_;
+  // Eval: planned slots; per node the slot of its raw output and of its value.
+  std::vector<Tensor> eval_slots_;
+  std::vector<int> eval_raw_slot_, eval_value_slot_;
+  // Backward: planned slots for value gradients, hook gradients and fan-out sums.
+  std::vector<Tensor> grad_slots_;
+  std::vector<int> grad_slot_;                     // per value
+  std::vector<int> hook_grad_slot_;                // per node (-1: no output transform)
+  std::vector<std::vector<int>> sum_slot_;         // per node, per input (-1: written directly)
+  std::vector<char> needs_grad_, written_, trainable_;
+  std::vector<const void*> hooks_seen_;  // per node: weight and output transform, as planned
+  std::vector<const Tensor*> grad_ptr_;
+
   bool profiling_ = false;
   std::vector<LayerTime> times_;
 };

@@ -7,6 +7,8 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "quant/core/params.h"
+#include "quant/core/registry.h"
 
 namespace quant::nn {
 
@@ -258,5 +260,20 @@ void Pool2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
     }
   }
 }
+
+namespace {
+
+template <Pool2d::Kind kKind>
+absl::StatusOr<std::unique_ptr<Layer>> CreatePool(ParamReader& p) {
+  const int64_t kernel = p.IntInRange("kernel", 2, 1, 1024, "square window");
+  const int64_t stride = p.IntInRange("stride", 0, 0, 1024, "stride (0: the kernel size)");
+  if (absl::Status s = p.status(); !s.ok()) return s;
+  return std::unique_ptr<Layer>(new Pool2d("", kKind, kernel, stride));
+}
+
+}  // namespace
+
+QUANTLAB_REGISTER(Layer, "maxpool2d", CreatePool<Pool2d::Kind::kMax>, "max pooling, no padding, floor mode");
+QUANTLAB_REGISTER(Layer, "avgpool2d", CreatePool<Pool2d::Kind::kAvg>, "average pooling, no padding, floor mode");
 
 }  // namespace quant::nn

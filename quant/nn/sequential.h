@@ -10,30 +10,31 @@
 //       - flatten
 //       - {type: linear, out_features: 10}
 //
-// Layer keys are in layer_spec.h. Sizes may be left out (inferred); sizes given
-// are checked when the model is built, before training, and a mismatch names
-// the layer index and both shapes.
+// `type` names any registered op (registry `op:`; `run --list` shows each op's
+// keys); each layer reads the one before it (the chain case of `graph`). Sizes
+// may be left out (inferred); sizes given are checked when the model is built,
+// before training, and a mismatch names the layer and both shapes.
 #ifndef QUANT_NN_SEQUENTIAL_H_
 #define QUANT_NN_SEQUENTIAL_H_
 
 #include <memory>
+#include <vector>
 
 #include "quant/core/params.h"
-#include "quant/nn/spec_model.h"
+#include "quant/nn/model.h"
 
 namespace quant::nn {
 
-class Sequential : public SpecModel {
+class Sequential : public Model {
  public:
-  explicit Sequential(std::vector<LayerSpec> specs) : specs_(std::move(specs)) {}
   static absl::StatusOr<std::unique_ptr<Model>> Create(ParamReader& p);
   std::string name() const override { return "sequential"; }
 
  protected:
-  absl::StatusOr<std::vector<LayerSpec>> Specs(const Shape&, int) const override { return specs_; }
+  absl::StatusOr<GraphSpec> MakeGraph(const Shape&, int) override;
 
  private:
-  std::vector<LayerSpec> specs_;
+  GraphSpec spec_;  // handed to Build once
 };
 
 }  // namespace quant::nn

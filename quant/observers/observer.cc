@@ -6,7 +6,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "quant/quantizers/fake_quant.h"
+#include "quant/qmath/fake_quant.h"
 
 namespace quant {
 

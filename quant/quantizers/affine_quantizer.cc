@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "quant/core/registry.h"
-#include "quant/quantizers/fake_quant.h"
+#include "quant/qmath/fake_quant.h"
 
 namespace quant {
 

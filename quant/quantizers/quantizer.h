@@ -24,7 +24,7 @@
 #include "absl/status/statusor.h"
 #include "quant/core/params.h"
 #include "quant/core/tensor.h"
-#include "quant/quantizers/qparams.h"
+#include "quant/qmath/qparams.h"
 
 namespace quant {
 

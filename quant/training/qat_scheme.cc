@@ -1,6 +1,7 @@
 #include "quant/training/qat_scheme.h"
 
 #include <algorithm>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -9,15 +10,21 @@
 #include "quant/nn/checkpoint.h"
 #include "quant/nn/conv2d.h"
 #include "quant/nn/elementwise.h"
+#include "quant/nn/fusion.h"
 #include "quant/nn/linear.h"
 #include "quant/quantizers/tensor_role.h"
 
 namespace quant {
 namespace {
 
-bool IsBatchNorm(nn::Layer& l) { return dynamic_cast<nn::BatchNorm*>(&l) != nullptr; }
-bool IsActivation(nn::Layer& l) { return dynamic_cast<nn::Clamp*>(&l) != nullptr; }
-bool IsCompute(nn::Layer& l) { return l.has_weight() || IsBatchNorm(l) || IsActivation(l); }
+bool IsBatchNorm(const nn::Layer& l) { return l.type() == "batchnorm1d" || l.type() == "batchnorm2d"; }
+// Ops whose output is a new tensor in the integer model, with qparams of its
+// own. Pooling, flatten and dropout pass their input's qparams on.
+bool IsCompute(const nn::Layer& l) {
+  static const auto* kinds = new std::set<std::string>{
+      "relu", "relu6", "hardtanh", "add", "concat", "hardswish", "sigmoid", "tanh"};
+  return l.has_weight() || IsBatchNorm(l) || kinds->count(l.type()) > 0;
+}
 
 nn::Parameter* WeightOf(nn::Layer& l) {
   for (nn::Parameter* p : l.parameters()) {
@@ -55,12 +62,12 @@ absl::Status FakeQuantHooks::status() const {
   return absl::OkStatus();
 }
 
-bool IsActivationQuantPoint(nn::Model& model, int i) {
-  nn::Layer& l = model.layer(i);
-  if (!IsCompute(l)) return false;
-  if (i + 1 < model.num_layers()) {
-    nn::Layer& next = model.layer(i + 1);
-    if (IsBatchNorm(next) || IsActivation(next)) return false;  // fused into this group
+bool IsActivationQuantPoint(const nn::Model& model, int i) {
+  if (!IsCompute(model.layer(i))) return false;
+  // Inside a fusion group (conv -> bn -> relu, add -> relu) only the group's
+  // output exists in the integer model.
+  for (const nn::FusionGroup& g : nn::FindFusionGroups(model)) {
+    if ((i == g.anchor || i == g.batch_norm || i == g.activation) && i != g.last()) return false;
   }
   return true;
 }
@@ -112,6 +119,8 @@ absl::StatusOr<FakeQuantHooks> InsertFakeQuant(nn::Model& model, const QuantConf
                                                bool fold_bn) {
   RETURN_IF_ERROR(CheckWeightOverrides(model, config));
   FakeQuantHooks out;
+  std::vector<int> bn_of(model.num_layers(), -1);  // the BatchNorm fused after each conv/linear
+  for (const nn::FusionGroup& g : nn::FindFusionGroups(model)) bn_of[g.anchor] = g.batch_norm;
   for (int i = 0; i < model.num_layers(); ++i) {
     nn::Layer& l = model.layer(i);
     if (l.has_weight()) {
@@ -121,8 +130,8 @@ absl::StatusOr<FakeQuantHooks> InsertFakeQuant(nn::Model& model, const QuantConf
                          MakeHook(std::move(q), l.name(), TensorRole::kWeights));
         FakeQuantHooks::Hook h{i, l.name(), true, t, nullptr};
         std::shared_ptr<nn::TensorTransform> hook = t;
-        if (fold_bn && i + 1 < model.num_layers() && IsBatchNorm(model.layer(i + 1))) {
-          h.folded_bn = dynamic_cast<nn::BatchNorm*>(&model.layer(i + 1));
+        if (fold_bn && bn_of[i] >= 0) {
+          h.folded_bn = static_cast<nn::BatchNorm*>(&model.layer(bn_of[i]));
           hook = std::make_shared<BnFoldTransform>(h.folded_bn, t);
         }
         nn::Parameter* w = WeightOf(l);

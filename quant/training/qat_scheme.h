@@ -75,7 +75,7 @@ absl::StatusOr<FakeQuantHooks> InsertFakeQuant(nn::Model& model, const QuantConf
 void RemoveFakeQuant(nn::Model& model);
 
 // Whether a layer's output is a quantization point (the end of a compute group).
-bool IsActivationQuantPoint(nn::Model& model, int layer);
+bool IsActivationQuantPoint(const nn::Model& model, int layer);
 
 class QatScheme : public TrainingScheme {
  public:

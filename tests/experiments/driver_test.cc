@@ -242,8 +242,8 @@ TEST(DriverTest, ModelThatDoesNotChainIsRejectedBeforeRunning) {
         "train: {epochs: 1}\n");
   const Result r = RunDriver("--config=" + dir + "/bad.yaml --output_dir=" + dir + "/runs");
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_THAT(r.output, HasSubstr("bad.yaml:5:3: model.layers: model sequential: layer 1"));
-  EXPECT_THAT(r.output, HasSubstr("layer 1"));
+  EXPECT_THAT(r.output, HasSubstr("bad.yaml:5:3: model.layers: model sequential: node 1 'fc1' (linear"));
+  EXPECT_THAT(r.output, HasSubstr("bad.yaml:7:7: model.layers[1]"));
   EXPECT_THAT(r.output, HasSubstr("784"));
   EXPECT_THAT(r.output, HasSubstr("100"));
   EXPECT_EQ(CountRunDirs(dir + "/runs"), 0);

@@ -1,4 +1,7 @@
-// Finite-difference gradient checks for quant::nn layers (test helper).
+// Finite-difference gradient checks for quant::nn layers (test helper): the
+// original string-returning form, now a thin wrapper of CheckGradients in
+// tests/nn/gradient_check.h (prefer that for new tests: multi-input ops, input
+// ranges, kinks, gtest AssertionResult).
 //
 // For a layer f and a fixed random upstream gradient G, the scalar
 // L = sum(G * f(x)) is evaluated in double from the layer's float outputs.

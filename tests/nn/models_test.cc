@@ -10,6 +10,8 @@
 #include "quant/core/registry.h"
 #include "quant/nn/checkpoint.h"
 #include "quant/nn/loss.h"
+#include "quant/nn/buffer_plan.h"
+#include "quant/nn/fusion.h"
 #include "quant/nn/model.h"
 #include "tests/nn/gradcheck.h"
 #include "yaml-cpp/yaml.h"
@@ -79,7 +81,7 @@ TEST(ModelsTest, SequentialShapesThatDoNotChainNameLayerAndShapes) {
   absl::Status s = (*m)->Build({1, 28, 28}, 10, 0);
   ASSERT_FALSE(s.ok());
   const std::string msg(s.message());
-  EXPECT_NE(msg.find("layer 4"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("node 4"), std::string::npos) << msg;
   EXPECT_NE(msg.find("fc1"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[100]"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[1568]"), std::string::npos) << msg;
@@ -209,6 +211,161 @@ TEST(ModelsTest, OutputHookChangesForwardAndBackward) {
   for (int64_t i = 0; i < before.numel(); ++i) EXPECT_FLOAT_EQ(after[i], 2 * before[i]);
   m->FindLayer("relu1")->set_output_transform(std::make_shared<Double>());
   ExpectModelGradientsMatch(*m, {1, 4, 3}, 3);
+}
+
+// A residual block with a fan-out (stem feeds both the conv branch and the
+// add), a concat of two branches and a head: every gradient, including those
+// summed where a value fans out, against finite differences.
+constexpr char kResidualGraph[] = R"({name: graph, nodes: [
+    {name: stem, op: conv2d, inputs: [input], out_channels: 3, padding: 1},
+    {name: stem_relu, op: relu},
+    {name: c1, op: conv2d, out_channels: 3, padding: 1},
+    {name: r1, op: relu},
+    {name: c2, op: conv2d, out_channels: 3, padding: 1},
+    {name: sum, op: add, inputs: [c2, stem_relu]},
+    {name: sum_relu, op: relu},
+    {name: side, op: conv2d, inputs: [stem_relu], out_channels: 2, kernel: 1},
+    {name: cat, op: concat, inputs: [sum_relu, side]},
+    {name: pool, op: maxpool2d, kernel: 2},
+    {name: flat, op: flatten},
+    {name: fc, op: linear, out_features: 3}]})";
+
+TEST(GraphTest, ResidualAndConcatGradientsMatchFiniteDifferences) {
+  auto m = Built(kResidualGraph, {2, 6, 6}, 3, /*seed=*/1);
+  ASSERT_NE(m, nullptr);
+  EXPECT_FALSE(m->is_chain());
+  EXPECT_EQ(m->value_shape(Model::OutputOf(m->FindNode("cat"))), (Shape{5, 6, 6}));
+  EXPECT_EQ(m->consumers(Model::OutputOf(m->FindNode("stem_relu"))).size(), 3u);
+  EXPECT_TRUE(m->warnings().empty());
+  ExpectModelGradientsMatch(*m, {2, 6, 6}, 3);
+}
+
+TEST(GraphTest, NodesListedOutOfOrderAreSortedTopologically) {
+  auto m = Built(R"({name: graph, output: fc, nodes: [
+      {name: fc, op: linear, inputs: [flat], out_features: 3},
+      {name: flat, op: flatten, inputs: [r]},
+      {name: r, op: relu, inputs: [input]}]})", {1, 2, 2}, 3);
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(LayerNames(*m), (std::vector<std::string>{"r", "flat", "fc"}));
+  EXPECT_TRUE(m->is_chain());
+}
+
+TEST(GraphTest, StructuralErrorsNameTheNodeAndItsLine) {
+  auto unknown = MakeModel("{name: graph, nodes: [{name: a, op: relu}, {name: b, op: add, inputs: [a, c]}]}");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("model.yaml:1:"), std::string::npos) << unknown.status();
+  EXPECT_NE(unknown.status().message().find("node 'b': unknown input 'c'"), std::string::npos) << unknown.status();
+
+  auto duplicate = MakeModel("{name: graph, nodes: [{name: a, op: relu}, {name: a, op: relu}]}");
+  ASSERT_FALSE(duplicate.ok());
+  EXPECT_NE(duplicate.status().message().find("model.yaml:1:"), std::string::npos) << duplicate.status();
+  EXPECT_NE(duplicate.status().message().find("'a' is used twice"), std::string::npos) << duplicate.status();
+
+  auto cycle = MakeModel(R"({name: graph, nodes: [
+      {name: a, op: relu, inputs: [c]}, {name: b, op: relu, inputs: [a]}, {name: c, op: add, inputs: [b, input]}]})");
+  ASSERT_FALSE(cycle.ok());
+  EXPECT_NE(cycle.status().message().find("model.yaml:2:"), std::string::npos) << cycle.status();
+  EXPECT_NE(cycle.status().message().find("cycle"), std::string::npos) << cycle.status();
+  EXPECT_NE(cycle.status().message().find("a <- c <- b <- a"), std::string::npos) << cycle.status();
+
+  auto bad_output = MakeModel("{name: graph, output: zz, nodes: [{name: a, op: relu}]}");
+  ASSERT_FALSE(bad_output.ok());
+  EXPECT_NE(bad_output.status().message().find("output"), std::string::npos) << bad_output.status();
+
+  auto wrong_arity = MakeModel("{name: graph, nodes: [{name: a, op: add, inputs: [input]}]}");
+  ASSERT_TRUE(wrong_arity.ok());
+  absl::Status s = (*wrong_arity)->Build({4}, 4, 0);
+  EXPECT_NE(s.message().find("takes 2 input(s), but 1 are given"), std::string::npos) << s;
+}
+
+TEST(GraphTest, ShapeMismatchNamesBothInputs) {
+  auto m = MakeModel(R"({name: graph, nodes: [
+      {name: a, op: conv2d, inputs: [input], out_channels: 16, padding: 1},
+      {name: b, op: conv2d, inputs: [input], out_channels: 32, padding: 1, stride: 2},
+      {name: sum, op: add, inputs: [a, b]},
+      {name: flat, op: flatten}, {name: fc, op: linear, out_features: 10}]})");
+  ASSERT_TRUE(m.ok()) << m.status();
+  absl::Status s = (*m)->Build({1, 14, 14}, 10, 0);
+  ASSERT_FALSE(s.ok());
+  const std::string msg(s.message());
+  EXPECT_NE(msg.find("'sum' (add, model.yaml:4:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[16, 14, 14] (output of a)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[32, 7, 7] (output of b)"), std::string::npos) << msg;
+}
+
+TEST(GraphTest, UnusedOutputIsAWarning) {
+  auto m = Built(R"({name: graph, output: fc, nodes: [
+      {name: flat, op: flatten, inputs: [input]},
+      {name: dead, op: relu, inputs: [flat]},
+      {name: fc, op: linear, inputs: [flat], out_features: 2}]})", {1, 2, 2}, 2);
+  ASSERT_NE(m, nullptr);
+  ASSERT_EQ(m->warnings().size(), 1u);
+  EXPECT_NE(m->warnings()[0].find("'dead'"), std::string::npos) << m->warnings()[0];
+  EXPECT_NE(m->warnings()[0].find("not used"), std::string::npos);
+  // The dead branch does not disturb training.
+  ExpectModelGradientsMatch(*m, {1, 2, 2}, 2);
+}
+
+TEST(GraphTest, EvalBuffersPlannedByLivenessGiveTheSameValues) {
+  auto m = Built(kResidualGraph, {2, 6, 6}, 3);
+  Tensor x = testing::RandomTensor({3, 2, 6, 6}, 4);
+  m->set_training(false);
+  m->set_keep_values(true);
+  Tensor kept = m->Forward(x);
+  std::vector<Tensor> values(m->num_values());
+  for (int v = 1; v < m->num_values(); ++v) values[v] = m->value(v);
+  m->set_keep_values(false);
+  for (int round = 0; round < 2; ++round) {
+    const Tensor& planned = m->Forward(x);
+    ASSERT_EQ(planned.shape(), kept.shape());
+    for (int64_t i = 0; i < kept.numel(); ++i) ASSERT_EQ(planned[i], kept[i]);
+  }
+  // The float executor over a range of nodes reproduces the intermediate values.
+  std::vector<Tensor> run(m->num_values());
+  run[Model::kInputValue] = x;
+  const int c1 = m->FindNode("c1");
+  ASSERT_TRUE(m->RunNodes(0, c1, &run).ok());
+  ASSERT_TRUE(m->RunNodes(c1, m->num_layers(), &run).ok());
+  for (int v = 1; v < m->num_values(); ++v) {
+    ASSERT_EQ(run[v].shape(), values[v].shape()) << m->value_name(v);
+    for (int64_t i = 0; i < run[v].numel(); ++i) ASSERT_EQ(run[v][i], values[v][i]) << m->value_name(v);
+  }
+  std::vector<Tensor> missing(m->num_values());
+  absl::Status s = m->RunNodes(m->FindNode("sum"), m->num_layers(), &missing);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("'c2' has not been computed"), std::string::npos) << s;
+}
+
+TEST(GraphTest, FusionGroupsFollowSoleConsumers) {
+  auto cnn = Built("{name: cnn_bn}", {1, 28, 28}, 10);
+  std::vector<FusionGroup> g = FindFusionGroups(*cnn);
+  ASSERT_EQ(g.size(), 4u);  // conv1-bn1-relu1, conv2-bn2-relu2, fc1-relu3, fc2
+  EXPECT_EQ(cnn->layer(g[0].anchor).name(), "conv1");
+  EXPECT_EQ(cnn->layer(g[0].batch_norm).name(), "bn1");
+  EXPECT_EQ(cnn->layer(g[0].activation).name(), "relu1");
+  EXPECT_EQ(cnn->layer(g[2].activation).name(), "relu3");
+  EXPECT_EQ(g[3].activation, -1);
+  auto res = Built(kResidualGraph, {2, 6, 6}, 3);
+  std::vector<FusionGroup> r = FindFusionGroups(*res);
+  // stem -> stem_relu fans out, but the relu is stem's only consumer: fused.
+  EXPECT_EQ(res->layer(r[0].activation).name(), "stem_relu");
+  bool add_found = false;
+  for (const FusionGroup& f : r) {
+    if (f.kind != FusionGroup::Kind::kAdd) continue;
+    add_found = true;
+    EXPECT_EQ(res->layer(f.anchor).name(), "sum");
+    EXPECT_EQ(res->layer(f.activation).name(), "sum_relu");
+  }
+  EXPECT_TRUE(add_found);
+}
+
+TEST(BufferPlanTest, OverlappingUsesNeverShareAndShapesMustMatch) {
+  // a [0,1], b [1,2], c [2,3] (same shape): a and c may share, b may not.
+  BufferPlan p = PlanBuffers({{{4}, 0, 1}, {{4}, 1, 2}, {{4}, 2, 3}, {{8}, 3, 4}});
+  EXPECT_EQ(p.slot[0], p.slot[2]);
+  EXPECT_NE(p.slot[0], p.slot[1]);
+  EXPECT_NE(p.slot[3], p.slot[0]);  // another shape
+  EXPECT_EQ(p.num_slots(), 3);
 }
 
 std::string TempPath(const std::string& name) {

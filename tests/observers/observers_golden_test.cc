@@ -11,7 +11,7 @@
 #include "quant/core/registry.h"
 #include "quant/observers/histogram_observer.h"
 #include "quant/observers/minmax_observer.h"
-#include "quant/quantizers/fake_quant.h"
+#include "quant/qmath/fake_quant.h"
 #include "tests/golden/golden_util.h"
 
 namespace quant {

@@ -7,7 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "quant/core/registry.h"
-#include "quant/quantizers/fake_quant.h"
+#include "quant/qmath/fake_quant.h"
 #include "quant/quantizers/quantizer.h"
 
 namespace quant {

@@ -1,7 +1,7 @@
 // Properties of the affine kernels: round trip error, per-channel/per-block
 // equal per-tensor on each slice, SIMD body equals the scalar tail, the
 // documented inf/NaN behaviour, and shape errors naming the key.
-#include "quant/quantizers/fake_quant.h"
+#include "quant/qmath/fake_quant.h"
 
 #include <cmath>
 #include <limits>

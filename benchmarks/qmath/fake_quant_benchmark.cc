@@ -1,6 +1,6 @@
 // Fake-quantization throughput on 1M floats beside a plain copy of the same
 // buffer (the speed floor of a streaming op). Run with
-//   bazel run -c opt //benchmarks/quantizers:fake_quant_benchmark -- \
+//   bazel run -c opt //benchmarks/qmath:fake_quant_benchmark -- \
 //     --benchmark_repetitions=9 --benchmark_report_aggregates_only=true
 // and compare items_per_second of the medians.
 #include <algorithm>
@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "quant/quantizers/fake_quant.h"
+#include "quant/qmath/fake_quant.h"
 
 namespace quant {
 namespace {

@@ -1,4 +1,4 @@
-#include "quant/quantizers/qparams.h"
+#include "quant/qmath/qparams.h"
 
 #include <algorithm>
 #include <cmath>

@@ -11,8 +11,8 @@
 //   * ChooseQuantizationParams: ATen's C++ quant_utils::ChooseQuantizationParams
 //     used by torch.fused_moving_avg_obs_fake_quant (FusedMovingAvgObsFakeQuantize,
 //     the default QAT qconfig); its symmetric scale is max(|min|/128, |max|/127).
-#ifndef QUANT_QUANTIZERS_QPARAMS_H_
-#define QUANT_QUANTIZERS_QPARAMS_H_
+#ifndef QUANT_QMATH_QPARAMS_H_
+#define QUANT_QMATH_QPARAMS_H_
 
 #include <cstdint>
 #include <string>
@@ -114,4 +114,4 @@ absl::Status ChooseQuantizationParams(float min, float max, int32_t qmin, int32_
 
 }  // namespace quant
 
-#endif  // QUANT_QUANTIZERS_QPARAMS_H_
+#endif  // QUANT_QMATH_QPARAMS_H_

@@ -1,4 +1,4 @@
-#include "quant/quantizers/fake_quant.h"
+#include "quant/qmath/fake_quant.h"
 
 #include <algorithm>
 #include <array>

@@ -14,15 +14,15 @@
 // inputs: fake quantization sits inside training loops where an error per
 // element would cost a branch; observers, on the other hand, refuse
 // non-finite inputs (see quant/observers/observer.h).
-#ifndef QUANT_QUANTIZERS_FAKE_QUANT_H_
-#define QUANT_QUANTIZERS_FAKE_QUANT_H_
+#ifndef QUANT_QMATH_FAKE_QUANT_H_
+#define QUANT_QMATH_FAKE_QUANT_H_
 
 #include <cstdint>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "quant/core/tensor.h"
-#include "quant/quantizers/qparams.h"
+#include "quant/qmath/qparams.h"
 
 namespace quant {
 
@@ -75,4 +75,4 @@ absl::Status FakeQuantizeBackward(const Tensor& grad_y, const std::vector<uint8_
 
 }  // namespace quant
 
-#endif  // QUANT_QUANTIZERS_FAKE_QUANT_H_
+#endif  // QUANT_QMATH_FAKE_QUANT_H_
