@@ -23,12 +23,7 @@ int64_t Argmax(const float* row, int64_t n) { return std::max_element(row, row +
 
 int64_t FloatModelBytes(const backends::QuantizedModel& m, int bytes_per_value) {
   int64_t values = 0;
-  for (const backends::Layer& l : m.layers()) {
-    if (l.has_fully_connected()) {
-      values += l.fully_connected().float_weights_size() + l.fully_connected().float_bias_size();
-    }
-    if (l.has_conv2d()) values += l.conv2d().float_weights_size() + l.conv2d().float_bias_size();
-  }
+  for (const backends::Tensor& t : m.tensors()) values += t.float_data_size();
   return values * bytes_per_value;
 }
 
@@ -139,6 +134,7 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
 absl::Status ValidateBackendsFor(const FloatNet& net, const QuantConfig& quant,
                                  const std::vector<std::string>& names) {
   ASSIGN_OR_RETURN(StaticQuantizers q, MakeStaticQuantizers(net, quant));
+  const backends::DType act = q.is_signed ? backends::INT8 : backends::UINT8;
   for (const std::string& name : names) {
     ASSIGN_OR_RETURN(std::unique_ptr<backends::Backend> b, backends::CreateBackend(name));
     const backends::BackendProfile& p = b->profile();
@@ -147,21 +143,22 @@ absl::Status ValidateBackendsFor(const FloatNet& net, const QuantConfig& quant,
       const QuantSpec& ws = q.weights[k]->spec();
       backends::LayerQuantSpec spec;
       spec.layer = w.name;
-      spec.kind = net.model.layers(w.index).has_conv2d() ? "conv2d" : "fully_connected";
-      spec.activation = q.activations[k]->spec().is_signed ? backends::INT8 : backends::UINT8;
+      spec.kind = backends::OpKind(net.model.ops(w.index));
+      spec.activation = act;
       spec.weight = ws.is_signed ? backends::INT8 : backends::UINT8;
       spec.per_channel = ws.granularity == Granularity::kPerChannel;
       spec.symmetric = ws.symmetric;
       spec.bits = ws.bits;
       RETURN_IF_ERROR(backends::CheckLayerSpec(spec, p));
     }
-    for (int li = 0; li < net.model.layers_size(); ++li) {
-      const backends::Layer& l = net.model.layers(li);
-      if (!l.has_max_pool2d()) continue;
-      const std::string label = absl::StrCat("backend '", name, "' cannot run layer ", li, " '", l.name(),
-                                             "' (max_pool2d): rule: ");
-      if (!p.max_pool2d) return absl::UnimplementedError(label + "max pooling is not supported");
-      if (!p.max_pool2d_single_element && l.max_pool2d().kernel_h() * l.max_pool2d().kernel_w() == 1) {
+    // Every op kind (pools, add, concat, lookup tables, ...) and its per-kind rules.
+    for (int i = 0; i < net.model.ops_size(); ++i) {
+      const backends::Op& op = net.model.ops(i);
+      RETURN_IF_ERROR(backends::CheckOpSpec(op.name(), backends::OpKind(op), act, p));
+      const std::string label = absl::StrCat("backend '", name, "' cannot run op ", i, " '", op.name(), "' (",
+                                             backends::OpKind(op), "): rule: ");
+      if (op.has_max_pool2d() && !p.max_pool2d_single_element &&
+          op.max_pool2d().kernel_h() * op.max_pool2d().kernel_w() == 1) {
         return absl::UnimplementedError(label + "a 1x1 max pool window is not supported");
       }
     }

@@ -35,8 +35,9 @@ void RandomizeBatchNorm(nn::Model* model, uint64_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(0.5f, 1.5f), c(-0.5f, 0.5f);
   for (int i = 0; i < model->num_layers(); ++i) {
-    auto* bn = dynamic_cast<nn::BatchNorm*>(&model->layer(i));
-    if (bn == nullptr) continue;
+    const std::string type = model->layer(i).type();
+    if (type != "batchnorm1d" && type != "batchnorm2d") continue;
+    auto* bn = static_cast<nn::BatchNorm*>(&model->layer(i));
     for (int64_t k = 0; k < bn->running_mean().numel(); ++k) {
       bn->running_mean().data()[k] = c(rng);
       bn->running_var().data()[k] = u(rng);
@@ -62,8 +63,14 @@ TEST(ConverterTest, BatchNormFoldingAndLayoutExactInFloat) {
   auto net = ExtractFloatNet(*model);
   ASSERT_TRUE(net.ok()) << net.status();
   // conv1(+bn1+relu), pool, conv2(+bn2+relu), pool, flatten, fc1(+relu), fc2: BN layers are gone.
-  ASSERT_EQ(net->model.layers_size(), 7);
-  EXPECT_EQ(net->model.layers(0).fused_activation(), backends::RELU);
+  ASSERT_EQ(net->model.ops_size(), 7);
+  EXPECT_EQ(net->model.ops(0).fused_activation(), backends::RELU);
+  // Each pass said what it did.
+  ASSERT_EQ(net->log.size(), 5u);
+  EXPECT_NE(net->log[1].find("fold_batch_norm: 2 BatchNorms folded: bn1 into conv1, bn2 into conv2"), std::string::npos)
+      << net->log[1];
+  EXPECT_NE(net->log[2].find("fuse_activations: 3 fused"), std::string::npos) << net->log[2];
+  EXPECT_NE(net->log[4].find("1 linear column permutation"), std::string::npos) << net->log[4];
   EXPECT_EQ(net->weighted.size(), 4u);
   const Tensor x = RandomImages(64, chw, 3);
   const Tensor& want = model->Forward(x);
@@ -74,9 +81,9 @@ TEST(ConverterTest, BatchNormFoldingAndLayoutExactInFloat) {
   EXPECT_LE(MaxAbsDiff(got.data(), want.data(), want.numel()), 1e-5);
   // Without the permutation of the first FC the outputs differ: the check can fail.
   backends::QuantizedModel wrong = net->model;
-  auto* fc = wrong.mutable_layers(5)->mutable_fully_connected();
   const WeightedLayer& w = net->weighted[2];
-  for (int j = 0; j < fc->float_weights_size(); ++j) fc->set_float_weights(j, w.torch_weight.data()[j]);
+  auto* fc = wrong.mutable_tensors(w.weight_tensor);
+  for (int j = 0; j < fc->float_data_size(); ++j) fc->set_float_data(j, w.torch_weight.data()[j]);
   ASSERT_TRUE(FloatForward(wrong, nhwc.data(), 64, &got).ok());
   EXPECT_GT(MaxAbsDiff(got.data(), want.data(), want.numel()), 1e-3);
 }
@@ -90,7 +97,7 @@ TEST(ConverterTest, BatchNorm1dAfterLinearFolds) {
   model->set_training(false);
   auto net = ExtractFloatNet(*model);
   ASSERT_TRUE(net.ok()) << net.status();
-  EXPECT_EQ(net->model.layers(1).fused_activation(), backends::RELU6);
+  EXPECT_EQ(net->model.ops(1).fused_activation(), backends::RELU6);
   const Tensor x = RandomImages(32, {1, 6, 6}, 4);
   const Tensor& want = model->Forward(x);
   std::vector<float> got;
@@ -99,13 +106,19 @@ TEST(ConverterTest, BatchNorm1dAfterLinearFolds) {
 }
 
 TEST(ConverterTest, UnsupportedLayersNamed) {
+  // Average pooling has an integer form in v2; a standalone ReLU (nothing to fuse into) has not.
   auto avg = MakeModel("{name: sequential, layers: [{type: conv2d, out_channels: 2}, relu,"
                        " {type: avgpool2d, kernel: 2}, flatten, {type: linear, out_features: 3}]}",
                        {1, 8, 8}, 3);
   auto s = ExtractFloatNet(*avg);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->model.ops(1).has_average_pool2d());
+  auto lone_relu = MakeModel("{name: sequential, layers: [relu, flatten, {type: linear, out_features: 3}]}",
+                             {1, 4, 4}, 3);
+  s = ExtractFloatNet(*lone_relu);
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.status().message().find("pool1"), std::string::npos) << s.status();
-  EXPECT_NE(s.status().message().find("AvgPool2d"), std::string::npos) << s.status();
+  EXPECT_NE(s.status().message().find("relu1"), std::string::npos) << s.status();
+  EXPECT_NE(s.status().message().find("there is none"), std::string::npos) << s.status();
   auto ht = MakeModel("{name: sequential, layers: [flatten, {type: linear, out_features: 5}, hardtanh,"
                       " {type: linear, out_features: 3}]}",
                       {1, 4, 4}, 3);
@@ -187,7 +200,7 @@ TEST(ConverterTest, QuantizedModelRoundTripAndOtherModelRejected) {
   Trained t = Train("{name: cnn, channels: [4, 8], hidden: 32}", 1);
   auto qm = Convert(*t.model, *t.ds, ptq_test::kInt8PerChannel);
   ASSERT_TRUE(qm.ok()) << qm.status();
-  EXPECT_GT(qm->layers(0).conv2d().float_weights_size(), 0) << "float weights are kept";
+  EXPECT_GT(qm->tensors(qm->ops(0).inputs(1)).float_data_size(), 0) << "float weights are kept";
   const std::string bytes = backends::SerializeQuantizedModel(*qm);
   const char* dir = std::getenv("TEST_TMPDIR");
   const std::string path = std::string(dir ? dir : "/tmp") + "/m.qlq";
@@ -234,6 +247,17 @@ TEST(ConverterTest, SpecsTheIntegerModelCannotHoldAreRejected) {
   q = MakeStaticQuantizers(*net, *c);
   ASSERT_FALSE(q.ok());
   EXPECT_NE(q.status().message().find("one activation dtype"), std::string::npos) << q.status();
+  // Static PTQ needs an affine (integer-grid) quantizer: a number format cast is refused by name.
+  c = Config("{weights: {bits: 8}, activations: {quantizer: format_cast, format: bf16}}");
+  q = MakeStaticQuantizers(*net, *c);
+  ASSERT_FALSE(q.ok());
+  EXPECT_EQ(q.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(q.status().message().find("layer 'input': activation quantizer"), std::string::npos) << q.status();
+  EXPECT_NE(q.status().message().find("is not an affine quantizer"), std::string::npos) << q.status();
+  c = Config("{weights: {quantizer: format_cast, format: fp8_e4m3}, activations: {bits: 8}}");
+  q = MakeStaticQuantizers(*net, *c);
+  ASSERT_FALSE(q.ok());
+  EXPECT_NE(q.status().message().find("layer 'fc1': weight quantizer"), std::string::npos) << q.status();
 }
 
 }  // namespace
