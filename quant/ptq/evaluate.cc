@@ -27,6 +27,44 @@ int64_t FloatModelBytes(const backends::QuantizedModel& m, int bytes_per_value) 
   return values * bytes_per_value;
 }
 
+AgreementCounts Count(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  AgreementCounts c;
+  c.compared = static_cast<int64_t>(std::min(a.size(), b.size()));
+  for (int64_t i = 0; i < c.compared; ++i) {
+    const int64_t d = std::abs(static_cast<int64_t>(a[i]) - b[i]);
+    c.identical += d == 0;
+    c.off_by_one += d == 1;
+    c.larger += d > 1;
+    c.max_abs_steps = std::max(c.max_abs_steps, d);
+  }
+  return c;
+}
+
+// Every op's output of backend `name` vs reference, on `batch` inputs (buffers kept apart).
+absl::Status PerOpAgreement(const backends::QuantizedModel& model, const std::string& name, const float* x,
+                            int64_t batch, BackendEvaluation* e) {
+  ASSIGN_OR_RETURN(std::unique_ptr<backends::Backend> ref, backends::CreateBackend("reference"));
+  ASSIGN_OR_RETURN(std::unique_ptr<backends::Backend> b, backends::CreateBackend(name));
+  ref->set_keep_intermediates(true);
+  b->set_keep_intermediates(true);
+  RETURN_IF_ERROR(ref->Prepare(model));
+  RETURN_IF_ERROR(b->Prepare(model));
+  backends::RunOutput unused;
+  RETURN_IF_ERROR(ref->Run(x, batch, &unused));
+  RETURN_IF_ERROR(b->Run(x, batch, &unused));
+  std::vector<int32_t> qa, qb;
+  for (int i = 0; i < model.ops_size(); ++i) {
+    const backends::Op& op = model.ops(i);
+    if (!ref->ReadTensor(op.outputs(0), &qa) || !b->ReadTensor(op.outputs(0), &qb)) continue;
+    OpAgreement a{op.name(), backends::OpKind(op), Count(qa, qb)};
+    if (e->first_departure < 0 && a.counts.identical != a.counts.compared) {
+      e->first_departure = static_cast<int>(e->per_op.size());
+    }
+    e->per_op.push_back(std::move(a));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 AgreementCounts CompareOutputs(const std::vector<int32_t>& ref_q, const std::vector<float>& ref_logits,
@@ -121,6 +159,7 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
     }
     const double m1 = Median(image_seconds);
     e.images_per_s_batch1 = m1 > 0 ? 1.0 / m1 : 0.0;
+    if (e.integer_outputs) RETURN_IF_ERROR(PerOpAgreement(model, name, x.data(), std::min(kBatch, n), &e));
     if (b->profile().float_model) {
       e.model_size_bytes = FloatModelBytes(model, name.size() > 4 && name.substr(name.size() - 4) == "_f16" ? 2 : 4);
     } else {

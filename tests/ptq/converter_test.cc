@@ -238,6 +238,12 @@ TEST_P(StaticAgreement, FakeQuantTop1AndGemmlowpBitIdentical) {
   EXPECT_GT(fq.agreement.compared, 0);
   EXPECT_EQ(gl.agreement.identical, gl.agreement.compared);
   EXPECT_EQ(gl.agreement.top1_agreement, 1.0);
+  // Per op: every op's output compared; gemmlowp never departs from the reference.
+  ASSERT_EQ(static_cast<int>(gl.per_op.size()), qm->ops_size());
+  EXPECT_EQ(gl.first_departure, -1);
+  for (const OpAgreement& o : gl.per_op) EXPECT_EQ(o.counts.identical, o.counts.compared) << o.op;
+  ASSERT_EQ(static_cast<int>(fq.per_op.size()), qm->ops_size());
+  EXPECT_GT(fq.per_op[0].counts.compared, 0);
   std::printf("%s %s: reference acc %.4f, fake_quant top-1 agreement %.4f (%lld of %lld outputs identical, max %lld "
               "steps)\n",
               c.model, c.quant, ref.test_accuracy, fq.agreement.top1_agreement,
