@@ -355,12 +355,14 @@ absl::Status XnnpackBackend::SetUpBatch(int64_t batch) {
 
 absl::Status XnnpackBackend::RunInput(const float* input, int64_t batch, void* out) {
   // The input pointer changes between runs, so the (cheap, elementwise) convert is set up every time.
+  // (Error strings only on failure: nothing is allocated per run.)
   const size_t n = static_cast<size_t>(batch);
-  RETURN_IF_ERROR(xnn::Check(
-      s8_ ? xnn_setup_convert_nc_f32_qs8(convert_.get(), n, input, static_cast<int8_t*>(out), nullptr)
-          : xnn_setup_convert_nc_f32_qu8(convert_.get(), n, input, static_cast<uint8_t*>(out), nullptr),
-      name(), "input quantization", "xnn_setup_convert_nc_f32_*"));
-  return xnn::Check(xnn_run_operator(convert_.get(), nullptr), name(), "input quantization", "xnn_run_operator");
+  xnn_status s = s8_ ? xnn_setup_convert_nc_f32_qs8(convert_.get(), n, input, static_cast<int8_t*>(out), nullptr)
+                     : xnn_setup_convert_nc_f32_qu8(convert_.get(), n, input, static_cast<uint8_t*>(out), nullptr);
+  if (s != xnn_status_success) return xnn::Check(s, name(), "input quantization", "xnn_setup_convert_nc_f32_*");
+  s = xnn_run_operator(convert_.get(), nullptr);
+  return s == xnn_status_success ? absl::OkStatus()
+                                 : xnn::Check(s, name(), "input quantization", "xnn_run_operator");
 }
 
 absl::Status XnnpackBackend::RunOp(int i, int64_t batch) {
@@ -382,7 +384,8 @@ absl::Status XnnpackBackend::RunOp(int i, int64_t batch) {
     return absl::OkStatus();
   }
   if (st.im2col) Im2col(l.conv2d(), shapes()[l.inputs(0)], shapes()[l.outputs(0)], batch, in, &st);
-  return xnn::Check(xnn_run_operator(st.op.get(), nullptr), name(), OpLabel(m, i), "xnn_run_operator");
+  const xnn_status s = xnn_run_operator(st.op.get(), nullptr);
+  return s == xnn_status_success ? absl::OkStatus() : xnn::Check(s, name(), OpLabel(m, i), "xnn_run_operator");
 }
 
 void XnnpackBackend::WriteOutput(const void* out, int64_t batch, RunOutput* output) {

@@ -230,9 +230,10 @@ absl::Status XnnpackFloatBackend::RunInput(const float* input, int64_t batch, vo
     std::memcpy(out, input, static_cast<size_t>(batch * Numel(input_shape())) * sizeof(float));
     return absl::OkStatus();
   }
-  RETURN_IF_ERROR(xnn::Check(xnn_setup_convert_nc_f32_f16(convert_in_.get(), batch, input, out, nullptr), name(),
-                             "input conversion", "xnn_setup_convert_nc_f32_f16"));
-  return xnn::Check(xnn_run_operator(convert_in_.get(), nullptr), name(), "input conversion", "xnn_run_operator");
+  xnn_status s = xnn_setup_convert_nc_f32_f16(convert_in_.get(), batch, input, out, nullptr);
+  if (s != xnn_status_success) return xnn::Check(s, name(), "input conversion", "xnn_setup_convert_nc_f32_f16");
+  s = xnn_run_operator(convert_in_.get(), nullptr);
+  return s == xnn_status_success ? absl::OkStatus() : xnn::Check(s, name(), "input conversion", "xnn_run_operator");
 }
 
 absl::Status XnnpackFloatBackend::RunOp(int i, int64_t batch) {
@@ -242,7 +243,8 @@ absl::Status XnnpackFloatBackend::RunOp(int i, int64_t batch) {
                 static_cast<size_t>(batch * Numel(shapes()[l.outputs(0)])) * ElementBytes());
     return absl::OkStatus();
   }
-  return xnn::Check(xnn_run_operator(ops_[i].get(), nullptr), name(), OpLabel(model(), i), "xnn_run_operator");
+  const xnn_status s = xnn_run_operator(ops_[i].get(), nullptr);
+  return s == xnn_status_success ? absl::OkStatus() : xnn::Check(s, name(), OpLabel(model(), i), "xnn_run_operator");
 }
 
 void XnnpackFloatBackend::WriteOutput(const void* out, int64_t batch, RunOutput* output) {
