@@ -560,6 +560,11 @@ absl::StatusOr<std::vector<Shape>> InferShapes(const QuantizedModel& m) {
                    absl::StrCat(TensorLabel(m, t), " is used before any op produces it (a cycle, or ops out of "
                                                    "topological order)"));
       }
+      const bool weight_slot = (op.has_fully_connected() || op.has_conv2d()) && k > 0;
+      if (!weight_slot && producer[t] == -3) {
+        return bad(absl::StrCat("inputs[", k, "]"), absl::StrCat(TensorLabel(m, t), " is a constant; ", OpKind(op),
+                                                                " reads activations there"));
+      }
       in.push_back(shapes[t]);
     }
     if (op.outputs_size() != 1) return bad("outputs", absl::StrCat(op.outputs_size(), " outputs; every op has one"));

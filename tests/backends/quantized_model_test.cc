@@ -113,6 +113,8 @@ TEST(QuantizedModelTest, InconsistentModelsNameOpAndField) {
        "out of topological order)"},
       {[](QuantizedModel* m) { m->mutable_ops(6)->set_outputs(0, 12); },
        "op 6 'fc2' (fully_connected): outputs[0]: tensor 12 'fc1' is already produced by op 5 'fc1'"},
+      {[](QuantizedModel* m) { m->mutable_ops(1)->set_inputs(0, 2); },
+       "op 1 'pool1' (max_pool2d): inputs[0]: tensor 2 'conv1.bias' is a constant; max_pool2d reads activations"},
       {[](QuantizedModel* m) { m->mutable_tensors(12)->set_shape(0, 100); },
        "op 5 'fc1' (fully_connected): outputs[0]: tensor 12 'fc1' declares shape [100] but the op produces [128]"},
       {[](QuantizedModel* m) { m->mutable_tensors(5)->set_shape(3, 8); },
