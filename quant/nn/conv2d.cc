@@ -581,7 +581,6 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
 void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
   const int64_t batch = x.dim(0);
   const int64_t p = out_h_ * out_w_;
-  const int64_t chunk = ChunkImages(batch);
   const int64_t image_size = o_.in_channels * in_h_ * in_w_;
   Tensor* dw = EffectiveWeightGrad(weight_);
   const Tensor& w = LastEffectiveWeight(weight_);
@@ -589,7 +588,7 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
   if (dx != nullptr) EnsureShape(dx, x.shape());
   if (UseGroupLoop() || depthwise()) {
     if (UseGroupLoop()) {
-      GroupBackward(x, w, dy, dw, dx);
+      GroupBackward(x, dy, dw, dx);
     } else {
       DepthwiseBackward(x, w, dy, dw, dx);
     }
@@ -705,8 +704,7 @@ void Conv2d::GroupForward(const Tensor& x, const Tensor& w, Tensor* y) {
   }
 }
 
-void Conv2d::GroupBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw,
-                           Tensor* dx) {
+void Conv2d::GroupBackward(const Tensor& x, const Tensor& dy, Tensor* dw, Tensor* dx) {
   const int64_t batch = x.dim(0), g = o_.groups, cin = o_.in_channels, cout = o_.out_channels;
   const int64_t cg = cin / g, og = cout / g, kk = o_.kernel * o_.kernel;
   const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_;
@@ -729,7 +727,6 @@ void Conv2d::GroupBackward(const Tensor& x, const Tensor& w, const Tensor& dy, T
       std::memcpy(dx->data() + (b * cin + gi * cg) * hw, gdx_.data() + b * cg * hw, cg * hw * sizeof(float));
     }
   }
-  (void)w;
 }
 
 // ---------------------------------------------------------------------------
@@ -760,8 +757,9 @@ inline __m256 TapBlock(const float* const* p, const __m256* wv, const float* w, 
 // r < rows, j < len. Rows are computed in 8-wide blocks, two at a time (two
 // independent FMA chains), the last block of a row overlapping the one before
 // (each lane is computed on its own, so the overlap writes the same values
-// again); a row shorter than 8 is stored whole, running into the next row
-// (written afterwards), except the last row, which goes through a small buffer.
+// again); a row shorter than 8 is stored whole, running into the rows after
+// it (written afterwards), unless the store would end past the last row:
+// then it goes through a small buffer.
 template <int T>
 void TapRowsFixed(const float* const* src, const float* w, int64_t taps, float init, int64_t rows,
                   int64_t len, int64_t in_stride, float* out, int64_t out_stride) {
@@ -777,12 +775,22 @@ void TapRowsFixed(const float* const* src, const float* w, int64_t taps, float i
   const float* const* p = T > 0 ? local : src;
   const __m256 iv = _mm256_set1_ps(init);
   const int64_t blocks = (len + 7) / 8;
+  const int64_t end = (rows - 1) * out_stride + len;  // floats of `out` this call may write
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t in = r * in_stride;
     float* o = out + r * out_stride;
     if (len < 8) {
+      // Two rows at a time while both stores end inside.
+      if (r + 1 < rows && (r + 1) * out_stride + 8 <= end) {
+        const __m256 a0 = TapBlock<T>(p, wv, w, taps, iv, in);
+        const __m256 a1 = TapBlock<T>(p, wv, w, taps, iv, in + in_stride);
+        _mm256_storeu_ps(o, a0);
+        _mm256_storeu_ps(o + out_stride, a1);
+        ++r;
+        continue;
+      }
       const __m256 a = TapBlock<T>(p, wv, w, taps, iv, in);
-      if (r + 1 < rows) {
+      if (r * out_stride + 8 <= end) {
         _mm256_storeu_ps(o, a);
       } else {
         alignas(32) float tmp[8];
@@ -901,7 +909,61 @@ void Conv2d::DepthwiseGeometry() {
   dy_planes_ = Tensor({m * (dmargin_ + plane_stride_)});
   dx_phase_ = Tensor({phases_ * plane_stride_});
   tap_src_.assign(m * k * k, nullptr);
+  tap_x_.assign(k * k, nullptr);
   tap_w_.assign(m * k * k, 0.0f);
+  // dx's gathers. dx at padded (R, Q), in phase (R % s, Q % s) at row R / s,
+  // column Q / s, is the sum over the taps ki = R % s + s*a, kj = Q % s + s*e
+  // of w[ki][kj] * dy[R/s - a][Q/s - e] (zero outside): a gather of dy planes
+  // (after their zero margin) at fixed offsets. Stride 1: one phase, the rows
+  // inside the input written straight into dx; else each phase's rows that
+  // are inside the input, into dx_phase_. Precomputed: no divisions per plane.
+  dx_gathers_.clear();
+  dx_taps_.clear();
+  const int64_t dplane = dmargin_ + plane_stride_;
+  for (int64_t pr = 0; pr < s; ++pr) {
+    // Rows of this phase inside the unpadded input.
+    const int64_t r_lo = std::max<int64_t>(0, (pad - pr + s - 1) / s);
+    const int64_t r_hi = (pad + in_h_ - 1 - pr) / s;  // inclusive
+    if (pad + in_h_ - 1 < pr || r_hi < r_lo) continue;
+    for (int64_t pc = 0; pc < s; ++pc) {
+      DxGather gather;
+      gather.first_tap = static_cast<int64_t>(dx_taps_.size());
+      // Stride 1: dx row h is padded row h + pad, from column pad.
+      const int64_t start = s == 1 ? pad * wq_ + pad : r_lo * wq_;
+      for (int64_t j = 0; j < m; ++j) {
+        for (int64_t ki = pr; ki < k; ki += s) {
+          for (int64_t kj = pc; kj < k; kj += s) {
+            dx_taps_.push_back({j * dplane + dmargin_ + start - (ki / s) * wq_ - kj / s,
+                                j * k * k + ki * k + kj});
+          }
+        }
+      }
+      gather.taps = static_cast<int64_t>(dx_taps_.size()) - gather.first_tap;
+      if (s == 1) {
+        gather.out_offset = 0;
+        gather.rows = in_h_;
+        gather.len = in_w_;
+        gather.stride = in_w_;
+      } else {
+        gather.out_offset = (pr * s + pc) * plane_stride_ + r_lo * wq_;
+        gather.rows = r_hi - r_lo + 1;
+        gather.len = wq_;
+        gather.stride = wq_;
+      }
+      dx_gathers_.push_back(gather);
+    }
+  }
+  // Stride 2: blocks of eight dx pixels from the two column phases (offsets
+  // from the phase row), the last block overlapping the one before.
+  dx_interleave_.clear();
+  if (s == 2 && in_w_ >= 8) {
+    for (int64_t i0 = 0;; i0 = std::min(i0 + 8, in_w_ - 8)) {
+      const int64_t q0 = i0 + pad;
+      dx_interleave_.push_back({i0, (q0 % 2) * plane_stride_ + q0 / 2,
+                                ((q0 + 1) % 2) * plane_stride_ + (q0 + 1) / 2});
+      if (i0 == in_w_ - 8) break;
+    }
+  }
   // Load masks of the padded row's blocks: lane l of block b (8 floats of a
   // phase row for stride 1; 16 of the padded row, two masks, for stride 2)
   // is set when its padded column lies inside the input row.
@@ -915,51 +977,72 @@ void Conv2d::DepthwiseGeometry() {
   }
 }
 
-// Writes each padded row r < hp (zeros included) of `plane` into its phase
-// plane row, in 8-wide blocks straight from the input row (masked loads: the
-// padding is never stored anywhere first, so no load waits on a store). A
-// row's last block may run into the next row of the same phase, which is
-// written afterwards, or into the slack.
+namespace {
+// One padded row of a plane into its phase row(s), `blocks` blocks of 8
+// floats per phase: `row` is the input row shifted so that padded column q is
+// row[q], `masks` (8 lanes per 8 padded columns) select the columns inside the
+// input. kPlain: every float read lies inside the plane, so plain loads and
+// an AND (AMD's masked loads measured several times slower); else masked loads.
+// Stride 2 splits 16 padded columns into 8 even (dst0) and 8 odd (dst1).
+template <int S, bool kPlain>
+inline void PhaseRow(const float* row, const __m256i* masks, int64_t blocks, float* dst0,
+                     float* dst1) {
+  auto load = [&](int64_t i) {
+    const __m256i m = _mm256_loadu_si256(masks + i);
+    return kPlain ? _mm256_and_ps(_mm256_loadu_ps(row + 8 * i), _mm256_castsi256_ps(m))
+                  : _mm256_maskload_ps(row + 8 * i, m);
+  };
+  for (int64_t b = 0; b < blocks; ++b) {
+    if (S == 1) {
+      _mm256_storeu_ps(dst0 + 8 * b, load(b));
+      continue;
+    }
+    const __m256 lo = load(2 * b), hi = load(2 * b + 1);
+    // [l0 l2 h0 h2 | l4 l6 h4 h6] -> [l0 l2 l4 l6 h0 h2 h4 h6]
+    _mm256_storeu_ps(dst0 + 8 * b, _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8)));
+    _mm256_storeu_ps(dst1 + 8 * b, _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8)));
+  }
+}
+}  // namespace
+
+// Writes each padded row r < hp (zeros included, in order) of `plane` into its
+// phase plane row, in 8-wide blocks straight from the input row (the padding
+// is never stored anywhere first, so no load waits on a store). A row's last
+// block may run into the next row of the same phase, which is written
+// afterwards, or into the slack.
 void Conv2d::DepthwisePhases(const float* plane) {
   const int64_t s = o_.stride, pad = o_.padding, hp = in_h_ + 2 * pad;
   float* pl = planes_.data();
   const int64_t blocks = (wq_ + 7) / 8;
   const __m256i* masks = reinterpret_cast<const __m256i*>(row_masks_.data());
   if (s == 1 || s == 2) {
+    const __m256 zero = _mm256_setzero_ps();
     for (int64_t r = 0; r < hp; ++r) {
+      float* dst0 = s == 1 ? pl + r * wq_ : pl + (r & 1) * 2 * plane_stride_ + (r >> 1) * wq_;
+      float* dst1 = dst0 + plane_stride_;
       const int64_t h = r - pad;
-      const bool inside = h >= 0 && h < in_h_;
-      // The input row as padded row r: padded column q is row[q]. Where all
-      // the blocks' floats lie inside the plane, plain loads and a mask (AMD's
-      // masked loads measured several times slower); else masked loads.
-      const float* row = plane + h * in_w_ - pad;
-      const bool plain = h * in_w_ - pad >= 0 && h * in_w_ - pad + blocks * 8 * s <= in_h_ * in_w_;
-      auto load = [&](int64_t i) {
-        const __m256 m = _mm256_castsi256_ps(_mm256_loadu_si256(masks + i));
-        return plain ? _mm256_and_ps(_mm256_loadu_ps(row + 8 * i), m)
-                     : _mm256_maskload_ps(row + 8 * i, _mm256_castps_si256(m));
-      };
-      if (s == 1) {
-        float* dst = pl + r * wq_;
+      if (h < 0 || h >= in_h_) {
         for (int64_t b = 0; b < blocks; ++b) {
-          _mm256_storeu_ps(dst + 8 * b, inside ? load(b) : _mm256_setzero_ps());
+          _mm256_storeu_ps(dst0 + 8 * b, zero);
+          if (s == 2) _mm256_storeu_ps(dst1 + 8 * b, zero);
         }
         continue;
       }
-      float* even = pl + (r % 2) * 2 * plane_stride_ + (r / 2) * wq_;
-      float* odd = even + plane_stride_;
-      for (int64_t b = 0; b < blocks; ++b) {
-        __m256 e = _mm256_setzero_ps(), o = _mm256_setzero_ps();
-        if (inside) {
-          const __m256 lo = load(2 * b), hi = load(2 * b + 1);
-          // [l0 l2 h0 h2 | l4 l6 h4 h6] -> [l0 l2 l4 l6 h0 h2 h4 h6]
-          e = _mm256_castpd_ps(_mm256_permute4x64_pd(
-              _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
-          o = _mm256_castpd_ps(_mm256_permute4x64_pd(
-              _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
+      const int64_t first = h * in_w_ - pad;  // the padded row's column 0 in the plane
+      const float* row = plane + first;
+      const bool plain = first >= 0 && first + blocks * 8 * s <= in_h_ * in_w_;
+      if (s == 1) {
+        if (plain) {
+          PhaseRow<1, true>(row, masks, blocks, dst0, dst1);
+        } else {
+          PhaseRow<1, false>(row, masks, blocks, dst0, dst1);
         }
-        _mm256_storeu_ps(even + 8 * b, e);
-        _mm256_storeu_ps(odd + 8 * b, o);
+      } else if (plain) {
+        PhaseRow<2, true>(row, masks, blocks, dst0, dst1);
+      } else {
+        PhaseRow<2, false>(row, masks, blocks, dst0, dst1);
       }
     }
     return;
@@ -1005,7 +1088,7 @@ void Conv2d::DepthwiseBackward(const Tensor& x, const Tensor& w, const Tensor& d
   const int64_t m = cout / cin, s = o_.stride, k = o_.kernel, kk = k * k, pad = o_.padding;
   const int64_t hw = in_h_ * in_w_, p = out_h_ * out_w_;
   const int64_t dplane = dmargin_ + plane_stride_;
-  std::vector<const float*> x_src(kk);
+  std::vector<const float*>& x_src = tap_x_;  // sized in DepthwiseGeometry
   for (int64_t ki = 0; ki < k; ++ki) {
     for (int64_t kj = 0; kj < k; ++kj) {
       x_src[ki * k + kj] = planes_.data() + ((ki % s) * s + kj % s) * plane_stride_ +
@@ -1030,64 +1113,39 @@ void Conv2d::DepthwiseBackward(const Tensor& x, const Tensor& w, const Tensor& d
         TapDot(x_src.data(), kk, src, out_h_, out_w_, wq_, dw_sum_.data() + co * kk * 4);
       }
       if (dx == nullptr) continue;
+      // dx: the gathers of DepthwiseGeometry's table, then (stride > 1) the
+      // phases back into rows.
       float* out = dx->data() + (b * cin + c) * hw;
-      // dx at padded (R, Q) in phase (R % s, Q % s): the sum over the taps
-      // ki = R % s + s*a, kj = Q % s + s*e of w[ki][kj] * dy[R/s - a][Q/s - e]
-      // (zero outside). Stride 1: one phase, written straight into dx.
-      if (s == 1) {
-        int64_t taps = 0;
-        for (int64_t j = 0; j < m; ++j) {
-          const float* g = dy_planes_.data() + j * dplane + dmargin_ + pad * wq_ + pad;
-          for (int64_t t = 0; t < kk; ++t) {
-            tap_src_[taps] = g - (t / k) * wq_ - t % k;
-            tap_w_[taps++] = w[(c * m + j) * kk + t];
-          }
+      const float* wc = w.data() + c * m * kk;
+      for (const DxGather& gather : dx_gathers_) {
+        for (int64_t t = 0; t < gather.taps; ++t) {
+          const DxTap& tap = dx_taps_[gather.first_tap + t];
+          tap_src_[t] = dy_planes_.data() + tap.dy_offset;
+          tap_w_[t] = wc[tap.w_index];
         }
-        TapRows(tap_src_.data(), tap_w_.data(), taps, 0.0f, in_h_, in_w_, wq_, out, in_w_);
-        continue;
-      }
-      for (int64_t pr = 0; pr < s; ++pr) {
-        // Rows of this phase inside the unpadded input.
-        const int64_t r_lo = std::max<int64_t>(0, (pad - pr + s - 1) / s);
-        const int64_t r_hi = (pad + in_h_ - 1 - pr) / s;  // inclusive
-        if (pad + in_h_ - 1 < pr || r_hi < r_lo) continue;
-        for (int64_t pc = 0; pc < s; ++pc) {
-          float* phase = dx_phase_.data() + (pr * s + pc) * plane_stride_ + r_lo * wq_;
-          int64_t taps = 0;
-          for (int64_t j = 0; j < m; ++j) {
-            const float* g = dy_planes_.data() + j * dplane + dmargin_ + r_lo * wq_;
-            for (int64_t ki = pr; ki < k; ki += s) {
-              for (int64_t kj = pc; kj < k; kj += s) {
-                tap_src_[taps] = g - (ki / s) * wq_ - kj / s;
-                tap_w_[taps++] = w[(c * m + j) * kk + ki * k + kj];
-              }
-            }
-          }
-          if (taps == 0) {
-            std::fill(phase, phase + (r_hi - r_lo + 1) * wq_, 0.0f);
-          } else {
-            TapRows(tap_src_.data(), tap_w_.data(), taps, 0.0f, r_hi - r_lo + 1, wq_, wq_, phase, wq_);
-          }
+        float* dst = (s == 1 ? out : dx_phase_.data()) + gather.out_offset;
+        if (gather.taps == 0) {
+          for (int64_t r = 0; r < gather.rows; ++r) std::fill(dst + r * gather.stride, dst + r * gather.stride + gather.len, 0.0f);
+        } else {
+          TapRows(tap_src_.data(), tap_w_.data(), gather.taps, 0.0f, gather.rows, gather.len,
+                  wq_, dst, gather.stride);
         }
       }
-      // Back from the phases to dx rows.
+      if (s == 1) continue;
       const float* dp = dx_phase_.data();
       for (int64_t h = 0; h < in_h_; ++h) {
         const int64_t r = h + pad;
-        const float* row = dp + (r % s) * s * plane_stride_ + (r / s) * wq_;
         float* d = out + h * in_w_;
         if (s == 2 && in_w_ >= 8) {
-          // Eight pixels from 4 + 4 of the two column phases, the last block
-          // overlapping the one before.
-          for (int64_t i0 = 0;; i0 = std::min(i0 + 8, in_w_ - 8)) {
-            const int64_t q0 = i0 + pad;
-            const __m128 a = _mm_loadu_ps(row + (q0 % 2) * plane_stride_ + q0 / 2);
-            const __m128 e = _mm_loadu_ps(row + ((q0 + 1) % 2) * plane_stride_ + (q0 + 1) / 2);
-            _mm256_storeu_ps(d + i0, _mm256_set_m128(_mm_unpackhi_ps(a, e), _mm_unpacklo_ps(a, e)));
-            if (i0 == in_w_ - 8) break;
+          // Eight pixels from 4 + 4 of the two column phases of padded row r.
+          const float* row = dp + (r & 1) * 2 * plane_stride_ + (r >> 1) * wq_;
+          for (const Interleave& il : dx_interleave_) {
+            const __m128 a = _mm_loadu_ps(row + il.first), e = _mm_loadu_ps(row + il.second);
+            _mm256_storeu_ps(d + il.out, _mm256_set_m128(_mm_unpackhi_ps(a, e), _mm_unpacklo_ps(a, e)));
           }
           continue;
         }
+        const float* row = dp + (r % s) * s * plane_stride_ + (r / s) * wq_;
         for (int64_t wi = 0; wi < in_w_; ++wi) {
           const int64_t q = wi + pad;
           d[wi] = row[(q % s) * plane_stride_ + q / s];

@@ -8,6 +8,7 @@
 #include "quant/nn/elementwise.h"
 #include "quant/nn/global_avg_pool.h"
 #include "quant/nn/linear.h"
+#include "quant/nn/pooling.h"
 
 namespace quant::nn {
 namespace {
@@ -49,12 +50,13 @@ absl::StatusOr<GraphSpec> ResnetMini::MakeGraph(const Shape& sample_shape, int n
   GraphSpec g;
   std::string x = ConvBn(&g, "stem", "stem_bn", "input", channels_[0], 3, 1);
   g.Add(std::make_unique<Clamp>("stem_relu", Clamp::Kind::kReLU));
-  x = "stem_relu";
+  g.Add(std::make_unique<Pool2d>("stem_pool", Pool2d::Kind::kMax, 2));
+  x = "stem_pool";
   int64_t width = channels_[0];
   for (size_t s = 0; s < channels_.size(); ++s) {
     for (int64_t b = 0; b < blocks_; ++b) {
       const std::string p = absl::StrCat("s", s + 1, "b", b + 1, "_");
-      const int64_t stride = b == 0 ? 2 : 1;
+      const int64_t stride = (b == 0 && s > 0) ? 2 : 1;
       const int64_t out = channels_[s];
       ConvBn(&g, p + "conv1", p + "bn1", x, out, 3, stride);
       g.Add(std::make_unique<Clamp>(p + "relu1", Clamp::Kind::kReLU));

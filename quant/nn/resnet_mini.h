@@ -1,11 +1,12 @@
 // Model `resnet_mini`: a small ResNet (He et al. 2016, basic blocks) for
-// 28x28 grey images, sized so that an fp32 epoch on Fashion-MNIST costs about
-// 2-3 `cnn` epochs. With the defaults (channels [16, 32, 64], one block per
+// 28x28 grey images, sized so that an fp32 epoch on Fashion-MNIST costs at most
+// 3 `cnn` epochs. With the defaults (channels [16, 32, 64], one block per
 // stage), for an input [C, 28, 28]:
 //
-//   stem        conv3x3(C -> 16, stride 1, pad 1, no bias) - BN - ReLU     [16, 28, 28]
+//   stem        conv3x3(C -> 16, stride 1, pad 1, no bias) - stem_bn - stem_relu
+//               - stem_pool (max pool 2x2)                                  [16, 14, 14]
 //   stage s = 1, 2, 3 (channels 16, 32, 64), each block b = 1..blocks:
-//     the first block of a stage has stride 2 (28 -> 14 -> 7 -> 4):
+//     the first block of stages 2 and 3 has stride 2 (14 -> 7 -> 4), all others stride 1:
 //     s{s}b{b}_conv1  conv3x3(stride, pad 1, no bias) - s{s}b{b}_bn1 - s{s}b{b}_relu1
 //     s{s}b{b}_conv2  conv3x3(stride 1, pad 1, no bias) - s{s}b{b}_bn2
 //     shortcut: identity, or where the shape changes (stride 2 or new width)
@@ -17,7 +18,7 @@
 // Every conv is followed by BatchNorm (momentum 0.1, eps 1e-5); PyTorch's
 // default initialisation throughout (quant/nn/init.h). The same network in
 // PyTorch: torchvision's BasicBlock with these widths, one block per stage, a
-// 3x3 stride-1 stem without max pool, AdaptiveAvgPool2d(1) and a Linear head.
+// 3x3 stride-1 stem with a 2x2 max pool, AdaptiveAvgPool2d(1) and a Linear head.
 #ifndef QUANT_NN_RESNET_MINI_H_
 #define QUANT_NN_RESNET_MINI_H_
 

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
@@ -45,6 +46,27 @@ absl::StatusOr<std::shared_ptr<QuantizerTransform>> MakeHook(std::unique_ptr<Qua
   }
   return std::make_shared<QuantizerTransform>(std::move(q),
                                               absl::StrCat(layer, " ", TensorRoleName(role)));
+}
+
+// Ops with a known output range (sigmoid, tanh) get PyTorch 1.13's fixed
+// qparams (FixedQParamsFakeQuantize: quint8, 1/256 and 0 for sigmoid, 2/256
+// and 128 for tanh) when their activation spec is a plain affine one, as
+// PyTorch's default QAT qconfig does. A learned quantizer (lsq, pact, ...) or
+// an explicit observer in an override is kept as written.
+absl::StatusOr<std::unique_ptr<Quantizer>> FixedOutputQuantizer(const nn::Layer& l, const QuantConfig& config) {
+  float scale = 0;
+  int32_t zero_point = 0;
+  bool is_signed = false;
+  if (!l.fixed_output_qparams(&scale, &zero_point, &is_signed)) return nullptr;
+  const YAML::Node spec = config.For(l.name()).activations;
+  if (!spec.IsDefined() || !spec.IsMap()) return nullptr;  // float output
+  const std::string quantizer = spec["quantizer"] ? spec["quantizer"].as<std::string>() : "affine";
+  if (quantizer != "affine") return nullptr;
+  if (spec["observer"] && spec["observer"].as<std::string>() == "fixed") return nullptr;
+  const std::string yaml = absl::StrCat("{quantizer: affine, bits: 8, signed: ", is_signed ? "true" : "false",
+                                        ", symmetric: false, observer: fixed, scale: ", absl::StrFormat("%.9g", scale),
+                                        ", zero_point: ", zero_point, "}");
+  return BuildQuantizerFromYaml(yaml, absl::StrCat("fixed output qparams of ", l.name(), " (", l.type(), ")"));
 }
 
 std::string Prefix(const TrainContext& c) { return c.name.empty() ? "" : absl::StrCat("[", c.name, "] "); }
@@ -151,7 +173,10 @@ absl::StatusOr<FakeQuantHooks> InsertFakeQuant(nn::Model& model, const QuantConf
       }
     }
     if (IsActivationQuantPoint(model, i)) {
-      ASSIGN_OR_RETURN(std::unique_ptr<Quantizer> q, config.ActivationQuantizer(l.name()));
+      ASSIGN_OR_RETURN(std::unique_ptr<Quantizer> q, FixedOutputQuantizer(l, config));
+      if (q == nullptr) {
+        ASSIGN_OR_RETURN(q, config.ActivationQuantizer(l.name()));
+      }
       if (q != nullptr) {
         ASSIGN_OR_RETURN(std::shared_ptr<QuantizerTransform> t,
                          MakeHook(std::move(q), l.name(), TensorRole::kActivations));

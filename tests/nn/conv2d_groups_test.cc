@@ -188,6 +188,34 @@ TEST(Conv2dGroupsTest, GradientsMatchFiniteDifferences) {
   EXPECT_EQ(GradCheck(no_bias, RandomTensor({2, 4, 6, 6}, 4), 5), "");
 }
 
+// w -> w^3: a non-linear weight hook, so that using the stored weight instead
+// of the transformed one (or skipping the transform's backward) shows.
+class Cube : public TensorTransform {
+ public:
+  std::string Describe() const override { return "cube"; }
+  void Forward(const Tensor& in, Tensor* out, bool) override {
+    EnsureShape(out, in.shape());
+    for (int64_t i = 0; i < in.numel(); ++i) (*out)[i] = in[i] * in[i] * in[i];
+  }
+  void Backward(const Tensor& in, const Tensor& g, Tensor* grad_in) override {
+    EnsureShape(grad_in, in.shape());
+    for (int64_t i = 0; i < in.numel(); ++i) (*grad_in)[i] = 3 * in[i] * in[i] * g[i];
+  }
+};
+
+TEST(Conv2dGroupsTest, WeightTransformIsUsedAndDifferentiated) {
+  for (const Geometry& g : {Geometry{2, 4, 6, 5, 6, 3, 1, 1, 2}, Geometry{2, 4, 6, 5, 8, 3, 2, 1, 4}}) {
+    Conv2d conv("conv", Options(g));
+    ASSERT_TRUE(conv.Build({g.cin, g.h, g.w}).ok());
+    Rng rng(3);
+    conv.ResetParameters(rng);
+    // Weights around 1 so that the cube matters.
+    for (int64_t i = 0; i < conv.weight().value.numel(); ++i) conv.weight().value[i] += 0.8f;
+    conv.set_weight_transform(std::make_shared<Cube>());
+    EXPECT_EQ(GradCheck(conv, RandomTensor({g.batch, g.cin, g.h, g.w}, 4), 5), "") << conv.Describe();
+  }
+}
+
 // The dedicated kernel and the per-group loop of groups = 1 layers compute
 // the same function (up to float rounding).
 TEST(Conv2dGroupsTest, DepthwiseKernelAgreesWithGroupLoop) {

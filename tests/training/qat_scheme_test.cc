@@ -102,6 +102,63 @@ TEST(QatSchemeTest, QuantizersGoOnWeightsAndGroupOutputsWithOverridesInOrder) {
   EXPECT_EQ(m->layer(1).weight_transform(), nullptr);
 }
 
+// A graph: conv -> bn -> relu fans out to a residual add (add -> relu is one
+// group) and a sigmoid branch; QAT places output quantizers at group outputs
+// only, folds each BN into its conv, and gives the sigmoid PyTorch's fixed
+// qparams (1/256, 0) while an lsq spec keeps its own.
+TEST(QatSchemeTest, GraphGroupsFromPatternsAndFixedQParamsForSigmoid) {
+  auto ds = Synthetic();
+  const char* graph = R"({name: graph, nodes: [
+      {name: c1, op: conv2d, inputs: [input], out_channels: 4, padding: 1},
+      {name: b1, op: batchnorm2d}, {name: r1, op: relu},
+      {name: c2, op: conv2d, out_channels: 4, padding: 1}, {name: b2, op: batchnorm2d},
+      {name: sum, op: add, inputs: [b2, r1]}, {name: r2, op: relu},
+      {name: gate, op: sigmoid, inputs: [r1]},
+      {name: cat, op: concat, inputs: [r2, gate]},
+      {name: gap, op: global_avg_pool}, {name: fc, op: linear}]})";
+  const std::string graph_yaml = std::string(graph).replace(std::string(graph).find("{name: fc, op: linear}"), 22,
+      "{name: fc, op: linear, out_features: " + std::to_string(ds->num_classes()) + "}");
+  graph = graph_yaml.c_str();
+  auto m = Model(graph, *ds);
+  auto c = Config("{weights: {bits: 8, symmetric: true}, activations: {bits: 8, observer: moving_average_minmax}}");
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto hooks = InsertFakeQuant(*m, **c);
+  ASSERT_TRUE(hooks.ok()) << hooks.status();
+  for (const char* inside : {"c1", "b1", "c2", "sum", "gap"}) {
+    EXPECT_EQ(Find(*hooks, inside, false), nullptr) << inside;
+  }
+  for (const char* out : {"r1", "b2", "r2", "gate", "cat", "fc"}) EXPECT_NE(Find(*hooks, out, false), nullptr) << out;
+  EXPECT_NE(Find(*hooks, "c1", true)->folded_bn, nullptr);
+  EXPECT_EQ(Find(*hooks, "c1", true)->folded_bn->name(), "b1");
+  EXPECT_EQ(Find(*hooks, "c2", true)->folded_bn->name(), "b2");
+  Quantizer& gate = Find(*hooks, "gate", false)->quantizer->quantizer();
+  ASSERT_TRUE(gate.ComputeQParams().ok());
+  EXPECT_EQ(gate.qparams().scale[0], 1.0f / 256.0f);
+  EXPECT_EQ(gate.qparams().zero_point[0], 0);
+  EXPECT_EQ(gate.qparams().quant_min, 0);
+  EXPECT_EQ(gate.qparams().quant_max, 255);
+  // One training step runs through the graph with every hook in place.
+  nn::Shape xs = {2};
+  const nn::Shape sample = ds->sample_shape();
+  xs.insert(xs.end(), sample.begin(), sample.end());
+  Tensor x(xs);
+  for (int64_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>(i % 17) / 17.0f;
+  const Tensor& y = m->Forward(x);
+  Tensor dy(y.shape());
+  dy.Fill(0.1f);
+  m->Backward(x, dy);
+  EXPECT_NE(m->FindLayer("c1")->parameters()[0]->grad[0], 0.0f);
+
+  // A learned quantizer is not replaced by the fixed qparams.
+  auto m2 = Model(graph, *ds);
+  auto lsq = Config("{weights: {bits: 8}, activations: {quantizer: lsq, bits: 8}}");
+  ASSERT_TRUE(lsq.ok()) << lsq.status();
+  auto hooks2 = InsertFakeQuant(*m2, **lsq);
+  ASSERT_TRUE(hooks2.ok()) << hooks2.status();
+  EXPECT_NE(Find(*hooks2, "gate", false)->quantizer->Describe().find("lsq"), std::string::npos)
+      << Find(*hooks2, "gate", false)->quantizer->Describe();
+}
+
 TEST(QatSchemeTest, CnnBnGroupsAndFolding) {
   auto ds = Synthetic();
   auto m = Model("{name: cnn_bn, channels: [4, 8], hidden: 16}", *ds);
