@@ -9,6 +9,8 @@
 // Every other op (pools, add, concat, lookup tables, reshapes) shares the
 // reference kernels: the class derives from ReferenceBackend and replaces only
 // the two GEMM ops, so the shared executor and int32 buffers are the reference's.
+// Depthwise convs (one input channel per group) also take the reference kernel: a
+// GEMM of depth kh*kw per channel is all packing overhead.
 #ifndef QUANT_BACKENDS_GEMMLOWP_BACKEND_H_
 #define QUANT_BACKENDS_GEMMLOWP_BACKEND_H_
 
