@@ -246,6 +246,16 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
     a->set_outputs_larger(e.agreement.larger);
     a->set_max_abs_steps(e.agreement.max_abs_steps);
     a->set_top1_agreement(e.agreement.top1_agreement);
+    for (const ptq::OpAgreement& o : e.per_op) {
+      quantlab::OpAgreement* po = m->add_per_op();
+      po->set_op(o.op);
+      po->set_kind(o.kind);
+      po->mutable_agreement()->set_outputs_compared(o.counts.compared);
+      po->mutable_agreement()->set_outputs_identical(o.counts.identical);
+      po->mutable_agreement()->set_outputs_off_by_one(o.counts.off_by_one);
+      po->mutable_agreement()->set_outputs_larger(o.counts.larger);
+      po->mutable_agreement()->set_max_abs_steps(o.counts.max_abs_steps);
+    }
     if (f32 != nullptr && f32->images_per_s_batch1 > 0 && f32->images_per_s_batch256 > 0) {
       (*m->mutable_extra())["speedup_vs_xnnpack_f32_batch1"] = e.images_per_s_batch1 / f32->images_per_s_batch1;
       (*m->mutable_extra())["speedup_vs_xnnpack_f32_batch256"] =
@@ -258,6 +268,13 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
                  static_cast<long long>(e.agreement.identical), static_cast<long long>(e.agreement.compared),
                  static_cast<long long>(e.agreement.off_by_one), static_cast<long long>(e.agreement.larger),
                  e.images_per_s_batch1, e.images_per_s_batch256, static_cast<long long>(e.model_size_bytes));
+    if (e.first_departure >= 0) {
+      const ptq::OpAgreement& o = e.per_op[e.first_departure];
+      std::fprintf(stderr, "[%s] %-12s first departs from reference at op '%s' (%s): %lld of %lld outputs differ\n",
+                   name, e.backend.c_str(), o.op.c_str(), o.kind.c_str(),
+                   static_cast<long long>(o.counts.compared - o.counts.identical),
+                   static_cast<long long>(o.counts.compared));
+    }
   }
   return absl::OkStatus();
 }

@@ -217,7 +217,7 @@ void PrintWhereTheTimeGoes() {
         std::printf("  %-16s %s batch %-3lld  %8.1f us/run:", name.c_str(), model, static_cast<long long>(batch),
                     1e6 * total / reps);
         for (size_t i = 0; i < t.size(); ++i) {
-          std::printf(" %s %.0f%%", i == 0 ? "input" : m.layers(static_cast<int>(i) - 1).name().c_str(),
+          std::printf(" %s %.0f%%", i == 0 ? "input" : m.ops(static_cast<int>(i) - 1).name().c_str(),
                       100 * t[i] / total);
         }
         std::printf("\n");

@@ -1,10 +1,11 @@
 // `fake_quant`: the float simulation of a QuantizedModel, as QAT and PyTorch's
-// fake-quantized models compute it: every layer works in float on dequantized
+// fake-quantized models compute it: every op works in float on dequantized
 // values (input and weights dequantized from the model's integers, float bias),
-// and its output is fake-quantized with the layer's scale and zero point,
+// and its output is fake-quantized with its output tensor's scale and zero point,
 // q = clamp(zp + nearbyint(y * (1/s)), output_min, output_max). It differs from
 // `reference` only where the integer path rounds differently (the fixed-point
-// requantization and the int32 bias), which is what the agreement check measures.
+// requantization, the int32 bias, the add's shifted arithmetic), which is what the
+// agreement check measures. Runs on the shared executor with float buffers.
 #ifndef QUANT_BACKENDS_FAKE_QUANT_BACKEND_H_
 #define QUANT_BACKENDS_FAKE_QUANT_BACKEND_H_
 
@@ -13,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "quant/backends/backend.h"
+#include "quant/backends/float_kernels.h"
 #include "quant/core/params.h"
 
 namespace quant::backends {
@@ -24,16 +26,18 @@ class FakeQuantBackend : public Backend {
   const BackendProfile& profile() const override { return Profile(); }
 
  protected:
-  absl::Status PrepareImpl() override;
-  absl::Status RunImpl(const float* input, int64_t batch, RunOutput* output) override;
+  size_t ElementBytes() const override { return sizeof(float); }
+  absl::Status BeginPrepare() override;
+  absl::Status PrepareOp(int op) override;
+  absl::Status RunInput(const float* input, int64_t batch, void* out) override;
+  absl::Status RunOp(int op, int64_t batch) override;
+  void WriteOutput(const void* out, int64_t batch, RunOutput* output) override;
+  bool ReadBuffer(int tensor, const void* data, int64_t count, int32_t* out) const override;
 
  private:
-  struct LayerData {
-    std::vector<float> weights;  // dequantized, model layout
-    std::vector<float> bias;     // float_bias, or the int32 bias dequantized
-  };
-  std::vector<LayerData> layers_;
-  std::vector<float> a_, b_, col_;
+  std::vector<floatk::OpWeights> weights_;  // per op: dequantized weights, float bias
+  std::vector<float> col_;
+  std::vector<const float*> inputs_;
   std::vector<int32_t> q_;
 };
 

@@ -6,6 +6,11 @@
 // carried as uint8 = int8 + 128 with every zero point shifted by 128: (q - zp) is
 // unchanged, so the int32 accumulators and all results are bit-identical to the
 // reference. One thread; the SSE4 kernels (GEMMLOWP_SSE4_64) are compiled in.
+// Every other op (pools, add, concat, lookup tables, reshapes) shares the
+// reference kernels: the class derives from ReferenceBackend and replaces only
+// the two GEMM ops, so the shared executor and int32 buffers are the reference's.
+// Depthwise convs (one input channel per group) also take the reference kernel: a
+// GEMM of depth kh*kw per channel is all packing overhead.
 #ifndef QUANT_BACKENDS_GEMMLOWP_BACKEND_H_
 #define QUANT_BACKENDS_GEMMLOWP_BACKEND_H_
 
@@ -13,12 +18,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "quant/backends/backend.h"
+#include "quant/backends/reference_backend.h"
 #include "quant/core/params.h"
 
 namespace quant::backends {
 
-class GemmlowpBackend : public Backend {
+class GemmlowpBackend : public ReferenceBackend {
  public:
   GemmlowpBackend();
   ~GemmlowpBackend() override;
@@ -29,8 +34,9 @@ class GemmlowpBackend : public Backend {
   static const char* KernelPath();
 
  protected:
-  absl::Status PrepareImpl() override;
-  absl::Status RunImpl(const float* input, int64_t batch, RunOutput* output) override;
+  absl::Status BeginPrepare() override;
+  absl::Status PrepareOp(int op) override;
+  absl::Status RunOp(int op, int64_t batch) override;
 
  private:
   struct Impl;

@@ -6,84 +6,14 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "quant/backends/float_kernels.h"
 #include "quant/core/status_macros.h"
 
 namespace quant::backends {
 namespace {
 
-Layer* AddLayer(QuantizedModel* m, const std::string& name, Activation act = ACTIVATION_NONE) {
-  Layer* l = m->add_layers();
-  l->set_name(name);
-  l->set_fused_activation(act);
-  return l;
-}
-
-void AddFc(QuantizedModel* m, const std::string& name, int in, int out, Activation act) {
-  FullyConnected* fc = AddLayer(m, name, act)->mutable_fully_connected();
-  fc->set_input_channels(in);
-  fc->set_output_channels(out);
-}
-
-void AddConv(QuantizedModel* m, const std::string& name, int in, int out, int k, int pad, Activation act) {
-  Conv2D* c = AddLayer(m, name, act)->mutable_conv2d();
-  c->set_input_channels(in);
-  c->set_output_channels(out);
-  c->set_groups(1);
-  c->set_kernel_h(k);
-  c->set_kernel_w(k);
-  c->set_stride_h(1);
-  c->set_stride_w(1);
-  c->set_pad_top(pad);
-  c->set_pad_bottom(pad);
-  c->set_pad_left(pad);
-  c->set_pad_right(pad);
-}
-
-void AddMaxPool(QuantizedModel* m, const std::string& name, int k) {
-  Pool2D* p = AddLayer(m, name)->mutable_max_pool2d();
-  p->set_kernel_h(k);
-  p->set_kernel_w(k);
-  p->set_stride_h(k);
-  p->set_stride_w(k);
-}
-
-template <typename Pads>
-Shape WindowOut(const Pads& p, const Shape& in, int64_t channels) {
-  return {(in[0] + p.pad_top() + p.pad_bottom() - p.kernel_h()) / p.stride_h() + 1,
-          (in[1] + p.pad_left() + p.pad_right() - p.kernel_w()) / p.stride_w() + 1, channels};
-}
-
-// Structure-only shape inference (no quantization checks).
-std::vector<Shape> StructuralShapes(const QuantizedModel& m) {
-  std::vector<Shape> shapes;
-  shapes.emplace_back(m.input_shape().begin(), m.input_shape().end());
-  for (const Layer& l : m.layers()) {
-    const Shape& in = shapes.back();
-    if (l.has_fully_connected()) {
-      shapes.push_back({l.fully_connected().output_channels()});
-    } else if (l.has_conv2d()) {
-      shapes.push_back(WindowOut(l.conv2d(), in, l.conv2d().output_channels()));
-    } else if (l.has_max_pool2d()) {
-      shapes.push_back(WindowOut(l.max_pool2d(), in, in[2]));
-    } else {
-      int64_t n = 1;
-      for (int64_t d : in) n *= d;
-      shapes.push_back({n});
-    }
-  }
-  return shapes;
-}
-
-int64_t Numel(const Shape& s) {
-  int64_t n = 1;
-  for (int64_t d : s) n *= d;
-  return n;
-}
-
-float ApplyActivation(float v, Activation act) {
-  if (act == RELU) return std::max(v, 0.0f);
-  if (act == RELU6) return std::min(std::max(v, 0.0f), 6.0f);
-  return v;
+Shape WindowOut(const Shape& in, int kh, int kw, int sh, int sw, int pt, int pb, int pl, int pr, int64_t channels) {
+  return {(in[0] + pt + pb - kh) / sh + 1, (in[1] + pl + pr - kw) / sw + 1, channels};
 }
 
 struct AffineParams {
@@ -103,27 +33,37 @@ AffineParams ChooseAffine(float lo, float hi, int32_t qmin, int32_t qmax) {
   return {scale, zp};
 }
 
-// Quantizes one layer's float weights into `op` per `opt`.
-template <typename Op>
-void QuantizeWeights(Op* op, int64_t fan_in, const QuantizeOptions& opt) {
-  const int out = op->output_channels();
+void SetActivation(Tensor* t, DType dtype, AffineParams p) {
+  t->set_dtype(dtype);
+  t->clear_scale();
+  t->clear_zero_point();
+  t->add_scale(p.scale);
+  t->add_zero_point(p.zero_point);
+}
+
+// Quantizes a weight tensor's float_data per `opt` (axis 0 = output channels).
+void QuantizeWeights(Tensor* w, const QuantizeOptions& opt) {
+  const int out = w->shape(0);
+  const int64_t n = w->float_data_size();
+  const int64_t fan_in = n / out;
   const int bits = opt.weight_bits;
   const bool s8 = opt.weight_dtype == INT8;
   const int32_t qmin = s8 ? -(1 << (bits - 1)) : 0;
   const int32_t qmax = s8 ? (1 << (bits - 1)) - 1 : (1 << bits) - 1;
-  WeightQuant* wq = op->mutable_weight_quant();
-  wq->Clear();
-  wq->set_dtype(opt.weight_dtype);
-  wq->set_bits(bits);
+  w->set_dtype(opt.weight_dtype);
+  w->set_bits(bits);
+  w->clear_scale();
+  w->clear_zero_point();
+  w->set_quantized_dimension(0);
   const int groups = opt.per_channel ? out : 1;
-  const int64_t per_group = opt.per_channel ? fan_in : fan_in * out;
-  std::string bytes(static_cast<size_t>(fan_in) * out, '\0');
+  const int64_t per_group = opt.per_channel ? fan_in : n;
+  std::string bytes(static_cast<size_t>(n), '\0');
   for (int g = 0; g < groups; ++g) {
-    const float* w = op->float_weights().data() + g * per_group;
+    const float* v = w->float_data().data() + g * per_group;
     float lo = 0, hi = 0;
     for (int64_t i = 0; i < per_group; ++i) {
-      lo = std::min(lo, w[i]);
-      hi = std::max(hi, w[i]);
+      lo = std::min(lo, v[i]);
+      hi = std::max(hi, v[i]);
     }
     AffineParams p;
     if (opt.symmetric_weights) {
@@ -135,73 +75,194 @@ void QuantizeWeights(Op* op, int64_t fan_in, const QuantizeOptions& opt) {
     } else {
       p = ChooseAffine(lo, hi, qmin, qmax);
     }
-    wq->add_scale(p.scale);
-    wq->add_zero_point(p.zero_point);
+    w->add_scale(p.scale);
+    w->add_zero_point(p.zero_point);
     for (int64_t i = 0; i < per_group; ++i) {
-      const int32_t q = std::clamp<int32_t>(
-          static_cast<int32_t>(std::nearbyint(w[i] / p.scale)) + p.zero_point, qmin, qmax);
+      const int32_t q =
+          std::clamp<int32_t>(static_cast<int32_t>(std::nearbyint(v[i] / p.scale)) + p.zero_point, qmin, qmax);
       bytes[g * per_group + i] = static_cast<char>(static_cast<uint8_t>(q & 0xff));
     }
   }
-  op->set_weights(bytes);
+  w->set_data(bytes);
 }
 
-template <typename Op>
-void QuantizeBias(Op* op, float s_in) {
-  op->clear_bias();
-  for (int o = 0; o < op->output_channels(); ++o) {
-    const double b = op->float_bias_size() ? op->float_bias(o) : 0.0;
-    const double s = static_cast<double>(s_in) * WeightScale(op->weight_quant(), o);
-    op->add_bias(static_cast<int32_t>(std::clamp(std::nearbyint(b / s), -2147483648.0, 2147483647.0)));
+void QuantizeBias(Tensor* b, const Tensor& w, float s_in) {
+  b->set_dtype(INT32);
+  b->clear_int_data();
+  for (int o = 0; o < b->float_data_size(); ++o) {
+    const double s = static_cast<double>(s_in) * TensorScale(w, IsPerChannel(w) ? o : 0);
+    b->add_int_data(static_cast<int32_t>(std::clamp(std::nearbyint(b->float_data(o) / s), -2147483648.0, 2147483647.0)));
   }
 }
 
 }  // namespace
 
+GraphBuilder::GraphBuilder(const std::string& source_model, const Shape& input_shape) {
+  m_.set_format_version(kQuantizedModelFormatVersion);
+  m_.set_source_model(source_model);
+  m_.add_inputs(AddTensor("input", input_shape, false));
+}
+
+int GraphBuilder::AddTensor(const std::string& name, const Shape& shape, bool constant) {
+  Tensor* t = m_.add_tensors();
+  t->set_name(name);
+  for (int64_t d : shape) t->add_shape(static_cast<int32_t>(d));
+  t->set_dtype(FLOAT32);
+  if (constant) t->mutable_float_data()->Resize(static_cast<int>(Numel(shape)), 0.0f);
+  shapes_.push_back(shape);
+  return m_.tensors_size() - 1;
+}
+
+Op* GraphBuilder::AddOp(const std::string& name, const std::vector<int>& inputs, const Shape& out_shape,
+                        Activation act, int* output) {
+  *output = AddTensor(name, out_shape, false);
+  Op* op = m_.add_ops();
+  op->set_name(name);
+  for (int t : inputs) op->add_inputs(t);
+  op->add_outputs(*output);
+  op->set_fused_activation(act);
+  return op;
+}
+
+int GraphBuilder::FullyConnected(const std::string& name, int x, int out_features, Activation act) {
+  const int w = AddTensor(name + ".weight", {out_features, shapes_[x][0]}, true);
+  const int b = AddTensor(name + ".bias", {out_features}, true);
+  int y;
+  AddOp(name, {x, w, b}, {out_features}, act, &y)->mutable_fully_connected();
+  return y;
+}
+
+int GraphBuilder::Conv2D(const std::string& name, int x, int out_channels, int groups, int kh, int kw, int stride,
+                         std::array<int, 4> pads, Activation act) {
+  const Shape in = shapes_[x];
+  const int w = AddTensor(name + ".weight", {out_channels, kh, kw, in[2] / groups}, true);
+  const int b = AddTensor(name + ".bias", {out_channels}, true);
+  int y;
+  Conv2DOptions* c = AddOp(name, {x, w, b},
+                           WindowOut(in, kh, kw, stride, stride, pads[0], pads[1], pads[2], pads[3], out_channels), act,
+                           &y)
+                         ->mutable_conv2d();
+  c->set_groups(groups);
+  c->set_kernel_h(kh);
+  c->set_kernel_w(kw);
+  c->set_stride_h(stride);
+  c->set_stride_w(stride);
+  c->set_pad_top(pads[0]);
+  c->set_pad_bottom(pads[1]);
+  c->set_pad_left(pads[2]);
+  c->set_pad_right(pads[3]);
+  return y;
+}
+
+int GraphBuilder::MaxPool2D(const std::string& name, int x, int kernel, int stride, int pad) {
+  const Shape in = shapes_[x];
+  int y;
+  Pool2DOptions* p =
+      AddOp(name, {x}, WindowOut(in, kernel, kernel, stride, stride, pad, pad, pad, pad, in[2]), ACTIVATION_NONE, &y)
+          ->mutable_max_pool2d();
+  p->set_kernel_h(kernel);
+  p->set_kernel_w(kernel);
+  p->set_stride_h(stride);
+  p->set_stride_w(stride);
+  p->set_pad_top(pad);
+  p->set_pad_bottom(pad);
+  p->set_pad_left(pad);
+  p->set_pad_right(pad);
+  return y;
+}
+
+int GraphBuilder::AveragePool2D(const std::string& name, int x, int kernel, int stride) {
+  const Shape in = shapes_[x];
+  int y;
+  Pool2DOptions* p =
+      AddOp(name, {x}, WindowOut(in, kernel, kernel, stride, stride, 0, 0, 0, 0, in[2]), ACTIVATION_NONE, &y)
+          ->mutable_average_pool2d();
+  p->set_kernel_h(kernel);
+  p->set_kernel_w(kernel);
+  p->set_stride_h(stride);
+  p->set_stride_w(stride);
+  return y;
+}
+
+int GraphBuilder::GlobalAveragePool(const std::string& name, int x) {
+  int y;
+  AddOp(name, {x}, {shapes_[x][2]}, ACTIVATION_NONE, &y)->mutable_global_average_pool();
+  return y;
+}
+
+int GraphBuilder::Add(const std::string& name, int a, int b, Activation act) {
+  int y;
+  AddOp(name, {a, b}, shapes_[a], act, &y)->mutable_add()->set_left_shift(kAddLeftShift);
+  return y;
+}
+
+int GraphBuilder::Concat(const std::string& name, const std::vector<int>& xs) {
+  Shape s = shapes_[xs[0]];
+  for (size_t k = 1; k < xs.size(); ++k) s.back() += shapes_[xs[k]].back();
+  int y;
+  AddOp(name, xs, s, ACTIVATION_NONE, &y)->mutable_concat();
+  return y;
+}
+
+int GraphBuilder::Lookup(const std::string& name, Op::OptionsCase kind, int x) {
+  int y;
+  Op* op = AddOp(name, {x}, shapes_[x], ACTIVATION_NONE, &y);
+  if (kind == Op::kHardswish) op->mutable_hardswish();
+  if (kind == Op::kSigmoid) op->mutable_sigmoid();
+  if (kind == Op::kTanh) op->mutable_tanh();
+  return y;
+}
+
+int GraphBuilder::Flatten(const std::string& name, int x) {
+  int y;
+  AddOp(name, {x}, {Numel(shapes_[x])}, ACTIVATION_NONE, &y)->mutable_flatten();
+  return y;
+}
+
+QuantizedModel GraphBuilder::Finish(int output) {
+  QuantizedModel m = m_;
+  m.clear_outputs();
+  m.add_outputs(output);
+  return m;
+}
+
 QuantizedModel MakeFloatMlp(uint64_t seed) {
-  QuantizedModel m;
-  m.set_format_version(kQuantizedModelFormatVersion);
-  m.set_source_model("mlp");
-  for (int d : {28, 28, 1}) m.add_input_shape(d);
-  AddLayer(&m, "flatten")->mutable_flatten();
-  AddFc(&m, "fc1", 784, 256, RELU);
-  AddFc(&m, "fc2", 256, 128, RELU);
-  AddFc(&m, "fc3", 128, 10, ACTIVATION_NONE);
+  GraphBuilder g("mlp", {28, 28, 1});
+  int x = g.Flatten("flatten", g.input());
+  x = g.FullyConnected("fc1", x, 256, RELU);
+  x = g.FullyConnected("fc2", x, 128, RELU);
+  x = g.FullyConnected("fc3", x, 10);
+  QuantizedModel m = g.Finish(x);
   RandomizeFloatWeights(&m, seed);
   return m;
 }
 
 QuantizedModel MakeFloatCnn(uint64_t seed) {
-  QuantizedModel m;
-  m.set_format_version(kQuantizedModelFormatVersion);
-  m.set_source_model("cnn");
-  for (int d : {28, 28, 1}) m.add_input_shape(d);
-  AddConv(&m, "conv1", 1, 16, 3, 1, RELU);
-  AddMaxPool(&m, "pool1", 2);
-  AddConv(&m, "conv2", 16, 32, 3, 1, RELU);
-  AddMaxPool(&m, "pool2", 2);
-  AddLayer(&m, "flatten")->mutable_flatten();
-  AddFc(&m, "fc1", 1568, 128, RELU);
-  AddFc(&m, "fc2", 128, 10, ACTIVATION_NONE);
+  GraphBuilder g("cnn", {28, 28, 1});
+  int x = g.Conv2D("conv1", g.input(), 16, 1, 3, 3, 1, {1, 1, 1, 1}, RELU);
+  x = g.MaxPool2D("pool1", x, 2, 2);
+  x = g.Conv2D("conv2", x, 32, 1, 3, 3, 1, {1, 1, 1, 1}, RELU);
+  x = g.MaxPool2D("pool2", x, 2, 2);
+  x = g.Flatten("flatten", x);
+  x = g.FullyConnected("fc1", x, 128, RELU);
+  x = g.FullyConnected("fc2", x, 10);
+  QuantizedModel m = g.Finish(x);
   RandomizeFloatWeights(&m, seed);
   return m;
 }
 
 void RandomizeFloatWeights(QuantizedModel* m, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  auto fill = [&rng](auto* op, int64_t fan_in) {
+  for (const Op& op : m->ops()) {
+    const int wt = WeightTensor(op);
+    if (wt < 0) continue;
+    Tensor* w = m->mutable_tensors(wt);
+    const int64_t fan_in = Numel(TensorShape(*w)) / w->shape(0);
     const float bound = 1.0f / std::sqrt(static_cast<float>(fan_in));
     std::uniform_real_distribution<float> u(-bound, bound);
-    op->clear_float_weights();
-    op->clear_float_bias();
-    for (int64_t i = 0; i < fan_in * op->output_channels(); ++i) op->add_float_weights(u(rng));
-    for (int o = 0; o < op->output_channels(); ++o) op->add_float_bias(u(rng));
-  };
-  for (Layer& l : *m->mutable_layers()) {
-    if (l.has_fully_connected()) fill(l.mutable_fully_connected(), l.fully_connected().input_channels());
-    if (l.has_conv2d()) {
-      const Conv2D& c = l.conv2d();
-      fill(l.mutable_conv2d(), int64_t{c.kernel_h()} * c.kernel_w() * (c.input_channels() / c.groups()));
+    for (float& v : *w->mutable_float_data()) v = u(rng);
+    if (BiasTensor(op) >= 0) {
+      for (float& v : *m->mutable_tensors(BiasTensor(op))->mutable_float_data()) v = u(rng);
     }
   }
 }
@@ -209,142 +270,75 @@ void RandomizeFloatWeights(QuantizedModel* m, uint64_t seed) {
 std::vector<float> RandomImages(const QuantizedModel& model, int64_t batch, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  int64_t n = batch;
-  for (int d : model.input_shape()) n *= d;
-  std::vector<float> x(n);
+  std::vector<float> x(batch * Numel(TensorShape(model.tensors(InputTensor(model)))));
   for (float& v : x) v = u(rng);
   return x;
 }
 
-absl::StatusOr<std::vector<float>> FloatForward(const QuantizedModel& model, const float* input,
-                                                int64_t batch, const LayerObserver& observe) {
-  const std::vector<Shape> shapes = StructuralShapes(model);
-  std::vector<float> cur(input, input + batch * Numel(shapes[0]));
-  for (int li = 0; li < model.layers_size(); ++li) {
-    const Layer& l = model.layers(li);
-    const Shape& in = shapes[li];
-    const Shape& os = shapes[li + 1];
-    std::vector<float> next(batch * Numel(os));
-    if (l.has_fully_connected()) {
-      const FullyConnected& fc = l.fully_connected();
-      if (fc.float_weights_size() == 0) {
-        return absl::FailedPreconditionError(absl::StrCat("layer '", l.name(), "' has no float_weights"));
-      }
-      const int I = fc.input_channels(), O = fc.output_channels();
-      for (int64_t b = 0; b < batch; ++b) {
-        for (int o = 0; o < O; ++o) {
-          float acc = fc.float_bias_size() ? fc.float_bias(o) : 0.0f;
-          for (int i = 0; i < I; ++i) acc += cur[b * I + i] * fc.float_weights(o * I + i);
-          next[b * O + o] = ApplyActivation(acc, l.fused_activation());
-        }
-      }
-    } else if (l.has_conv2d()) {
-      const Conv2D& c = l.conv2d();
-      if (c.float_weights_size() == 0) {
-        return absl::FailedPreconditionError(absl::StrCat("layer '", l.name(), "' has no float_weights"));
-      }
-      const int64_t H = in[0], W = in[1], C = in[2], OH = os[0], OW = os[1], O = os[2];
-      const int ig = c.input_channels() / c.groups(), og = c.output_channels() / c.groups();
-      for (int64_t b = 0; b < batch; ++b)
-        for (int64_t oy = 0; oy < OH; ++oy)
-          for (int64_t ox = 0; ox < OW; ++ox)
-            for (int64_t o = 0; o < O; ++o) {
-              const int64_t g = o / og;
-              float acc = c.float_bias_size() ? c.float_bias(o) : 0.0f;
-              for (int ky = 0; ky < c.kernel_h(); ++ky) {
-                const int64_t y = oy * c.stride_h() - c.pad_top() + ky;
-                if (y < 0 || y >= H) continue;
-                for (int kx = 0; kx < c.kernel_w(); ++kx) {
-                  const int64_t x = ox * c.stride_w() - c.pad_left() + kx;
-                  if (x < 0 || x >= W) continue;
-                  for (int i = 0; i < ig; ++i) {
-                    acc += cur[((b * H + y) * W + x) * C + g * ig + i] *
-                           c.float_weights(((o * c.kernel_h() + ky) * c.kernel_w() + kx) * ig + i);
-                  }
-                }
-              }
-              next[((b * OH + oy) * OW + ox) * O + o] = ApplyActivation(acc, l.fused_activation());
-            }
-    } else if (l.has_max_pool2d()) {
-      const Pool2D& p = l.max_pool2d();
-      const int64_t H = in[0], W = in[1], C = in[2], OH = os[0], OW = os[1];
-      for (int64_t b = 0; b < batch; ++b)
-        for (int64_t oy = 0; oy < OH; ++oy)
-          for (int64_t ox = 0; ox < OW; ++ox)
-            for (int64_t ch = 0; ch < C; ++ch) {
-              float best = -std::numeric_limits<float>::infinity();
-              for (int ky = 0; ky < p.kernel_h(); ++ky) {
-                const int64_t y = oy * p.stride_h() - p.pad_top() + ky;
-                if (y < 0 || y >= H) continue;
-                for (int kx = 0; kx < p.kernel_w(); ++kx) {
-                  const int64_t x = ox * p.stride_w() - p.pad_left() + kx;
-                  if (x < 0 || x >= W) continue;
-                  best = std::max(best, cur[((b * H + y) * W + x) * C + ch]);
-                }
-              }
-              next[((b * OH + oy) * OW + ox) * C + ch] = ApplyActivation(best, l.fused_activation());
-            }
-    } else {
-      next = cur;  // flatten: NHWC order is already the flat order
-    }
-    if (observe) observe(li, next.data(), static_cast<int64_t>(next.size()));
-    cur.swap(next);
+absl::StatusOr<std::vector<float>> FloatForward(const QuantizedModel& model, const float* input, int64_t batch,
+                                                const LayerObserver& observe) {
+  floatk::RunOptions opt;
+  if (observe) {
+    opt.after = [&](int op, float* v, int64_t n) {
+      observe(op, v, n);
+      return absl::OkStatus();
+    };
   }
-  return cur;
+  std::vector<float> out;
+  RETURN_IF_ERROR(floatk::Forward(model, input, batch, &out, opt));
+  return out;
 }
 
-absl::StatusOr<QuantizedModel> QuantizeMinMax(const QuantizedModel& float_model, const float* calibration,
-                                              int64_t n, const QuantizeOptions& opt) {
+absl::StatusOr<QuantizedModel> QuantizeMinMax(const QuantizedModel& float_model, const float* calibration, int64_t n,
+                                              const QuantizeOptions& opt) {
   if (opt.weight_bits < 2 || opt.weight_bits > 8) {
     return absl::InvalidArgumentError(absl::StrCat("weight_bits ", opt.weight_bits, " outside [2, 8]"));
   }
   QuantizedModel m = float_model;
-  const int L = m.layers_size();
-  std::vector<float> lo(L, 0.0f), hi(L, 0.0f);
-  ASSIGN_OR_RETURN(std::vector<float> unused,
-                   FloatForward(m, calibration, n, [&](int li, const float* v, int64_t count) {
-                     for (int64_t i = 0; i < count; ++i) {
-                       lo[li] = std::min(lo[li], v[i]);
-                       hi[li] = std::max(hi[li], v[i]);
+  ASSIGN_OR_RETURN(std::vector<Shape> shapes, InferShapes(m));
+  const int N = m.ops_size();
+  std::vector<float> lo(N, 0.0f), hi(N, 0.0f);
+  ASSIGN_OR_RETURN(std::vector<float> unused, FloatForward(m, calibration, n, [&](int i, const float* v, int64_t count) {
+                     for (int64_t k = 0; k < count; ++k) {
+                       lo[i] = std::min(lo[i], v[k]);
+                       hi[i] = std::max(hi[i], v[k]);
                      }
                    }));
   (void)unused;
   const int32_t qmin = DTypeMin(opt.activation_dtype), qmax = DTypeMax(opt.activation_dtype);
   float in_lo = 0, in_hi = 0;
-  for (int64_t i = 0; i < n * Numel(StructuralShapes(m)[0]); ++i) {
+  const int in = InputTensor(m);
+  for (int64_t i = 0; i < n * Numel(shapes[in]); ++i) {
     in_lo = std::min(in_lo, calibration[i]);
     in_hi = std::max(in_hi, calibration[i]);
   }
-  AffineParams in = ChooseAffine(in_lo, in_hi, qmin, qmax);
-  m.mutable_input()->set_scale(in.scale);
-  m.mutable_input()->set_zero_point(in.zero_point);
-  m.mutable_input()->set_dtype(opt.activation_dtype);
-  for (int li = 0; li < L; ++li) {
-    Layer* l = m.mutable_layers(li);
-    AffineParams out = in;  // pooling/flatten keep their input's qparams
-    if (l->has_fully_connected() || l->has_conv2d()) out = ChooseAffine(lo[li], hi[li], qmin, qmax);
-    l->mutable_output()->set_scale(out.scale);
-    l->mutable_output()->set_zero_point(out.zero_point);
-    l->mutable_output()->set_dtype(opt.activation_dtype);
+  SetActivation(m.mutable_tensors(in), opt.activation_dtype, ChooseAffine(in_lo, in_hi, qmin, qmax));
+  for (int i = 0; i < N; ++i) {
+    Op* op = m.mutable_ops(i);
+    const Tensor& x = m.tensors(op->inputs(0));
+    AffineParams out{TensorScale(x), TensorZeroPoint(x)};  // max pool / flatten / reshape keep their input's
+    if (!op->has_max_pool2d() && !op->has_flatten() && !op->has_reshape()) out = ChooseAffine(lo[i], hi[i], qmin, qmax);
+    // TFLite's fixed output qparams of sigmoid ([0, 1)) and tanh ([-1, 1)).
+    if (op->has_sigmoid()) out = {1.0f / 256, qmin};
+    if (op->has_tanh()) out = {1.0f / 128, opt.activation_dtype == INT8 ? 0 : 128};
+    SetActivation(m.mutable_tensors(op->outputs(0)), opt.activation_dtype, out);
     int32_t omin = qmin, omax = qmax;
-    if (l->fused_activation() == RELU || l->fused_activation() == RELU6) omin = std::max(qmin, out.zero_point);
-    if (l->fused_activation() == RELU6) {
+    if (op->fused_activation() == RELU || op->fused_activation() == RELU6) omin = std::max(qmin, out.zero_point);
+    if (op->fused_activation() == RELU6) {
       omax = std::min<int32_t>(qmax, out.zero_point + static_cast<int32_t>(std::nearbyint(6.0f / out.scale)));
     }
-    l->set_output_min(omin);
-    l->set_output_max(omax);
-    if (l->has_fully_connected()) {
-      FullyConnected* fc = l->mutable_fully_connected();
-      QuantizeWeights(fc, fc->input_channels(), opt);
-      QuantizeBias(fc, in.scale);
-      if (!opt.keep_float) { fc->clear_float_weights(); fc->clear_float_bias(); }
-    } else if (l->has_conv2d()) {
-      Conv2D* c = l->mutable_conv2d();
-      QuantizeWeights(c, int64_t{c->kernel_h()} * c->kernel_w() * (c->input_channels() / c->groups()), opt);
-      QuantizeBias(c, in.scale);
-      if (!opt.keep_float) { c->clear_float_weights(); c->clear_float_bias(); }
+    op->set_output_min(omin);
+    op->set_output_max(omax);
+    const int wt = WeightTensor(*op);
+    if (wt < 0) continue;
+    Tensor* w = m.mutable_tensors(wt);
+    QuantizeWeights(w, opt);
+    if (BiasTensor(*op) >= 0) QuantizeBias(m.mutable_tensors(BiasTensor(*op)), *w, TensorScale(x));
+  }
+  if (!opt.keep_float) {
+    for (Tensor& t : *m.mutable_tensors()) {
+      if (t.dtype() != FLOAT32) t.clear_float_data();
     }
-    in = out;
   }
   RETURN_IF_ERROR(ComputeRequantization(&m));
   RETURN_IF_ERROR(ValidateQuantizedModel(m));

@@ -104,6 +104,113 @@ inline void MaxPool2D(const ConvGeometry& g, int32_t output_min, int32_t output_
         }
 }
 
+// Average pooling without padding (and, with a window of the whole image, the
+// global average pool): sum of (q - zp_in) over the window, then
+// out = clamp(zp_out + MultiplyByQuantizedMultiplier(sum, multiplier, shift)) with
+// multiplier = s_in / (s_out * window size).
+struct AverageParams {
+  int32_t input_zero_point;
+  int32_t multiplier;
+  int32_t shift;
+  int32_t output_zero_point;
+  int32_t output_min;
+  int32_t output_max;
+};
+
+inline void AveragePool2D(const AverageParams& p, const ConvGeometry& g, const int32_t* input, int32_t* output) {
+  for (int64_t b = 0; b < g.batch; ++b)
+    for (int64_t oy = 0; oy < g.out_h; ++oy)
+      for (int64_t ox = 0; ox < g.out_w; ++ox)
+        for (int64_t c = 0; c < g.in_c; ++c) {
+          int32_t sum = 0;
+          for (int ky = 0; ky < g.kernel_h; ++ky) {
+            const int64_t y = oy * g.stride_h + ky;
+            for (int kx = 0; kx < g.kernel_w; ++kx) {
+              const int64_t x = ox * g.stride_w + kx;
+              sum += input[((b * g.in_h + y) * g.in_w + x) * g.in_c + c] - p.input_zero_point;
+            }
+          }
+          const int32_t v = p.output_zero_point + MultiplyByQuantizedMultiplier(sum, p.multiplier, p.shift);
+          output[((b * g.out_h + oy) * g.out_w + ox) * g.in_c + c] = std::min(std::max(v, p.output_min), p.output_max);
+        }
+}
+
+// input [batch][pixels][channels] -> output [batch][channels].
+inline void GlobalAveragePool(const AverageParams& p, int64_t batch, int64_t pixels, int64_t channels,
+                              const int32_t* input, int32_t* output) {
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t c = 0; c < channels; ++c) {
+      int32_t sum = 0;
+      for (int64_t i = 0; i < pixels; ++i) sum += input[(b * pixels + i) * channels + c] - p.input_zero_point;
+      const int32_t v = p.output_zero_point + MultiplyByQuantizedMultiplier(sum, p.multiplier, p.shift);
+      output[b * channels + c] = std::min(std::max(v, p.output_min), p.output_max);
+    }
+}
+
+// TFLite's reference integer_ops/add.h (ArithmeticParams), formula in quantized_model.proto.
+struct AddParams {
+  int left_shift;
+  int32_t input1_zero_point, input1_multiplier, input1_shift;
+  int32_t input2_zero_point, input2_multiplier, input2_shift;
+  int32_t output_multiplier, output_shift, output_zero_point;
+  int32_t output_min, output_max;
+};
+
+inline void Add(const AddParams& p, int64_t n, const int32_t* input1, const int32_t* input2, int32_t* output) {
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t shifted1 = (input1[i] - p.input1_zero_point) * (1 << p.left_shift);
+    const int32_t shifted2 = (input2[i] - p.input2_zero_point) * (1 << p.left_shift);
+    const int32_t scaled1 = MultiplyByQuantizedMultiplier(shifted1, p.input1_multiplier, p.input1_shift);
+    const int32_t scaled2 = MultiplyByQuantizedMultiplier(shifted2, p.input2_multiplier, p.input2_shift);
+    const int32_t raw = MultiplyByQuantizedMultiplier(scaled1 + scaled2, p.output_multiplier, p.output_shift) +
+                        p.output_zero_point;
+    output[i] = std::min(std::max(raw, p.output_min), p.output_max);
+  }
+}
+
+// One input of a concatenation along the channel (last) axis: `channels` values per
+// pixel, copied when `identity` (same qparams as the output), else requantized:
+// clamp(zp_out + MultiplyByQuantizedMultiplier(q - zp_in, multiplier, shift)).
+struct ConcatInput {
+  const int32_t* data;
+  int64_t channels;
+  bool identity;
+  int32_t zero_point, multiplier, shift;
+};
+
+inline void Concat(const ConcatInput* inputs, int num_inputs, int64_t pixels, int32_t output_zero_point,
+                   int32_t qmin, int32_t qmax, int32_t output_min, int32_t output_max, int32_t* output) {
+  int64_t out_c = 0;
+  for (int k = 0; k < num_inputs; ++k) out_c += inputs[k].channels;
+  for (int64_t px = 0; px < pixels; ++px) {
+    int32_t* dst = output + px * out_c;
+    for (int k = 0; k < num_inputs; ++k) {
+      const ConcatInput& in = inputs[k];
+      const int32_t* src = in.data + px * in.channels;
+      for (int64_t c = 0; c < in.channels; ++c) {
+        int32_t v = src[c];
+        if (!in.identity) {
+          v = output_zero_point + MultiplyByQuantizedMultiplier(v - in.zero_point, in.multiplier, in.shift);
+          v = std::min(std::max(v, qmin), qmax);
+        }
+        dst[c] = std::min(std::max(v, output_min), output_max);
+      }
+      dst += in.channels;
+    }
+  }
+}
+
+// out = clamp(table[q - qmin]) (hardswish, sigmoid, tanh).
+inline void Lookup(const int32_t* table, int32_t qmin, int64_t n, int32_t output_min, int32_t output_max,
+                   const int32_t* input, int32_t* output) {
+  for (int64_t i = 0; i < n; ++i) output[i] = std::min(std::max(table[input[i] - qmin], output_min), output_max);
+}
+
+// Flatten / reshape: the values unchanged, clamped.
+inline void CopyClamped(int64_t n, int32_t output_min, int32_t output_max, const int32_t* input, int32_t* output) {
+  for (int64_t i = 0; i < n; ++i) output[i] = std::min(std::max(input[i], output_min), output_max);
+}
+
 }  // namespace quant::backends::reference
 
 #endif  // QUANT_BACKENDS_REFERENCE_KERNELS_H_

@@ -1,16 +1,21 @@
-// `xnnpack`: the integer operators of the Debian XNNPACK (2022-02 snapshot):
-// fully_connected_nc_qs8/qu8, convolution2d_nhwc_qs8/qu8 and qc8 (per-channel
-// int8 weights; a per-channel fully connected layer runs as a 1x1 qc8
-// convolution, since this XNNPACK has no qc8 fully connected), max_pooling2d
-// s8/u8, and convert_nc_f32_qs8/qu8 for the input. Operators are created once
-// per model in Prepare and set up again only when the batch size changes.
+// `xnnpack`: the integer operators of the Debian XNNPACK (2022-02 snapshot) on the
+// shared executor (int8/uint8 buffers): fully_connected_nc_qs8/qu8,
+// convolution2d_nhwc_qs8/qu8 and qc8 (per-channel int8 weights; grouped and
+// depthwise convs through `groups`; a per-channel fully connected layer runs as a
+// 1x1 qc8 convolution, since this XNNPACK has no qc8 fully connected),
+// max_pooling2d s8/u8, average_pooling2d qu8, global_average_pooling_nwc qs8/qu8,
+// add_nd qs8/qu8, sigmoid/tanh qs8/qu8, and convert_nc_f32_qs8/qu8 for the input.
+// This XNNPACK has no int8 concatenate and no int8 hardswish: those ops (and int8
+// average pooling) are refused by the profile. Operators are created once per model
+// (PrepareOp) and set up again only when the batch size changes (the executor's
+// buffers move only then).
 //
 // XNNPACK requantizes in its own way (the "fp32" scheme in this snapshot): the
 // int32 accumulator is converted to float, multiplied by the float scale
 // s_in*s_w/s_out computed in single precision at operator creation, and
 // rounded to nearest-even, then offset and clamped. It never sees the
-// QuantizedModel's fixed-point multipliers, so it can differ from `reference`
-// by one output step where the two roundings disagree (see docs/backends.md).
+// QuantizedModel's fixed-point multipliers or lookup tables, so it can differ from
+// `reference` by one output step where the two roundings disagree (docs/backends.md).
 #ifndef QUANT_BACKENDS_XNNPACK_BACKEND_H_
 #define QUANT_BACKENDS_XNNPACK_BACKEND_H_
 
@@ -31,31 +36,32 @@ class XnnpackBackend : public Backend {
   const BackendProfile& profile() const override { return Profile(); }
 
  protected:
-  absl::Status PrepareImpl() override;
-  absl::Status RunImpl(const float* input, int64_t batch, RunOutput* output) override;
+  size_t ElementBytes() const override { return 1; }
+  absl::Status BeginPrepare() override;
+  absl::Status PrepareOp(int op) override;
+  absl::Status SetUpBatch(int64_t batch) override;
+  absl::Status RunInput(const float* input, int64_t batch, void* out) override;
+  absl::Status RunOp(int op, int64_t batch) override;
+  void WriteOutput(const void* out, int64_t batch, RunOutput* output) override;
+  bool ReadBuffer(int tensor, const void* data, int64_t count, int32_t* out) const override;
 
  private:
-  enum class Kind { kFullyConnected, kConv, kMaxPool, kFlatten };
   struct Step {
-    Kind kind;
-    xnn::Operator op;
-    bool conv_api = false;  // a per-channel FC runs through the convolution API
-    std::vector<uint8_t> out;  // int8/uint8 activations, padded
-    // Flatten only: a clamp narrower than the dtype range (applied in C++).
-    bool clamp = false;
+    xnn::Operator op;        // null for flatten/reshape (a copy + clamp in C++)
+    bool conv_api = false;   // runs through the convolution API (conv, or a per-channel FC)
+    bool clamp = false;      // flatten/reshape: a clamp narrower than the dtype range
     // A conv with few input channels runs as im2col + fully connected (see the .cc).
     bool im2col = false;
     int64_t pixels = 0;                   // OH*OW per image
     std::vector<uint8_t> padded;          // one padded image, borders = input zero point
     std::vector<uint8_t> patches;         // [batch*OH*OW][kh*kw*in_c]
   };
-  void Im2col(const Conv2D& c, const Shape& in, const Shape& out, int64_t batch, const uint8_t* src, Step* st);
-  absl::Status SetUp(int64_t batch, const float* input);
+  void Im2col(const Conv2DOptions& c, const Shape& in, const Shape& out, int64_t batch, const uint8_t* src, Step* st);
 
+  bool s8_ = true;
   xnn::Operator convert_;
   std::vector<Step> steps_;
-  std::vector<uint8_t> input_q_;
-  int64_t setup_batch_ = -1;
+  std::vector<int32_t> q_;
 };
 
 }  // namespace quant::backends

@@ -11,18 +11,25 @@
 namespace quant::backends {
 namespace {
 
-int64_t Numel(const Shape& s) {
-  int64_t n = 1;
-  for (int64_t d : s) n *= d;
-  return n;
-}
-
-BackendProfile FloatProfile(const char* name) {
+BackendProfile FloatProfile(const char* name, bool f16) {
   BackendProfile p;
   p.backend = name;
   p.float_model = true;
   p.max_pool2d_single_element = false;
   p.requantization = "none: runs the float model";
+  const char* t = f16 ? "f16" : "f32";
+  p.ops = {{"fully_connected", {}, absl::StrCat("fully_connected_nc_", t)},
+           {"conv2d", {}, absl::StrCat("convolution2d_nhwc_", t)},
+           {"max_pool2d", {}, absl::StrCat("max_pooling2d_nhwc_", t)},
+           {"global_average_pool", {}, absl::StrCat("global_average_pooling_nwc_", t)},
+           {"add", {}, absl::StrCat("add_nd_", t)},
+           {"hardswish", {}, absl::StrCat("hardswish_nc_", t)},
+           {"flatten", {}, "a copy"},
+           {"reshape", {}, "a copy"}};
+  if (!f16) {  // XNNPACK 2022-02 has these in f32 only; tanh and concat in neither
+    p.ops.push_back({"average_pool2d", {}, "average_pooling2d_nhwc_f32"});
+    p.ops.push_back({"sigmoid", {}, "sigmoid_nc_f32"});
+  }
   return p;
 }
 
@@ -34,11 +41,11 @@ void ActivationRange(Activation a, float* lo, float* hi) {
 }  // namespace
 
 const BackendProfile& XnnpackFloatBackend::ProfileF32() {
-  static const BackendProfile* p = new BackendProfile(FloatProfile("xnnpack_f32"));
+  static const BackendProfile* p = new BackendProfile(FloatProfile("xnnpack_f32", false));
   return *p;
 }
 const BackendProfile& XnnpackFloatBackend::ProfileF16() {
-  static const BackendProfile* p = new BackendProfile(FloatProfile("xnnpack_f16"));
+  static const BackendProfile* p = new BackendProfile(FloatProfile("xnnpack_f16", true));
   return *p;
 }
 
@@ -51,59 +58,62 @@ absl::StatusOr<std::unique_ptr<Backend>> XnnpackFloatBackend::CreateF16(ParamRea
   return std::unique_ptr<Backend>(new XnnpackFloatBackend(true));
 }
 
-absl::Status XnnpackFloatBackend::PrepareImpl() {
+absl::Status XnnpackFloatBackend::BeginPrepare() {
   RETURN_IF_ERROR(xnn::Initialize());
-  const QuantizedModel& m = model();
-  const std::string& backend = name();
-  steps_.clear();
-  setup_batch_ = -1;
-  const uint32_t wflags = f16_ ? XNN_FLAG_FP32_STATIC_WEIGHTS : 0;
+  ops_.clear();
+  ops_.resize(model().ops_size());
   if (f16_) {
-    const size_t in_c = Numel(shapes()[0]), out_c = Numel(shapes().back());
+    const size_t in_c = Numel(input_shape()), out_c = Numel(output_shape());
     xnn_operator_t op = nullptr;
     xnn_status st = xnn_create_convert_nc_f32_f16(in_c, in_c, in_c, 0, &op);
     convert_in_.reset(op);
-    RETURN_IF_ERROR(xnn::Check(st, backend, "input conversion", "xnn_create_convert_nc_f32_f16"));
+    RETURN_IF_ERROR(xnn::Check(st, name(), "input conversion", "xnn_create_convert_nc_f32_f16"));
     op = nullptr;
     st = xnn_create_convert_nc_f16_f32(out_c, out_c, out_c, 0, &op);
     convert_out_.reset(op);
-    RETURN_IF_ERROR(xnn::Check(st, backend, "output conversion", "xnn_create_convert_nc_f16_f32"));
+    RETURN_IF_ERROR(xnn::Check(st, name(), "output conversion", "xnn_create_convert_nc_f16_f32"));
   }
-  for (int li = 0; li < m.layers_size(); ++li) {
-    const Layer& l = m.layers(li);
-    const std::string where = LayerLabel(m, li);
-    Step step;
-    xnn_operator_t op = nullptr;
-    xnn_status st = xnn_status_success;
-    const char* call = "";
-    float lo, hi;
-    ActivationRange(l.fused_activation(), &lo, &hi);
-    if (l.has_fully_connected()) {
-      const FullyConnected& fc = l.fully_connected();
-      const size_t in = fc.input_channels(), out = fc.output_channels();
-      const float* bias = fc.float_bias_size() ? fc.float_bias().data() : nullptr;
+  return absl::OkStatus();
+}
+
+absl::Status XnnpackFloatBackend::PrepareOp(int i) {
+  const QuantizedModel& m = model();
+  const Op& l = m.ops(i);
+  const std::string where = OpLabel(m, i);
+  const uint32_t wflags = f16_ ? XNN_FLAG_FP32_STATIC_WEIGHTS : 0;
+  xnn_operator_t op = nullptr;
+  xnn_status st = xnn_status_success;
+  const char* call = "";
+  float lo, hi;
+  ActivationRange(l.fused_activation(), &lo, &hi);
+  const Shape& out = shapes()[l.outputs(0)];
+  const float* w = WeightTensor(l) >= 0 ? m.tensors(WeightTensor(l)).float_data().data() : nullptr;
+  const float* bias = BiasTensor(l) >= 0 && m.tensors(BiasTensor(l)).float_data_size()
+                          ? m.tensors(BiasTensor(l)).float_data().data()
+                          : nullptr;
+  switch (l.options_case()) {
+    case Op::kFullyConnected: {
+      const size_t in_c = shapes()[l.inputs(0)][0], out_c = out[0];
       call = f16_ ? "xnn_create_fully_connected_nc_f16" : "xnn_create_fully_connected_nc_f32";
-      st = f16_ ? xnn_create_fully_connected_nc_f16(in, out, in, out, fc.float_weights().data(), bias, lo, hi, wflags,
-                                                    &op)
-                : xnn_create_fully_connected_nc_f32(in, out, in, out, fc.float_weights().data(), bias, lo, hi, 0, &op);
-    } else if (l.has_conv2d()) {
-      const Conv2D& c = l.conv2d();
-      const size_t g = c.groups(), in = c.input_channels(), out = c.output_channels();
-      const float* bias = c.float_bias_size() ? c.float_bias().data() : nullptr;
-      step.conv = true;
+      st = f16_ ? xnn_create_fully_connected_nc_f16(in_c, out_c, in_c, out_c, w, bias, lo, hi, wflags, &op)
+                : xnn_create_fully_connected_nc_f32(in_c, out_c, in_c, out_c, w, bias, lo, hi, 0, &op);
+      break;
+    }
+    case Op::kConv2D: {
+      const Conv2DOptions& c = l.conv2d();
+      const size_t g = c.groups(), in_c = shapes()[l.inputs(0)][2], out_c = out[2];
       call = f16_ ? "xnn_create_convolution2d_nhwc_f16" : "xnn_create_convolution2d_nhwc_f32";
       st = f16_ ? xnn_create_convolution2d_nhwc_f16(c.pad_top(), c.pad_right(), c.pad_bottom(), c.pad_left(),
                                                     c.kernel_h(), c.kernel_w(), c.stride_h(), c.stride_w(), 1, 1, g,
-                                                    in / g, out / g, in, out, c.float_weights().data(), bias, lo, hi,
-                                                    wflags, &op)
+                                                    in_c / g, out_c / g, in_c, out_c, w, bias, lo, hi, wflags, &op)
                 : xnn_create_convolution2d_nhwc_f32(c.pad_top(), c.pad_right(), c.pad_bottom(), c.pad_left(),
                                                     c.kernel_h(), c.kernel_w(), c.stride_h(), c.stride_w(), 1, 1, g,
-                                                    in / g, out / g, in, out, c.float_weights().data(), bias, lo, hi,
-                                                    0, &op);
-    } else if (l.has_max_pool2d()) {
-      const Pool2D& p = l.max_pool2d();
-      const size_t ch = shapes()[li + 1][2];
-      step.pool = true;
+                                                    in_c / g, out_c / g, in_c, out_c, w, bias, lo, hi, 0, &op);
+      break;
+    }
+    case Op::kMaxPool2D: {
+      const Pool2DOptions& p = l.max_pool2d();
+      const size_t ch = out[2];
       call = f16_ ? "xnn_create_max_pooling2d_nhwc_f16" : "xnn_create_max_pooling2d_nhwc_f32";
       st = f16_ ? xnn_create_max_pooling2d_nhwc_f16(p.pad_top(), p.pad_right(), p.pad_bottom(), p.pad_left(),
                                                     p.kernel_h(), p.kernel_w(), p.stride_h(), p.stride_w(), 1, 1, ch,
@@ -111,96 +121,146 @@ absl::Status XnnpackFloatBackend::PrepareImpl() {
                 : xnn_create_max_pooling2d_nhwc_f32(p.pad_top(), p.pad_right(), p.pad_bottom(), p.pad_left(),
                                                     p.kernel_h(), p.kernel_w(), p.stride_h(), p.stride_w(), 1, 1, ch,
                                                     ch, ch, lo, hi, 0, &op);
-    } else if (l.fused_activation() != ACTIVATION_NONE) {
-      return absl::UnimplementedError(
-          absl::StrCat("backend '", backend, "' cannot run ", where, ": rule: a fused activation on flatten"));
+      break;
     }
-    step.op.reset(op);
-    RETURN_IF_ERROR(xnn::Check(st, backend, where, call));
-    steps_.push_back(std::move(step));
+    case Op::kAveragePool2D: {
+      const Pool2DOptions& p = l.average_pool2d();
+      const size_t ch = out[2];
+      call = "xnn_create_average_pooling2d_nhwc_f32";
+      st = xnn_create_average_pooling2d_nhwc_f32(0, 0, 0, 0, p.kernel_h(), p.kernel_w(), p.stride_h(), p.stride_w(), ch,
+                                                 ch, ch, lo, hi, 0, &op);
+      break;
+    }
+    case Op::kGlobalAveragePool: {
+      const size_t ch = out[0];
+      call = f16_ ? "xnn_create_global_average_pooling_nwc_f16" : "xnn_create_global_average_pooling_nwc_f32";
+      st = f16_ ? xnn_create_global_average_pooling_nwc_f16(ch, ch, ch, lo, hi, 0, &op)
+                : xnn_create_global_average_pooling_nwc_f32(ch, ch, ch, lo, hi, 0, &op);
+      break;
+    }
+    case Op::kAdd:
+      call = f16_ ? "xnn_create_add_nd_f16" : "xnn_create_add_nd_f32";
+      st = f16_ ? xnn_create_add_nd_f16(lo, hi, 0, &op) : xnn_create_add_nd_f32(lo, hi, 0, &op);
+      break;
+    case Op::kHardswish: {
+      const size_t ch = Numel(out);
+      call = f16_ ? "xnn_create_hardswish_nc_f16" : "xnn_create_hardswish_nc_f32";
+      st = f16_ ? xnn_create_hardswish_nc_f16(ch, ch, ch, 0, &op) : xnn_create_hardswish_nc_f32(ch, ch, ch, 0, &op);
+      break;
+    }
+    case Op::kSigmoid: {
+      const size_t ch = Numel(out);
+      call = "xnn_create_sigmoid_nc_f32";
+      st = xnn_create_sigmoid_nc_f32(ch, ch, ch, 0, &op);
+      break;
+    }
+    case Op::kFlatten:
+    case Op::kReshape:
+      break;
+    default:
+      return absl::UnimplementedError(absl::StrCat("backend '", name(), "' cannot run ", where, ": rule: ", OpKind(l),
+                                                   " has no XNNPACK float operator in this release"));
   }
-  return absl::OkStatus();
+  ops_[i].reset(op);
+  return xnn::Check(st, name(), where, call);
 }
 
-absl::Status XnnpackFloatBackend::SetUp(int64_t batch) {
+absl::Status XnnpackFloatBackend::SetUpBatch(int64_t batch) {
+  const QuantizedModel& m = model();
   const size_t n = static_cast<size_t>(batch);
-  const size_t elem = f16_ ? 2 : 4;
-  const std::string& backend = name();
-  xnn::ResizePadded(&input_, n * Numel(shapes()[0]) * elem);
-  for (size_t i = 0; i < steps_.size(); ++i) {
-    if (steps_[i].op) xnn::ResizePadded(&steps_[i].out, n * Numel(shapes()[i + 1]) * elem);
-  }
-  const void* in = input_.data();
-  for (size_t i = 0; i < steps_.size(); ++i) {
-    Step& st = steps_[i];
-    if (!st.op) continue;  // flatten
-    const Shape& is = shapes()[i];
-    void* out = st.out.data();
-    xnn_status s;
-    if (st.conv) {
-      s = f16_ ? xnn_setup_convolution2d_nhwc_f16(st.op.get(), n, is[0], is[1], in, out, nullptr)
-               : xnn_setup_convolution2d_nhwc_f32(st.op.get(), n, is[0], is[1], static_cast<const float*>(in),
-                                                  static_cast<float*>(out), nullptr);
-    } else if (st.pool) {
-      s = f16_ ? xnn_setup_max_pooling2d_nhwc_f16(st.op.get(), n, is[0], is[1], in, out, nullptr)
-               : xnn_setup_max_pooling2d_nhwc_f32(st.op.get(), n, is[0], is[1], static_cast<const float*>(in),
-                                                  static_cast<float*>(out), nullptr);
-    } else {
-      s = f16_ ? xnn_setup_fully_connected_nc_f16(st.op.get(), n, in, out, nullptr)
-               : xnn_setup_fully_connected_nc_f32(st.op.get(), n, static_cast<const float*>(in),
-                                                  static_cast<float*>(out), nullptr);
+  for (int i = 0; i < m.ops_size(); ++i) {
+    if (!ops_[i]) continue;
+    const Op& l = m.ops(i);
+    const Shape& is = shapes()[l.inputs(0)];
+    const void* in = Buffer(l.inputs(0));
+    void* out = Buffer(l.outputs(0));
+    const float* fi = static_cast<const float*>(in);
+    float* fo = static_cast<float*>(out);
+    xnn_operator_t op = ops_[i].get();
+    xnn_status s = xnn_status_success;
+    switch (l.options_case()) {
+      case Op::kFullyConnected:
+        s = f16_ ? xnn_setup_fully_connected_nc_f16(op, n, in, out, nullptr)
+                 : xnn_setup_fully_connected_nc_f32(op, n, fi, fo, nullptr);
+        break;
+      case Op::kConv2D:
+        s = f16_ ? xnn_setup_convolution2d_nhwc_f16(op, n, is[0], is[1], in, out, nullptr)
+                 : xnn_setup_convolution2d_nhwc_f32(op, n, is[0], is[1], fi, fo, nullptr);
+        break;
+      case Op::kMaxPool2D:
+        s = f16_ ? xnn_setup_max_pooling2d_nhwc_f16(op, n, is[0], is[1], in, out, nullptr)
+                 : xnn_setup_max_pooling2d_nhwc_f32(op, n, is[0], is[1], fi, fo, nullptr);
+        break;
+      case Op::kAveragePool2D:
+        s = xnn_setup_average_pooling2d_nhwc_f32(op, n, is[0], is[1], fi, fo, nullptr);
+        break;
+      case Op::kGlobalAveragePool:
+        s = f16_ ? xnn_setup_global_average_pooling_nwc_f16(op, n, is[0] * is[1], in, out, nullptr)
+                 : xnn_setup_global_average_pooling_nwc_f32(op, n, is[0] * is[1], fi, fo, nullptr);
+        break;
+      case Op::kAdd: {
+        const size_t shape[1] = {n * static_cast<size_t>(Numel(is))};
+        const void* in2 = Buffer(l.inputs(1));
+        s = f16_ ? xnn_setup_add_nd_f16(op, 1, shape, 1, shape, in, in2, out, nullptr)
+                 : xnn_setup_add_nd_f32(op, 1, shape, 1, shape, fi, static_cast<const float*>(in2), fo, nullptr);
+        break;
+      }
+      case Op::kHardswish:
+        s = f16_ ? xnn_setup_hardswish_nc_f16(op, n, in, out, nullptr) : xnn_setup_hardswish_nc_f32(op, n, fi, fo, nullptr);
+        break;
+      case Op::kSigmoid:
+        s = xnn_setup_sigmoid_nc_f32(op, n, fi, fo, nullptr);
+        break;
+      default:
+        break;
     }
-    RETURN_IF_ERROR(xnn::Check(s, backend, LayerLabel(model(), static_cast<int>(i)), "xnn_setup_*"));
-    in = out;
+    RETURN_IF_ERROR(xnn::Check(s, name(), OpLabel(m, i), "xnn_setup_*"));
   }
   if (f16_) {
-    output_.resize(n * Numel(shapes().back()));
-    RETURN_IF_ERROR(xnn::Check(xnn_setup_convert_nc_f16_f32(convert_out_.get(), n, in, output_.data(), nullptr),
-                               backend, "output conversion", "xnn_setup_convert_nc_f16_f32"));
+    output_.resize(n * Numel(output_shape()));
+    RETURN_IF_ERROR(xnn::Check(
+        xnn_setup_convert_nc_f16_f32(convert_out_.get(), n, Buffer(OutputTensor(m)), output_.data(), nullptr), name(),
+        "output conversion", "xnn_setup_convert_nc_f16_f32"));
   }
-  setup_batch_ = batch;
   return absl::OkStatus();
 }
 
-absl::Status XnnpackFloatBackend::RunImpl(const float* input, int64_t batch, RunOutput* output) {
-  const std::string& backend = name();
-  auto t = std::chrono::steady_clock::now();
-  if (batch != setup_batch_) RETURN_IF_ERROR(SetUp(batch));
-  const size_t n_in = static_cast<size_t>(batch * Numel(shapes()[0]));
-  if (f16_) {
-    RETURN_IF_ERROR(xnn::Check(
-        xnn_setup_convert_nc_f32_f16(convert_in_.get(), batch, input, input_.data(), nullptr), backend,
-        "input conversion", "xnn_setup_convert_nc_f32_f16"));
-    RETURN_IF_ERROR(xnn::Check(xnn_run_operator(convert_in_.get(), nullptr), backend, "input conversion",
-                               "xnn_run_operator"));
-  } else {
-    std::memcpy(input_.data(), input, n_in * sizeof(float));
+absl::Status XnnpackFloatBackend::RunInput(const float* input, int64_t batch, void* out) {
+  if (!f16_) {
+    std::memcpy(out, input, static_cast<size_t>(batch * Numel(input_shape())) * sizeof(float));
+    return absl::OkStatus();
   }
-  if (profiling()) Lap(0, &t);
-  const void* last = input_.data();
-  for (size_t i = 0; i < steps_.size(); ++i) {
-    if (steps_[i].op) {
-      RETURN_IF_ERROR(xnn::Check(xnn_run_operator(steps_[i].op.get(), nullptr), backend,
-                                 LayerLabel(model(), static_cast<int>(i)), "xnn_run_operator"));
-      last = steps_[i].out.data();
-    }
-    if (profiling() && i + 1 < steps_.size()) Lap(static_cast<int>(i) + 1, &t);
+  xnn_status s = xnn_setup_convert_nc_f32_f16(convert_in_.get(), batch, input, out, nullptr);
+  if (s != xnn_status_success) return xnn::Check(s, name(), "input conversion", "xnn_setup_convert_nc_f32_f16");
+  s = xnn_run_operator(convert_in_.get(), nullptr);
+  return s == xnn_status_success ? absl::OkStatus() : xnn::Check(s, name(), "input conversion", "xnn_run_operator");
+}
+
+absl::Status XnnpackFloatBackend::RunOp(int i, int64_t batch) {
+  const Op& l = model().ops(i);
+  if (!ops_[i]) {  // flatten / reshape
+    std::memcpy(Buffer(l.outputs(0)), Buffer(l.inputs(0)),
+                static_cast<size_t>(batch * Numel(shapes()[l.outputs(0)])) * ElementBytes());
+    return absl::OkStatus();
   }
-  const size_t count = static_cast<size_t>(batch * Numel(shapes().back()));
+  const xnn_status s = xnn_run_operator(ops_[i].get(), nullptr);
+  return s == xnn_status_success ? absl::OkStatus() : xnn::Check(s, name(), OpLabel(model(), i), "xnn_run_operator");
+}
+
+void XnnpackFloatBackend::WriteOutput(const void* out, int64_t batch, RunOutput* output) {
+  const size_t count = static_cast<size_t>(batch * Numel(output_shape()));
   if (f16_) {
-    RETURN_IF_ERROR(xnn::Check(xnn_run_operator(convert_out_.get(), nullptr), backend, "output conversion",
-                               "xnn_run_operator"));
+    // Errors here are impossible after a successful setup; keep the record honest anyway.
+    if (xnn_run_operator(convert_out_.get(), nullptr) != xnn_status_success) output_.assign(count, NAN);
     output->logits.assign(output_.begin(), output_.begin() + count);
   } else {
-    const float* f = static_cast<const float*>(last);
+    const float* f = static_cast<const float*>(out);
     output->logits.assign(f, f + count);
   }
   output->shape = {batch};
-  for (int64_t d : shapes().back()) output->shape.push_back(d);
+  for (int64_t d : output_shape()) output->shape.push_back(d);
   output->dtype = DTYPE_UNSPECIFIED;
   output->quantized.clear();
-  if (profiling()) Lap(static_cast<int>(steps_.size()), &t);
-  return absl::OkStatus();
 }
 
 QUANTLAB_REGISTER(Backend, "xnnpack_f32", XnnpackFloatBackend::CreateF32,

@@ -1,9 +1,11 @@
 // `xnnpack_f32` and `xnnpack_f16`: the float model carried in the QuantizedModel
-// (float_weights/float_bias, fused_activation) on XNNPACK's f32 or f16
-// operators: the speed baseline for the integer backends. Same structure as
-// `xnnpack` (operators created once, set up when the batch size changes). The
-// f16 variant converts the input with convert_nc_f32_f16, hands XNNPACK fp32
-// weights (XNN_FLAG_FP32_STATIC_WEIGHTS) and converts the logits back.
+// (the weight/bias tensors' float_data, fused_activation) on XNNPACK's f32 or f16
+// operators, on the shared executor (float or half buffers): the speed baseline for
+// the integer backends. Operators are created once (PrepareOp) and set up when the
+// batch size changes. The f16 variant converts the input with convert_nc_f32_f16,
+// hands XNNPACK fp32 weights (XNN_FLAG_FP32_STATIC_WEIGHTS) and converts the output
+// back. Ops without an XNNPACK operator of that precision in the 2022-02 release
+// (tanh and concat; sigmoid and average_pool2d for f16) are refused by the profile.
 // Two registrations share this class: they differ only in precision.
 #ifndef QUANT_BACKENDS_XNNPACK_FLOAT_BACKEND_H_
 #define QUANT_BACKENDS_XNNPACK_FLOAT_BACKEND_H_
@@ -28,24 +30,19 @@ class XnnpackFloatBackend : public Backend {
   const BackendProfile& profile() const override { return f16_ ? ProfileF16() : ProfileF32(); }
 
  protected:
-  absl::Status PrepareImpl() override;
-  absl::Status RunImpl(const float* input, int64_t batch, RunOutput* output) override;
+  size_t ElementBytes() const override { return f16_ ? 2 : 4; }
+  absl::Status BeginPrepare() override;
+  absl::Status PrepareOp(int op) override;
+  absl::Status SetUpBatch(int64_t batch) override;
+  absl::Status RunInput(const float* input, int64_t batch, void* out) override;
+  absl::Status RunOp(int op, int64_t batch) override;
+  void WriteOutput(const void* out, int64_t batch, RunOutput* output) override;
 
  private:
-  struct Step {
-    xnn::Operator op;  // null for flatten (aliases its input)
-    bool conv = false;
-    bool pool = false;
-    std::vector<uint8_t> out;  // float or half values, padded
-  };
-  absl::Status SetUp(int64_t batch);
-
   bool f16_;
   xnn::Operator convert_in_, convert_out_;  // f16 only
-  std::vector<Step> steps_;
-  std::vector<uint8_t> input_;   // the input copied (f32) or converted (f16)
-  std::vector<float> output_;   // f16: logits converted back
-  int64_t setup_batch_ = -1;
+  std::vector<xnn::Operator> ops_;           // null for flatten/reshape (a copy)
+  std::vector<float> output_;                // f16: the output converted back
 };
 
 }  // namespace quant::backends

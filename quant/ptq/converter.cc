@@ -2,11 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <limits>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "quant/backends/float_kernels.h"
 #include "quant/core/status_macros.h"
 #include "quant/nn/batch_norm.h"
@@ -14,11 +13,13 @@
 #include "quant/nn/elementwise.h"
 #include "quant/nn/linear.h"
 #include "quant/nn/pooling.h"
+#include "quant/quantizers/affine_quantizer.h"
+#include "quant/training/bn_folding.h"
 
 namespace quant::ptq {
 namespace {
 
-using backends::Layer;
+using backends::Op;
 using backends::QuantizedModel;
 
 int64_t Numel(const std::vector<int64_t>& s) {
@@ -27,212 +28,325 @@ int64_t Numel(const std::vector<int64_t>& s) {
   return n;
 }
 
-std::string ShapeStr(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) absl::StrAppend(&out, i ? ", " : "", s[i]);
-  return out + "]";
-}
+std::string ShapeStr(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
 
-// "MaxPool2d(kernel=2, stride=2)" -> kernel, stride (the layer has no accessors).
-bool ParsePool(const std::string& d, int* kernel, int* stride) {
-  return std::sscanf(d.c_str(), "MaxPool2d(kernel=%d, stride=%d)", kernel, stride) == 2;
-}
-
-// Shapes ([H, W, C] or [C]) after each layer of a float net: shapes[0] the input.
-absl::StatusOr<std::vector<backends::Shape>> NetShapes(const QuantizedModel& m) {
-  std::vector<backends::Shape> shapes;
-  shapes.push_back(backends::Shape(m.input_shape().begin(), m.input_shape().end()));
-  for (const Layer& l : m.layers()) {
-    backends::Shape s = shapes.back();
-    if (l.has_fully_connected()) {
-      s = {l.fully_connected().output_channels()};
-    } else if (l.has_conv2d()) {
-      const backends::Conv2D& c = l.conv2d();
-      s = {(s[0] + c.pad_top() + c.pad_bottom() - c.kernel_h()) / c.stride_h() + 1,
-           (s[1] + c.pad_left() + c.pad_right() - c.kernel_w()) / c.stride_w() + 1, c.output_channels()};
-    } else if (l.has_max_pool2d()) {
-      const backends::Pool2D& p = l.max_pool2d();
-      s = {(s[0] + p.pad_top() + p.pad_bottom() - p.kernel_h()) / p.stride_h() + 1,
-           (s[1] + p.pad_left() + p.pad_right() - p.kernel_w()) / p.stride_w() + 1, s[2]};
-    } else {
-      s = {Numel(s)};
-    }
-    shapes.push_back(std::move(s));
-  }
-  return shapes;
+// [C, H, W] -> [H, W, C]; [F] unchanged.
+std::vector<int64_t> Nhwc(const std::vector<int64_t>& s) {
+  if (s.size() == 3) return {s[1], s[2], s[0]};
+  return s;
 }
 
 bool FiniteScale(float s) { return std::isfinite(s) && s > 0.0f; }
 
+bool IsWeighted(const std::string& type) { return type == "linear" || type == "conv2d"; }
+
 }  // namespace
 
-absl::StatusOr<FloatNet> ExtractFloatNet(nn::Model& model) {
-  if (!model.built()) return absl::FailedPreconditionError("ExtractFloatNet: the model is not built");
+int FloatGraph::Resolve(int v) const {
+  while (v > 0 && nodes[nn::Model::ProducerOf(v)].removed) v = nodes[nn::Model::ProducerOf(v)].inputs[0];
+  return v;
+}
+
+std::string FloatGraph::NodeLabel(int node) const {
+  return absl::StrCat("node ", node, " '", nodes[node].name, "' (", nodes[node].describe, ")");
+}
+
+// ---- extract ----
+
+absl::StatusOr<FloatGraph> ExtractGraph(nn::Model& model, PassLog* log) {
+  if (!model.built()) return absl::FailedPreconditionError("extract: the model is not built");
+  FloatGraph g;
+  g.source_model = model.name();
+  g.output_value = model.output_value();
+  for (int v = 0; v < model.num_values(); ++v) g.value_shapes.push_back(model.value_shape(v));
+  int weighted = 0;
+  for (int i = 0; i < model.num_layers(); ++i) {
+    nn::Layer& layer = model.layer(i);
+    FloatNode n;
+    n.type = layer.type();
+    n.name = layer.name();
+    n.describe = layer.Describe();
+    n.inputs = model.inputs_of(i);
+    n.layer = &layer;
+    if (n.type == "linear") {
+      auto& lin = static_cast<nn::Linear&>(layer);
+      n.weight = lin.weight().value;
+      n.bias.assign(lin.out_features(), 0.0f);
+      if (lin.bias().value.numel() == lin.out_features()) {
+        std::copy(lin.bias().value.data(), lin.bias().value.data() + lin.out_features(), n.bias.begin());
+      }
+      ++weighted;
+    } else if (n.type == "conv2d") {
+      auto& conv = static_cast<nn::Conv2d&>(layer);
+      const int64_t O = conv.options().out_channels;
+      n.weight = conv.weight().value;
+      n.bias.assign(O, 0.0f);
+      if (conv.bias().value.numel() == O) std::copy(conv.bias().value.data(), conv.bias().value.data() + O, n.bias.begin());
+      ++weighted;
+    }
+    g.nodes.push_back(std::move(n));
+  }
+  g.groups = nn::FindFusionGroups(model);
+  if (log) {
+    log->push_back(absl::StrCat("extract: ", g.nodes.size(), " nodes (", weighted, " conv/linear), ", g.groups.size(),
+                                " fusion groups, from model '", g.source_model, "'"));
+  }
+  return g;
+}
+
+// ---- fold_batch_norm ----
+
+absl::Status FoldBatchNormPass(FloatGraph* g, PassLog* log) {
+  std::vector<std::string> folded;
+  std::vector<bool> in_group(g->nodes.size(), false);
+  for (const nn::FusionGroup& fg : g->groups) {
+    if (fg.batch_norm < 0) continue;
+    in_group[fg.batch_norm] = true;
+    FloatNode& anchor = g->nodes[fg.anchor];
+    FloatNode& bn_node = g->nodes[fg.batch_norm];
+    auto& bn = static_cast<nn::BatchNorm&>(*bn_node.layer);
+    const Tensor bias({static_cast<int64_t>(anchor.bias.size())}, anchor.bias);
+    // The fold QAT's conversion uses (quant/training/bn_folding.h), not a second derivation.
+    const FoldedWeights f = FoldBatchNorm(anchor.weight, &bias, bn, bn.eps());
+    anchor.weight = f.weight;
+    anchor.bias.assign(f.bias.data(), f.bias.data() + f.bias.numel());
+    bn_node.removed = true;
+    folded.push_back(absl::StrCat(bn_node.name, " into ", anchor.name));
+  }
+  for (size_t i = 0; i < g->nodes.size(); ++i) {
+    const std::string& t = g->nodes[i].type;
+    if ((t == "batchnorm1d" || t == "batchnorm2d") && !in_group[i]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          g->NodeLabel(static_cast<int>(i)), ": no backend can run it: a BatchNorm is folded into the conv/linear "
+                                             "right before it (its only consumer), and there is none"));
+    }
+  }
+  if (log) {
+    log->push_back(absl::StrCat("fold_batch_norm: ", folded.size(), " BatchNorm", folded.size() == 1 ? "" : "s",
+                                " folded", folded.empty() ? "" : ": ", absl::StrJoin(folded, ", ")));
+  }
+  return absl::OkStatus();
+}
+
+// ---- fuse_activations ----
+
+absl::Status FuseActivationsPass(FloatGraph* g, PassLog* log) {
+  std::vector<std::string> fused;
+  std::vector<bool> in_group(g->nodes.size(), false);
+  for (const nn::FusionGroup& fg : g->groups) {
+    if (fg.activation < 0) continue;
+    FloatNode& act = g->nodes[fg.activation];
+    if (act.type != "relu" && act.type != "relu6") continue;  // reported below
+    in_group[fg.activation] = true;
+    g->nodes[fg.anchor].fused = act.type == "relu" ? backends::RELU : backends::RELU6;
+    act.removed = true;
+    fused.push_back(absl::StrCat(act.name, " into ", g->nodes[fg.anchor].name));
+  }
+  for (size_t i = 0; i < g->nodes.size(); ++i) {
+    const FloatNode& n = g->nodes[i];
+    if (n.type == "hardtanh") {
+      return absl::InvalidArgumentError(absl::StrCat(g->NodeLabel(static_cast<int>(i)),
+                                                     ": no backend can run it: only ReLU and ReLU6 are fused (as "
+                                                     "output clamps)"));
+    }
+    if ((n.type == "relu" || n.type == "relu6") && !in_group[i]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          g->NodeLabel(static_cast<int>(i)), ": no backend can run it: an activation is fused into the "
+                                             "conv/linear/add right before it (its only consumer), and there is none"));
+    }
+  }
+  if (log) {
+    log->push_back(absl::StrCat("fuse_activations: ", fused.size(), " fused as output clamps",
+                                fused.empty() ? "" : ": ", absl::StrJoin(fused, ", ")));
+  }
+  return absl::OkStatus();
+}
+
+// ---- remove_identities ----
+
+absl::Status RemoveIdentitiesPass(FloatGraph* g, PassLog* log) {
+  std::vector<std::string> removed;
+  for (FloatNode& n : g->nodes) {
+    if (n.type == "dropout" && !n.removed) {
+      n.removed = true;
+      removed.push_back(n.name);
+    }
+  }
+  if (log) {
+    log->push_back(absl::StrCat("remove_identities: ", removed.size(), " removed", removed.empty() ? "" : ": ",
+                                absl::StrJoin(removed, ", ")));
+  }
+  return absl::OkStatus();
+}
+
+// ---- lower ----
+
+absl::StatusOr<FloatNet> LowerPass(const FloatGraph& g, PassLog* log) {
   FloatNet net;
   QuantizedModel& m = net.model;
   m.set_format_version(backends::kQuantizedModelFormatVersion);
-  m.set_source_model(model.name());
-  std::vector<int64_t> shape = model.sample_shape();  // NCHW-style, [C, H, W] or [F]
-  net.nn_input_shape = shape;
-  if (shape.size() == 3) {
-    for (int64_t d : {shape[1], shape[2], shape[0]}) m.add_input_shape(static_cast<int32_t>(d));
-  } else {
-    for (int64_t d : shape) m.add_input_shape(static_cast<int32_t>(d));
-  }
-  std::vector<int64_t> pre_flatten;  // [C, H, W] before a flatten, until the next linear
-  // Whether the last integer-model layer can still absorb a BatchNorm / an activation.
-  auto last_weighted_open = [&]() {
-    if (m.layers_size() == 0 || net.weighted.empty()) return false;
-    const Layer& l = m.layers(m.layers_size() - 1);
-    return (l.has_fully_connected() || l.has_conv2d()) && net.weighted.back().index == m.layers_size() - 1 &&
-           l.fused_activation() == backends::ACTIVATION_NONE;
+  m.set_source_model(g.source_model);
+  net.nn_input_shape = g.value_shapes[0];
+  std::vector<int> tensor_of(g.value_shapes.size(), -1);  // value id -> tensor index
+  auto add_tensor = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    backends::Tensor* t = m.add_tensors();
+    t->set_name(name);
+    for (int64_t d : shape) t->add_shape(static_cast<int32_t>(d));
+    t->set_dtype(backends::FLOAT32);
+    return m.tensors_size() - 1;
   };
-  for (int i = 0; i < model.num_layers(); ++i) {
-    nn::Layer& layer = model.layer(i);
-    const std::string desc = layer.Describe();
+  tensor_of[0] = add_tensor("input", Nhwc(g.value_shapes[0]));
+  m.add_inputs(tensor_of[0]);
+  int permuted = 0;
+  for (int i = 0; i < static_cast<int>(g.nodes.size()); ++i) {
+    const FloatNode& n = g.nodes[i];
+    const int out_value = nn::Model::OutputOf(i);
+    if (n.removed) {
+      tensor_of[out_value] = tensor_of[g.Resolve(n.inputs[0])];
+      continue;
+    }
     auto fail = [&](const std::string& why) {
-      return absl::InvalidArgumentError(absl::StrCat("layer ", i, " '", layer.name(), "' (", desc,
-                                                     "): no backend can run it: ", why));
+      return absl::InvalidArgumentError(absl::StrCat(g.NodeLabel(i), ": no backend can run it: ", why));
     };
-    if (auto* lin = dynamic_cast<nn::Linear*>(&layer)) {
-      if (shape.size() != 1) return fail(absl::StrCat("a linear layer on a ", ShapeStr(shape), " input"));
-      const int64_t in = lin->in_features(), out = lin->out_features();
+    std::vector<int> in_tensors;
+    for (int v : n.inputs) in_tensors.push_back(tensor_of[g.Resolve(v)]);
+    const std::vector<int64_t>& in_shape = g.value_shapes[g.Resolve(n.inputs[0])];
+    const std::vector<int64_t>& out_shape = g.value_shapes[out_value];
+    Op* op = nullptr;
+    auto new_op = [&](const std::vector<int>& inputs) {
+      op = m.add_ops();
+      op->set_name(n.name);
+      for (int t : inputs) op->add_inputs(t);
+      const int y = add_tensor(n.name, Nhwc(out_shape));
+      op->add_outputs(y);
+      op->set_fused_activation(n.fused);
+      tensor_of[out_value] = y;
+      return op;
+    };
+    if (IsWeighted(n.type)) {
       WeightedLayer w;
-      w.index = m.layers_size();
-      w.name = layer.name();
-      w.torch_weight = lin->weight().value;
-      w.bias.assign(out, 0.0f);
-      if (lin->bias().value.numel() == out) {
-        std::copy(lin->bias().value.data(), lin->bias().value.data() + out, w.bias.begin());
-      }
-      w.perm.resize(in * out);
-      const bool permute = pre_flatten.size() == 3 && pre_flatten[0] > 1;
-      for (int64_t o = 0; o < out; ++o) {
-        for (int64_t j = 0; j < in; ++j) w.perm[o * in + j] = o * in + j;
-      }
-      if (permute) {
-        const int64_t C = pre_flatten[0], H = pre_flatten[1], W = pre_flatten[2];
-        for (int64_t o = 0; o < out; ++o) {
-          for (int64_t c = 0; c < C; ++c) {
-            for (int64_t h = 0; h < H; ++h) {
-              for (int64_t x = 0; x < W; ++x) {
-                w.perm[o * in + (h * W + x) * C + c] = o * in + c * H * W + h * W + x;
-              }
-            }
+      w.name = n.name;
+      w.torch_weight = n.weight;
+      w.bias = n.bias;
+      const int64_t O = static_cast<int64_t>(n.bias.size());
+      std::vector<int64_t> wshape;
+      if (n.type == "linear") {
+        if (in_shape.size() != 1) return fail(absl::StrCat("a linear layer on a ", ShapeStr(in_shape), " input"));
+        const int64_t I = in_shape[0];
+        w.perm.resize(O * I);
+        for (int64_t j = 0; j < O * I; ++j) w.perm[j] = j;
+        // The NCHW -> NHWC column permutation when the input is a flattened [C, H, W] (C > 1).
+        const int src = g.Resolve(n.inputs[0]);
+        if (src > 0 && g.nodes[nn::Model::ProducerOf(src)].type == "flatten") {
+          const std::vector<int64_t>& chw = g.value_shapes[g.Resolve(g.nodes[nn::Model::ProducerOf(src)].inputs[0])];
+          if (chw.size() == 3 && chw[0] > 1) {
+            const int64_t C = chw[0], H = chw[1], W = chw[2];
+            for (int64_t o = 0; o < O; ++o)
+              for (int64_t c = 0; c < C; ++c)
+                for (int64_t h = 0; h < H; ++h)
+                  for (int64_t x = 0; x < W; ++x) w.perm[o * I + (h * W + x) * C + c] = o * I + c * H * W + h * W + x;
+            ++permuted;
           }
         }
-      }
-      pre_flatten.clear();
-      Layer* l = m.add_layers();
-      l->set_name(layer.name());
-      l->mutable_fully_connected()->set_input_channels(static_cast<int32_t>(in));
-      l->mutable_fully_connected()->set_output_channels(static_cast<int32_t>(out));
-      net.weighted.push_back(std::move(w));
-      shape = {out};
-    } else if (auto* conv = dynamic_cast<nn::Conv2d*>(&layer)) {
-      if (shape.size() != 3) return fail(absl::StrCat("a conv on a ", ShapeStr(shape), " input"));
-      const nn::Conv2dOptions& o = conv->options();
-      const int64_t C = shape[0], k = o.kernel, O = o.out_channels;
-      WeightedLayer w;
-      w.index = m.layers_size();
-      w.name = layer.name();
-      w.torch_weight = conv->weight().value;
-      w.bias.assign(O, 0.0f);
-      if (conv->bias().value.numel() == O) {
-        std::copy(conv->bias().value.data(), conv->bias().value.data() + O, w.bias.begin());
-      }
-      w.perm.resize(O * k * k * C);
-      for (int64_t oc = 0; oc < O; ++oc) {
-        for (int64_t ky = 0; ky < k; ++ky) {
-          for (int64_t kx = 0; kx < k; ++kx) {
-            for (int64_t c = 0; c < C; ++c) {
-              w.perm[((oc * k + ky) * k + kx) * C + c] = ((oc * C + c) * k + ky) * k + kx;
-            }
-          }
-        }
-      }
-      Layer* l = m.add_layers();
-      l->set_name(layer.name());
-      backends::Conv2D* c = l->mutable_conv2d();
-      c->set_input_channels(static_cast<int32_t>(C));
-      c->set_output_channels(static_cast<int32_t>(O));
-      c->set_groups(1);
-      c->set_kernel_h(static_cast<int32_t>(k));
-      c->set_kernel_w(static_cast<int32_t>(k));
-      c->set_stride_h(static_cast<int32_t>(o.stride));
-      c->set_stride_w(static_cast<int32_t>(o.stride));
-      for (auto set : {&backends::Conv2D::set_pad_top, &backends::Conv2D::set_pad_bottom,
-                       &backends::Conv2D::set_pad_left, &backends::Conv2D::set_pad_right}) {
-        (c->*set)(static_cast<int32_t>(o.padding));
-      }
-      net.weighted.push_back(std::move(w));
-      shape = {O, (shape[1] + 2 * o.padding - k) / o.stride + 1, (shape[2] + 2 * o.padding - k) / o.stride + 1};
-    } else if (auto* bn = dynamic_cast<nn::BatchNorm*>(&layer)) {
-      if (!last_weighted_open()) {
-        return fail("a BatchNorm is folded into the conv/linear right before it, and there is none");
-      }
-      // w' = w * gamma / sqrt(var + eps); b' = (b - mean) * gamma / sqrt(var + eps) + beta.
-      WeightedLayer& w = net.weighted.back();
-      const int64_t O = static_cast<int64_t>(w.bias.size());
-      const int64_t per_o = w.torch_weight.numel() / O;
-      for (int64_t oc = 0; oc < O; ++oc) {
-        const double g = bn->weight().value.data()[oc], beta = bn->bias().value.data()[oc];
-        const double mean = bn->running_mean().data()[oc], var = bn->running_var().data()[oc];
-        const double f = g / std::sqrt(var + static_cast<double>(bn->eps()));
-        float* row = w.torch_weight.data() + oc * per_o;
-        for (int64_t j = 0; j < per_o; ++j) row[j] = static_cast<float>(row[j] * f);
-        w.bias[oc] = static_cast<float>((w.bias[oc] - mean) * f + beta);
-      }
-    } else if (dynamic_cast<nn::Clamp*>(&layer) != nullptr) {
-      backends::Activation a;
-      if (desc == "ReLU()") {
-        a = backends::RELU;
-      } else if (desc == "ReLU6()") {
-        a = backends::RELU6;
+        wshape = {O, I};
       } else {
-        return fail("only ReLU and ReLU6 are fused (as output clamps)");
+        if (in_shape.size() != 3) return fail(absl::StrCat("a conv on a ", ShapeStr(in_shape), " input"));
+        const nn::Conv2dOptions& o = static_cast<const nn::Conv2d&>(*n.layer).options();
+        const int64_t G = o.groups, Ig = in_shape[0] / G, k = o.kernel;
+        w.perm.resize(O * k * k * Ig);
+        for (int64_t oc = 0; oc < O; ++oc)
+          for (int64_t ky = 0; ky < k; ++ky)
+            for (int64_t kx = 0; kx < k; ++kx)
+              for (int64_t c = 0; c < Ig; ++c) w.perm[((oc * k + ky) * k + kx) * Ig + c] = ((oc * Ig + c) * k + ky) * k + kx;
+        wshape = {O, k, k, Ig};
       }
-      if (!last_weighted_open()) {
-        return fail("an activation is fused into the conv/linear right before it, and there is none");
+      w.weight_tensor = add_tensor(n.name + ".weight", wshape);
+      w.bias_tensor = add_tensor(n.name + ".bias", {O});
+      backends::Tensor* wt = m.mutable_tensors(w.weight_tensor);
+      wt->mutable_float_data()->Resize(static_cast<int>(w.perm.size()), 0.0f);
+      for (size_t j = 0; j < w.perm.size(); ++j) wt->set_float_data(static_cast<int>(j), n.weight.data()[w.perm[j]]);
+      m.mutable_tensors(w.bias_tensor)->mutable_float_data()->Assign(n.bias.begin(), n.bias.end());
+      new_op({in_tensors[0], w.weight_tensor, w.bias_tensor});
+      if (n.type == "linear") {
+        op->mutable_fully_connected();
+      } else {
+        const nn::Conv2dOptions& o = static_cast<const nn::Conv2d&>(*n.layer).options();
+        backends::Conv2DOptions* c = op->mutable_conv2d();
+        c->set_groups(static_cast<int32_t>(o.groups));
+        c->set_kernel_h(static_cast<int32_t>(o.kernel));
+        c->set_kernel_w(static_cast<int32_t>(o.kernel));
+        c->set_stride_h(static_cast<int32_t>(o.stride));
+        c->set_stride_w(static_cast<int32_t>(o.stride));
+        c->set_pad_top(static_cast<int32_t>(o.padding));
+        c->set_pad_bottom(static_cast<int32_t>(o.padding));
+        c->set_pad_left(static_cast<int32_t>(o.padding));
+        c->set_pad_right(static_cast<int32_t>(o.padding));
       }
-      m.mutable_layers(m.layers_size() - 1)->set_fused_activation(a);
-    } else if (dynamic_cast<nn::Pool2d*>(&layer) != nullptr) {
-      int k = 0, s = 0;
-      if (!ParsePool(desc, &k, &s)) return fail("only max pooling runs on integers");
-      Layer* l = m.add_layers();
-      l->set_name(layer.name());
-      backends::Pool2D* p = l->mutable_max_pool2d();
-      p->set_kernel_h(k);
-      p->set_kernel_w(k);
-      p->set_stride_h(s);
-      p->set_stride_w(s);
-      shape = {shape[0], (shape[1] - k) / s + 1, (shape[2] - k) / s + 1};
-    } else if (dynamic_cast<nn::Flatten*>(&layer) != nullptr) {
-      if (shape.size() == 3) {
-        pre_flatten = shape;
-        Layer* l = m.add_layers();
-        l->set_name(layer.name());
-        l->mutable_flatten();
-        shape = {Numel(shape)};
+      w.index = m.ops_size() - 1;
+      net.weighted.push_back(std::move(w));
+    } else if (n.type == "maxpool2d" || n.type == "avgpool2d") {
+      const auto& p = static_cast<const nn::Pool2d&>(*n.layer);
+      new_op({in_tensors[0]});
+      backends::Pool2DOptions* o =
+          p.kind() == nn::Pool2d::Kind::kMax ? op->mutable_max_pool2d() : op->mutable_average_pool2d();
+      o->set_kernel_h(static_cast<int32_t>(p.kernel()));
+      o->set_kernel_w(static_cast<int32_t>(p.kernel()));
+      o->set_stride_h(static_cast<int32_t>(p.stride()));
+      o->set_stride_w(static_cast<int32_t>(p.stride()));
+    } else if (n.type == "flatten") {
+      if (in_shape.size() == 3 && in_shape[0] > 1) {
+        // A flattened [C, H, W] is in NCHW order in the float model and NHWC order in the
+        // integer one; only a linear consumer can absorb that (its column permutation).
+        for (int j = i + 1; j < static_cast<int>(g.nodes.size()); ++j) {
+          const FloatNode& c = g.nodes[j];
+          if (c.removed) continue;
+          for (int v : c.inputs) {
+            if (g.Resolve(v) == out_value && c.type != "linear") {
+              return fail(absl::StrCat("its output (a flattened ", ShapeStr(in_shape), ", C > 1) feeds ", g.NodeLabel(j),
+                                       "; the NHWC integer model can only permute the columns of a linear consumer"));
+            }
+          }
+        }
+        if (g.Resolve(g.output_value) == out_value) {
+          return fail("a flattened [C, H, W] (C > 1) as the model output differs in NHWC order");
+        }
       }
-    } else if (dynamic_cast<nn::Dropout*>(&layer) != nullptr) {
-      continue;  // identity at inference
+      new_op({in_tensors[0]})->mutable_flatten();
+    } else if (n.type == "add") {
+      new_op(in_tensors)->mutable_add()->set_left_shift(backends::kAddLeftShift);
+    } else if (n.type == "concat") {
+      new_op(in_tensors)->mutable_concat();  // CHW axis 0 = NHWC's last axis (and [F]'s only one)
+    } else if (n.type == "global_avg_pool") {
+      new_op({in_tensors[0]})->mutable_global_average_pool();
+    } else if (n.type == "hardswish") {
+      new_op({in_tensors[0]})->mutable_hardswish();
+    } else if (n.type == "sigmoid") {
+      new_op({in_tensors[0]})->mutable_sigmoid();
+    } else if (n.type == "tanh") {
+      new_op({in_tensors[0]})->mutable_tanh();
     } else {
-      return fail("this layer type has no integer form");
+      return fail(absl::StrCat("op type '", n.type, "' has no integer form in the QuantizedModel"));
     }
   }
+  m.add_outputs(tensor_of[g.Resolve(g.output_value)]);
   if (net.weighted.empty()) return absl::InvalidArgumentError("the model has no conv/linear layer to quantize");
-  // Float weights in the model layout.
-  for (const WeightedLayer& w : net.weighted) {
-    Layer* l = m.mutable_layers(w.index);
-    auto* fw = l->has_fully_connected() ? l->mutable_fully_connected()->mutable_float_weights()
-                                        : l->mutable_conv2d()->mutable_float_weights();
-    auto* fb = l->has_fully_connected() ? l->mutable_fully_connected()->mutable_float_bias()
-                                        : l->mutable_conv2d()->mutable_float_bias();
-    fw->Resize(static_cast<int>(w.perm.size()), 0.0f);
-    for (size_t j = 0; j < w.perm.size(); ++j) fw->Set(static_cast<int>(j), w.torch_weight.data()[w.perm[j]]);
-    fb->Assign(w.bias.begin(), w.bias.end());
+  RETURN_IF_ERROR(backends::InferShapes(m).status());
+  if (log) {
+    log->push_back(absl::StrCat("lower: ", m.ops_size(), " ops, ", m.tensors_size(), " tensors (NHWC, OHWI), ",
+                                permuted, " linear column permutation", permuted == 1 ? "" : "s",
+                                " after a flatten"));
   }
+  return net;
+}
+
+absl::StatusOr<FloatNet> ExtractFloatNet(nn::Model& model) {
+  PassLog log;
+  ASSIGN_OR_RETURN(FloatGraph g, ExtractGraph(model, &log));
+  RETURN_IF_ERROR(FoldBatchNormPass(&g, &log));
+  RETURN_IF_ERROR(FuseActivationsPass(&g, &log));
+  RETURN_IF_ERROR(RemoveIdentitiesPass(&g, &log));
+  ASSIGN_OR_RETURN(FloatNet net, LowerPass(g, &log));
+  net.log = std::move(log);
   return net;
 }
 
@@ -258,36 +372,42 @@ std::vector<float> ToNhwc(const Tensor& images) {
 
 absl::Status FloatForward(const QuantizedModel& net, const float* input, int64_t batch, std::vector<float>* logits,
                           const Hook& before, const Hook& after) {
-  ASSIGN_OR_RETURN(std::vector<backends::Shape> shapes, NetShapes(net));
-  std::vector<float> a(input, input + batch * Numel(shapes[0])), b, col;
-  int widx = 0;
-  for (int li = 0; li < net.layers_size(); ++li) {
-    const Layer& l = net.layers(li);
-    const int64_t n_out = batch * Numel(shapes[li + 1]);
-    b.resize(n_out);
-    if (l.has_fully_connected() || l.has_conv2d()) {
-      if (before) RETURN_IF_ERROR(before(widx, a.data(), static_cast<int64_t>(a.size())));
-      ++widx;
+  backends::floatk::RunOptions opt;
+  if (before) {
+    std::vector<int> weighted_of(net.ops_size(), -1);
+    int k = 0;
+    for (int i = 0; i < net.ops_size(); ++i) {
+      if (backends::WeightTensor(net.ops(i)) >= 0) weighted_of[i] = k++;
     }
-    if (l.has_fully_connected()) {
-      const backends::FullyConnected& fc = l.fully_connected();
-      backends::floatk::FullyConnected(a.data(), batch, fc.input_channels(), fc.output_channels(),
-                                       fc.float_weights().data(), fc.float_bias().data(), b.data());
-    } else if (l.has_conv2d()) {
-      backends::floatk::Conv2D(a.data(), batch, shapes[li], shapes[li + 1], l.conv2d(),
-                               l.conv2d().float_weights().data(), l.conv2d().float_bias().data(), &col, b.data());
-    } else if (l.has_max_pool2d()) {
-      backends::floatk::MaxPool2D(a.data(), batch, shapes[li], shapes[li + 1], l.max_pool2d(), b.data());
-    } else {
-      std::copy(a.begin(), a.begin() + n_out, b.begin());
-    }
-    backends::floatk::Activate(l.fused_activation(), b.data(), n_out);
-    if (after) RETURN_IF_ERROR(after(li, b.data(), n_out));
-    a.swap(b);
+    opt.before = [before, weighted_of](int op, float* x, int64_t n) {
+      return weighted_of[op] < 0 ? absl::OkStatus() : before(weighted_of[op], x, n);
+    };
   }
-  *logits = std::move(a);
+  opt.after = after;
+  return backends::floatk::Forward(net, input, batch, logits, opt);
+}
+
+// ---- choose_qparams / quantize_weights ----
+
+namespace {
+
+// Ops whose output has qparams of its own (the others keep their input's, or are fixed).
+bool OwnOutputQParams(const Op& op) {
+  return !op.has_max_pool2d() && !op.has_flatten() && !op.has_reshape() && !op.has_sigmoid() && !op.has_tanh();
+}
+
+absl::Status CheckAffine(const std::string& layer, const char* role, const Quantizer& q) {
+  if (dynamic_cast<const AffineQuantizer*>(&q) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "layer '", layer, "': ", role, " quantizer ", q.Describe(),
+        " is not an affine quantizer; static PTQ converts to an integer model and needs an integer grid with a scale "
+        "and zero point (quantizer: affine or one derived from it); use ptq.method weight_only/dynamic or QAT for "
+        "other number formats"));
+  }
   return absl::OkStatus();
 }
+
+}  // namespace
 
 absl::StatusOr<StaticQuantizers> MakeStaticQuantizers(const FloatNet& net, const QuantConfig& config) {
   StaticQuantizers q;
@@ -296,6 +416,7 @@ absl::StatusOr<StaticQuantizers> MakeStaticQuantizers(const FloatNet& net, const
       return absl::InvalidArgumentError(absl::StrCat(
           "layer '", name, "': activations are float (none); a static integer model quantizes every activation"));
     }
+    RETURN_IF_ERROR(CheckAffine(name, "activation", *a));
     const QuantSpec& s = a->spec();
     if (s.granularity != Granularity::kPerTensor) {
       return absl::InvalidArgumentError(absl::StrCat("layer '", name, "': activations must be per_tensor, are ",
@@ -314,12 +435,14 @@ absl::StatusOr<StaticQuantizers> MakeStaticQuantizers(const FloatNet& net, const
   };
   ASSIGN_OR_RETURN(q.input, config.ActivationQuantizer("input"));
   RETURN_IF_ERROR(check_activation("input", q.input));
+  q.is_signed = q.input->spec().is_signed;
   for (const WeightedLayer& w : net.weighted) {
     ASSIGN_OR_RETURN(std::unique_ptr<Quantizer> wq, config.WeightQuantizer(w.name));
     if (wq == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("layer '", w.name, "': weights are float (none); a static integer model needs them quantized"));
     }
+    RETURN_IF_ERROR(CheckAffine(w.name, "weight", *wq));
     const QuantSpec& s = wq->spec();
     if (s.granularity == Granularity::kPerBlock) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -334,43 +457,47 @@ absl::StatusOr<StaticQuantizers> MakeStaticQuantizers(const FloatNet& net, const
       return absl::InvalidArgumentError(
           absl::StrCat("layer '", w.name, "': weights of ", s.bits, " bits; the integer model holds 2..8"));
     }
-    ASSIGN_OR_RETURN(std::unique_ptr<Quantizer> aq, config.ActivationQuantizer(w.name));
-    RETURN_IF_ERROR(check_activation(w.name, aq));
     q.weights.push_back(std::move(wq));
+  }
+  for (const Op& op : net.model.ops()) {
+    std::unique_ptr<Quantizer> aq;
+    if (OwnOutputQParams(op)) {
+      ASSIGN_OR_RETURN(aq, config.ActivationQuantizer(op.name()));
+      RETURN_IF_ERROR(check_activation(op.name(), aq));
+    }
     q.activations.push_back(std::move(aq));
   }
   return q;
 }
 
 absl::StatusOr<QuantizedModel> QuantizeStatic(const FloatNet& net, StaticQuantizers& q, const float* calibration,
-                                              int64_t n, int64_t batch_size) {
+                                              int64_t n, int64_t batch_size, PassLog* log) {
   if (n <= 0) return absl::InvalidArgumentError("static PTQ needs at least one calibration image");
-  const int64_t per = Numel(std::vector<int64_t>(net.model.input_shape().begin(), net.model.input_shape().end()));
-  std::vector<int> weighted_of(net.model.layers_size(), -1);
-  for (size_t k = 0; k < net.weighted.size(); ++k) weighted_of[net.weighted[k].index] = static_cast<int>(k);
-  // Calibration: the float model's activations (after fused ReLU/ReLU6), as PyTorch's observers see them.
+  const QuantizedModel& fm = net.model;
+  const int in_t = backends::InputTensor(fm);
+  const int64_t per = Numel(backends::TensorShape(fm.tensors(in_t)));
+  // choose_qparams: the float model's activations (after fused ReLU/ReLU6), as PyTorch's observers see them.
   std::vector<float> logits;
+  int observed_ops = 0;
   for (int64_t start = 0; start < n; start += batch_size) {
     const int64_t b = std::min(batch_size, n - start);
     const float* x = calibration + start * per;
     if (absl::Status s = q.input->Observe(Tensor({b * per}, std::vector<float>(x, x + b * per))); !s.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("layer 'input' activations, calibration images ", start, "..", start + b - 1, ": ",
-                       std::string(s.message())));
-    }
-    RETURN_IF_ERROR(FloatForward(net.model, x, b, &logits, nullptr, [&](int li, float* y, int64_t count) {
-      if (weighted_of[li] < 0) return absl::OkStatus();
-      absl::Status s =
-          q.activations[weighted_of[li]]->Observe(Tensor({count}, std::vector<float>(y, y + count)));
-      if (s.ok()) return s;
-      return absl::InvalidArgumentError(absl::StrCat("layer '", net.weighted[weighted_of[li]].name,
-                                                     "' activations, calibration images ", start, "..",
+      return absl::InvalidArgumentError(absl::StrCat("layer 'input' activations, calibration images ", start, "..",
                                                      start + b - 1, ": ", std::string(s.message())));
+    }
+    RETURN_IF_ERROR(FloatForward(fm, x, b, &logits, nullptr, [&](int i, float* y, int64_t count) {
+      if (q.activations[i] == nullptr) return absl::OkStatus();
+      absl::Status s = q.activations[i]->Observe(Tensor({count}, std::vector<float>(y, y + count)));
+      if (s.ok()) return s;
+      return absl::InvalidArgumentError(absl::StrCat("layer '", fm.ops(i).name(), "' activations, calibration images ",
+                                                     start, "..", start + b - 1, ": ", std::string(s.message())));
     }));
   }
   auto compute = [](Quantizer& qz, const std::string& what) -> absl::Status {
     absl::Status s = qz.ComputeQParams();
     if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat(what, ": ", std::string(s.message())));
+    if (qz.qparams().scale.empty()) return absl::InvalidArgumentError(absl::StrCat(what, ": no affine qparams"));
     for (float sc : qz.qparams().scale) {
       if (!FiniteScale(sc)) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -381,77 +508,102 @@ absl::StatusOr<QuantizedModel> QuantizeStatic(const FloatNet& net, StaticQuantiz
     return absl::OkStatus();
   };
   RETURN_IF_ERROR(compute(*q.input, "layer 'input' activations"));
-  QuantizedModel m = net.model;
-  const QParams& iq = q.input->qparams();
-  const backends::DType act_dtype = q.input->spec().is_signed ? backends::INT8 : backends::UINT8;
-  m.mutable_input()->set_scale(iq.scale[0]);
-  m.mutable_input()->set_zero_point(iq.zero_point[0]);
-  m.mutable_input()->set_dtype(act_dtype);
-  backends::TensorQuant cur = m.input();
-  for (int li = 0; li < m.layers_size(); ++li) {
-    Layer* l = m.mutable_layers(li);
-    const int k = weighted_of[li];
-    if (k < 0) {  // max pool / flatten: integers pass through with the input's qparams
-      *l->mutable_output() = cur;
-      l->set_output_min(backends::DTypeMin(act_dtype));
-      l->set_output_max(backends::DTypeMax(act_dtype));
-      continue;
+  QuantizedModel m = fm;
+  const backends::DType act_dtype = q.is_signed ? backends::INT8 : backends::UINT8;
+  auto set_qparams = [&](int t, float scale, int32_t zp) {
+    backends::Tensor* tt = m.mutable_tensors(t);
+    tt->set_dtype(act_dtype);
+    tt->clear_scale();
+    tt->clear_zero_point();
+    tt->add_scale(scale);
+    tt->add_zero_point(zp);
+  };
+  {
+    const QParams& iq = q.input->qparams();
+    set_qparams(in_t, iq.scale[0], iq.zero_point[0]);
+  }
+  int fixed = 0;
+  for (int i = 0; i < m.ops_size(); ++i) {
+    Op* op = m.mutable_ops(i);
+    const backends::Tensor& x = m.tensors(op->inputs(0));
+    int32_t lo = backends::DTypeMin(act_dtype), hi = backends::DTypeMax(act_dtype);
+    float s_out;
+    int32_t zp_out;
+    if (q.activations[i] != nullptr) {
+      RETURN_IF_ERROR(compute(*q.activations[i], absl::StrCat("layer '", op->name(), "' activations")));
+      const QParams& ap = q.activations[i]->qparams();
+      s_out = ap.scale[0];
+      zp_out = ap.zero_point[0];
+      lo = static_cast<int32_t>(ap.quant_min);
+      hi = static_cast<int32_t>(ap.quant_max);
+      ++observed_ops;
+    } else if (op->has_sigmoid() || op->has_tanh()) {
+      // Fixed output qparams (PyTorch's quint8 ones, moved to int8 when the model is signed): TFLite's too.
+      s_out = op->has_sigmoid() ? 1.0f / 256 : 2.0f / 256;
+      zp_out = op->has_sigmoid() ? 0 : 128;
+      if (q.is_signed) zp_out -= 128;
+      ++fixed;
+    } else {  // max pool / flatten / reshape: integers pass through with the input's qparams
+      s_out = backends::TensorScale(x);
+      zp_out = backends::TensorZeroPoint(x);
     }
+    set_qparams(op->outputs(0), s_out, zp_out);
+    if (op->fused_activation() == backends::RELU || op->fused_activation() == backends::RELU6) {
+      lo = std::max(lo, zp_out);
+    }
+    if (op->fused_activation() == backends::RELU6) {
+      const double six = std::nearbyint(6.0 / static_cast<double>(s_out)) + zp_out;
+      hi = static_cast<int32_t>(std::min<double>(hi, six));
+    }
+    op->set_output_min(lo);
+    op->set_output_max(hi);
+  }
+  if (log) {
+    log->push_back(absl::StrCat("choose_qparams: ", observed_ops + 1, " tensors calibrated on ", n,
+                                " images (input + ", observed_ops, " op outputs), ", fixed,
+                                " fixed (sigmoid/tanh), the rest keep their input's"));
+  }
+  // quantize_weights.
+  int64_t weight_values = 0;
+  for (size_t k = 0; k < net.weighted.size(); ++k) {
     const WeightedLayer& w = net.weighted[k];
     Quantizer& wq = *q.weights[k];
-    Quantizer& aq = *q.activations[k];
-    RETURN_IF_ERROR(compute(aq, absl::StrCat("layer '", w.name, "' activations")));
     RETURN_IF_ERROR(wq.Observe(w.torch_weight));
     RETURN_IF_ERROR(compute(wq, absl::StrCat("layer '", w.name, "' weights")));
     std::vector<int32_t> ints;
     RETURN_IF_ERROR(wq.QuantizeToInt(w.torch_weight, &ints));
     const QParams& wp = wq.qparams();
     const backends::DType wdtype = wq.spec().is_signed ? backends::INT8 : backends::UINT8;
-    backends::WeightQuant wquant;
-    wquant.set_dtype(wdtype);
-    wquant.set_bits(wq.spec().bits);
-    for (float s : wp.scale) wquant.add_scale(s);
-    for (int32_t z : wp.zero_point) wquant.add_zero_point(z);
+    backends::Tensor* wt = m.mutable_tensors(w.weight_tensor);
+    wt->set_dtype(wdtype);
+    wt->set_bits(wq.spec().bits);
+    wt->set_quantized_dimension(0);
+    for (float s : wp.scale) wt->add_scale(s);
+    for (int32_t z : wp.zero_point) wt->add_zero_point(z);
     std::string bytes(w.perm.size(), '\0');
     for (size_t j = 0; j < w.perm.size(); ++j) {
       const int32_t v = ints[w.perm[j]];
       bytes[j] = static_cast<char>(wdtype == backends::INT8 ? static_cast<uint8_t>(static_cast<int8_t>(v))
                                                             : static_cast<uint8_t>(v));
     }
-    const int O = static_cast<int>(w.bias.size());
-    std::vector<int32_t> bias(O);
-    for (int o = 0; o < O; ++o) {
-      const double s = static_cast<double>(cur.scale()) * static_cast<double>(wp.scale[wp.size() == 1 ? 0 : o]);
+    wt->set_data(bytes);
+    weight_values += static_cast<int64_t>(bytes.size());
+    const double s_in = backends::TensorScale(m.tensors(m.ops(w.index).inputs(0)));
+    backends::Tensor* bt = m.mutable_tensors(w.bias_tensor);
+    bt->set_dtype(backends::INT32);
+    bt->clear_int_data();
+    for (size_t o = 0; o < w.bias.size(); ++o) {
+      const double s = s_in * static_cast<double>(wp.scale[wp.size() == 1 ? 0 : o]);
       const double v = std::nearbyint(static_cast<double>(w.bias[o]) / s);
-      bias[o] = static_cast<int32_t>(std::min<double>(std::max<double>(v, INT32_MIN), INT32_MAX));
+      bt->add_int_data(static_cast<int32_t>(std::min<double>(std::max<double>(v, INT32_MIN), INT32_MAX)));
     }
-    auto fill = [&](auto* op) {
-      op->set_weights(bytes);
-      *op->mutable_weight_quant() = wquant;
-      op->mutable_bias()->Assign(bias.begin(), bias.end());
-    };
-    if (l->has_fully_connected()) fill(l->mutable_fully_connected());
-    if (l->has_conv2d()) fill(l->mutable_conv2d());
-    const QParams& ap = aq.qparams();
-    backends::TensorQuant out;
-    out.set_scale(ap.scale[0]);
-    out.set_zero_point(ap.zero_point[0]);
-    out.set_dtype(act_dtype);
-    *l->mutable_output() = out;
-    int32_t lo = static_cast<int32_t>(ap.quant_min), hi = static_cast<int32_t>(ap.quant_max);
-    if (l->fused_activation() == backends::RELU || l->fused_activation() == backends::RELU6) {
-      lo = std::max(lo, out.zero_point());
-    }
-    if (l->fused_activation() == backends::RELU6) {
-      const double six = std::nearbyint(6.0 / static_cast<double>(out.scale())) + out.zero_point();
-      hi = static_cast<int32_t>(std::min<double>(hi, six));
-    }
-    l->set_output_min(lo);
-    l->set_output_max(hi);
-    cur = out;
   }
   RETURN_IF_ERROR(backends::ComputeRequantization(&m));
   RETURN_IF_ERROR(backends::ValidateQuantizedModel(m));
+  if (log) {
+    log->push_back(absl::StrCat("quantize_weights: ", net.weighted.size(), " weight tensors (", weight_values,
+                                " values) and int32 biases; requantization multipliers and lookup tables computed"));
+  }
   return m;
 }
 

@@ -1,19 +1,28 @@
-// Conversion of a trained quant::nn::Model into a QuantizedModel.
+// Conversion of a trained quant::nn::Model (a graph) into a QuantizedModel v2, as a
+// pipeline of named passes over a float graph. Each pass is a function that takes
+// the graph, changes it, and appends one line to a PassLog saying what it did in
+// numbers (ONNX Runtime's graph transformers / TVM's Sequential, in small):
 //
-// Step 1, ExtractFloatNet: the float network in the integer model's structure
-// (quantized_model.proto): BatchNorm folded into the preceding conv/linear,
-// ReLU/ReLU6 fused into the preceding layer, Dropout dropped, conv weights
-// OIHW -> OHWI and the columns of the first linear after a flatten permuted
-// from NCHW to NHWC order. Float weights only; it is what calibration and the
-// float simulations run. The weights are also kept in PyTorch's layout (with
-// the permutation to the model layout), because quantizer specs (per-channel
-// axis, per-group blocks) address that layout.
+//   extract            nn::Model -> FloatGraph: one node per nn node (type(), typed
+//                      accessors; no dynamic_cast, no Describe() parsing), weights in
+//                      PyTorch layout, the nn fusion groups (quant/nn/fusion.h)
+//   fold_batch_norm    BatchNorm folded into the conv/linear of its fusion group with
+//                      quant/training/bn_folding.h's FoldBatchNorm (the one fold QAT uses)
+//   fuse_activations   ReLU/ReLU6 fused into the conv/linear/add of its fusion group
+//                      (the integer model's output clamp)
+//   remove_identities  Dropout dropped (identity at inference)
+//   lower              FloatGraph -> FloatNet: a v2 QuantizedModel with FLOAT32 tensors
+//                      (NHWC activations, OHWI conv weights, the NCHW->NHWC column
+//                      permutation of a linear after a flatten), the float model
+//   choose_qparams     (QuantizeStatic) observers/calibration of the QuantConfig on float
+//                      forward passes of the float executor, per tensor
+//   quantize_weights   (QuantizeStatic) integer weights, int32 biases at s_in*s_w, clamps,
+//                      requantization multipliers and lookup tables (ComputeRequantization)
 //
-// Step 2, QuantizeStatic: per layer quantizers (from the QuantConfig), weights
-// quantized to integers, activation ranges calibrated on float forward passes,
-// int32 biases at s_in*s_w, clamps for the fused activations, requantization
-// multipliers (ComputeRequantization). Any layer the format cannot express is
-// an error naming the layer.
+// The float executor (FloatForward, floatk::RunGraph) runs the lowered float graph,
+// or any range of its ops, with hooks that see or replace each op's input and output
+// (PyTorch FX Interpreter-like): calibration, dynamic quantization, and later bias
+// correction / AdaRound.
 #ifndef QUANT_PTQ_CONVERTER_H_
 #define QUANT_PTQ_CONVERTER_H_
 
@@ -26,30 +35,70 @@
 #include "absl/status/statusor.h"
 #include "quant/backends/quantized_model.h"
 #include "quant/core/tensor.h"
+#include "quant/nn/fusion.h"
 #include "quant/nn/model.h"
 #include "quant/quantizers/quant_config.h"
 #include "quant/quantizers/quantizer.h"
 
 namespace quant::ptq {
 
-// One conv/linear of the float net.
+// What the passes did, one line per pass ("fold_batch_norm: 2 BatchNorms folded: bn1 into conv1, ...").
+using PassLog = std::vector<std::string>;
+
+// The float graph the passes transform: the nn graph's nodes and values.
+struct FloatNode {
+  std::string type;               // nn::Layer::type()
+  std::string name;               // the nn node's name (quantizer specs address it)
+  std::string describe;           // Describe(), for error messages only
+  std::vector<int> inputs;        // value ids (0: model input, i + 1: output of node i)
+  nn::Layer* layer = nullptr;     // typed accessors (not owned)
+  Tensor weight;                  // conv/linear: PyTorch layout ([O, I] / [O, I/groups, k, k]), BN-folded
+  std::vector<float> bias;        // conv/linear, BN-folded
+  backends::Activation fused = backends::ACTIVATION_NONE;
+  bool removed = false;           // folded, fused or an identity: its output value is its input's
+};
+
+struct FloatGraph {
+  std::string source_model;
+  std::vector<FloatNode> nodes;
+  std::vector<nn::Shape> value_shapes;  // per value id, per sample ([C, H, W] or [F])
+  int output_value = 0;
+  std::vector<nn::FusionGroup> groups;  // nn::FindFusionGroups of the model
+  // The value that value id `v` stands for once removed nodes are skipped.
+  int Resolve(int v) const;
+  std::string NodeLabel(int node) const;  // "node 3 'bn1' (BatchNorm2d(8))"
+};
+
+absl::StatusOr<FloatGraph> ExtractGraph(nn::Model& model, PassLog* log);
+absl::Status FoldBatchNormPass(FloatGraph* graph, PassLog* log);
+absl::Status FuseActivationsPass(FloatGraph* graph, PassLog* log);
+absl::Status RemoveIdentitiesPass(FloatGraph* graph, PassLog* log);
+
+// One conv/linear of the lowered float net.
 struct WeightedLayer {
-  int index = 0;             // into FloatNet::model.layers
-  std::string name;          // the nn layer's name (quantizer specs address it)
-  Tensor torch_weight;       // BN-folded, PyTorch layout: [O, I] or [O, I, kh, kw]
+  int index = 0;             // op index into FloatNet::model.ops
+  int weight_tensor = -1;    // tensor indices in FloatNet::model
+  int bias_tensor = -1;
+  std::string name;          // the nn node's name (quantizer specs address it)
+  Tensor torch_weight;       // BN-folded, PyTorch layout: [O, I] or [O, I/groups, kh, kw]
   // model_layout[j] = torch_weight[perm[j]]: OHWI / NHWC-ordered columns.
   std::vector<int64_t> perm;
   std::vector<float> bias;   // BN-folded
 };
 
 struct FloatNet {
-  backends::QuantizedModel model;  // structure + float_weights/float_bias, no quantization
+  backends::QuantizedModel model;  // v2 graph, FLOAT32 tensors, float_data weights; no quantization
   std::vector<WeightedLayer> weighted;
   std::vector<int64_t> nn_input_shape;  // the nn model's sample shape ([C, H, W] or [F])
+  PassLog log;                          // what extract .. lower did
 };
 
-// Fails (InvalidArgument naming the nn layer) on a layer the integer format cannot
-// express: average pooling, Hardtanh, a BatchNorm or activation with nothing to fold into.
+absl::StatusOr<FloatNet> LowerPass(const FloatGraph& graph, PassLog* log);
+
+// extract -> fold_batch_norm -> fuse_activations -> remove_identities -> lower. Fails
+// (InvalidArgument naming the nn node) on a node the integer format cannot express:
+// Hardtanh, a BatchNorm or activation with nothing to fold/fuse into, an op without an
+// integer form.
 absl::StatusOr<FloatNet> ExtractFloatNet(nn::Model& model);
 
 // NCHW images [N, C, H, W] -> NHWC (a copy; identity order when C == 1).
@@ -57,33 +106,37 @@ std::vector<float> ToNhwc(const Tensor& images);
 std::vector<float> ToNhwc(const float* images, int64_t n, const std::vector<int64_t>& chw);
 
 // Float forward of `net` on `batch` NHWC inputs into `logits`. Optional hooks:
-// `before(weighted_index, data, count)` may modify the input of each conv/linear
-// in place (dynamic quantization); `after(layer_index, data, count)` sees each
-// layer's output after its fused activation (calibration).
+// `before(weighted_index, data, count)` may modify (a copy of) the input of each
+// conv/linear (dynamic quantization); `after(op_index, data, count)` sees each op's
+// output after its fused activation (calibration).
 using Hook = std::function<absl::Status(int, float*, int64_t)>;
 absl::Status FloatForward(const backends::QuantizedModel& net, const float* input, int64_t batch,
                           std::vector<float>* logits, const Hook& before = nullptr, const Hook& after = nullptr);
 
-// The quantizers of a static conversion, one per weighted layer plus the input's.
+// The quantizers of a static conversion.
 struct StaticQuantizers {
   std::unique_ptr<Quantizer> input;
   std::vector<std::unique_ptr<Quantizer>> weights;      // per FloatNet::weighted
-  std::vector<std::unique_ptr<Quantizer>> activations;  // outputs of FloatNet::weighted
+  // Per op of FloatNet::model: the quantizer of its output, or null when the output
+  // keeps its input's qparams (max pool, flatten, reshape) or has fixed ones (sigmoid, tanh).
+  std::vector<std::unique_ptr<Quantizer>> activations;
+  bool is_signed = true;  // the model's activation dtype (int8 / uint8)
 };
 
-// Builds them from `config` (the input uses the activation spec of the name
-// "input"); rejects, naming the layer, a float weight/activation (none), a
-// per-group weight granularity, activations that are not per-tensor, more than 8
-// bits, or mixed activation signedness.
+// Builds them from `config` (the input uses the activation spec of the name "input",
+// each op's output the spec of its nn node's name); rejects, naming the layer, a
+// float weight/activation (none), a quantizer that is not affine (static PTQ needs an
+// integer grid: e.g. format_cast), a per-group weight granularity, activations that
+// are not per-tensor, more than 8 bits, or mixed activation signedness.
 absl::StatusOr<StaticQuantizers> MakeStaticQuantizers(const FloatNet& net, const QuantConfig& config);
 
-// Calibrates the activation quantizers on `calibration` (n NHWC inputs, in
-// batches of `batch_size`), quantizes weights and biases and returns the
-// validated integer model (float weights kept). A scale of 0/NaN/inf is an
-// error naming the layer.
+// choose_qparams (calibrates the activation quantizers on `calibration`: n NHWC inputs,
+// in batches of `batch_size`) then quantize_weights; returns the validated integer model
+// (float weights kept). A scale of 0/NaN/inf is an error naming the layer. `log` (optional)
+// gets one line per pass.
 absl::StatusOr<backends::QuantizedModel> QuantizeStatic(const FloatNet& net, StaticQuantizers& q,
                                                         const float* calibration, int64_t n,
-                                                        int64_t batch_size = 256);
+                                                        int64_t batch_size = 256, PassLog* log = nullptr);
 
 }  // namespace quant::ptq
 

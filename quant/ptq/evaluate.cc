@@ -23,13 +23,46 @@ int64_t Argmax(const float* row, int64_t n) { return std::max_element(row, row +
 
 int64_t FloatModelBytes(const backends::QuantizedModel& m, int bytes_per_value) {
   int64_t values = 0;
-  for (const backends::Layer& l : m.layers()) {
-    if (l.has_fully_connected()) {
-      values += l.fully_connected().float_weights_size() + l.fully_connected().float_bias_size();
-    }
-    if (l.has_conv2d()) values += l.conv2d().float_weights_size() + l.conv2d().float_bias_size();
-  }
+  for (const backends::Tensor& t : m.tensors()) values += t.float_data_size();
   return values * bytes_per_value;
+}
+
+AgreementCounts Count(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  AgreementCounts c;
+  c.compared = static_cast<int64_t>(std::min(a.size(), b.size()));
+  for (int64_t i = 0; i < c.compared; ++i) {
+    const int64_t d = std::abs(static_cast<int64_t>(a[i]) - b[i]);
+    c.identical += d == 0;
+    c.off_by_one += d == 1;
+    c.larger += d > 1;
+    c.max_abs_steps = std::max(c.max_abs_steps, d);
+  }
+  return c;
+}
+
+// Every op's output of backend `name` vs reference, on `batch` inputs (buffers kept apart).
+absl::Status PerOpAgreement(const backends::QuantizedModel& model, const std::string& name, const float* x,
+                            int64_t batch, BackendEvaluation* e) {
+  ASSIGN_OR_RETURN(std::unique_ptr<backends::Backend> ref, backends::CreateBackend("reference"));
+  ASSIGN_OR_RETURN(std::unique_ptr<backends::Backend> b, backends::CreateBackend(name));
+  ref->set_keep_intermediates(true);
+  b->set_keep_intermediates(true);
+  RETURN_IF_ERROR(ref->Prepare(model));
+  RETURN_IF_ERROR(b->Prepare(model));
+  backends::RunOutput unused;
+  RETURN_IF_ERROR(ref->Run(x, batch, &unused));
+  RETURN_IF_ERROR(b->Run(x, batch, &unused));
+  std::vector<int32_t> qa, qb;
+  for (int i = 0; i < model.ops_size(); ++i) {
+    const backends::Op& op = model.ops(i);
+    if (!ref->ReadTensor(op.outputs(0), &qa) || !b->ReadTensor(op.outputs(0), &qb)) continue;
+    OpAgreement a{op.name(), backends::OpKind(op), Count(qa, qb)};
+    if (e->first_departure < 0 && a.counts.identical != a.counts.compared) {
+      e->first_departure = static_cast<int>(e->per_op.size());
+    }
+    e->per_op.push_back(std::move(a));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -126,6 +159,7 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
     }
     const double m1 = Median(image_seconds);
     e.images_per_s_batch1 = m1 > 0 ? 1.0 / m1 : 0.0;
+    if (e.integer_outputs) RETURN_IF_ERROR(PerOpAgreement(model, name, x.data(), std::min(kBatch, n), &e));
     if (b->profile().float_model) {
       e.model_size_bytes = FloatModelBytes(model, name.size() > 4 && name.substr(name.size() - 4) == "_f16" ? 2 : 4);
     } else {
@@ -139,6 +173,7 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
 absl::Status ValidateBackendsFor(const FloatNet& net, const QuantConfig& quant,
                                  const std::vector<std::string>& names) {
   ASSIGN_OR_RETURN(StaticQuantizers q, MakeStaticQuantizers(net, quant));
+  const backends::DType act = q.is_signed ? backends::INT8 : backends::UINT8;
   for (const std::string& name : names) {
     ASSIGN_OR_RETURN(std::unique_ptr<backends::Backend> b, backends::CreateBackend(name));
     const backends::BackendProfile& p = b->profile();
@@ -147,21 +182,22 @@ absl::Status ValidateBackendsFor(const FloatNet& net, const QuantConfig& quant,
       const QuantSpec& ws = q.weights[k]->spec();
       backends::LayerQuantSpec spec;
       spec.layer = w.name;
-      spec.kind = net.model.layers(w.index).has_conv2d() ? "conv2d" : "fully_connected";
-      spec.activation = q.activations[k]->spec().is_signed ? backends::INT8 : backends::UINT8;
+      spec.kind = backends::OpKind(net.model.ops(w.index));
+      spec.activation = act;
       spec.weight = ws.is_signed ? backends::INT8 : backends::UINT8;
       spec.per_channel = ws.granularity == Granularity::kPerChannel;
       spec.symmetric = ws.symmetric;
       spec.bits = ws.bits;
       RETURN_IF_ERROR(backends::CheckLayerSpec(spec, p));
     }
-    for (int li = 0; li < net.model.layers_size(); ++li) {
-      const backends::Layer& l = net.model.layers(li);
-      if (!l.has_max_pool2d()) continue;
-      const std::string label = absl::StrCat("backend '", name, "' cannot run layer ", li, " '", l.name(),
-                                             "' (max_pool2d): rule: ");
-      if (!p.max_pool2d) return absl::UnimplementedError(label + "max pooling is not supported");
-      if (!p.max_pool2d_single_element && l.max_pool2d().kernel_h() * l.max_pool2d().kernel_w() == 1) {
+    // Every op kind (pools, add, concat, lookup tables, ...) and its per-kind rules.
+    for (int i = 0; i < net.model.ops_size(); ++i) {
+      const backends::Op& op = net.model.ops(i);
+      RETURN_IF_ERROR(backends::CheckOpSpec(op.name(), backends::OpKind(op), act, p));
+      const std::string label = absl::StrCat("backend '", name, "' cannot run op ", i, " '", op.name(), "' (",
+                                             backends::OpKind(op), "): rule: ");
+      if (op.has_max_pool2d() && !p.max_pool2d_single_element &&
+          op.max_pool2d().kernel_h() * op.max_pool2d().kernel_w() == 1) {
         return absl::UnimplementedError(label + "a 1x1 max pool window is not supported");
       }
     }

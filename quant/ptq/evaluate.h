@@ -23,6 +23,12 @@ struct AgreementCounts {
   double top1_agreement = 0.0;
 };
 
+// One op's output tensor against the reference's.
+struct OpAgreement {
+  std::string op, kind;
+  AgreementCounts counts;  // top1_agreement unused
+};
+
 struct BackendEvaluation {
   std::string backend;
   double test_accuracy = 0.0;
@@ -31,6 +37,10 @@ struct BackendEvaluation {
   int64_t model_size_bytes = 0;
   bool integer_outputs = false;  // agreement counts cover the int outputs (else top-1 only)
   AgreementCounts agreement;
+  // Integer backends: every op's output vs reference on the first test batch (up to
+  // 256 samples), in op order; first_departure = the first op that differs (-1: none).
+  std::vector<OpAgreement> per_op;
+  int first_departure = -1;
 };
 
 struct EvaluateOptions {

@@ -35,7 +35,8 @@ absl::StatusOr<PtqResult> StaticPtq::Apply(const PtqContext& ctx) {
   int64_t per = 1;
   for (int64_t d : net.nn_input_shape) per *= d;
   const int64_t n = static_cast<int64_t>(calib.size()) / per;
-  ASSIGN_OR_RETURN(r.model, QuantizeStatic(net, q, calib.data(), n, batch_size_));
+  PassLog log = net.log;
+  ASSIGN_OR_RETURN(r.model, QuantizeStatic(net, q, calib.data(), n, batch_size_, &log));
   r.has_integer_model = true;
   r.model_bytes = backends::IntegerModelBytes(r.model);
   ASSIGN_OR_RETURN(r.float_test_accuracy,
@@ -56,9 +57,14 @@ absl::StatusOr<PtqResult> StaticPtq::Apply(const PtqContext& ctx) {
   }
   r.test_accuracy = test.size() ? static_cast<double>(correct) / test.size() : 0.0;
   r.notes.push_back(absl::StrCat("calibrated on ", n, " training images"));
+  for (const std::string& line : log) {
+    r.notes.push_back(line);
+    if (ctx.log != nullptr) std::fprintf(ctx.log, "%s: ptq pass %s\n", ctx.name.c_str(), line.c_str());
+  }
   for (size_t k = 0; k < net.weighted.size(); ++k) {
-    r.notes.push_back(absl::StrCat(net.weighted[k].name, ": weights ", q.weights[k]->Describe(),
-                                   "; activations ", q.activations[k]->Describe()));
+    const std::unique_ptr<Quantizer>& a = q.activations[net.weighted[k].index];
+    r.notes.push_back(absl::StrCat(net.weighted[k].name, ": weights ", q.weights[k]->Describe(), "; activations ",
+                                   a != nullptr ? a->Describe() : std::string("(input's)")));
   }
   return r;
 }

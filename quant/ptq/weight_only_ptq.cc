@@ -9,9 +9,7 @@ namespace quant::ptq {
 absl::Status FakeQuantizeWeights(FloatNet* net, const QuantConfig& quant, int64_t* bytes,
                                  std::vector<std::string>* notes) {
   for (WeightedLayer& w : net->weighted) {
-    backends::Layer* l = net->model.mutable_layers(w.index);
-    auto* fw = l->has_fully_connected() ? l->mutable_fully_connected()->mutable_float_weights()
-                                        : l->mutable_conv2d()->mutable_float_weights();
+    auto* fw = net->model.mutable_tensors(w.weight_tensor)->mutable_float_data();
     ASSIGN_OR_RETURN(std::unique_ptr<Quantizer> wq, quant.WeightQuantizer(w.name));
     *bytes += 4 * static_cast<int64_t>(w.bias.size());
     if (wq == nullptr) {

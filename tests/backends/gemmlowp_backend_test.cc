@@ -1,7 +1,8 @@
 // `gemmlowp` is bit-identical to `reference` on every layer type (FC, conv with
-// stride/padding/groups/depthwise, max pool with padding, flatten) and on whole
-// mlp- and cnn-shaped models, per-tensor and per-channel, int8 and uint8
-// activations and weights, symmetric and asymmetric, 8 and fewer bits.
+// stride/padding/groups/depthwise, max pool with padding, flatten), on the v2 graph
+// ops (residual add, concat, pools, lookup tables: every intermediate tensor
+// compared) and on whole mlp- and cnn-shaped models, per-tensor and per-channel,
+// int8 and uint8 activations and weights, symmetric and asymmetric, 8 and fewer bits.
 #include "quant/backends/gemmlowp_backend.h"
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 
 #include "gtest/gtest.h"
 #include "quant/backends/model_builder.h"
+#include "quant/backends/reference_backend.h"
 #include "quant/core/registry.h"
 #include "tests/backends/test_models.h"
 
@@ -65,6 +67,40 @@ TEST(GemmlowpBackendTest, BitIdenticalToReferenceOnEveryLayerType) {
   EXPECT_EQ(cases, 11 * 32);
 }
 
+TEST(GemmlowpBackendTest, BitIdenticalToReferenceOnEveryTensorOfTheGraphModels) {
+  int cases = 0;
+  for (const auto& [graph_name, f0] : GraphModels()) {
+    QuantizedModel f = f0;
+    RandomizeFloatWeights(&f, 41);
+    std::vector<float> calib = RandomImages(f, 16, 42);
+    for (const Variant& v : Variants()) {
+      if (v.opt.weight_bits != 8) continue;
+      auto m = QuantizeMinMax(f, calib.data(), 16, v.opt);
+      ASSERT_TRUE(m.ok()) << m.status();
+      int64_t total = 0;
+      EXPECT_EQ(Differences(*m, 5, 43, &total), 0) << graph_name << ", " << v.name;
+      ReferenceBackend ref;
+      GemmlowpBackend gl;
+      ref.set_keep_intermediates(true);
+      gl.set_keep_intermediates(true);
+      ASSERT_TRUE(ref.Prepare(*m).ok());
+      ASSERT_TRUE(gl.Prepare(*m).ok());
+      std::vector<float> x = RandomImages(*m, 3, 44);
+      RunOutput a, b;
+      ASSERT_TRUE(ref.Run(x.data(), 3, &a).ok());
+      ASSERT_TRUE(gl.Run(x.data(), 3, &b).ok());
+      for (int i = 0; i < m->ops_size(); ++i) {
+        std::vector<int32_t> qa, qb;
+        ASSERT_TRUE(ref.ReadTensor(m->ops(i).outputs(0), &qa));
+        ASSERT_TRUE(gl.ReadTensor(m->ops(i).outputs(0), &qb));
+        EXPECT_EQ(qa, qb) << graph_name << ", " << v.name << ": " << OpLabel(*m, i);
+      }
+      ++cases;
+    }
+  }
+  EXPECT_EQ(cases, 8 * 16);
+}
+
 TEST(GemmlowpBackendTest, BitIdenticalToReferenceOnWholeModels) {
   for (bool cnn : {false, true}) {
     QuantizedModel f = cnn ? MakeFloatCnn(5) : MakeFloatMlp(5);
@@ -98,26 +134,17 @@ namespace {
 // scale 0.4 (multipliers 1.25 .. 3.75), small integer inputs, so outputs stay in range.
 TEST(GemmlowpBackendTest, BitIdenticalWithMultipliersAboveOne) {
   for (bool pc : {false, true}) {
-    QuantizedModel m = Base({4});
-    m.mutable_input()->set_scale(1.0f);
-    m.mutable_input()->set_dtype(INT8);
-    AddFc(&m, "fc", 4, 6, ACTIVATION_NONE);
-    Layer* l = m.mutable_layers(0);
-    FullyConnected* fc = l->mutable_fully_connected();
-    const int8_t w[24] = {1, -2, 3, 0, -3, 2, 1, 1, 0, 0, -1, 3, 2, 2, -2, -1, 3, -3, 1, 0, -1, 1, 2, -2};
-    fc->set_weights(std::string(reinterpret_cast<const char*>(w), 24));
-    fc->mutable_weight_quant()->set_dtype(INT8);
-    fc->mutable_weight_quant()->set_bits(8);
-    for (int o = 0; o < (pc ? 6 : 1); ++o) {
-      fc->mutable_weight_quant()->add_scale(pc ? 0.5f + 0.2f * o : 1.0f);
-      fc->mutable_weight_quant()->add_zero_point(0);
-    }
-    for (int o = 0; o < 6; ++o) fc->add_bias(o - 3);
-    l->mutable_output()->set_scale(0.4f);
-    l->mutable_output()->set_zero_point(3);
-    l->mutable_output()->set_dtype(INT8);
-    l->set_output_min(-128);
-    l->set_output_max(127);
+    QuantizedModel m = EmptyModel();
+    const int xt = AddActivation(&m, "x", {4}, INT8, 1.0f, 0);
+    std::vector<float> scales;
+    for (int o = 0; o < (pc ? 6 : 1); ++o) scales.push_back(pc ? 0.5f + 0.2f * o : 1.0f);
+    const int w = AddWeights(&m, "w", {6, 4}, INT8, scales, std::vector<int32_t>(scales.size(), 0),
+                             {1, -2, 3, 0, -3, 2, 1, 1, 0, 0, -1, 3, 2, 2, -2, -1, 3, -3, 1, 0, -1, 1, 2, -2});
+    const int bias = AddBias(&m, "b", {-3, -2, -1, 0, 1, 2});
+    const int y = AddActivation(&m, "y", {6}, INT8, 0.4f, 3);
+    FullyConnectedOptions* fc = AddOp(&m, "fc", {xt, w, bias}, y)->mutable_fully_connected();
+    m.add_inputs(xt);
+    m.add_outputs(y);
     ASSERT_TRUE(ComputeRequantization(&m).ok());
     for (int s : fc->requant().shift()) EXPECT_GT(s, 0);
     // Integer inputs in [-4, 4].

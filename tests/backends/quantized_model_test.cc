@@ -1,6 +1,8 @@
-// QuantizedModel: validation errors name the layer and the field, save/load is
-// bit for bit, truncated/corrupted/foreign files are rejected, degenerate scales
-// are caught with the layer name.
+// QuantizedModel v2: validation errors name the op (index, name, kind) and the
+// field; structure (unknown tensors, cycles, shapes) is checked apart from qparams;
+// version 1 is refused naming the version; save/load is bit for bit,
+// truncated/corrupted/foreign files are rejected, degenerate scales are caught with
+// the op name.
 #include "quant/backends/quantized_model.h"
 
 #include <cmath>
@@ -37,12 +39,15 @@ TEST(QuantizedModelTest, BuiltModelsValidateAndHaveExpectedShapes) {
   ASSERT_TRUE(ValidateQuantizedModel(m).ok()) << ValidateQuantizedModel(m);
   auto shapes = InferShapes(m);
   ASSERT_TRUE(shapes.ok());
-  EXPECT_EQ((*shapes)[1], (Shape{28, 28, 16}));
-  EXPECT_EQ((*shapes)[4], (Shape{7, 7, 32}));
-  EXPECT_EQ((*shapes)[5], (Shape{1568}));
-  EXPECT_EQ(shapes->back(), (Shape{10}));
+  // Tensors: 0 input, 1-3 conv1 (weight, bias, out), 4 pool1, 5-7 conv2, 8 pool2, 9 flatten,
+  // 10-12 fc1, 13-15 fc2.
+  EXPECT_EQ((*shapes)[3], (Shape{28, 28, 16}));
+  EXPECT_EQ((*shapes)[1], (Shape{16, 3, 3, 1}));
+  EXPECT_EQ((*shapes)[8], (Shape{7, 7, 32}));
+  EXPECT_EQ((*shapes)[9], (Shape{1568}));
+  EXPECT_EQ((*shapes)[OutputTensor(m)], (Shape{10}));
   // Requantization is per output channel and normalised.
-  const Requantization& rq = m.layers(0).conv2d().requant();
+  const Requantization& rq = m.ops(0).conv2d().requant();
   ASSERT_EQ(rq.multiplier_size(), 16);
   for (int32_t mult : rq.multiplier()) EXPECT_GE(mult, 1 << 30);
 }
@@ -55,8 +60,8 @@ TEST(QuantizedModelTest, SaveLoadRoundTripIsBitForBit) {
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->SerializeAsString(), m.SerializeAsString());
   EXPECT_EQ(SerializeQuantizedModel(*loaded), SerializeQuantizedModel(m));
-  EXPECT_EQ(loaded->layers(5).fully_connected().weights(), m.layers(5).fully_connected().weights());
-  EXPECT_EQ(loaded->layers(0).conv2d().float_weights(3), m.layers(0).conv2d().float_weights(3));
+  EXPECT_EQ(loaded->tensors(10).data(), m.tensors(10).data());
+  EXPECT_EQ(loaded->tensors(1).float_data(3), m.tensors(1).float_data(3));
 }
 
 TEST(QuantizedModelTest, RejectsTruncatedCorruptedAndForeignFiles) {
@@ -91,45 +96,63 @@ TEST(QuantizedModelTest, RejectsTruncatedCorruptedAndForeignFiles) {
   EXPECT_THAT(std::string(CheckModelMatches(cnn, "cnn", {28, 28, 1}, 100).message()), HasSubstr("10 outputs"));
 }
 
-// Each inconsistency is reported with the layer label and the field.
-TEST(QuantizedModelTest, InconsistentModelsNameLayerAndField) {
+// Each inconsistency is reported with the op label and the field.
+TEST(QuantizedModelTest, InconsistentModelsNameOpAndField) {
   struct Case {
     std::function<void(QuantizedModel*)> edit;
     std::string expect;
   };
   const std::vector<Case> cases = {
-      {[](QuantizedModel* m) { m->mutable_layers(5)->mutable_fully_connected()->set_input_channels(1000); },
-       "layer 5 'fc1' (fully_connected): input_channels: 1000 but the input has 1568 features"},
+      // Structure (InferShapes).
+      {[](QuantizedModel* m) { m->mutable_tensors(10)->set_shape(1, 1000); },
+       "op 5 'fc1' (fully_connected): inputs[1]: weights [128, 1000] do not fit an input of 1568 features"},
+      {[](QuantizedModel* m) { m->mutable_ops(5)->set_inputs(0, 99); },
+       "op 5 'fc1' (fully_connected): inputs[0]: unknown tensor index 99 (the model has 16 tensors)"},
+      {[](QuantizedModel* m) { m->mutable_ops(1)->set_inputs(0, 7); },
+       "op 1 'pool1' (max_pool2d): inputs[0]: tensor 7 'conv2' is used before any op produces it (a cycle, or ops "
+       "out of topological order)"},
+      {[](QuantizedModel* m) { m->mutable_ops(6)->set_outputs(0, 12); },
+       "op 6 'fc2' (fully_connected): outputs[0]: tensor 12 'fc1' is already produced by op 5 'fc1'"},
+      {[](QuantizedModel* m) { m->mutable_ops(1)->set_inputs(0, 2); },
+       "op 1 'pool1' (max_pool2d): inputs[0]: tensor 2 'conv1.bias' is a constant; max_pool2d reads activations"},
+      {[](QuantizedModel* m) { m->mutable_tensors(12)->set_shape(0, 100); },
+       "op 5 'fc1' (fully_connected): outputs[0]: tensor 12 'fc1' declares shape [100] but the op produces [128]"},
+      {[](QuantizedModel* m) { m->mutable_tensors(5)->set_shape(3, 8); },
+       "op 2 'conv2' (conv2d): inputs[1]: weights [32, 3, 3, 8] expected [O, 3, 3, 16] (OHWI)"},
+      {[](QuantizedModel* m) { m->mutable_ops(4)->mutable_max_pool2d(); },
+       "op 4 'flatten' (max_pool2d): kernel_h/kernel_w: must be positive"},
+      {[](QuantizedModel* m) { m->mutable_ops(4)->clear_options(); }, "op 4 'flatten' ((no op)): options:"},
+      {[](QuantizedModel* m) { m->mutable_ops(6)->set_name("fc1"); }, "op 6 'fc1' (fully_connected): name: used"},
+      {[](QuantizedModel* m) { m->add_outputs(3); }, "outputs: 2 model outputs; expected 1"},
+      {[](QuantizedModel* m) { m->set_format_version(9); }, "format_version: 9"},
+      {[](QuantizedModel* m) { m->set_format_version(1); },
+       "format_version: 1: this is a version 1 QuantizedModel (a chain of layers); this build reads version 2"},
+      // Quantization (ValidateQuantizedModel).
       {[](QuantizedModel* m) {
-         auto* w = m->mutable_layers(6)->mutable_fully_connected()->mutable_weights();
+         auto* w = m->mutable_tensors(13)->mutable_data();
          w->resize(w->size() - 3);
        },
-       "layer 6 'fc2' (fully_connected): weights: 1277 bytes; expected 1280"},
-      {[](QuantizedModel* m) { m->mutable_layers(2)->mutable_conv2d()->mutable_bias()->RemoveLast(); },
-       "layer 2 'conv2' (conv2d): bias: 31 values; expected 32"},
-      {[](QuantizedModel* m) { m->mutable_layers(2)->mutable_conv2d()->set_input_channels(8); },
-       "layer 2 'conv2' (conv2d): input_channels: 8 but the input has 16 channels"},
-      {[](QuantizedModel* m) { m->mutable_layers(0)->mutable_conv2d()->mutable_requant()->set_multiplier(3, 12345); },
-       "layer 0 'conv1' (conv2d): requant[3]: multiplier 12345"},
-      {[](QuantizedModel* m) { m->mutable_layers(0)->mutable_conv2d()->mutable_weight_quant()->set_scale(2, NAN); },
-       "layer 0 'conv1' (conv2d): weight_quant.scale[2]: nan is not a finite positive number"},
-      {[](QuantizedModel* m) { m->mutable_layers(1)->mutable_output()->set_zero_point(5); },
-       "layer 1 'pool1' (max_pool2d): output: max_pool2d must keep its input's scale and zero point"},
-      {[](QuantizedModel* m) { m->mutable_layers(3)->set_output_min(100); m->mutable_layers(3)->set_output_max(50); },
-       "layer 3 'pool2' (max_pool2d): output_min/output_max: empty clamp"},
-      {[](QuantizedModel* m) { m->mutable_layers(6)->mutable_output()->set_dtype(UINT8); },
-       "layer 6 'fc2' (fully_connected): output.dtype: uint8 differs from the model's activation dtype int8"},
-      {[](QuantizedModel* m) {
-         auto* fc = m->mutable_layers(5)->mutable_fully_connected();
-         fc->mutable_weight_quant()->set_bits(4);  // the int8 weights no longer fit 4 bits
-       },
-       "layer 5 'fc1' (fully_connected): weights["},
-      {[](QuantizedModel* m) { m->mutable_layers(4)->mutable_max_pool2d(); },
-       "layer 4 'flatten' (max_pool2d): kernel_h/kernel_w: must be positive"},
-      {[](QuantizedModel* m) { m->mutable_layers(4)->clear_op(); }, "layer 4 'flatten' ((no op)): op:"},
-      {[](QuantizedModel* m) { m->mutable_layers(6)->set_name("fc1"); }, "layer 6 'fc1' (fully_connected): name: used"},
-      {[](QuantizedModel* m) { m->set_format_version(9); }, "format_version: 9"},
-      {[](QuantizedModel* m) { m->mutable_input()->set_scale(0); }, "input.scale: 0 is not a finite positive"},
+       "op 6 'fc2' (fully_connected): inputs[1] (weights).data: 1277 bytes; expected 1280"},
+      {[](QuantizedModel* m) { m->mutable_tensors(6)->mutable_int_data()->RemoveLast(); },
+       "op 2 'conv2' (conv2d): inputs[2] (bias).int_data: 31 values; expected 32"},
+      {[](QuantizedModel* m) { m->mutable_ops(0)->mutable_conv2d()->mutable_requant()->set_multiplier(3, 12345); },
+       "op 0 'conv1' (conv2d): requant[3]: multiplier 12345"},
+      {[](QuantizedModel* m) { m->mutable_tensors(1)->set_scale(2, NAN); },
+       "op 0 'conv1' (conv2d): inputs[1] (weights).scale[2]: nan is not a finite positive number"},
+      {[](QuantizedModel* m) { m->mutable_tensors(4)->set_zero_point(0, 5); },
+       "op 1 'pool1' (max_pool2d): outputs[0]: max_pool2d must keep its input's scale and zero point"},
+      {[](QuantizedModel* m) { m->mutable_ops(3)->set_output_min(100); m->mutable_ops(3)->set_output_max(50); },
+       "op 3 'pool2' (max_pool2d): output_min/output_max: empty clamp"},
+      {[](QuantizedModel* m) { m->mutable_tensors(15)->set_dtype(UINT8); },
+       "op 6 'fc2' (fully_connected): outputs[0] (tensor 15 'fc2'): uint8 differs from the model's activation dtype "
+       "int8"},
+      {[](QuantizedModel* m) { m->mutable_tensors(15)->add_scale(1.0f); },
+       "op 6 'fc2' (fully_connected): outputs[0] (tensor 15 'fc2'): 2 scales and 1 zero points; activations are "
+       "per-tensor"},
+      {[](QuantizedModel* m) { m->mutable_tensors(10)->set_bits(4); },  // the int8 weights no longer fit 4 bits
+       "op 5 'fc1' (fully_connected): inputs[1] (weights).data["},
+      {[](QuantizedModel* m) { m->mutable_tensors(0)->set_scale(0, 0); },
+       "inputs[0] (tensor 0 'input').scale: 0 is not a finite positive"},
   };
   for (const Case& c : cases) {
     QuantizedModel m = Cnn();
@@ -145,18 +168,48 @@ TEST(QuantizedModelTest, InconsistentModelsNameLayerAndField) {
   }
 }
 
-TEST(QuantizedModelTest, DegenerateCalibrationScaleIsCaughtWithLayerName) {
+// Structure is checked on its own: a float graph (no qparams) has shapes.
+TEST(QuantizedModelTest, ShapeInferenceIsSeparateFromQuantization) {
+  const QuantizedModel f = MakeFloatCnn(1);
+  EXPECT_TRUE(InferShapes(f).ok());
+  EXPECT_THAT(std::string(ValidateQuantizedModel(f).message()), HasSubstr("activation dtype float32"));
+}
+
+// A version 1 file (header version 1) and a version 1 payload are both refused, naming the version.
+TEST(QuantizedModelTest, VersionOneIsRefusedNamingTheVersion) {
+  std::string bytes = SerializeQuantizedModel(Cnn());
+  bytes[8] = 1;  // the header's format version (little-endian uint32)
+  auto r = ParseQuantizedModel(bytes, "old.qmodel");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("old.qmodel: format version 1: this is a version 1 QuantizedModel"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("reads version 2"));
+  // A v1-shaped proto: format_version 1 and the v1 fields (input_shape = 3, layers = 5) as
+  // unknown fields of the v2 message.
+  QuantizedModel v1;
+  v1.set_format_version(1);
+  std::string payload = v1.SerializeAsString();
+  payload += std::string("\x18\x1c", 2);                    // field 3 (input_shape), varint 28
+  payload += std::string("\x2a\x03\x0a\x01\x78", 5);     // field 5 (layers), a message with name "x"
+  QuantizedModel parsed;
+  ASSERT_TRUE(parsed.ParseFromString(payload));
+  EXPECT_THAT(std::string(ValidateQuantizedModel(parsed).message()),
+              HasSubstr("format_version: 1: this is a version 1 QuantizedModel (a chain of layers); this build reads "
+                        "version 2"));
+}
+
+TEST(QuantizedModelTest, DegenerateCalibrationScaleIsCaughtWithOpName) {
   QuantizedModel m = Cnn();
-  m.mutable_layers(2)->mutable_output()->set_scale(0.0f);
+  m.mutable_tensors(7)->set_scale(0, 0.0f);
   absl::Status s = ComputeRequantization(&m);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("layer 2 'conv2' (conv2d): output.scale: 0"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("op 2 'conv2' (conv2d): outputs[0] (tensor 7 'conv2').scale: 0"));
   m = Cnn();
-  m.mutable_layers(5)->mutable_output()->set_scale(NAN);
-  EXPECT_THAT(std::string(ComputeRequantization(&m).message()), HasSubstr("layer 5 'fc1'"));
+  m.mutable_tensors(12)->set_scale(0, NAN);
+  EXPECT_THAT(std::string(ComputeRequantization(&m).message()), HasSubstr("op 5 'fc1'"));
   m = Cnn();
-  m.mutable_layers(6)->mutable_fully_connected()->mutable_weight_quant()->set_scale(4, 0.0f);
+  m.mutable_tensors(13)->set_scale(4, 0.0f);
   EXPECT_THAT(std::string(ComputeRequantization(&m).message()),
-              HasSubstr("layer 6 'fc2' (fully_connected): weight_quant.scale[4]"));
+              HasSubstr("op 6 'fc2' (fully_connected): inputs[1] (tensor 13 'fc2.weight').scale[4]"));
 }
 
 TEST(QuantizedModelTest, IntegerSizeExcludesFloatWeights) {

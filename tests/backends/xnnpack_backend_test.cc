@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "quant/backends/fixed_point.h"
 #include "quant/backends/model_builder.h"
+#include "quant/backends/reference_backend.h"
 #include "quant/backends/reference_kernels.h"
 #include "quant/backends/xnnpack_float_backend.h"
 #include "quant/core/registry.h"
@@ -94,23 +95,18 @@ TEST(XnnpackBackendTest, AreRegistered) {
 TEST(XnnpackBackendTest, InputQuantizationIsIdentical) {
   for (DType dtype : {INT8, UINT8}) {
     const int c = 90;
-    QuantizedModel m = Base({c});
-    m.mutable_input()->set_scale(0.0173f);
-    m.mutable_input()->set_zero_point(dtype == INT8 ? -7 : 131);
-    m.mutable_input()->set_dtype(dtype);
-    AddFc(&m, "identity", c, c, ACTIVATION_NONE);
-    Layer* l = m.mutable_layers(0);
-    FullyConnected* fc = l->mutable_fully_connected();
-    std::string w(c * c, '\0');
+    QuantizedModel m = EmptyModel();
+    const float scale = 0.0173f;
+    const int32_t zp = dtype == INT8 ? -7 : 131;
+    const int xt = AddActivation(&m, "x", {c}, dtype, scale, zp);
+    std::vector<int32_t> w(c * c, 0);
     for (int i = 0; i < c; ++i) w[i * c + i] = 1;
-    fc->set_weights(w);
-    fc->mutable_weight_quant()->set_dtype(dtype);
-    fc->mutable_weight_quant()->set_bits(8);
-    fc->mutable_weight_quant()->add_scale(1.0f);
-    fc->mutable_weight_quant()->add_zero_point(0);
-    l->mutable_output()->CopyFrom(m.input());
-    l->set_output_min(DTypeMin(dtype));
-    l->set_output_max(DTypeMax(dtype));
+    const int wt = AddWeights(&m, "w", {c, c}, dtype, {1.0f}, {0}, w);
+    const int yt = AddActivation(&m, "y", {c}, dtype, scale, zp);
+    FullyConnectedOptions* fc = AddOp(&m, "identity", {xt, wt}, yt, DTypeMin(dtype), DTypeMax(dtype))
+                                    ->mutable_fully_connected();
+    m.add_inputs(xt);
+    m.add_outputs(yt);
     ASSERT_TRUE(ComputeRequantization(&m).ok());
     ASSERT_EQ(fc->requant().multiplier(0), 1 << 30);
     const int64_t batch = 40;
@@ -128,36 +124,36 @@ TEST(XnnpackBackendTest, InputQuantizationIsIdentical) {
   }
 }
 
-// Accumulators of a single weighted layer (first layer of `m`), from the reference kernels
+// Accumulators of a single weighted op (the only op of `m`), from the reference kernels
 // with a unit multiplier (2^30, shift 1) and no clamp.
 std::vector<int32_t> Accumulators(const QuantizedModel& m, const std::vector<float>& x, int64_t batch) {
   const std::vector<Shape> shapes = *InferShapes(m);
   std::vector<int32_t> q(x.size());
-  const TensorQuant& iq = m.input();
+  const Tensor& iq = m.tensors(InputTensor(m));
   for (size_t i = 0; i < x.size(); ++i) {
-    q[i] = QuantizeInputValue(x[i], 1.0f / iq.scale(), iq.zero_point(), DTypeMin(iq.dtype()), DTypeMax(iq.dtype()));
+    q[i] = QuantizeInputValue(x[i], 1.0f / TensorScale(iq), TensorZeroPoint(iq), DTypeMin(iq.dtype()),
+                              DTypeMax(iq.dtype()));
   }
-  const Layer& l = m.layers(0);
-  const std::vector<int32_t> w = WeightValues(l);
-  const int out_c = l.has_conv2d() ? l.conv2d().output_channels() : l.fully_connected().output_channels();
+  const Op& l = m.ops(0);
+  const Tensor& wq = m.tensors(WeightTensor(l));
+  const std::vector<int32_t> w = TensorValues(wq);
+  const int out_c = wq.shape(0);
   std::vector<int32_t> wzp(out_c), bias(out_c), mult(out_c, 1 << 30), shift(out_c, 1);
   for (int o = 0; o < out_c; ++o) {
-    const WeightQuant& wq = l.has_conv2d() ? l.conv2d().weight_quant() : l.fully_connected().weight_quant();
-    wzp[o] = WeightZeroPoint(wq, o);
-    bias[o] = l.has_conv2d() ? l.conv2d().bias(o) : l.fully_connected().bias(o);
+    wzp[o] = TensorZeroPoint(wq, IsPerChannel(wq) ? o : 0);
+    bias[o] = m.tensors(BiasTensor(l)).int_data(o);
   }
-  reference::RequantParams p{iq.zero_point(), wzp.data(), bias.data(), mult.data(), shift.data(), 0,
+  reference::RequantParams p{TensorZeroPoint(iq), wzp.data(), bias.data(), mult.data(), shift.data(), 0,
                              std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()};
-  int64_t n = batch;
-  for (int64_t d : shapes[1]) n *= d;
-  std::vector<int32_t> acc(n);
+  const Shape& in = shapes[l.inputs(0)];
+  const Shape& out = shapes[l.outputs(0)];
+  std::vector<int32_t> acc(batch * Numel(out));
   if (l.has_fully_connected()) {
-    reference::FullyConnected(p, batch, l.fully_connected().input_channels(), out_c, q.data(), w.data(), acc.data());
+    reference::FullyConnected(p, batch, static_cast<int>(in[0]), out_c, q.data(), w.data(), acc.data());
   } else {
-    const Conv2D& c = l.conv2d();
-    reference::ConvGeometry g{batch, shapes[0][0], shapes[0][1], shapes[0][2], shapes[1][0], shapes[1][1],
-                              shapes[1][2], c.kernel_h(), c.kernel_w(), c.stride_h(), c.stride_w(), c.pad_top(),
-                              c.pad_left(), c.groups()};
+    const Conv2DOptions& c = l.conv2d();
+    reference::ConvGeometry g{batch, in[0], in[1], in[2], out[0], out[1], out[2], c.kernel_h(), c.kernel_w(),
+                              c.stride_h(), c.stride_w(), c.pad_top(), c.pad_left(), c.groups()};
     reference::Conv2D(p, g, q.data(), w.data(), acc.data());
   }
   return acc;
@@ -165,15 +161,17 @@ std::vector<int32_t> Accumulators(const QuantizedModel& m, const std::vector<flo
 
 // XNNPACK's fp32 requantization, as its operator creation and microkernels compute it.
 std::vector<int32_t> EmulateXnnpackRequantization(const QuantizedModel& m, const std::vector<int32_t>& acc) {
-  const Layer& l = m.layers(0);
-  const WeightQuant& wq = l.has_conv2d() ? l.conv2d().weight_quant() : l.fully_connected().weight_quant();
-  const int out_c = l.has_conv2d() ? l.conv2d().output_channels() : l.fully_connected().output_channels();
+  const Op& l = m.ops(0);
+  const Tensor& wq = m.tensors(WeightTensor(l));
+  const Tensor& y = m.tensors(l.outputs(0));
+  const int out_c = wq.shape(0);
   std::vector<int32_t> out(acc.size());
   for (size_t i = 0; i < acc.size(); ++i) {
     const int o = static_cast<int>(i % out_c);
-    const float scale = m.input().scale() * WeightScale(wq, o) / l.output().scale();  // float, as XNNPACK
-    const float v = std::nearbyint(static_cast<float>(acc[i]) * scale);              // half to even
-    const float r = v + static_cast<float>(l.output().zero_point());
+    const float scale =
+        TensorScale(m.tensors(l.inputs(0))) * TensorScale(wq, IsPerChannel(wq) ? o : 0) / TensorScale(y);  // float
+    const float v = std::nearbyint(static_cast<float>(acc[i]) * scale);                                   // half to even
+    const float r = v + static_cast<float>(TensorZeroPoint(y));
     out[i] = static_cast<int32_t>(std::min<float>(std::max<float>(r, l.output_min()), l.output_max()));
   }
   return out;
@@ -189,7 +187,7 @@ struct Causes {
 
 void Classify(const QuantizedModel& m, const std::vector<int32_t>& acc, const std::vector<int32_t>& ref,
               const std::vector<int32_t>& xnn, Causes* c) {
-  const Layer& l = m.layers(0);
+  const Op& l = m.ops(0);
   const Requantization& rq = l.has_conv2d() ? l.conv2d().requant() : l.fully_connected().requant();
   const int out_c = rq.multiplier_size();
   for (size_t i = 0; i < acc.size(); ++i) {
@@ -218,8 +216,7 @@ TEST(XnnpackBackendTest, SingleLayerDifferencesAreTheFloatRequantization) {
   Stats all;
   Causes causes;
   for (const auto& [layer_name, f0] : LayerModels()) {
-    QuantizedModel f = f0;
-    while (f.layers_size() > 1) f.mutable_layers()->RemoveLast();  // the weighted layer alone
+    QuantizedModel f = FirstOpOnly(f0);  // the weighted op alone
     RandomizeFloatWeights(&f, 23);
     std::vector<float> calib = RandomImages(f, 16, 24);
     for (const Variant& v : XnnpackVariants()) {
@@ -348,6 +345,36 @@ TEST(XnnpackFloatBackendTest, RunTheFloatModel) {
   }
 }
 
+// The float backends on the v2 graph ops they have operators for; the others refused by name.
+TEST(XnnpackFloatBackendTest, GraphOpsMatchTheFloatExecutor) {
+  for (const auto& [graph_name, f0] : GraphModels()) {
+    QuantizedModel f = f0;
+    RandomizeFloatWeights(&f, 61);
+    const std::vector<float> calib = RandomImages(f, 8, 62);
+    auto m = QuantizeMinMax(f, calib.data(), 8, QuantizeOptions());
+    ASSERT_TRUE(m.ok());
+    const int64_t batch = 4;
+    const std::vector<float> x = RandomImages(*m, batch, 63);
+    const std::vector<float> want = *FloatForward(f, x.data(), batch);
+    for (const char* name : {"xnnpack_f32", "xnnpack_f16"}) {
+      auto b = CreateBackend(name);
+      const absl::Status s = (*b)->Prepare(*m);
+      if (!s.ok()) {
+        EXPECT_THAT(std::string(s.message()), HasSubstr(absl::StrCat("backend '", name, "' cannot run op ")));
+        continue;
+      }
+      RunOutput out;
+      ASSERT_TRUE((*b)->Run(x.data(), batch, &out).ok());
+      double err = 0, mag = 0;
+      for (size_t i = 0; i < want.size(); ++i) {
+        mag = std::max(mag, std::fabs(static_cast<double>(want[i])));
+        err = std::max(err, std::fabs(static_cast<double>(out.logits[i]) - want[i]));
+      }
+      EXPECT_LT(err, (std::string(name) == "xnnpack_f32" ? 1e-4 : 3e-2) * std::max(1.0, mag)) << graph_name << " " << name;
+    }
+  }
+}
+
 QuantizedModel MlpWith(const QuantizeOptions& o) {
   QuantizedModel f = MakeFloatMlp(20);
   std::vector<float> calib = RandomImages(f, 8, 21);
@@ -371,19 +398,19 @@ TEST(BackendProfileTest, RejectionsNameLayerBackendAndRule) {
   };
   std::vector<Case> cases = {
       {MlpWith(u8pc),
-       "backend 'xnnpack' cannot run layer 1 'fc1' (fully_connected): rule: per-channel weights are not supported "
+       "backend 'xnnpack' cannot run op 1 'fc1' (fully_connected): rule: per-channel weights are not supported "
        "with uint8 activations and uint8 weights"},
       {MlpWith(asym),
-       "backend 'xnnpack' cannot run layer 1 'fc1' (fully_connected): rule: weights must be symmetric (zero point 0)"},
+       "backend 'xnnpack' cannot run op 1 'fc1' (fully_connected): rule: weights must be symmetric (zero point 0)"},
       {MlpWith(mixed),
-       "backend 'xnnpack' cannot run layer 1 'fc1' (fully_connected): rule: uint8 weights with int8 activations are "
+       "backend 'xnnpack' cannot run op 1 'fc1' (fully_connected): rule: uint8 weights with int8 activations are "
        "not supported"},
   };
   // A requantization scale XNNPACK refuses (>= 256): a tiny output scale on fc2.
   QuantizedModel big = MlpWith(QuantizeOptions());
-  big.mutable_layers(2)->mutable_output()->set_scale(1e-9f);
+  big.mutable_tensors(7)->set_scale(0, 1e-9f);  // fc2's output
   ASSERT_TRUE(ComputeRequantization(&big).ok());
-  cases.push_back({big, "backend 'xnnpack' cannot run layer 2 'fc2' (fully_connected): rule: requantization scale"});
+  cases.push_back({big, "backend 'xnnpack' cannot run op 2 'fc2' (fully_connected): rule: requantization scale"});
   for (const Case& c : cases) {
     auto b = CreateBackend("xnnpack");
     absl::Status s = CheckProfile(c.model, (*b)->profile());
@@ -400,17 +427,20 @@ TEST(BackendProfileTest, RejectionsNameLayerBackendAndRule) {
     }
   }
   // XNNPACK refuses a 1-element max pool window.
-  QuantizedModel pool1 = Base({4, 4, 2});
-  pool1.mutable_input()->set_scale(0.1f);
-  pool1.mutable_input()->set_dtype(INT8);
-  AddPool(&pool1, "pool", 1, 1, 0);
-  pool1.mutable_layers(0)->mutable_output()->CopyFrom(pool1.input());
-  pool1.mutable_layers(0)->set_output_min(-128);
-  pool1.mutable_layers(0)->set_output_max(127);
+  QuantizedModel pool1 = EmptyModel();
+  const int px = AddActivation(&pool1, "x", {4, 4, 2}, INT8, 0.1f, 0);
+  const int py = AddActivation(&pool1, "y", {4, 4, 2}, INT8, 0.1f, 0);
+  Pool2DOptions* p = AddOp(&pool1, "pool", {px}, py)->mutable_max_pool2d();
+  p->set_kernel_h(1);
+  p->set_kernel_w(1);
+  p->set_stride_h(1);
+  p->set_stride_w(1);
+  pool1.add_inputs(px);
+  pool1.add_outputs(py);
   ASSERT_TRUE(ValidateQuantizedModel(pool1).ok());
   auto xb = CreateBackend("xnnpack");
   EXPECT_THAT(std::string((*xb)->Prepare(pool1).message()),
-              HasSubstr("backend 'xnnpack' cannot run layer 0 'pool' (max_pool2d): rule: a max_pool2d window of one "
+              HasSubstr("backend 'xnnpack' cannot run op 0 'pool' (max_pool2d): rule: a max_pool2d window of one "
                         "element"));
   EXPECT_TRUE((*CreateBackend("reference"))->Prepare(pool1).ok());
   // The float backends need the float model.
@@ -419,9 +449,61 @@ TEST(BackendProfileTest, RejectionsNameLayerBackendAndRule) {
   for (const char* name : {"xnnpack_f32", "xnnpack_f16"}) {
     auto b = CreateBackend(name);
     EXPECT_THAT(std::string((*b)->Prepare(MlpWith(no_float)).message()),
-                HasSubstr(absl::StrCat("backend '", name, "' cannot run layer 1 'fc1' (fully_connected): rule: the "
+                HasSubstr(absl::StrCat("backend '", name, "' cannot run op 1 'fc1' (fully_connected): rule: the "
                                        "float backends run the float model")));
   }
+}
+
+// The v2 graph ops XNNPACK has operators for (add, pools, sigmoid/tanh, depthwise conv):
+// every tensor compared with the reference, the differences counted per op.
+TEST(XnnpackBackendTest, GraphOpsWithinOneStepPerOp) {
+  int graphs = 0;
+  for (const auto& [graph_name, f0] : GraphModels()) {
+    QuantizedModel f = f0;
+    RandomizeFloatWeights(&f, 51);
+    const std::vector<float> calib = RandomImages(f, 16, 52);
+    for (DType dtype : {INT8, UINT8}) {
+      QuantizeOptions o;
+      o.activation_dtype = o.weight_dtype = dtype;
+      o.symmetric_weights = dtype == INT8;
+      o.per_channel = dtype == INT8;
+      auto m = QuantizeMinMax(f, calib.data(), 16, o);
+      ASSERT_TRUE(m.ok());
+      XnnpackBackend xnn;
+      xnn.set_keep_intermediates(true);
+      const absl::Status prepared = xnn.Prepare(*m);
+      if (!prepared.ok()) {  // concat, hardswish, int8 average pooling: refused by name
+        EXPECT_EQ(prepared.code(), absl::StatusCode::kUnimplemented) << prepared;
+        EXPECT_THAT(std::string(prepared.message()), HasSubstr("backend 'xnnpack' cannot run op "));
+        std::printf("xnnpack, %s %s: refused: %s\n", graph_name.c_str(), DTypeName(dtype).c_str(),
+                    std::string(prepared.message()).c_str());
+        continue;
+      }
+      ReferenceBackend ref;
+      ref.set_keep_intermediates(true);
+      ASSERT_TRUE(ref.Prepare(*m).ok());
+      const int64_t batch = 8;
+      const std::vector<float> x = Inputs(*m, batch, 53);
+      RunOutput a, b;
+      ASSERT_TRUE(ref.Run(x.data(), batch, &a).ok());
+      ASSERT_TRUE(xnn.Run(x.data(), batch, &b).ok());
+      std::string per_op;
+      for (int i = 0; i < m->ops_size(); ++i) {
+        std::vector<int32_t> qa, qb;
+        ASSERT_TRUE(ref.ReadTensor(m->ops(i).outputs(0), &qa));
+        ASSERT_TRUE(xnn.ReadTensor(m->ops(i).outputs(0), &qb));
+        const Stats s = Compare(qa, qb);
+        absl::StrAppend(&per_op, "\n    ", OpLabel(*m, i), ": ", s.total - s.identical, " of ", s.total,
+                        " differ, max ", s.max_steps);
+        // A difference in an op's input can move its output by more than its own rounding:
+        // the first op of each graph is held to one step, the rest to two.
+        EXPECT_LE(s.max_steps, i == 0 ? 1 : 2) << graph_name << " " << DTypeName(dtype) << ": " << OpLabel(*m, i);
+      }
+      std::printf("xnnpack vs reference, %s %s:%s\n", graph_name.c_str(), DTypeName(dtype).c_str(), per_op.c_str());
+      ++graphs;
+    }
+  }
+  EXPECT_GT(graphs, 8);
 }
 
 // Config validation can ask before any model exists, with the same rules.

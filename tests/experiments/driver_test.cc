@@ -334,18 +334,32 @@ TEST(DriverTest, BackendThatCannotRunALayerIsRejectedAtValidation) {
   EXPECT_THAT(r.output, HasSubstr("evaluate.backends: backend 'xnnpack' cannot run layer 'conv1' (conv2d)"));
   EXPECT_THAT(r.output, HasSubstr("rule:"));
   EXPECT_EQ(CountRunDirs(dir + "/runs"), 0);
-  // A layer no backend runs: average pooling.
+  // An op one backend cannot run: int8 average pooling on xnnpack (XNNPACK 2022-02 has qu8 only).
   Write(dir + "/avg.yaml",
         "name: avg\n"
         "dataset: {name: synthetic, image_size: 8}\n"
         "model: {name: sequential, layers: [{type: conv2d, out_channels: 4}, relu, {type: avgpool2d, kernel: 2},"
         " flatten, {type: linear, out_features: 10}]}\n"
+        "quant: {weights: {bits: 8, symmetric: true}, activations: {bits: 8, signed: true}}\n"
+        "ptq: {method: static}\n"
+        "evaluate: {backends: [reference, xnnpack]}\n");
+  const Result avg = RunDriver("--validate --config=" + dir + "/avg.yaml");
+  EXPECT_EQ(avg.exit_code, 1) << avg.output;
+  EXPECT_THAT(avg.output, HasSubstr("backend 'xnnpack' cannot run op 'pool1' (average_pool2d): rule: average_pool2d "
+                                    "with int8 activations is not supported"));
+  // A layer no backend runs: Hardtanh.
+  Write(dir + "/ht.yaml",
+        "name: ht\n"
+        "dataset: {name: synthetic, image_size: 8}\n"
+        "model: {name: sequential, layers: [flatten, {type: linear, out_features: 8}, hardtanh,"
+        " {type: linear, out_features: 10}]}\n"
         "quant: {weights: {bits: 8, symmetric: true}, activations: {bits: 8}}\n"
         "ptq: {method: static}\n"
         "evaluate: {backends: [reference]}\n");
-  const Result avg = RunDriver("--validate --config=" + dir + "/avg.yaml");
-  EXPECT_EQ(avg.exit_code, 1) << avg.output;
-  EXPECT_THAT(avg.output, HasSubstr("layer 2 'pool1' (AvgPool2d(kernel=2, stride=2)): no backend can run it"));
+  const Result ht = RunDriver("--validate --config=" + dir + "/ht.yaml");
+  EXPECT_EQ(ht.exit_code, 1) << ht.output;
+  EXPECT_THAT(ht.output, HasSubstr("node 2 'hardtanh1' (Hardtanh("));
+  EXPECT_THAT(ht.output, HasSubstr("no backend can run it: only ReLU and ReLU6 are fused"));
   // PTQ without specs; evaluate without an integer model; an unknown backend.
   Write(dir + "/noquant.yaml", std::string(kPtqBase) + "ptq: {method: static}\n");
   EXPECT_THAT(RunDriver("--validate --config=" + dir + "/noquant.yaml").output,
