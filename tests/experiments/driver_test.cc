@@ -114,6 +114,40 @@ TEST(DriverTest, RunWritesConfigAndRecord) {
   EXPECT_THAT(again.output, HasSubstr(record->config_id()));
 }
 
+// A YAML graph (residual add, depthwise conv, sigmoid, concat, global average
+// pool) end to end: float training, static int8 PTQ, the integer backends.
+TEST(DriverTest, YamlGraphTrainsQuantizesAndRunsOnIntegerBackends) {
+  const std::string out = TmpDir("graph");
+  const Result r = RunDriver("--config=configs/graph_smoke.yaml --output_dir=" + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto record = ReadRecordJson((OnlyRun(out) / "result.json").string());
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->status(), quantlab::ResultRecord::OK);
+  ASSERT_EQ(record->backends_size(), 3);
+  const auto& ref = record->backends(0);
+  const auto& gemmlowp = record->backends(1);
+  EXPECT_EQ(ref.backend(), "reference");
+  EXPECT_GT(ref.test_accuracy(), 0.35);  // 4 classes: well above chance
+  EXPECT_EQ(gemmlowp.backend(), "gemmlowp");
+  EXPECT_EQ(gemmlowp.agreement_with_reference().outputs_identical(),
+            gemmlowp.agreement_with_reference().outputs_compared());
+  // Per op: gemmlowp equals the reference on every op, add and concat included.
+  bool saw_add = false, saw_concat = false;
+  for (const auto& op : gemmlowp.per_op()) {
+    EXPECT_EQ(op.agreement().outputs_identical(), op.agreement().outputs_compared()) << op.op();
+    saw_add = saw_add || op.kind() == "add";
+    saw_concat = saw_concat || op.kind() == "concat";
+  }
+  EXPECT_TRUE(saw_add);
+  EXPECT_TRUE(saw_concat);
+  EXPECT_THAT(r.output, HasSubstr("1 fixed (sigmoid/tanh)"));
+  // XNNPACK (2022) has no concat: refused at validation, naming the op, the node and the backend.
+  const Result x = RunDriver("--validate --config=configs/graph_smoke.yaml --set evaluate.backends=[xnnpack]"
+                             " --set quant.activations.signed=true");
+  EXPECT_EQ(x.exit_code, 1) << x.output;
+  EXPECT_THAT(x.output, HasSubstr("backend 'xnnpack' cannot run op 'cat' (concat)"));
+}
+
 // Each bad input: non-zero exit, one "error:" line naming file:line, no run directory.
 TEST(DriverTest, BadInputsFailCleanlyWithoutResults) {
   const std::string dir = TmpDir("bad");
