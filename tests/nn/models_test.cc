@@ -11,6 +11,7 @@
 #include "quant/nn/checkpoint.h"
 #include "quant/nn/loss.h"
 #include "quant/nn/buffer_plan.h"
+#include "quant/nn/conv2d.h"
 #include "quant/nn/fusion.h"
 #include "quant/nn/model.h"
 #include "tests/nn/gradcheck.h"
@@ -357,6 +358,39 @@ TEST(GraphTest, FusionGroupsFollowSoleConsumers) {
     EXPECT_EQ(res->layer(f.activation).name(), "sum_relu");
   }
   EXPECT_TRUE(add_found);
+}
+
+// The built-in graph models: shapes, names, parameters as documented in
+// docs/nn.md, and a training step on small images (the depthwise kernel's
+// short rows; run under ASan too).
+TEST(GraphTest, ResnetMiniAndMobilenetMiniAsDocumented) {
+  auto resnet = Built("{name: resnet_mini}", {1, 28, 28}, 10);
+  ASSERT_NE(resnet, nullptr);
+  EXPECT_EQ(resnet->NumParameters(), 77754);
+  EXPECT_EQ(resnet->value_shape(Model::OutputOf(resnet->FindNode("stem_pool"))), (Shape{16, 14, 14}));
+  EXPECT_EQ(resnet->value_shape(Model::OutputOf(resnet->FindNode("s3b1_relu2"))), (Shape{64, 4, 4}));
+  EXPECT_EQ(resnet->FindNode("s1b1_proj"), -1);  // identity shortcut in stage 1
+  EXPECT_NE(resnet->FindNode("s2b1_proj"), -1);
+  auto mobile = Built("{name: mobilenet_mini}", {1, 28, 28}, 10);
+  ASSERT_NE(mobile, nullptr);
+  EXPECT_EQ(mobile->NumParameters(), 32234);
+  EXPECT_EQ(mobile->value_shape(Model::OutputOf(mobile->FindNode("ir4_dw"))), (Shape{96, 4, 4}));
+  EXPECT_EQ(static_cast<Conv2d*>(mobile->FindLayer("ir2_dw"))->options().groups, 64);
+  EXPECT_EQ(mobile->FindNode("ir2_add"), -1);  // stride 2: no residual
+  EXPECT_NE(mobile->FindNode("ir3_add"), -1);
+  for (const char* yaml : {"{name: resnet_mini}", "{name: mobilenet_mini}"}) {
+    auto m = Built(yaml, {1, 8, 8}, 4);
+    ASSERT_NE(m, nullptr) << yaml;
+    Tensor x = testing::RandomTensor({3, 1, 8, 8}, 9);
+    const Tensor& y = m->Forward(x);
+    ASSERT_EQ(y.shape(), (Shape{3, 4}));
+    Tensor dy(y.shape());
+    dy.Fill(0.25f);
+    m->Backward(x, dy);
+    for (auto& [name, p] : m->NamedParameters()) {
+      for (int64_t i = 0; i < p->grad.numel(); ++i) ASSERT_TRUE(std::isfinite(p->grad[i])) << name;
+    }
+  }
 }
 
 TEST(BufferPlanTest, OverlappingUsesNeverShareAndShapesMustMatch) {
