@@ -45,7 +45,9 @@ TEST(ConcatOp, JoinsChannelsInOrder) {
   EXPECT_EQ(out[12], 104.0f);
   EXPECT_EQ(out[16], 208.0f);
   EXPECT_EQ(out[23], 215.0f);
-  EXPECT_TRUE(testing::CheckInputGradients(cat, {{3, 1, 2, 2}, {3, 2, 2, 2}, {3, 3, 2, 2}}, 2));
+  Concat three("t");
+  ASSERT_TRUE(three.BuildInputs({{1, 2, 2}, {2, 2, 2}, {3, 2, 2}}).ok());
+  EXPECT_TRUE(testing::CheckInputGradients(three, {{3, 1, 2, 2}, {3, 2, 2, 2}, {3, 3, 2, 2}}, 2));
   Concat flat("f");
   ASSERT_TRUE(flat.BuildInputs({{3}, {5}}).ok());
   EXPECT_TRUE(testing::CheckInputGradients(flat, {{2, 3}, {2, 5}}, 3));
