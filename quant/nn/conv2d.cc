@@ -1168,10 +1168,12 @@ void Conv2d::DepthwiseBackward(const Tensor& x, const Tensor& w, const Tensor& d
 absl::StatusOr<std::unique_ptr<Layer>> CreateConv2d(ParamReader& p) {
   Conv2dOptions o;
   o.in_channels = p.Int("in_channels", -1, "input channels (default: inferred; checked when given)");
-  o.out_channels = p.IntInRange("out_channels", 0, 1, 1 << 20, "output channels");
+  // A missing key is reported as such, before IntInRange's range error on the default 0
+  // (the first error recorded is the one returned).
   if (!p.describing() && !p.Has("out_channels")) {
     p.Fail("out_channels", "a conv2d layer needs out_channels");
   }
+  o.out_channels = p.IntInRange("out_channels", 0, 1, 1 << 20, "output channels");
   o.kernel = p.IntInRange("kernel", 3, 1, 1024, "square kernel size");
   o.stride = p.IntInRange("stride", 1, 1, 1024, "stride");
   o.padding = p.IntInRange("padding", 0, 0, 1024, "zero padding on each side");

@@ -322,9 +322,8 @@ TEST(Conv2dGroupsTest, YamlErrorsNameTheKey) {
     const char* yaml;
     const char* message;
   };
-  // A missing out_channels reads as the out-of-range default 0 first (as in
-  // layer_spec.cc's ReadLayerSpec, whose calls this factory repeats).
-  for (const Case& c : {Case{"{kernel: 3}", "graph.conv.out_channels"},
+  for (const Case& c : {Case{"{kernel: 3}", "graph.conv.out_channels: a conv2d layer needs out_channels"},
+                        Case{"{out_channels: 0}", "expected an integer in [1, 1048576], got 0"},
                         Case{"{out_channels: 4, groups: 8}", "must be at most out_channels (4)"},
                         Case{"{out_channels: 6, groups: 4}", "out_channels (6) must be divisible by groups (4)"},
                         Case{"{in_channels: 6, out_channels: 8, groups: 4}",
