@@ -84,14 +84,15 @@ void PackRowPanels(const float* image, int64_t channels, int64_t h, int64_t w, i
 // registers (without it GCC -O2 stored them to the stack every step). A
 // store of 16 may run into the next output row when `spill` is set: that row
 // is written later.
+// The panel's rows are `ldb` floats apart (16 for PackRowPanels' panels).
 template <int R>
 void PanelKernel(int64_t kdim, const float* a, int64_t lda, const float* init, const float* panel,
-                 float* c, int64_t p, int64_t out_w, bool spill) {
+                 int64_t ldb, float* c, int64_t p, int64_t out_w, bool spill) {
   __m256 acc0[R], acc1[R];
 #pragma GCC unroll 8
   for (int q = 0; q < R; ++q) acc0[q] = acc1[q] = _mm256_set1_ps(init != nullptr ? init[q] : 0.0f);
   for (int64_t r = 0; r < kdim; ++r) {
-    const __m256 b0 = _mm256_loadu_ps(panel + r * 16), b1 = _mm256_loadu_ps(panel + r * 16 + 8);
+    const __m256 b0 = _mm256_loadu_ps(panel + r * ldb), b1 = _mm256_loadu_ps(panel + r * ldb + 8);
 #pragma GCC unroll 8
     for (int q = 0; q < R; ++q) {
       const __m256 av = _mm256_broadcast_ss(a + q * lda + r);
@@ -114,6 +115,28 @@ void PanelKernel(int64_t kdim, const float* a, int64_t lda, const float* init, c
   }
 }
 
+// All m rows of C for one panel (rows ldb apart), in blocks of 6 rows (12
+// accumulators), ending 4 + 4 rather than 6 + 2; see PanelKernel for `spill`.
+void PanelRows(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init, const float* panel,
+               int64_t ldb, float* c, int64_t p, int64_t out_w, bool spill) {
+  int rows = 0;
+  for (int64_t i0 = 0; i0 < m; i0 += rows) {
+    const int64_t left = m - i0;
+    rows = static_cast<int>(left == 8 ? 4 : std::min<int64_t>(6, left));
+    const float* ai = a + i0 * lda;
+    const float* bi = init != nullptr ? init + i0 : nullptr;
+    float* ci = c + i0 * p;
+    switch (rows) {
+      case 6: PanelKernel<6>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill); break;
+      case 5: PanelKernel<5>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill); break;
+      case 4: PanelKernel<4>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill); break;
+      case 3: PanelKernel<3>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill); break;
+      case 2: PanelKernel<2>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill); break;
+      default: PanelKernel<1>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill); break;
+    }
+  }
+}
+
 // C[m][out_h * out_w] = init[i] (or 0) + A[m x kdim] (row-major, lda) times
 // the row panels of PackRowPanels: C is the NCHW output of one image. Panels
 // go in order, so a row's 16-wide store may run into the next output row,
@@ -124,23 +147,29 @@ void PackedGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const floa
   for (int64_t oh = 0; oh < out_h; ++oh) {
     const float* panel = packed + oh * kdim * 16;
     const bool spill = oh + 1 < out_h;
-    // Blocks of 6 rows (12 accumulators), ending 4 + 4 rather than 6 + 2.
-    int rows = 0;
-    for (int64_t i0 = 0; i0 < m; i0 += rows) {
-      const int64_t left = m - i0;
-      rows = static_cast<int>(left == 8 ? 4 : std::min<int64_t>(6, left));
-      const float* ai = a + i0 * lda;
-      const float* bi = init != nullptr ? init + i0 : nullptr;
-      float* ci = c + i0 * p + oh * out_w;
-      switch (rows) {
-        case 6: PanelKernel<6>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
-        case 5: PanelKernel<5>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
-        case 4: PanelKernel<4>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
-        case 3: PanelKernel<3>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
-        case 2: PanelKernel<2>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
-        default: PanelKernel<1>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
-      }
+    PanelRows(m, kdim, a, lda, init, panel, 16, c + oh * out_w, p, out_w, spill);
+  }
+}
+
+// 1x1 stride-1 convolution of one image straight from NCHW, no packing:
+// C[m][ncols] = init[i] (or 0) + A[m x kdim] (row-major, lda) times B[kdim x
+// ncols] (rows ldb apart, e.g. an image's planes), in panels of 16 columns
+// read in place; the last partial panel is copied into `tail` ([kdim][16],
+// zero-padded) so that no load runs past B.
+void PointwiseGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init,
+                   const float* b, int64_t ldb, int64_t ncols, float* c, int64_t ldc, Tensor* tail) {
+  for (int64_t j0 = 0; j0 < ncols; j0 += 16) {
+    const int64_t width = std::min<int64_t>(16, ncols - j0);
+    if (width == 16) {
+      PanelRows(m, kdim, a, lda, init, b + j0, ldb, c + j0, ldc, 16, /*spill=*/true);
+      continue;
     }
+    EnsureShape(tail, {kdim * 16});
+    float* t = tail->data();
+    for (int64_t r = 0; r < kdim; ++r) {
+      for (int64_t j = 0; j < 16; ++j) t[r * 16 + j] = j < width ? b[r * ldb + j0 + j] : 0.0f;
+    }
+    PanelRows(m, kdim, a, lda, init, t, 16, c + j0, ldc, width, /*spill=*/false);
   }
 }
 }  // namespace
@@ -240,6 +269,23 @@ std::vector<Parameter*> Conv2d::parameters() {
 // Writes the patches of one image into columns [column_offset, column_offset + P)
 // of *columns, whose rows are `row_stride` floats apart.
 void Conv2d::Im2Col(const float* image, Tensor* columns, int64_t column_offset, int64_t row_stride) {
+  if (Pointwise()) {
+    // 1x1 without padding: each column row is a plane (stride 1) or its every s-th pixel.
+    const int64_t s = o_.stride, p = out_h_ * out_w_;
+    for (int64_t c = 0; c < o_.in_channels; ++c) {
+      const float* plane = image + c * in_h_ * in_w_;
+      float* dst = columns->data() + c * row_stride + column_offset;
+      if (s == 1) {
+        std::memcpy(dst, plane, p * sizeof(float));
+        continue;
+      }
+      for (int64_t oh = 0; oh < out_h_; ++oh) {
+        const float* row = plane + oh * s * in_w_;
+        for (int64_t ow = 0; ow < out_w_; ++ow) dst[oh * out_w_ + ow] = row[ow * s];
+      }
+    }
+    return;
+  }
   if (o_.stride == 1) {
     Im2ColStride1(image, o_.in_channels, in_h_, in_w_, o_.kernel, o_.padding,
                   columns->data() + column_offset, row_stride, &pad_plane_);
@@ -543,6 +589,16 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
     DirectForward(x, w, y);
     return;
   }
+  if (Pointwise() && o_.stride == 1) {
+    const int64_t image_size = o_.in_channels * p;
+    for (int64_t b = 0; b < batch; ++b) {
+      PointwiseGemm(o_.out_channels, o_.in_channels, w.data(), o_.in_channels,
+                    o_.bias ? bias_.value.data() : nullptr, x.data() + b * image_size, p, p,
+                    y->data() + b * o_.out_channels * p, p, &pw_tail_);
+    }
+    col_holds_batch_ = false;
+    return;
+  }
   if (o_.stride == 1 && PackableWidth(out_w_)) {
     const int64_t image_size = o_.in_channels * in_h_ * in_w_;
     EnsureShape(&packed_, {out_h_ * cols() * 16});
@@ -646,6 +702,14 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
     Sgemm(false, true, cout, cols(), n, 1.0f, dybuf_.data(), n, col, col_holds_batch_ ? ld_col : n,
           b0 == 0 ? 0.0f : 1.0f, dw->data(), cols());
     if (dx == nullptr) continue;
+    if (flipped_dx && Pointwise()) {
+      // dx[b] = W^T dy[b] (wflip_ is W^T for a 1x1 kernel), straight from NCHW.
+      for (int64_t b = b0; b < b0 + n_img; ++b) {
+        PointwiseGemm(cin, cout, wflip_.data(), cout, nullptr, dy.data() + b * cout * p, p, p,
+                      dx->data() + b * image_size, p, &pw_tail_);
+      }
+      continue;
+    }
     if (flipped_dx && PackableWidth(in_w_)) {
       EnsureShape(&dpacked_, {in_h_ * flip_rows * 16});
       for (int64_t b = b0; b < b0 + n_img; ++b) {

@@ -120,7 +120,9 @@ class Conv2d : public Layer {
   // Adds the bias to `images` consecutive [Cout, p] outputs.
   void AddBias(float* out, int64_t images, int64_t p) const;
   void UnpackOutput(int64_t b0, int64_t n_img, int64_t n, Tensor* y) const;
-  bool UseDirect() const { return o_.stride == 1 && cols() <= 16; }
+  bool UseDirect() const { return o_.stride == 1 && cols() <= 16 && !Pointwise(); }
+  // 1x1 kernel without padding (a pointwise convolution).
+  bool Pointwise() const { return o_.kernel == 1 && o_.padding == 0; }
   // Copies one image into in_pad_ with `padding` zeros around each plane.
   void PadImage(const float* image);
   void DirectForward(const Tensor& x, const Tensor& w, Tensor* y);
@@ -142,6 +144,7 @@ class Conv2d : public Layer {
   // Stride 1 and 8 < width <= 16: one image's columns (of x, of dy for dx) as
   // row panels for the packed kernel (see conv2d.cc).
   Tensor packed_, dpacked_;
+  Tensor pw_tail_;  // pointwise kernel: the last partial 16-column panel
   Tensor panel_plane_;  // forward's padded planes (Backward rebuilds columns with pad_plane_)
   // col_ still holds the columns of the whole last forward batch (one chunk).
   bool col_holds_batch_ = false;

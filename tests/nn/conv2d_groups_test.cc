@@ -165,6 +165,36 @@ TEST(Conv2dGroupsTest, DepthwiseMultiplierTwoAndOtherShapes) {
   }
 }
 
+// 1x1 convolutions without padding (the pointwise kernel for stride 1, the
+// subsampling im2col for stride 2): channel counts around the kernel's 6-row
+// blocks, planes shorter than, equal to and not a multiple of its 16-column
+// panels, odd batches, and mobilenet_mini's / resnet_mini's shapes.
+TEST(Conv2dGroupsTest, PointwiseMatchesReference) {
+  for (const Geometry& g : {
+           Geometry{3, 5, 3, 5, 7, 1, 1, 0, 1},      // 15 pixels: one partial panel
+           Geometry{3, 7, 4, 4, 9, 1, 1, 0, 1},      // 16 pixels: one full panel
+           Geometry{5, 13, 7, 7, 8, 1, 1, 0, 1},     // 49: 3 panels + 1 column
+           Geometry{1, 1, 5, 6, 3, 1, 1, 0, 1},      // one input channel
+           Geometry{2, 17, 9, 11, 20, 1, 1, 0, 1},
+           Geometry{3, 16, 14, 14, 16, 1, 1, 0, 1},  // mobilenet_mini ir1_project
+           Geometry{2, 16, 14, 14, 64, 1, 1, 0, 1},  // ir2_expand
+           Geometry{3, 96, 7, 7, 24, 1, 1, 0, 1},    // ir3_project
+           Geometry{3, 32, 4, 4, 128, 1, 1, 0, 1},   // ir5_expand, head
+           Geometry{3, 16, 14, 14, 32, 1, 2, 0, 1},  // resnet_mini s2b1_proj
+           Geometry{3, 32, 7, 7, 64, 1, 2, 0, 1},    // s3b1_proj
+           Geometry{2, 5, 8, 9, 7, 1, 3, 0, 1},      // stride 3
+           Geometry{2, 6, 5, 5, 4, 1, 1, 1, 1},      // padded 1x1: the generic path
+       }) {
+    Conv2d conv("conv", Options(g));
+    ASSERT_TRUE(conv.Build({g.cin, g.h, g.w}).ok());
+    ExpectMatchesReference(conv, g, 11);
+    // A second step with a different batch size reuses the buffers.
+    Geometry g2 = g;
+    g2.batch = g.batch + 2;
+    ExpectMatchesReference(conv, g2, 12);
+  }
+}
+
 TEST(Conv2dGroupsTest, GradientsMatchFiniteDifferences) {
   for (const Geometry& g : {
            Geometry{2, 4, 5, 6, 4, 3, 1, 1, 2},
@@ -172,6 +202,8 @@ TEST(Conv2dGroupsTest, GradientsMatchFiniteDifferences) {
            Geometry{2, 3, 5, 5, 3, 3, 1, 1, 3},
            Geometry{2, 3, 7, 6, 6, 3, 2, 1, 3},  // depthwise, multiplier 2, stride 2
            Geometry{2, 2, 5, 5, 4, 1, 2, 0, 2},
+           Geometry{3, 5, 3, 7, 7, 1, 1, 0, 1},  // pointwise kernel
+           Geometry{2, 4, 5, 7, 6, 1, 2, 0, 1},  // 1x1 stride 2
        }) {
     Conv2d conv("conv", Options(g));
     ASSERT_TRUE(conv.Build({g.cin, g.h, g.w}).ok());
