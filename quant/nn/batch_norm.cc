@@ -47,6 +47,7 @@ inline __m256d LoadColumn1(const float* p, int64_t s, int64_t i) {
 inline void LoadNormalizedColumns4(const float* p, int64_t s, int64_t i, const __m128* mean,
                                    const __m128* invstd, __m256d* t) {
   __m256d r[4];
+#pragma GCC unroll 4
   for (int q = 0; q < 4; ++q) {
     r[q] = _mm256_cvtps_pd(_mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(p + q * s + i), mean[q]), invstd[q]));
   }
@@ -55,6 +56,7 @@ inline void LoadNormalizedColumns4(const float* p, int64_t s, int64_t i, const _
 inline __m256d LoadNormalizedColumn1(const float* p, int64_t s, int64_t i, const float* mean,
                                      const float* invstd) {
   float h[4];
+#pragma GCC unroll 4
   for (int q = 0; q < 4; ++q) h[q] = (p[q * s + i] - mean[q]) * invstd[q];
   return _mm256_set_pd(h[3], h[2], h[1], h[0]);
 }
@@ -65,21 +67,26 @@ void ChannelSum(const float* x, int64_t batch, int64_t channels, int64_t s, int6
   if constexpr (K % 4 == 0) {
     constexpr int A = K / 4;
     __m256d acc[A];
+#pragma GCC unroll 4
     for (int a = 0; a < A; ++a) acc[a] = _mm256_setzero_pd();
     for (int64_t b = 0; b < batch; ++b) {
       const float* p = x + (b * channels + c0) * s;
       int64_t i = 0;
       for (; i + 4 <= s; i += 4) {
+#pragma GCC unroll 4
         for (int a = 0; a < A; ++a) {
           __m256d t[4];
           LoadColumns4(p + 4 * a * s, s, i, t);
+#pragma GCC unroll 4
           for (int j = 0; j < 4; ++j) acc[a] = _mm256_add_pd(acc[a], t[j]);
         }
       }
       for (; i < s; ++i) {
+#pragma GCC unroll 4
         for (int a = 0; a < A; ++a) acc[a] = _mm256_add_pd(acc[a], LoadColumn1(p + 4 * a * s, s, i));
       }
     }
+#pragma GCC unroll 4
     for (int a = 0; a < A; ++a) _mm256_storeu_pd(sum + 4 * a, acc[a]);
   } else {
     double acc[K] = {};
@@ -100,6 +107,7 @@ void ChannelSquaredDeviation(const float* x, int64_t batch, int64_t channels, in
   if constexpr (K % 4 == 0) {
     constexpr int A = K / 4;
     __m256d acc[A], m[A];
+#pragma GCC unroll 4
     for (int a = 0; a < A; ++a) {
       acc[a] = _mm256_setzero_pd();
       m[a] = _mm256_loadu_pd(mean + 4 * a);
@@ -108,9 +116,11 @@ void ChannelSquaredDeviation(const float* x, int64_t batch, int64_t channels, in
       const float* p = x + (b * channels + c0) * s;
       int64_t i = 0;
       for (; i + 4 <= s; i += 4) {
+#pragma GCC unroll 4
         for (int a = 0; a < A; ++a) {
           __m256d t[4];
           LoadColumns4(p + 4 * a * s, s, i, t);
+#pragma GCC unroll 4
           for (int j = 0; j < 4; ++j) {
             const __m256d d = _mm256_sub_pd(t[j], m[a]);
             acc[a] = _mm256_add_pd(acc[a], _mm256_mul_pd(d, d));
@@ -118,12 +128,14 @@ void ChannelSquaredDeviation(const float* x, int64_t batch, int64_t channels, in
         }
       }
       for (; i < s; ++i) {
+#pragma GCC unroll 4
         for (int a = 0; a < A; ++a) {
           const __m256d d = _mm256_sub_pd(LoadColumn1(p + 4 * a * s, s, i), m[a]);
           acc[a] = _mm256_add_pd(acc[a], _mm256_mul_pd(d, d));
         }
       }
     }
+#pragma GCC unroll 4
     for (int a = 0; a < A; ++a) _mm256_storeu_pd(ss + 4 * a, acc[a]);
   } else {
     double acc[K] = {};
@@ -149,10 +161,12 @@ void ChannelGradSums(const float* dy, const float* x, const float* mean, const f
     constexpr int A = K / 4;
     __m256d a_acc[A], h_acc[A];
     __m128 mv[K], iv[K];
+#pragma GCC unroll 16
     for (int k = 0; k < K; ++k) {
       mv[k] = _mm_set1_ps(mean[c0 + k]);
       iv[k] = _mm_set1_ps(invstd[c0 + k]);
     }
+#pragma GCC unroll 4
     for (int a = 0; a < A; ++a) a_acc[a] = h_acc[a] = _mm256_setzero_pd();
     for (int64_t b = 0; b < batch; ++b) {
       const int64_t off = (b * channels + c0) * s;
@@ -160,10 +174,12 @@ void ChannelGradSums(const float* dy, const float* x, const float* mean, const f
       const float* p = x + off;
       int64_t i = 0;
       for (; i + 4 <= s; i += 4) {
+#pragma GCC unroll 4
         for (int a = 0; a < A; ++a) {
           __m256d tg[4], th[4];
           LoadColumns4(g + 4 * a * s, s, i, tg);
           LoadNormalizedColumns4(p + 4 * a * s, s, i, mv + 4 * a, iv + 4 * a, th);
+#pragma GCC unroll 4
           for (int j = 0; j < 4; ++j) {
             a_acc[a] = _mm256_add_pd(a_acc[a], tg[j]);
             h_acc[a] = _mm256_add_pd(h_acc[a], _mm256_mul_pd(tg[j], th[j]));
@@ -171,6 +187,7 @@ void ChannelGradSums(const float* dy, const float* x, const float* mean, const f
         }
       }
       for (; i < s; ++i) {
+#pragma GCC unroll 4
         for (int a = 0; a < A; ++a) {
           const __m256d tg = LoadColumn1(g + 4 * a * s, s, i);
           const __m256d th = LoadNormalizedColumn1(p + 4 * a * s, s, i, mean + c0 + 4 * a, invstd + c0 + 4 * a);
@@ -179,6 +196,7 @@ void ChannelGradSums(const float* dy, const float* x, const float* mean, const f
         }
       }
     }
+#pragma GCC unroll 4
     for (int a = 0; a < A; ++a) {
       _mm256_storeu_pd(sdy + 4 * a, a_acc[a]);
       _mm256_storeu_pd(sdyh + 4 * a, h_acc[a]);
