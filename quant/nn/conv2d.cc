@@ -36,8 +36,15 @@ double SumAsDouble(const float* p, int64_t n) {
 }
 // Copies n floats (rows here are a few tens long): 8-wide, the last block
 // overlapping the one before instead of a scalar tail.
+// 4..7 floats: two 4-wide copies, the second overlapping (7x7 and 4x4 maps).
 inline void CopyRow(const float* src, float* dst, int64_t n) {
   if (n < 8) {
+    if (n >= 4) {
+      const __m128 a = _mm_loadu_ps(src), b = _mm_loadu_ps(src + n - 4);
+      _mm_storeu_ps(dst, a);
+      _mm_storeu_ps(dst + n - 4, b);
+      return;
+    }
     for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
     return;
   }
@@ -235,6 +242,25 @@ absl::StatusOr<Shape> Conv2d::Build(const Shape& input) {
                                                    ShapeToString(input), " with padding ",
                                                    o_.padding));
   }
+  phase_row_.clear();
+  phase_col_.clear();
+  if (o_.stride > 1) {
+    // Phase planes of the zero-padded input (Im2Col, Col2Im): pixel (ih, iw)
+    // is padded (r, q) = (ih + pad, iw + pad), stored in phase (r % s, q % s)
+    // at (r / s, q / s).
+    const int64_t st = o_.stride, pad = o_.padding;
+    phase_hq_ = (in_h_ + 2 * pad + st - 1) / st;
+    phase_wq_ = (in_w_ + 2 * pad + st - 1) / st;
+    const int64_t plane = phase_hq_ * phase_wq_;
+    for (int64_t ih = 0; ih < in_h_; ++ih) {
+      const int64_t r = ih + pad;
+      phase_row_.push_back((r % st) * st * plane + (r / st) * phase_wq_);
+    }
+    for (int64_t iw = 0; iw < in_w_; ++iw) {
+      const int64_t q = iw + pad;
+      phase_col_.push_back((q % st) * plane + q / st);
+    }
+  }
   weight_.Allocate({o_.out_channels, o_.in_channels / o_.groups, o_.kernel, o_.kernel});
   if (o_.bias) bias_.Allocate({o_.out_channels});
   group_convs_.clear();
@@ -293,6 +319,24 @@ void Conv2d::Im2Col(const float* image, Tensor* columns, int64_t column_offset, 
   }
   const int64_t k = o_.kernel, s = o_.stride, pad = o_.padding;
   float* col = columns->data();
+  if (!phase_row_.empty()) {
+    // Stride s > 1 through phase planes: tap (ki, kj) of output row oh is the
+    // contiguous run of phase (ki % s, kj % s) at row oh + ki / s, column kj / s.
+    const int64_t plane = phase_hq_ * phase_wq_, phases = s * s * plane;
+    EnsureShape(&phase_plane_, {phases});
+    float* ph = phase_plane_.data();
+    for (int64_t c = 0; c < o_.in_channels; ++c) {
+      SplitPhases(image + c * in_h_ * in_w_, ph, phases);
+      for (int64_t ki = 0; ki < k; ++ki) {
+        for (int64_t kj = 0; kj < k; ++kj) {
+          float* dst = col + ((c * k + ki) * k + kj) * row_stride + column_offset;
+          const float* src = ph + ((ki % s) * s + kj % s) * plane + (ki / s) * phase_wq_ + kj / s;
+          for (int64_t oh = 0; oh < out_h_; ++oh) CopyRow(src + oh * phase_wq_, dst + oh * out_w_, out_w_);
+        }
+      }
+    }
+    return;
+  }
   for (int64_t c = 0; c < o_.in_channels; ++c) {
     const float* plane = image + c * in_h_ * in_w_;
     for (int64_t ki = 0; ki < k; ++ki) {
@@ -326,10 +370,49 @@ void Conv2d::Im2Col(const float* image, Tensor* columns, int64_t column_offset, 
   }
 }
 
-// Adds the column gradients dcol_ of one image back onto its pixels (image must be zeroed).
+void Conv2d::SplitPhases(const float* plane, float* ph, int64_t phases) {
+  std::fill(ph, ph + phases, 0.0f);
+  for (int64_t ih = 0; ih < in_h_; ++ih) {
+    float* d = ph + phase_row_[ih];
+    const float* src = plane + ih * in_w_;
+    for (int64_t iw = 0; iw < in_w_; ++iw) d[phase_col_[iw]] = src[iw];
+  }
+}
+
+// Adds the column gradients dcol_ of one image back onto its pixels (image
+// must be zeroed for stride 1; with stride > 1 it is overwritten). Each
+// pixel's terms are added in (ki, kj, oh, ow) order from 0 on both paths.
 void Conv2d::Col2Im(int64_t column_offset, int64_t row_stride, float* image) {
   const int64_t k = o_.kernel, s = o_.stride, pad = o_.padding;
   const float* col = dcol_.data();
+  if (!phase_row_.empty()) {
+    // Stride s > 1: accumulate into the phase planes (contiguous runs, as in
+    // Im2Col), then gather every pixel from its phase.
+    const int64_t plane = phase_hq_ * phase_wq_, phases = s * s * plane;
+    EnsureShape(&phase_plane_, {phases});
+    float* ph = phase_plane_.data();
+    for (int64_t c = 0; c < o_.in_channels; ++c) {
+      std::fill(ph, ph + phases, 0.0f);
+      for (int64_t ki = 0; ki < k; ++ki) {
+        for (int64_t kj = 0; kj < k; ++kj) {
+          const float* src = col + ((c * k + ki) * k + kj) * row_stride + column_offset;
+          float* dst = ph + ((ki % s) * s + kj % s) * plane + (ki / s) * phase_wq_ + kj / s;
+          for (int64_t oh = 0; oh < out_h_; ++oh) {
+            float* d = dst + oh * phase_wq_;
+            const float* sr = src + oh * out_w_;
+            for (int64_t ow = 0; ow < out_w_; ++ow) d[ow] += sr[ow];
+          }
+        }
+      }
+      float* out = image + c * in_h_ * in_w_;
+      for (int64_t ih = 0; ih < in_h_; ++ih) {
+        const float* sp = ph + phase_row_[ih];
+        float* d = out + ih * in_w_;
+        for (int64_t iw = 0; iw < in_w_; ++iw) d[iw] = sp[phase_col_[iw]];
+      }
+    }
+    return;
+  }
   for (int64_t c = 0; c < o_.in_channels; ++c) {
     float* plane = image + c * in_h_ * in_w_;
     for (int64_t ki = 0; ki < k; ++ki) {
@@ -734,7 +817,7 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
     Sgemm(true, false, cols(), n, cout, 1.0f, w.data(), cols(), dybuf_.data(), n, 0.0f,
           dcol_.data(), n);
     float* images = dx->data() + b0 * image_size;
-    std::fill(images, images + n_img * image_size, 0.0f);
+    if (phase_row_.empty()) std::fill(images, images + n_img * image_size, 0.0f);
     for (int64_t b = 0; b < n_img; ++b) Col2Im(b * p, n, images + b * image_size);
   }
   if (o_.bias) {

@@ -111,6 +111,8 @@ class Conv2d : public Layer {
   int64_t out_pixels() const { return o_.out_channels * out_h_ * out_w_; }
   void Im2Col(const float* image, Tensor* columns, int64_t column_offset, int64_t row_stride);
   void Col2Im(int64_t column_offset, int64_t row_stride, float* image);
+  // Stride > 1: one input plane, zero-padded, into the stride^2 phase planes at ph.
+  void SplitPhases(const float* plane, float* ph, int64_t phases);
   // Images per chunk for a batch of `batch` (even split, about kChunkFloats per buffer).
   int64_t ChunkImages(int64_t batch) const;
   // im2col of images [b0, b0 + n) into *columns ([cols, n*P]).
@@ -145,6 +147,11 @@ class Conv2d : public Layer {
   // row panels for the packed kernel (see conv2d.cc).
   Tensor packed_, dpacked_;
   Tensor pw_tail_;  // pointwise kernel: the last partial 16-column panel
+  // Stride > 1 im2col / col2im: the phase planes of one input plane (phase_hq_
+  // x phase_wq_ each) and each input row's / column's offset in them.
+  int64_t phase_hq_ = 0, phase_wq_ = 0;
+  Tensor phase_plane_;
+  std::vector<int64_t> phase_row_, phase_col_;
   Tensor panel_plane_;  // forward's padded planes (Backward rebuilds columns with pad_plane_)
   // col_ still holds the columns of the whole last forward batch (one chunk).
   bool col_holds_batch_ = false;

@@ -195,6 +195,26 @@ TEST(Conv2dGroupsTest, PointwiseMatchesReference) {
   }
 }
 
+// Stride > 1 with groups = 1: im2col and col2im through phase planes.
+TEST(Conv2dGroupsTest, StridedMatchesReference) {
+  for (const Geometry& g : {
+           Geometry{3, 16, 14, 14, 32, 3, 2, 1, 1},  // resnet_mini s2b1_conv1
+           Geometry{3, 32, 7, 7, 64, 3, 2, 1, 1},    // s3b1_conv1
+           Geometry{2, 1, 28, 28, 16, 3, 2, 1, 1},   // mobilenet_mini stem
+           Geometry{3, 5, 9, 8, 7, 3, 3, 1, 1},      // stride 3
+           Geometry{2, 4, 10, 11, 6, 5, 2, 2, 1},    // 5x5 taps
+           Geometry{2, 3, 6, 7, 5, 2, 2, 0, 1},      // even kernel, no padding
+           Geometry{2, 3, 5, 5, 4, 3, 2, 2, 1},      // padding 2: rows of zeros only
+       }) {
+    Conv2d conv("conv", Options(g));
+    ASSERT_TRUE(conv.Build({g.cin, g.h, g.w}).ok());
+    ExpectMatchesReference(conv, g, 13);
+    Geometry g2 = g;
+    g2.batch = g.batch + 3;
+    ExpectMatchesReference(conv, g2, 14);
+  }
+}
+
 TEST(Conv2dGroupsTest, GradientsMatchFiniteDifferences) {
   for (const Geometry& g : {
            Geometry{2, 4, 5, 6, 4, 3, 1, 1, 2},
@@ -204,6 +224,7 @@ TEST(Conv2dGroupsTest, GradientsMatchFiniteDifferences) {
            Geometry{2, 2, 5, 5, 4, 1, 2, 0, 2},
            Geometry{3, 5, 3, 7, 7, 1, 1, 0, 1},  // pointwise kernel
            Geometry{2, 4, 5, 7, 6, 1, 2, 0, 1},  // 1x1 stride 2
+           Geometry{2, 3, 7, 6, 4, 3, 2, 1, 1},  // 3x3 stride 2, groups 1
        }) {
     Conv2d conv("conv", Options(g));
     ASSERT_TRUE(conv.Build({g.cin, g.h, g.w}).ok());
