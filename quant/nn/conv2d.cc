@@ -34,6 +34,12 @@ double SumAsDouble(const float* p, int64_t n) {
   for (; i < n; ++i) sum += p[i];
   return sum;
 }
+// A [rows, n] scratch matrix (rows n floats apart) in *t, grown only: a
+// batch's last, smaller chunk reuses the buffer instead of reallocating it
+// (twice per step).
+inline void EnsureRows(Tensor* t, int64_t rows, int64_t n) {
+  if (t->numel() < rows * n) EnsureShape(t, {rows, n});
+}
 // Copies n floats (rows here are a few tens long): 8-wide, the last block
 // overlapping the one before instead of a scalar tail.
 // 4..7 floats: two 4-wide copies, the second overlapping (7x7 and 4x4 maps).
@@ -171,7 +177,8 @@ void PointwiseGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const f
       PanelRows(m, kdim, a, lda, init, b + j0, ldb, c + j0, ldc, 16, /*spill=*/true);
       continue;
     }
-    EnsureShape(tail, {kdim * 16});
+    // Grown only (forward and dx differ in kdim): no reallocation from step to step.
+    if (tail->numel() < kdim * 16) EnsureShape(tail, {kdim * 16});
     float* t = tail->data();
     for (int64_t r = 0; r < kdim; ++r) {
       for (int64_t j = 0; j < 16; ++j) t[r * 16 + j] = j < width ? b[r * ldb + j0 + j] : 0.0f;
@@ -461,7 +468,7 @@ int64_t Conv2d::ChunkImages(int64_t batch) const {
 void Conv2d::FillColumns(const Tensor& x, int64_t b0, int64_t n, Tensor* columns) {
   const int64_t p = out_h_ * out_w_;
   const int64_t image_size = o_.in_channels * in_h_ * in_w_;
-  EnsureShape(columns, {cols(), n * p});
+  EnsureRows(columns, cols(), n * p);
   for (int64_t b = 0; b < n; ++b) Im2Col(x.data() + (b0 + b) * image_size, columns, b * p, n * p);
 }
 
@@ -709,7 +716,7 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
     const int64_t n_img = std::min(chunk, batch - b0);
     const int64_t n = n_img * p;
     FillColumns(x, b0, n_img, &col_);
-    EnsureShape(&ybuf_, {o_.out_channels, n});
+    EnsureRows(&ybuf_, o_.out_channels, n);
     Sgemm(false, false, o_.out_channels, n, cols(), 1.0f, w.data(), cols(), col_.data(), n, 0.0f,
           ybuf_.data(), n);
     UnpackOutput(b0, n_img, n, y);
@@ -768,7 +775,7 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
     const int64_t n_img = std::min(bchunk, batch - b0);
     const int64_t n = n_img * p;
     // [n, Cout, P] -> [Cout, n, P]; the bias gradient on the way.
-    EnsureShape(&dybuf_, {cout, n});
+    EnsureRows(&dybuf_, cout, n);
     for (int64_t co = 0; co < cout; ++co) {
       float* d = dybuf_.data() + co * n;
       for (int64_t b = 0; b < n_img; ++b) {
@@ -813,7 +820,7 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
       }
       continue;
     }
-    EnsureShape(&dcol_, {cols(), n});
+    EnsureRows(&dcol_, cols(), n);
     Sgemm(true, false, cols(), n, cout, 1.0f, w.data(), cols(), dybuf_.data(), n, 0.0f,
           dcol_.data(), n);
     float* images = dx->data() + b0 * image_size;
