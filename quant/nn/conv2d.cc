@@ -810,6 +810,26 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
       }
       continue;
     }
+    if (flipped_dx && hw < kPerImagePixels) {
+      // Small maps (7x7, 4x4): the chunk's dy columns side by side and one
+      // GEMM [C, n*HW], then [C, n, HW] -> [n, C, HW].
+      const int64_t nhw = n_img * hw;
+      EnsureRows(&dcol_, flip_rows, nhw);
+      for (int64_t b = 0; b < n_img; ++b) {
+        Im2ColStride1(dy.data() + (b0 + b) * cout * p, cout, out_h_, out_w_, k, k - 1 - o_.padding,
+                      dcol_.data() + b * hw, nhw, &dy_plane_);
+      }
+      EnsureRows(&dxbuf_, cin, nhw);
+      Sgemm(false, false, cin, nhw, flip_rows, 1.0f, wflip_.data(), flip_rows, dcol_.data(), nhw, 0.0f,
+            dxbuf_.data(), nhw);
+      for (int64_t b = 0; b < n_img; ++b) {
+        for (int64_t c = 0; c < cin; ++c) {
+          std::memcpy(dx->data() + (b0 + b) * image_size + c * hw, dxbuf_.data() + c * nhw + b * hw,
+                      hw * sizeof(float));
+        }
+      }
+      continue;
+    }
     if (flipped_dx) {
       EnsureShape(&dcol_, {flip_rows, hw});
       for (int64_t b = b0; b < b0 + n_img; ++b) {

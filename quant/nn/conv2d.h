@@ -9,8 +9,22 @@
 // zero-padded plane, then plain row copies) unless the whole batch was one
 // forward chunk. dx: for stride 1 the convolution of dy with the flipped,
 // transposed weight (an im2col of dy and one GEMM per image, straight into
-// NCHW); otherwise dcol = W^T dY and col2im. Chunking depends only on the
-// shapes, so results are reproducible.
+// NCHW; for maps under 128 pixels one GEMM per backward chunk, then [C, n, P]
+// -> [n, C, P]); otherwise dcol = W^T dY and col2im. Chunking depends only on
+// the shapes, so results are reproducible; a chunk's scratch buffers only grow
+// (a batch's smaller last chunk reuses them).
+//
+// Stride > 1: im2col and col2im go through the stride^2 phase planes of each
+// zero-padded input plane (phase (p, q) holds padded[s*r + p][s*j + q]), in
+// which every tap's output row is a contiguous run: row copies and adds
+// instead of strided gathers and scatters, and no zero fill of dx.
+//
+// 1x1 kernels without padding (pointwise), stride 1: forward and dx run the
+// 6x16 panel kernel below straight on the NCHW planes (B rows H*W apart, the
+// last partial 16-column panel through a small zero-padded copy): no im2col,
+// no per-image OpenBLAS call; this takes precedence over the direct path.
+// dW is the chunked GEMM, its columns plain plane copies (subsampled rows for
+// stride > 1, which otherwise takes the generic path).
 //
 // Stride 1 with an output row of 9..16 pixels (14x14 maps, CIFAR's 16x16):
 // the forward product and the flipped-weight dx product skip OpenBLAS. Each
@@ -21,7 +35,7 @@
 // no bias pass. It ran 5-10 % faster than OpenBLAS on the cnn's conv2.
 //
 // A layer with very few columns per pixel (C*k*k <= 16, e.g. the first conv of
-// a grey-scale net) and stride 1 is computed directly instead (AVX2 over
+// a grey-scale net), stride 1 and k > 1 is computed directly instead (AVX2 over
 // zero-padded planes): a GEMM with K = 9 runs far below the library's peak,
 // and im2col would move 9x the data.
 //
@@ -138,6 +152,7 @@ class Conv2d : public Layer {
   Tensor ybuf_;     // [Cout, n*P]
   Tensor dybuf_;    // [Cout, n*P]
   Tensor dcol_;     // [C*k*k, n*P]
+  Tensor dxbuf_;    // stride 1, small maps: dx of a chunk as [C, n*H*W]
   // Backward's columns (its chunks differ from Forward's: separate buffers,
   // so neither changes shape from step to step).
   Tensor bcol_;

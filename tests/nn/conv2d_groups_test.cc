@@ -195,9 +195,15 @@ TEST(Conv2dGroupsTest, PointwiseMatchesReference) {
   }
 }
 
-// Stride > 1 with groups = 1: im2col and col2im through phase planes.
-TEST(Conv2dGroupsTest, StridedMatchesReference) {
+// Stride > 1 with groups = 1: im2col and col2im through phase planes; and
+// stride 1 on maps under 128 pixels that are not row panels (dx as one GEMM
+// per backward chunk).
+TEST(Conv2dGroupsTest, StridedAndSmallMapsMatchReference) {
   for (const Geometry& g : {
+           Geometry{3, 32, 7, 7, 32, 3, 1, 1, 1},    // resnet_mini s2b1_conv2
+           Geometry{3, 64, 4, 4, 64, 3, 1, 1, 1},    // s3b1_conv2
+           Geometry{5, 3, 6, 5, 7, 3, 1, 1, 1},
+           Geometry{4, 2, 7, 3, 5, 5, 1, 2, 1},
            Geometry{3, 16, 14, 14, 32, 3, 2, 1, 1},  // resnet_mini s2b1_conv1
            Geometry{3, 32, 7, 7, 64, 3, 2, 1, 1},    // s3b1_conv1
            Geometry{2, 1, 28, 28, 16, 3, 2, 1, 1},   // mobilenet_mini stem
