@@ -769,6 +769,8 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
       }
     }
   }
+  const bool dw_transposed = TransposedWeightGrad();
+  if (dw_transposed) EnsureShape(&dwt_, {cols(), cout});
   const int64_t bchunk = col_holds_batch_ ? batch : BackwardChunkImages(batch);
   const int64_t ld_col = col_holds_batch_ ? batch * p : 0;
   for (int64_t b0 = 0; b0 < batch; b0 += bchunk) {
@@ -788,9 +790,14 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
     // the last Forward left the whole batch's.
     if (!col_holds_batch_) FillColumns(x, b0, n_img, &bcol_);
     const float* col = col_holds_batch_ ? col_.data() + b0 * p : bcol_.data();
-    // dW (+)= dY col^T
-    Sgemm(false, true, cout, cols(), n, 1.0f, dybuf_.data(), n, col, col_holds_batch_ ? ld_col : n,
-          b0 == 0 ? 0.0f : 1.0f, dw->data(), cols());
+    // dW (+)= dY col^T, or its transpose col dY^T (see TransposedWeightGrad).
+    if (dw_transposed) {
+      Sgemm(false, true, cols(), cout, n, 1.0f, col, col_holds_batch_ ? ld_col : n, dybuf_.data(), n,
+            b0 == 0 ? 0.0f : 1.0f, dwt_.data(), cout);
+    } else {
+      Sgemm(false, true, cout, cols(), n, 1.0f, dybuf_.data(), n, col, col_holds_batch_ ? ld_col : n,
+            b0 == 0 ? 0.0f : 1.0f, dw->data(), cols());
+    }
     if (dx == nullptr) continue;
     if (flipped_dx && Pointwise()) {
       // dx[b] = W^T dy[b] (wflip_ is W^T for a 1x1 kernel), straight from NCHW.
@@ -846,6 +853,11 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
     float* images = dx->data() + b0 * image_size;
     if (phase_row_.empty()) std::fill(images, images + n_img * image_size, 0.0f);
     for (int64_t b = 0; b < n_img; ++b) Col2Im(b * p, n, images + b * image_size);
+  }
+  if (dw_transposed) {
+    for (int64_t co = 0; co < cout; ++co) {
+      for (int64_t r = 0; r < cols(); ++r) (*dw)[co * cols() + r] = dwt_[r * cout + co];
+    }
   }
   if (o_.bias) {
     for (int64_t co = 0; co < cout; ++co) bias_.grad[co] = static_cast<float>(bias_sum_[co]);
