@@ -49,8 +49,9 @@ class BatchNorm : public Layer {
   Parameter weight_{"weight"};
   Parameter bias_{"bias"};
   Tensor running_mean_, running_var_;
-  Tensor xhat_;                   // normalised input of the last forward
-  std::vector<float> invstd_;     // per channel, of the last forward
+  // Per channel, of the last forward: Backward recomputes xhat = (x - mean) *
+  // invstd from them (the same float operations, so the same values).
+  std::vector<float> mean_, invstd_;
   std::vector<double> sum_dy_, sum_dy_xhat_;
 };
 

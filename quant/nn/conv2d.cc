@@ -34,10 +34,23 @@ double SumAsDouble(const float* p, int64_t n) {
   for (; i < n; ++i) sum += p[i];
   return sum;
 }
+// A [rows, n] scratch matrix (rows n floats apart) in *t, grown only: a
+// batch's last, smaller chunk reuses the buffer instead of reallocating it
+// (twice per step).
+inline void EnsureRows(Tensor* t, int64_t rows, int64_t n) {
+  if (t->numel() < rows * n) EnsureShape(t, {rows, n});
+}
 // Copies n floats (rows here are a few tens long): 8-wide, the last block
 // overlapping the one before instead of a scalar tail.
+// 4..7 floats: two 4-wide copies, the second overlapping (7x7 and 4x4 maps).
 inline void CopyRow(const float* src, float* dst, int64_t n) {
   if (n < 8) {
+    if (n >= 4) {
+      const __m128 a = _mm_loadu_ps(src), b = _mm_loadu_ps(src + n - 4);
+      _mm_storeu_ps(dst, a);
+      _mm_storeu_ps(dst + n - 4, b);
+      return;
+    }
     for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
     return;
   }
@@ -84,14 +97,15 @@ void PackRowPanels(const float* image, int64_t channels, int64_t h, int64_t w, i
 // registers (without it GCC -O2 stored them to the stack every step). A
 // store of 16 may run into the next output row when `spill` is set: that row
 // is written later.
+// The panel's rows are `ldb` floats apart (16 for PackRowPanels' panels).
 template <int R>
 void PanelKernel(int64_t kdim, const float* a, int64_t lda, const float* init, const float* panel,
-                 float* c, int64_t p, int64_t out_w, bool spill) {
+                 int64_t ldb, float* c, int64_t p, int64_t out_w, bool spill) {
   __m256 acc0[R], acc1[R];
 #pragma GCC unroll 8
   for (int q = 0; q < R; ++q) acc0[q] = acc1[q] = _mm256_set1_ps(init != nullptr ? init[q] : 0.0f);
   for (int64_t r = 0; r < kdim; ++r) {
-    const __m256 b0 = _mm256_loadu_ps(panel + r * 16), b1 = _mm256_loadu_ps(panel + r * 16 + 8);
+    const __m256 b0 = _mm256_loadu_ps(panel + r * ldb), b1 = _mm256_loadu_ps(panel + r * ldb + 8);
 #pragma GCC unroll 8
     for (int q = 0; q < R; ++q) {
       const __m256 av = _mm256_broadcast_ss(a + q * lda + r);
@@ -114,6 +128,28 @@ void PanelKernel(int64_t kdim, const float* a, int64_t lda, const float* init, c
   }
 }
 
+// All m rows of C for one panel (rows ldb apart), in blocks of 6 rows (12
+// accumulators), ending 4 + 4 rather than 6 + 2; see PanelKernel for `spill`.
+void PanelRows(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init, const float* panel,
+               int64_t ldb, float* c, int64_t p, int64_t out_w, bool spill) {
+  int rows = 0;
+  for (int64_t i0 = 0; i0 < m; i0 += rows) {
+    const int64_t left = m - i0;
+    rows = static_cast<int>(left == 8 ? 4 : std::min<int64_t>(6, left));
+    const float* ai = a + i0 * lda;
+    const float* bi = init != nullptr ? init + i0 : nullptr;
+    float* ci = c + i0 * p;
+    switch (rows) {
+      case 6: PanelKernel<6>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill); break;
+      case 5: PanelKernel<5>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill); break;
+      case 4: PanelKernel<4>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill); break;
+      case 3: PanelKernel<3>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill); break;
+      case 2: PanelKernel<2>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill); break;
+      default: PanelKernel<1>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill); break;
+    }
+  }
+}
+
 // C[m][out_h * out_w] = init[i] (or 0) + A[m x kdim] (row-major, lda) times
 // the row panels of PackRowPanels: C is the NCHW output of one image. Panels
 // go in order, so a row's 16-wide store may run into the next output row,
@@ -124,23 +160,30 @@ void PackedGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const floa
   for (int64_t oh = 0; oh < out_h; ++oh) {
     const float* panel = packed + oh * kdim * 16;
     const bool spill = oh + 1 < out_h;
-    // Blocks of 6 rows (12 accumulators), ending 4 + 4 rather than 6 + 2.
-    int rows = 0;
-    for (int64_t i0 = 0; i0 < m; i0 += rows) {
-      const int64_t left = m - i0;
-      rows = static_cast<int>(left == 8 ? 4 : std::min<int64_t>(6, left));
-      const float* ai = a + i0 * lda;
-      const float* bi = init != nullptr ? init + i0 : nullptr;
-      float* ci = c + i0 * p + oh * out_w;
-      switch (rows) {
-        case 6: PanelKernel<6>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
-        case 5: PanelKernel<5>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
-        case 4: PanelKernel<4>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
-        case 3: PanelKernel<3>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
-        case 2: PanelKernel<2>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
-        default: PanelKernel<1>(kdim, ai, lda, bi, panel, ci, p, out_w, spill); break;
-      }
+    PanelRows(m, kdim, a, lda, init, panel, 16, c + oh * out_w, p, out_w, spill);
+  }
+}
+
+// 1x1 stride-1 convolution of one image straight from NCHW, no packing:
+// C[m][ncols] = init[i] (or 0) + A[m x kdim] (row-major, lda) times B[kdim x
+// ncols] (rows ldb apart, e.g. an image's planes), in panels of 16 columns
+// read in place; the last partial panel is copied into `tail` ([kdim][16],
+// zero-padded) so that no load runs past B.
+void PointwiseGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init,
+                   const float* b, int64_t ldb, int64_t ncols, float* c, int64_t ldc, Tensor* tail) {
+  for (int64_t j0 = 0; j0 < ncols; j0 += 16) {
+    const int64_t width = std::min<int64_t>(16, ncols - j0);
+    if (width == 16) {
+      PanelRows(m, kdim, a, lda, init, b + j0, ldb, c + j0, ldc, 16, /*spill=*/true);
+      continue;
     }
+    // Grown only (forward and dx differ in kdim): no reallocation from step to step.
+    if (tail->numel() < kdim * 16) EnsureShape(tail, {kdim * 16});
+    float* t = tail->data();
+    for (int64_t r = 0; r < kdim; ++r) {
+      for (int64_t j = 0; j < 16; ++j) t[r * 16 + j] = j < width ? b[r * ldb + j0 + j] : 0.0f;
+    }
+    PanelRows(m, kdim, a, lda, init, t, 16, c + j0, ldc, width, /*spill=*/false);
   }
 }
 }  // namespace
@@ -206,6 +249,25 @@ absl::StatusOr<Shape> Conv2d::Build(const Shape& input) {
                                                    ShapeToString(input), " with padding ",
                                                    o_.padding));
   }
+  phase_row_.clear();
+  phase_col_.clear();
+  if (o_.stride > 1) {
+    // Phase planes of the zero-padded input (Im2Col, Col2Im): pixel (ih, iw)
+    // is padded (r, q) = (ih + pad, iw + pad), stored in phase (r % s, q % s)
+    // at (r / s, q / s).
+    const int64_t st = o_.stride, pad = o_.padding;
+    phase_hq_ = (in_h_ + 2 * pad + st - 1) / st;
+    phase_wq_ = (in_w_ + 2 * pad + st - 1) / st;
+    const int64_t plane = phase_hq_ * phase_wq_;
+    for (int64_t ih = 0; ih < in_h_; ++ih) {
+      const int64_t r = ih + pad;
+      phase_row_.push_back((r % st) * st * plane + (r / st) * phase_wq_);
+    }
+    for (int64_t iw = 0; iw < in_w_; ++iw) {
+      const int64_t q = iw + pad;
+      phase_col_.push_back((q % st) * plane + q / st);
+    }
+  }
   weight_.Allocate({o_.out_channels, o_.in_channels / o_.groups, o_.kernel, o_.kernel});
   if (o_.bias) bias_.Allocate({o_.out_channels});
   group_convs_.clear();
@@ -240,6 +302,23 @@ std::vector<Parameter*> Conv2d::parameters() {
 // Writes the patches of one image into columns [column_offset, column_offset + P)
 // of *columns, whose rows are `row_stride` floats apart.
 void Conv2d::Im2Col(const float* image, Tensor* columns, int64_t column_offset, int64_t row_stride) {
+  if (Pointwise()) {
+    // 1x1 without padding: each column row is a plane (stride 1) or its every s-th pixel.
+    const int64_t s = o_.stride, p = out_h_ * out_w_;
+    for (int64_t c = 0; c < o_.in_channels; ++c) {
+      const float* plane = image + c * in_h_ * in_w_;
+      float* dst = columns->data() + c * row_stride + column_offset;
+      if (s == 1) {
+        std::memcpy(dst, plane, p * sizeof(float));
+        continue;
+      }
+      for (int64_t oh = 0; oh < out_h_; ++oh) {
+        const float* row = plane + oh * s * in_w_;
+        for (int64_t ow = 0; ow < out_w_; ++ow) dst[oh * out_w_ + ow] = row[ow * s];
+      }
+    }
+    return;
+  }
   if (o_.stride == 1) {
     Im2ColStride1(image, o_.in_channels, in_h_, in_w_, o_.kernel, o_.padding,
                   columns->data() + column_offset, row_stride, &pad_plane_);
@@ -247,6 +326,24 @@ void Conv2d::Im2Col(const float* image, Tensor* columns, int64_t column_offset, 
   }
   const int64_t k = o_.kernel, s = o_.stride, pad = o_.padding;
   float* col = columns->data();
+  if (!phase_row_.empty()) {
+    // Stride s > 1 through phase planes: tap (ki, kj) of output row oh is the
+    // contiguous run of phase (ki % s, kj % s) at row oh + ki / s, column kj / s.
+    const int64_t plane = phase_hq_ * phase_wq_, phases = s * s * plane;
+    EnsureShape(&phase_plane_, {phases});
+    float* ph = phase_plane_.data();
+    for (int64_t c = 0; c < o_.in_channels; ++c) {
+      SplitPhases(image + c * in_h_ * in_w_, ph, phases);
+      for (int64_t ki = 0; ki < k; ++ki) {
+        for (int64_t kj = 0; kj < k; ++kj) {
+          float* dst = col + ((c * k + ki) * k + kj) * row_stride + column_offset;
+          const float* src = ph + ((ki % s) * s + kj % s) * plane + (ki / s) * phase_wq_ + kj / s;
+          for (int64_t oh = 0; oh < out_h_; ++oh) CopyRow(src + oh * phase_wq_, dst + oh * out_w_, out_w_);
+        }
+      }
+    }
+    return;
+  }
   for (int64_t c = 0; c < o_.in_channels; ++c) {
     const float* plane = image + c * in_h_ * in_w_;
     for (int64_t ki = 0; ki < k; ++ki) {
@@ -280,10 +377,49 @@ void Conv2d::Im2Col(const float* image, Tensor* columns, int64_t column_offset, 
   }
 }
 
-// Adds the column gradients dcol_ of one image back onto its pixels (image must be zeroed).
+void Conv2d::SplitPhases(const float* plane, float* ph, int64_t phases) {
+  std::fill(ph, ph + phases, 0.0f);
+  for (int64_t ih = 0; ih < in_h_; ++ih) {
+    float* d = ph + phase_row_[ih];
+    const float* src = plane + ih * in_w_;
+    for (int64_t iw = 0; iw < in_w_; ++iw) d[phase_col_[iw]] = src[iw];
+  }
+}
+
+// Adds the column gradients dcol_ of one image back onto its pixels (image
+// must be zeroed for stride 1; with stride > 1 it is overwritten). Each
+// pixel's terms are added in (ki, kj, oh, ow) order from 0 on both paths.
 void Conv2d::Col2Im(int64_t column_offset, int64_t row_stride, float* image) {
   const int64_t k = o_.kernel, s = o_.stride, pad = o_.padding;
   const float* col = dcol_.data();
+  if (!phase_row_.empty()) {
+    // Stride s > 1: accumulate into the phase planes (contiguous runs, as in
+    // Im2Col), then gather every pixel from its phase.
+    const int64_t plane = phase_hq_ * phase_wq_, phases = s * s * plane;
+    EnsureShape(&phase_plane_, {phases});
+    float* ph = phase_plane_.data();
+    for (int64_t c = 0; c < o_.in_channels; ++c) {
+      std::fill(ph, ph + phases, 0.0f);
+      for (int64_t ki = 0; ki < k; ++ki) {
+        for (int64_t kj = 0; kj < k; ++kj) {
+          const float* src = col + ((c * k + ki) * k + kj) * row_stride + column_offset;
+          float* dst = ph + ((ki % s) * s + kj % s) * plane + (ki / s) * phase_wq_ + kj / s;
+          for (int64_t oh = 0; oh < out_h_; ++oh) {
+            float* d = dst + oh * phase_wq_;
+            const float* sr = src + oh * out_w_;
+            for (int64_t ow = 0; ow < out_w_; ++ow) d[ow] += sr[ow];
+          }
+        }
+      }
+      float* out = image + c * in_h_ * in_w_;
+      for (int64_t ih = 0; ih < in_h_; ++ih) {
+        const float* sp = ph + phase_row_[ih];
+        float* d = out + ih * in_w_;
+        for (int64_t iw = 0; iw < in_w_; ++iw) d[iw] = sp[phase_col_[iw]];
+      }
+    }
+    return;
+  }
   for (int64_t c = 0; c < o_.in_channels; ++c) {
     float* plane = image + c * in_h_ * in_w_;
     for (int64_t ki = 0; ki < k; ++ki) {
@@ -332,7 +468,7 @@ int64_t Conv2d::ChunkImages(int64_t batch) const {
 void Conv2d::FillColumns(const Tensor& x, int64_t b0, int64_t n, Tensor* columns) {
   const int64_t p = out_h_ * out_w_;
   const int64_t image_size = o_.in_channels * in_h_ * in_w_;
-  EnsureShape(columns, {cols(), n * p});
+  EnsureRows(columns, cols(), n * p);
   for (int64_t b = 0; b < n; ++b) Im2Col(x.data() + (b0 + b) * image_size, columns, b * p, n * p);
 }
 
@@ -543,6 +679,16 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
     DirectForward(x, w, y);
     return;
   }
+  if (Pointwise() && o_.stride == 1) {
+    const int64_t image_size = o_.in_channels * p;
+    for (int64_t b = 0; b < batch; ++b) {
+      PointwiseGemm(o_.out_channels, o_.in_channels, w.data(), o_.in_channels,
+                    o_.bias ? bias_.value.data() : nullptr, x.data() + b * image_size, p, p,
+                    y->data() + b * o_.out_channels * p, p, &pw_tail_);
+    }
+    col_holds_batch_ = false;
+    return;
+  }
   if (o_.stride == 1 && PackableWidth(out_w_)) {
     const int64_t image_size = o_.in_channels * in_h_ * in_w_;
     EnsureShape(&packed_, {out_h_ * cols() * 16});
@@ -570,7 +716,7 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
     const int64_t n_img = std::min(chunk, batch - b0);
     const int64_t n = n_img * p;
     FillColumns(x, b0, n_img, &col_);
-    EnsureShape(&ybuf_, {o_.out_channels, n});
+    EnsureRows(&ybuf_, o_.out_channels, n);
     Sgemm(false, false, o_.out_channels, n, cols(), 1.0f, w.data(), cols(), col_.data(), n, 0.0f,
           ybuf_.data(), n);
     UnpackOutput(b0, n_img, n, y);
@@ -623,13 +769,15 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
       }
     }
   }
+  const bool dw_transposed = TransposedWeightGrad();
+  if (dw_transposed) EnsureShape(&dwt_, {cols(), cout});
   const int64_t bchunk = col_holds_batch_ ? batch : BackwardChunkImages(batch);
   const int64_t ld_col = col_holds_batch_ ? batch * p : 0;
   for (int64_t b0 = 0; b0 < batch; b0 += bchunk) {
     const int64_t n_img = std::min(bchunk, batch - b0);
     const int64_t n = n_img * p;
     // [n, Cout, P] -> [Cout, n, P]; the bias gradient on the way.
-    EnsureShape(&dybuf_, {cout, n});
+    EnsureRows(&dybuf_, cout, n);
     for (int64_t co = 0; co < cout; ++co) {
       float* d = dybuf_.data() + co * n;
       for (int64_t b = 0; b < n_img; ++b) {
@@ -642,10 +790,23 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
     // the last Forward left the whole batch's.
     if (!col_holds_batch_) FillColumns(x, b0, n_img, &bcol_);
     const float* col = col_holds_batch_ ? col_.data() + b0 * p : bcol_.data();
-    // dW (+)= dY col^T
-    Sgemm(false, true, cout, cols(), n, 1.0f, dybuf_.data(), n, col, col_holds_batch_ ? ld_col : n,
-          b0 == 0 ? 0.0f : 1.0f, dw->data(), cols());
+    // dW (+)= dY col^T, or its transpose col dY^T (see TransposedWeightGrad).
+    if (dw_transposed) {
+      Sgemm(false, true, cols(), cout, n, 1.0f, col, col_holds_batch_ ? ld_col : n, dybuf_.data(), n,
+            b0 == 0 ? 0.0f : 1.0f, dwt_.data(), cout);
+    } else {
+      Sgemm(false, true, cout, cols(), n, 1.0f, dybuf_.data(), n, col, col_holds_batch_ ? ld_col : n,
+            b0 == 0 ? 0.0f : 1.0f, dw->data(), cols());
+    }
     if (dx == nullptr) continue;
+    if (flipped_dx && Pointwise()) {
+      // dx[b] = W^T dy[b] (wflip_ is W^T for a 1x1 kernel), straight from NCHW.
+      for (int64_t b = b0; b < b0 + n_img; ++b) {
+        PointwiseGemm(cin, cout, wflip_.data(), cout, nullptr, dy.data() + b * cout * p, p, p,
+                      dx->data() + b * image_size, p, &pw_tail_);
+      }
+      continue;
+    }
     if (flipped_dx && PackableWidth(in_w_)) {
       EnsureShape(&dpacked_, {in_h_ * flip_rows * 16});
       for (int64_t b = b0; b < b0 + n_img; ++b) {
@@ -653,6 +814,26 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
                       dpacked_.data(), &dy_plane_);
         PackedGemm(cin, flip_rows, wflip_.data(), flip_rows, nullptr, dpacked_.data(), in_h_, in_w_,
                    dx->data() + b * image_size);
+      }
+      continue;
+    }
+    if (flipped_dx && hw < kPerImagePixels) {
+      // Small maps (7x7, 4x4): the chunk's dy columns side by side and one
+      // GEMM [C, n*HW], then [C, n, HW] -> [n, C, HW].
+      const int64_t nhw = n_img * hw;
+      EnsureRows(&dcol_, flip_rows, nhw);
+      for (int64_t b = 0; b < n_img; ++b) {
+        Im2ColStride1(dy.data() + (b0 + b) * cout * p, cout, out_h_, out_w_, k, k - 1 - o_.padding,
+                      dcol_.data() + b * hw, nhw, &dy_plane_);
+      }
+      EnsureRows(&dxbuf_, cin, nhw);
+      Sgemm(false, false, cin, nhw, flip_rows, 1.0f, wflip_.data(), flip_rows, dcol_.data(), nhw, 0.0f,
+            dxbuf_.data(), nhw);
+      for (int64_t b = 0; b < n_img; ++b) {
+        for (int64_t c = 0; c < cin; ++c) {
+          std::memcpy(dx->data() + (b0 + b) * image_size + c * hw, dxbuf_.data() + c * nhw + b * hw,
+                      hw * sizeof(float));
+        }
       }
       continue;
     }
@@ -666,12 +847,17 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
       }
       continue;
     }
-    EnsureShape(&dcol_, {cols(), n});
+    EnsureRows(&dcol_, cols(), n);
     Sgemm(true, false, cols(), n, cout, 1.0f, w.data(), cols(), dybuf_.data(), n, 0.0f,
           dcol_.data(), n);
     float* images = dx->data() + b0 * image_size;
-    std::fill(images, images + n_img * image_size, 0.0f);
+    if (phase_row_.empty()) std::fill(images, images + n_img * image_size, 0.0f);
     for (int64_t b = 0; b < n_img; ++b) Col2Im(b * p, n, images + b * image_size);
+  }
+  if (dw_transposed) {
+    for (int64_t co = 0; co < cout; ++co) {
+      for (int64_t r = 0; r < cols(); ++r) (*dw)[co * cols() + r] = dwt_[r * cout + co];
+    }
   }
   if (o_.bias) {
     for (int64_t co = 0; co < cout; ++co) bias_.grad[co] = static_cast<float>(bias_sum_[co]);
@@ -1168,10 +1354,12 @@ void Conv2d::DepthwiseBackward(const Tensor& x, const Tensor& w, const Tensor& d
 absl::StatusOr<std::unique_ptr<Layer>> CreateConv2d(ParamReader& p) {
   Conv2dOptions o;
   o.in_channels = p.Int("in_channels", -1, "input channels (default: inferred; checked when given)");
-  o.out_channels = p.IntInRange("out_channels", 0, 1, 1 << 20, "output channels");
+  // A missing key is reported as such, before IntInRange's range error on the default 0
+  // (the first error recorded is the one returned).
   if (!p.describing() && !p.Has("out_channels")) {
     p.Fail("out_channels", "a conv2d layer needs out_channels");
   }
+  o.out_channels = p.IntInRange("out_channels", 0, 1, 1 << 20, "output channels");
   o.kernel = p.IntInRange("kernel", 3, 1, 1024, "square kernel size");
   o.stride = p.IntInRange("stride", 1, 1, 1024, "stride");
   o.padding = p.IntInRange("padding", 0, 0, 1024, "zero padding on each side");

@@ -9,8 +9,22 @@
 // zero-padded plane, then plain row copies) unless the whole batch was one
 // forward chunk. dx: for stride 1 the convolution of dy with the flipped,
 // transposed weight (an im2col of dy and one GEMM per image, straight into
-// NCHW); otherwise dcol = W^T dY and col2im. Chunking depends only on the
-// shapes, so results are reproducible.
+// NCHW; for maps under 128 pixels one GEMM per backward chunk, then [C, n, P]
+// -> [n, C, P]); otherwise dcol = W^T dY and col2im. Chunking depends only on
+// the shapes, so results are reproducible; a chunk's scratch buffers only grow
+// (a batch's smaller last chunk reuses them).
+//
+// Stride > 1: im2col and col2im go through the stride^2 phase planes of each
+// zero-padded input plane (phase (p, q) holds padded[s*r + p][s*j + q]), in
+// which every tap's output row is a contiguous run: row copies and adds
+// instead of strided gathers and scatters, and no zero fill of dx.
+//
+// 1x1 kernels without padding (pointwise), stride 1: forward and dx run the
+// 6x16 panel kernel below straight on the NCHW planes (B rows H*W apart, the
+// last partial 16-column panel through a small zero-padded copy): no im2col,
+// no per-image OpenBLAS call; this takes precedence over the direct path.
+// dW is the chunked GEMM, its columns plain plane copies (subsampled rows for
+// stride > 1, which otherwise takes the generic path).
 //
 // Stride 1 with an output row of 9..16 pixels (14x14 maps, CIFAR's 16x16):
 // the forward product and the flipped-weight dx product skip OpenBLAS. Each
@@ -21,7 +35,7 @@
 // no bias pass. It ran 5-10 % faster than OpenBLAS on the cnn's conv2.
 //
 // A layer with very few columns per pixel (C*k*k <= 16, e.g. the first conv of
-// a grey-scale net) and stride 1 is computed directly instead (AVX2 over
+// a grey-scale net), stride 1 and k > 1 is computed directly instead (AVX2 over
 // zero-padded planes): a GEMM with K = 9 runs far below the library's peak,
 // and im2col would move 9x the data.
 //
@@ -111,6 +125,8 @@ class Conv2d : public Layer {
   int64_t out_pixels() const { return o_.out_channels * out_h_ * out_w_; }
   void Im2Col(const float* image, Tensor* columns, int64_t column_offset, int64_t row_stride);
   void Col2Im(int64_t column_offset, int64_t row_stride, float* image);
+  // Stride > 1: one input plane, zero-padded, into the stride^2 phase planes at ph.
+  void SplitPhases(const float* plane, float* ph, int64_t phases);
   // Images per chunk for a batch of `batch` (even split, about kChunkFloats per buffer).
   int64_t ChunkImages(int64_t batch) const;
   // im2col of images [b0, b0 + n) into *columns ([cols, n*P]).
@@ -120,7 +136,20 @@ class Conv2d : public Layer {
   // Adds the bias to `images` consecutive [Cout, p] outputs.
   void AddBias(float* out, int64_t images, int64_t p) const;
   void UnpackOutput(int64_t b0, int64_t n_img, int64_t n, Tensor* y) const;
-  bool UseDirect() const { return o_.stride == 1 && cols() <= 16; }
+  bool UseDirect() const { return o_.stride == 1 && cols() <= 16 && !Pointwise(); }
+  // The im2col paths' weight gradient as dW^T = col dY^T ([C*k*k, Cout]) and
+  // a transpose: OpenBLAS (Haswell kernels) ran 7-25 % faster with the larger
+  // dimension as M (16x144x784: 78 -> 97 GFLOP/s, 32x288x441: 96 -> 110,
+  // 24x96x1274: 92 -> 102; one core). Not for row-panel layers with Cout >=
+  // 32 (the cnn's conv2: its results stay bit-identical).
+  bool TransposedWeightGrad() const {
+    return cols() > o_.out_channels &&
+           !(o_.stride == 1 && RowPanelLayer() && o_.out_channels >= 32);
+  }
+  // Stride-1 layers of this width take the row-panel kernel (conv2d.cc).
+  bool RowPanelLayer() const { return out_w_ > 8 && out_w_ <= 16; }
+  // 1x1 kernel without padding (a pointwise convolution).
+  bool Pointwise() const { return o_.kernel == 1 && o_.padding == 0; }
   // Copies one image into in_pad_ with `padding` zeros around each plane.
   void PadImage(const float* image);
   void DirectForward(const Tensor& x, const Tensor& w, Tensor* y);
@@ -134,6 +163,8 @@ class Conv2d : public Layer {
   Tensor ybuf_;     // [Cout, n*P]
   Tensor dybuf_;    // [Cout, n*P]
   Tensor dcol_;     // [C*k*k, n*P]
+  Tensor dxbuf_;    // stride 1, small maps: dx of a chunk as [C, n*H*W]
+  Tensor dwt_;      // TransposedWeightGrad: dW^T [C*k*k, Cout]
   // Backward's columns (its chunks differ from Forward's: separate buffers,
   // so neither changes shape from step to step).
   Tensor bcol_;
@@ -142,6 +173,12 @@ class Conv2d : public Layer {
   // Stride 1 and 8 < width <= 16: one image's columns (of x, of dy for dx) as
   // row panels for the packed kernel (see conv2d.cc).
   Tensor packed_, dpacked_;
+  Tensor pw_tail_;  // pointwise kernel: the last partial 16-column panel
+  // Stride > 1 im2col / col2im: the phase planes of one input plane (phase_hq_
+  // x phase_wq_ each) and each input row's / column's offset in them.
+  int64_t phase_hq_ = 0, phase_wq_ = 0;
+  Tensor phase_plane_;
+  std::vector<int64_t> phase_row_, phase_col_;
   Tensor panel_plane_;  // forward's padded planes (Backward rebuilds columns with pad_plane_)
   // col_ still holds the columns of the whole last forward batch (one chunk).
   bool col_holds_batch_ = false;

@@ -85,8 +85,9 @@ namespace {
 
 absl::StatusOr<std::unique_ptr<Layer>> CreateLinear(ParamReader& p) {
   const int64_t in = p.Int("in_features", -1, "input width (default: inferred; checked when given)");
-  const int64_t out = p.IntInRange("out_features", 0, 1, 1 << 24, "output width");
+  // A missing key is reported as such, before IntInRange's range error on the default 0.
   if (!p.describing() && !p.Has("out_features")) p.Fail("out_features", "a linear layer needs out_features");
+  const int64_t out = p.IntInRange("out_features", 0, 1, 1 << 24, "output width");
   const bool bias = p.Bool("bias", true, "learn a bias");
   if (absl::Status s = p.status(); !s.ok()) return s;
   return std::unique_ptr<Layer>(new Linear("", in, out, bias));

@@ -165,6 +165,62 @@ TEST(Conv2dGroupsTest, DepthwiseMultiplierTwoAndOtherShapes) {
   }
 }
 
+// 1x1 convolutions without padding (the pointwise kernel for stride 1, the
+// subsampling im2col for stride 2): channel counts around the kernel's 6-row
+// blocks, planes shorter than, equal to and not a multiple of its 16-column
+// panels, odd batches, and mobilenet_mini's / resnet_mini's shapes.
+TEST(Conv2dGroupsTest, PointwiseMatchesReference) {
+  for (const Geometry& g : {
+           Geometry{3, 5, 3, 5, 7, 1, 1, 0, 1},      // 15 pixels: one partial panel
+           Geometry{3, 7, 4, 4, 9, 1, 1, 0, 1},      // 16 pixels: one full panel
+           Geometry{5, 13, 7, 7, 8, 1, 1, 0, 1},     // 49: 3 panels + 1 column
+           Geometry{1, 1, 5, 6, 3, 1, 1, 0, 1},      // one input channel
+           Geometry{2, 17, 9, 11, 20, 1, 1, 0, 1},
+           Geometry{3, 16, 14, 14, 16, 1, 1, 0, 1},  // mobilenet_mini ir1_project
+           Geometry{2, 16, 14, 14, 64, 1, 1, 0, 1},  // ir2_expand
+           Geometry{3, 96, 7, 7, 24, 1, 1, 0, 1},    // ir3_project
+           Geometry{3, 32, 4, 4, 128, 1, 1, 0, 1},   // ir5_expand, head
+           Geometry{3, 16, 14, 14, 32, 1, 2, 0, 1},  // resnet_mini s2b1_proj
+           Geometry{3, 32, 7, 7, 64, 1, 2, 0, 1},    // s3b1_proj
+           Geometry{2, 5, 8, 9, 7, 1, 3, 0, 1},      // stride 3
+           Geometry{2, 6, 5, 5, 4, 1, 1, 1, 1},      // padded 1x1: the generic path
+       }) {
+    Conv2d conv("conv", Options(g));
+    ASSERT_TRUE(conv.Build({g.cin, g.h, g.w}).ok());
+    ExpectMatchesReference(conv, g, 11);
+    // A second step with a different batch size reuses the buffers.
+    Geometry g2 = g;
+    g2.batch = g.batch + 2;
+    ExpectMatchesReference(conv, g2, 12);
+  }
+}
+
+// Stride > 1 with groups = 1: im2col and col2im through phase planes; and
+// stride 1 on maps under 128 pixels that are not row panels (dx as one GEMM
+// per backward chunk).
+TEST(Conv2dGroupsTest, StridedAndSmallMapsMatchReference) {
+  for (const Geometry& g : {
+           Geometry{3, 32, 7, 7, 32, 3, 1, 1, 1},    // resnet_mini s2b1_conv2
+           Geometry{3, 64, 4, 4, 64, 3, 1, 1, 1},    // s3b1_conv2
+           Geometry{5, 3, 6, 5, 7, 3, 1, 1, 1},
+           Geometry{4, 2, 7, 3, 5, 5, 1, 2, 1},
+           Geometry{3, 16, 14, 14, 32, 3, 2, 1, 1},  // resnet_mini s2b1_conv1
+           Geometry{3, 32, 7, 7, 64, 3, 2, 1, 1},    // s3b1_conv1
+           Geometry{2, 1, 28, 28, 16, 3, 2, 1, 1},   // mobilenet_mini stem
+           Geometry{3, 5, 9, 8, 7, 3, 3, 1, 1},      // stride 3
+           Geometry{2, 4, 10, 11, 6, 5, 2, 2, 1},    // 5x5 taps
+           Geometry{2, 3, 6, 7, 5, 2, 2, 0, 1},      // even kernel, no padding
+           Geometry{2, 3, 5, 5, 4, 3, 2, 2, 1},      // padding 2: rows of zeros only
+       }) {
+    Conv2d conv("conv", Options(g));
+    ASSERT_TRUE(conv.Build({g.cin, g.h, g.w}).ok());
+    ExpectMatchesReference(conv, g, 13);
+    Geometry g2 = g;
+    g2.batch = g.batch + 3;
+    ExpectMatchesReference(conv, g2, 14);
+  }
+}
+
 TEST(Conv2dGroupsTest, GradientsMatchFiniteDifferences) {
   for (const Geometry& g : {
            Geometry{2, 4, 5, 6, 4, 3, 1, 1, 2},
@@ -172,6 +228,9 @@ TEST(Conv2dGroupsTest, GradientsMatchFiniteDifferences) {
            Geometry{2, 3, 5, 5, 3, 3, 1, 1, 3},
            Geometry{2, 3, 7, 6, 6, 3, 2, 1, 3},  // depthwise, multiplier 2, stride 2
            Geometry{2, 2, 5, 5, 4, 1, 2, 0, 2},
+           Geometry{3, 5, 3, 7, 7, 1, 1, 0, 1},  // pointwise kernel
+           Geometry{2, 4, 5, 7, 6, 1, 2, 0, 1},  // 1x1 stride 2
+           Geometry{2, 3, 7, 6, 4, 3, 2, 1, 1},  // 3x3 stride 2, groups 1
        }) {
     Conv2d conv("conv", Options(g));
     ASSERT_TRUE(conv.Build({g.cin, g.h, g.w}).ok());
@@ -322,9 +381,8 @@ TEST(Conv2dGroupsTest, YamlErrorsNameTheKey) {
     const char* yaml;
     const char* message;
   };
-  // A missing out_channels reads as the out-of-range default 0 first (as in
-  // layer_spec.cc's ReadLayerSpec, whose calls this factory repeats).
-  for (const Case& c : {Case{"{kernel: 3}", "graph.conv.out_channels"},
+  for (const Case& c : {Case{"{kernel: 3}", "graph.conv.out_channels: a conv2d layer needs out_channels"},
+                        Case{"{out_channels: 0}", "expected an integer in [1, 1048576], got 0"},
                         Case{"{out_channels: 4, groups: 8}", "must be at most out_channels (4)"},
                         Case{"{out_channels: 6, groups: 4}", "out_channels (6) must be divisible by groups (4)"},
                         Case{"{in_channels: 6, out_channels: 8, groups: 4}",

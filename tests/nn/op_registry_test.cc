@@ -47,5 +47,23 @@ TEST(OpRegistryTest, UnknownKeysAreErrors) {
   EXPECT_NE(s.message().find("alpha"), std::string::npos) << s;
 }
 
+
+TEST(OpRegistryTest, MissingWidthNamesTheKey) {
+  struct Case {
+    const char* op;
+    const char* yaml;
+    const char* message;
+  };
+  for (const Case& c :
+       {Case{"conv2d", "{kernel: 3}", "graph.nodes.out_channels: a conv2d layer needs out_channels"},
+        Case{"linear", "{bias: false}", "graph.nodes.out_features: a linear layer needs out_features"},
+        Case{"linear", "{out_features: 0}", "expected an integer in [1, 16777216], got 0"}}) {
+    ParamReader p(YAML::Load(c.yaml), "test.yaml", "graph.nodes");
+    absl::StatusOr<std::unique_ptr<Layer>> op = Registry<Layer>::Get().Create(c.op, p);
+    ASSERT_FALSE(op.ok()) << c.op << " " << c.yaml;
+    EXPECT_NE(op.status().message().find(c.message), std::string::npos) << op.status();
+  }
+}
+
 }  // namespace
 }  // namespace quant::nn

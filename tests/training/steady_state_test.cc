@@ -1,6 +1,8 @@
 // "No per-batch allocation in steady state": counts heap allocations (a
 // replaced global operator new) during training steps of cnn_bn and mlp after
-// a warm-up step, for every optimizer.
+// a warm-up step, for every optimizer; and of the graph models resnet_mini and
+// mobilenet_mini (every conv path: direct, row panels, pointwise, strided
+// im2col, chunks, depthwise; BatchNorm, add, global average pool).
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -37,7 +39,7 @@ std::unique_ptr<T> Make(const std::string& yaml) {
 }
 
 TEST(SteadyStateTest, TrainingStepsDoNotAllocate) {
-  for (const char* model_yaml : {"{name: cnn_bn}", "{name: mlp}"}) {
+  for (const char* model_yaml : {"{name: cnn_bn}", "{name: mlp}", "{name: resnet_mini}", "{name: mobilenet_mini}"}) {
     for (const char* opt_yaml : {"{name: sgd, lr: 0.01, momentum: 0.9, nesterov: true}",
                                  "{name: adamw}"}) {
       auto model = Make<nn::Model>(model_yaml);
