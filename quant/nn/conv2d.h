@@ -219,6 +219,7 @@ class Conv2d : public Layer {
   std::vector<DxGather> dx_gathers_;
   std::vector<DxTap> dx_taps_;
   std::vector<Interleave> dx_interleave_;
+  std::vector<int64_t> dx_col_offset_;  // per dx column: its offset in the phase rows
 };
 
 // The `op:` plugin "conv2d": reads in_channels, out_channels (required),
