@@ -2,8 +2,24 @@
 
 #include "absl/strings/str_cat.h"
 #include "quant/core/registry.h"
+#include "quant/nn/batch_norm.h"
+#include "quant/nn/conv2d.h"
 
 namespace quant::nn {
+
+std::string AddConvBn(GraphSpec* g, const std::string& conv, const std::string& bn, const std::string& input,
+                      int64_t out_channels, int64_t kernel, int64_t stride, int64_t groups) {
+  Conv2dOptions o;
+  o.out_channels = out_channels;
+  o.kernel = kernel;
+  o.stride = stride;
+  o.padding = kernel / 2;
+  o.bias = false;
+  o.groups = groups;
+  g->Add(std::make_unique<Conv2d>(conv, o), {input});
+  g->Add(std::make_unique<BatchNorm>(bn, /*spatial=*/true));
+  return bn;
+}
 
 absl::StatusOr<std::unique_ptr<Layer>> CreateOp(ParamReader& p, std::string_view type_key,
                                                 std::string_view default_type) {

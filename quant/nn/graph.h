@@ -38,6 +38,12 @@ struct GraphSpec {
   }
 };
 
+// A building block of the C++ models: conv2d named `conv` reading `input`
+// (square kernel, padding kernel / 2, no bias: the BatchNorm after it has
+// one) followed by BatchNorm2d named `bn`. Returns `bn`.
+std::string AddConvBn(GraphSpec* g, const std::string& conv, const std::string& bn, const std::string& input,
+                      int64_t out_channels, int64_t kernel, int64_t stride, int64_t groups = 1);
+
 // Builds the op a YAML map describes: its type under `type_key` ("op" in
 // graphs, "type" in sequential lists) names a registered op (registry `op:`),
 // which reads the rest of the map. Unknown types are located at the key.

@@ -15,10 +15,11 @@
 //       - {name: gap, op: global_avg_pool}
 //       - {name: fc, op: linear, out_features: 10}
 //
-// Errors carry file:line:col and the node: an unknown input, a duplicate name
-// and a cycle when the config is read; shapes that do not fit (naming every
-// input's shape and producer) when the model is built, before anything runs;
-// a node whose output nothing reads is a warning.
+// Errors carry file:line:col and the node (Model::Build checks every graph,
+// YAML or C++, when the model is built, before anything runs; --validate too):
+// an unknown input, a duplicate name, a cycle (as a path), an unknown output
+// node, shapes that do not fit (naming every input's shape and producer); a
+// node whose output nothing reads is a warning.
 #ifndef QUANT_NN_GRAPH_MODEL_H_
 #define QUANT_NN_GRAPH_MODEL_H_
 

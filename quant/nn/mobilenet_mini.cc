@@ -13,18 +13,10 @@ namespace quant::nn {
 namespace {
 
 // conv (no bias) - BN [- ReLU6]; returns the name of the last node.
-std::string ConvBn(GraphSpec* g, const std::string& name, const std::string& input, int64_t out, int64_t kernel,
-                   int64_t stride, int64_t groups, bool relu6) {
-  Conv2dOptions o;
-  o.out_channels = out;
-  o.kernel = kernel;
-  o.stride = stride;
-  o.padding = kernel / 2;
-  o.bias = false;
-  o.groups = groups;
-  g->Add(std::make_unique<Conv2d>(name, o), {input});
-  g->Add(std::make_unique<BatchNorm>(name + "_bn", /*spatial=*/true));
-  if (!relu6) return name + "_bn";
+std::string ConvBnRelu6(GraphSpec* g, const std::string& name, const std::string& input, int64_t out,
+                        int64_t kernel, int64_t stride, int64_t groups, bool relu6) {
+  const std::string bn = AddConvBn(g, name, name + "_bn", input, out, kernel, stride, groups);
+  if (!relu6) return bn;
   g->Add(std::make_unique<Clamp>(name + "_relu", Clamp::Kind::kReLU6));
   return name + "_relu";
 }
@@ -47,7 +39,7 @@ absl::StatusOr<GraphSpec> MobilenetMini::MakeGraph(const Shape& sample_shape, in
         absl::StrCat("mobilenet_mini needs images [C, H, W], the dataset gives ", ShapeToString(sample_shape)));
   }
   GraphSpec g;
-  std::string x = ConvBn(&g, "stem", "input", 16, 3, 2, 1, true);
+  std::string x = ConvBnRelu6(&g, "stem", "input", 16, 3, 2, 1, true);
   int64_t width = 16;
   const Block blocks[] = {{1, 16, 1}, {expansion_, 24, 2}, {expansion_, 24, 1}, {expansion_, 32, 2}, {expansion_, 32, 1}};
   int k = 0;
@@ -55,9 +47,9 @@ absl::StatusOr<GraphSpec> MobilenetMini::MakeGraph(const Shape& sample_shape, in
     const std::string p = absl::StrCat("ir", ++k, "_");
     const int64_t hidden = width * b.expansion;
     std::string h = x;
-    if (b.expansion != 1) h = ConvBn(&g, p + "expand", h, hidden, 1, 1, 1, true);
-    h = ConvBn(&g, p + "dw", h, hidden, 3, b.stride, hidden, true);
-    h = ConvBn(&g, p + "project", h, b.out, 1, 1, 1, false);
+    if (b.expansion != 1) h = ConvBnRelu6(&g, p + "expand", h, hidden, 1, 1, 1, true);
+    h = ConvBnRelu6(&g, p + "dw", h, hidden, 3, b.stride, hidden, true);
+    h = ConvBnRelu6(&g, p + "project", h, b.out, 1, 1, 1, false);
     if (b.stride == 1 && b.out == width) {
       g.Add(std::make_unique<Add>(p + "add"), {h, x});
       h = p + "add";
@@ -65,7 +57,7 @@ absl::StatusOr<GraphSpec> MobilenetMini::MakeGraph(const Shape& sample_shape, in
     x = h;
     width = b.out;
   }
-  x = ConvBn(&g, "head", x, 128, 1, 1, 1, true);
+  x = ConvBnRelu6(&g, "head", x, 128, 1, 1, 1, true);
   g.Add(std::make_unique<GlobalAvgPool>("gap"), {x});
   g.Add(std::make_unique<Linear>("fc", -1, num_classes));
   return g;

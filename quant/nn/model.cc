@@ -157,15 +157,27 @@ absl::Status Model::Arrange(GraphSpec spec) {
     }
   }
   if (static_cast<int>(order.size()) != n) {
-    std::vector<std::string> stuck;
-    for (int i = 0; i < n; ++i) {
-      if (pending[i] > 0) stuck.push_back(absl::StrCat("'", spec.nodes[i].op->name(), "'"));
+    // Every node left over reads another one left over: walk those reads from
+    // the first until a node repeats; the walk's tail is a cycle.
+    int i = static_cast<int>(std::find_if(pending.begin(), pending.end(), [](int p) { return p > 0; }) -
+                             pending.begin());
+    std::vector<int> walk, seen(n, -1);
+    while (seen[i] < 0) {
+      seen[i] = static_cast<int>(walk.size());
+      walk.push_back(i);
+      for (int j : in[i]) {
+        if (j >= 0 && pending[j] > 0) {
+          i = j;
+          break;
+        }
+      }
     }
-    const GraphNode& first = spec.nodes[std::find_if(pending.begin(), pending.end(),
-                                                     [](int p) { return p > 0; }) - pending.begin()];
-    return absl::InvalidArgumentError(absl::StrCat(
-        NodeLabel(static_cast<int>(&first - spec.nodes.data()), *first.op, first.origin),
-        ": the graph has a cycle through ", absl::StrJoin(stuck, ", ")));
+    std::vector<std::string> path;
+    for (size_t k = seen[i]; k < walk.size(); ++k) path.push_back(spec.nodes[walk[k]].op->name());
+    path.push_back(spec.nodes[i].op->name());
+    const GraphNode& c = spec.nodes[i];
+    return absl::InvalidArgumentError(
+        absl::StrCat(NodeLabel(i, *c.op, c.origin), ": is on a cycle: ", absl::StrJoin(path, " <- ")));
   }
   std::vector<int> position(n);
   for (int k = 0; k < n; ++k) position[order[k]] = k;

@@ -11,23 +11,6 @@
 #include "quant/nn/pooling.h"
 
 namespace quant::nn {
-namespace {
-
-// conv (no bias, as BN follows) then BatchNorm2d; returns the BN's name.
-std::string ConvBn(GraphSpec* g, const std::string& conv, const std::string& bn, const std::string& input,
-                   int64_t out, int64_t kernel, int64_t stride) {
-  Conv2dOptions o;
-  o.out_channels = out;
-  o.kernel = kernel;
-  o.stride = stride;
-  o.padding = kernel / 2;
-  o.bias = false;
-  g->Add(std::make_unique<Conv2d>(conv, o), {input});
-  g->Add(std::make_unique<BatchNorm>(bn, /*spatial=*/true));
-  return bn;
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Model>> ResnetMini::Create(ParamReader& p) {
   std::vector<int64_t> channels = p.IntList("channels", {16, 32, 64}, "widths of the stages (the stem has the first)");
@@ -48,7 +31,7 @@ absl::StatusOr<GraphSpec> ResnetMini::MakeGraph(const Shape& sample_shape, int n
         absl::StrCat("resnet_mini needs images [C, H, W], the dataset gives ", ShapeToString(sample_shape)));
   }
   GraphSpec g;
-  std::string x = ConvBn(&g, "stem", "stem_bn", "input", channels_[0], 3, 1);
+  std::string x = AddConvBn(&g, "stem", "stem_bn", "input", channels_[0], 3, 1);
   g.Add(std::make_unique<Clamp>("stem_relu", Clamp::Kind::kReLU));
   g.Add(std::make_unique<Pool2d>("stem_pool", Pool2d::Kind::kMax, 2));
   x = "stem_pool";
@@ -58,11 +41,11 @@ absl::StatusOr<GraphSpec> ResnetMini::MakeGraph(const Shape& sample_shape, int n
       const std::string p = absl::StrCat("s", s + 1, "b", b + 1, "_");
       const int64_t stride = (b == 0 && s > 0) ? 2 : 1;
       const int64_t out = channels_[s];
-      ConvBn(&g, p + "conv1", p + "bn1", x, out, 3, stride);
+      AddConvBn(&g, p + "conv1", p + "bn1", x, out, 3, stride);
       g.Add(std::make_unique<Clamp>(p + "relu1", Clamp::Kind::kReLU));
-      const std::string main = ConvBn(&g, p + "conv2", p + "bn2", p + "relu1", out, 3, 1);
+      const std::string main = AddConvBn(&g, p + "conv2", p + "bn2", p + "relu1", out, 3, 1);
       std::string shortcut = x;
-      if (stride != 1 || out != width) shortcut = ConvBn(&g, p + "proj", p + "proj_bn", x, out, 1, stride);
+      if (stride != 1 || out != width) shortcut = AddConvBn(&g, p + "proj", p + "proj_bn", x, out, 1, stride);
       g.Add(std::make_unique<Add>(p + "add"), {main, shortcut});
       g.Add(std::make_unique<Clamp>(p + "relu2", Clamp::Kind::kReLU));
       x = p + "relu2";

@@ -251,32 +251,39 @@ TEST(GraphTest, NodesListedOutOfOrderAreSortedTopologically) {
   EXPECT_TRUE(m->is_chain());
 }
 
+// Structural errors: reported when the model is built (before anything runs;
+// --validate builds it), at the node's line in the config.
+absl::Status BuildError(const std::string& yaml) {
+  auto m = MakeModel(yaml);
+  if (!m.ok()) return m.status();
+  return (*m)->Build({4}, 4, 0);
+}
+
 TEST(GraphTest, StructuralErrorsNameTheNodeAndItsLine) {
-  auto unknown = MakeModel("{name: graph, nodes: [{name: a, op: relu}, {name: b, op: add, inputs: [a, c]}]}");
-  ASSERT_FALSE(unknown.ok());
-  EXPECT_NE(unknown.status().message().find("model.yaml:1:"), std::string::npos) << unknown.status();
-  EXPECT_NE(unknown.status().message().find("node 'b': unknown input 'c'"), std::string::npos) << unknown.status();
+  absl::Status unknown = BuildError("{name: graph, nodes: [{name: a, op: relu}, {name: b, op: add, inputs: [a, c]}]}");
+  EXPECT_NE(unknown.message().find("node 1 'b' (add, model.yaml:1:"), std::string::npos) << unknown;
+  EXPECT_NE(unknown.message().find("unknown input 'c'"), std::string::npos) << unknown;
 
-  auto duplicate = MakeModel("{name: graph, nodes: [{name: a, op: relu}, {name: a, op: relu}]}");
-  ASSERT_FALSE(duplicate.ok());
-  EXPECT_NE(duplicate.status().message().find("model.yaml:1:"), std::string::npos) << duplicate.status();
-  EXPECT_NE(duplicate.status().message().find("'a' is used twice"), std::string::npos) << duplicate.status();
+  absl::Status duplicate = BuildError("{name: graph, nodes: [{name: a, op: relu}, {name: a, op: relu}]}");
+  EXPECT_NE(duplicate.message().find("node 1 'a' (relu, model.yaml:1:"), std::string::npos) << duplicate;
+  EXPECT_NE(duplicate.message().find("the name is used twice"), std::string::npos) << duplicate;
 
-  auto cycle = MakeModel(R"({name: graph, nodes: [
+  absl::Status cycle = BuildError(R"({name: graph, nodes: [
       {name: a, op: relu, inputs: [c]}, {name: b, op: relu, inputs: [a]}, {name: c, op: add, inputs: [b, input]}]})");
-  ASSERT_FALSE(cycle.ok());
-  EXPECT_NE(cycle.status().message().find("model.yaml:2:"), std::string::npos) << cycle.status();
-  EXPECT_NE(cycle.status().message().find("cycle"), std::string::npos) << cycle.status();
-  EXPECT_NE(cycle.status().message().find("a <- c <- b <- a"), std::string::npos) << cycle.status();
+  EXPECT_NE(cycle.message().find("model.yaml:2:"), std::string::npos) << cycle;
+  EXPECT_NE(cycle.message().find("is on a cycle: a <- c <- b <- a"), std::string::npos) << cycle;
 
-  auto bad_output = MakeModel("{name: graph, output: zz, nodes: [{name: a, op: relu}]}");
-  ASSERT_FALSE(bad_output.ok());
-  EXPECT_NE(bad_output.status().message().find("output"), std::string::npos) << bad_output.status();
+  absl::Status bad_output = BuildError("{name: graph, output: zz, nodes: [{name: a, op: relu}]}");
+  EXPECT_NE(bad_output.message().find("output: unknown node 'zz'"), std::string::npos) << bad_output;
 
-  auto wrong_arity = MakeModel("{name: graph, nodes: [{name: a, op: add, inputs: [input]}]}");
-  ASSERT_TRUE(wrong_arity.ok());
-  absl::Status s = (*wrong_arity)->Build({4}, 4, 0);
-  EXPECT_NE(s.message().find("takes 2 input(s), but 1 are given"), std::string::npos) << s;
+  absl::Status wrong_arity = BuildError("{name: graph, nodes: [{name: a, op: add, inputs: [input]}]}");
+  EXPECT_NE(wrong_arity.message().find("takes 2 input(s), but 1 are given"), std::string::npos) << wrong_arity;
+
+  // And through the driver's reader: a typo'd op is an unknown-plugin error at its key.
+  auto typo = MakeModel("{name: graph, nodes: [{name: a, op: rleu}]}");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find("model.yaml:1:"), std::string::npos) << typo.status();
+  EXPECT_NE(typo.status().message().find("did you mean 'relu'"), std::string::npos) << typo.status();
 }
 
 TEST(GraphTest, ShapeMismatchNamesBothInputs) {
