@@ -255,6 +255,11 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
       po->mutable_agreement()->set_outputs_off_by_one(o.counts.off_by_one);
       po->mutable_agreement()->set_outputs_larger(o.counts.larger);
       po->mutable_agreement()->set_max_abs_steps(o.counts.max_abs_steps);
+      po->mutable_alone()->set_outputs_compared(o.alone.compared);
+      po->mutable_alone()->set_outputs_identical(o.alone.identical);
+      po->mutable_alone()->set_outputs_off_by_one(o.alone.off_by_one);
+      po->mutable_alone()->set_outputs_larger(o.alone.larger);
+      po->mutable_alone()->set_max_abs_steps(o.alone.max_abs_steps);
     }
     if (f32 != nullptr && f32->images_per_s_batch1 > 0 && f32->images_per_s_batch256 > 0) {
       (*m->mutable_extra())["speedup_vs_xnnpack_f32_batch1"] = e.images_per_s_batch1 / f32->images_per_s_batch1;
@@ -268,6 +273,25 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
                  static_cast<long long>(e.agreement.identical), static_cast<long long>(e.agreement.compared),
                  static_cast<long long>(e.agreement.off_by_one), static_cast<long long>(e.agreement.larger),
                  e.images_per_s_batch1, e.images_per_s_batch256, static_cast<long long>(e.model_size_bytes));
+    if (!e.per_op.empty() && e.backend != "reference") {
+      int exact = 0, alone_ops = 0, worst = -1;
+      for (size_t k = 0; k < e.per_op.size(); ++k) {
+        const ptq::AgreementCounts& c = e.per_op[k].alone;
+        if (c.compared == 0) continue;
+        ++alone_ops;
+        exact += c.identical == c.compared;
+        if (worst < 0 || c.max_abs_steps > e.per_op[worst].alone.max_abs_steps) worst = static_cast<int>(k);
+      }
+      if (alone_ops > 0) {
+        const ptq::OpAgreement& w = e.per_op[worst];
+        std::fprintf(stderr,
+                     "[%s] %-12s each op alone on the reference's inputs: %d of %d ops identical, at most %lld "
+                     "step(s) (op '%s', %s: %lld of %lld outputs differ)\n",
+                     name, e.backend.c_str(), exact, alone_ops, static_cast<long long>(w.alone.max_abs_steps),
+                     w.op.c_str(), w.kind.c_str(), static_cast<long long>(w.alone.compared - w.alone.identical),
+                     static_cast<long long>(w.alone.compared));
+      }
+    }
     if (e.first_departure >= 0) {
       const ptq::OpAgreement& o = e.per_op[e.first_departure];
       std::fprintf(stderr, "[%s] %-12s first departs from reference at op '%s' (%s): %lld of %lld outputs differ\n",

@@ -312,6 +312,31 @@ bool Backend::ReadTensor(int tensor, std::vector<int32_t>* values) const {
   return ReadBuffer(tensor, buffers_[buffer_of_[tensor]].data(), n, values->data());
 }
 
+absl::Status Backend::RunOpAlone(int op, const std::vector<std::vector<int32_t>>& inputs) {
+  if (!prepared_ || batch_ <= 0 || !keep_intermediates_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "backend '", name(), "': RunOpAlone needs keep_intermediates and a Run before it"));
+  }
+  if (op < 0 || op >= model_.ops_size()) {
+    return absl::InvalidArgumentError(absl::StrCat("backend '", name(), "': no op ", op));
+  }
+  size_t k = 0;
+  for (int t : model_.ops(op).inputs()) {
+    if (buffer_of_[t] < 0) continue;  // a constant (weights, bias)
+    const int64_t n = batch_ * Numel(shapes_[t]);
+    if (k >= inputs.size() || static_cast<int64_t>(inputs[k].size()) != n) {
+      return absl::InvalidArgumentError(absl::StrCat("backend '", name(), "': RunOpAlone of op ", op, " '",
+                                                     model_.ops(op).name(), "': input ", k, " needs ", n,
+                                                     " values"));
+    }
+    if (!WriteBuffer(t, inputs[k].data(), n, buffers_[buffer_of_[t]].data())) {
+      return absl::UnimplementedError(absl::StrCat("backend '", name(), "' cannot set integer tensors"));
+    }
+    ++k;
+  }
+  return RunOp(op, batch_);
+}
+
 absl::Status Backend::AllocateFor(int64_t batch) {
   buffers_.resize(buffer_elements_.size());
   // 64 bytes of slack: XNNPACK may read up to XNN_EXTRA_BYTES (16) past an input.

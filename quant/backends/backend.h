@@ -161,6 +161,13 @@ class Backend {
   // (batch of that run). False for float backends, or when the tensor's buffer was
   // reused (keep_intermediates off) and the tensor is not the model input/output.
   bool ReadTensor(int tensor, std::vector<int32_t>* values) const;
+  // Runs op `op` alone, its activation inputs first set to `inputs` (one list
+  // of widened int values per op input, constants skipped, as ReadTensor gives
+  // them; e.g. the reference's): the op's own departure, with no difference
+  // carried in from the ops before it. Needs keep_intermediates and a Run
+  // with the same batch before (the buffers stay set up). FailedPrecondition
+  // otherwise, Unimplemented for float backends.
+  absl::Status RunOpAlone(int op, const std::vector<std::vector<int32_t>>& inputs);
 
  protected:
   // Bytes per activation element in this backend's buffers (4: int32 or float, 1: int8/uint8, 2: half).
@@ -185,6 +192,11 @@ class Backend {
   // for float backends.
   virtual bool ReadBuffer(int tensor, const void* data, int64_t count, int32_t* out) const {
     (void)tensor, (void)data, (void)count, (void)out;
+    return false;
+  }
+  // The inverse (RunOpAlone): stores `count` int values of tensor `tensor` into its buffer.
+  virtual bool WriteBuffer(int tensor, const int32_t* values, int64_t count, void* data) const {
+    (void)tensor, (void)values, (void)count, (void)data;
     return false;
   }
 

@@ -81,6 +81,15 @@ bool FakeQuantBackend::ReadBuffer(int tensor, const void* data, int64_t count, i
   return true;
 }
 
+bool FakeQuantBackend::WriteBuffer(int tensor, const int32_t* values, int64_t count, void* data) const {
+  const Tensor& t = model().tensors(tensor);
+  const float scale = TensorScale(t);
+  const int32_t zp = TensorZeroPoint(t);
+  float* y = static_cast<float*>(data);
+  for (int64_t i = 0; i < count; ++i) y[i] = scale * static_cast<float>(values[i] - zp);
+  return true;
+}
+
 void FakeQuantBackend::WriteOutput(const void* out, int64_t batch, RunOutput* output) {
   const int64_t n = batch * Numel(output_shape());
   q_.resize(n);

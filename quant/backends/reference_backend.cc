@@ -166,6 +166,12 @@ bool ReferenceBackend::ReadBuffer(int tensor, const void* data, int64_t count, i
   return true;
 }
 
+bool ReferenceBackend::WriteBuffer(int tensor, const int32_t* values, int64_t count, void* data) const {
+  (void)tensor;
+  std::copy(values, values + count, static_cast<int32_t*>(data));
+  return true;
+}
+
 QUANTLAB_REGISTER(Backend, "reference", ReferenceBackend::Create,
                   "plain C++ integer kernels: the definition of the QuantizedModel arithmetic");
 

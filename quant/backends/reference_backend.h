@@ -30,6 +30,7 @@ class ReferenceBackend : public Backend {
   absl::Status RunOp(int op, int64_t batch) override;
   void WriteOutput(const void* out, int64_t batch, RunOutput* output) override;
   bool ReadBuffer(int tensor, const void* data, int64_t count, int32_t* out) const override;
+  bool WriteBuffer(int tensor, const int32_t* values, int64_t count, void* data) const override;
 
   struct OpData {
     std::vector<int32_t> weights, weight_zero_point, bias;

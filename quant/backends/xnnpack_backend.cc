@@ -403,6 +403,15 @@ bool XnnpackBackend::ReadBuffer(int tensor, const void* data, int64_t count, int
   return true;
 }
 
+bool XnnpackBackend::WriteBuffer(int tensor, const int32_t* values, int64_t count, void* data) const {
+  (void)tensor;
+  uint8_t* o = static_cast<uint8_t*>(data);
+  for (int64_t j = 0; j < count; ++j) {
+    o[j] = s8_ ? static_cast<uint8_t>(static_cast<int8_t>(values[j])) : static_cast<uint8_t>(values[j]);
+  }
+  return true;
+}
+
 QUANTLAB_REGISTER(Backend, "xnnpack", XnnpackBackend::Create,
                   "XNNPACK int8 operators (qs8/qu8 fully connected and conv, qc8 per-channel, pools, add, "
                   "sigmoid/tanh)");

@@ -53,10 +53,20 @@ absl::Status PerOpAgreement(const backends::QuantizedModel& model, const std::st
   RETURN_IF_ERROR(ref->Run(x, batch, &unused));
   RETURN_IF_ERROR(b->Run(x, batch, &unused));
   std::vector<int32_t> qa, qb;
+  std::vector<std::vector<int32_t>> inputs;
   for (int i = 0; i < model.ops_size(); ++i) {
     const backends::Op& op = model.ops(i);
     if (!ref->ReadTensor(op.outputs(0), &qa) || !b->ReadTensor(op.outputs(0), &qb)) continue;
-    OpAgreement a{op.name(), backends::OpKind(op), Count(qa, qb)};
+    OpAgreement a{op.name(), backends::OpKind(op), Count(qa, qb), {}};
+    // The same op alone on the reference's inputs (constants are not activations).
+    inputs.clear();
+    bool readable = true;
+    for (int t : op.inputs()) {
+      if (b->buffer_of(t) < 0) continue;
+      inputs.emplace_back();
+      readable = readable && ref->ReadTensor(t, &inputs.back());
+    }
+    if (readable && b->RunOpAlone(i, inputs).ok() && b->ReadTensor(op.outputs(0), &qb)) a.alone = Count(qa, qb);
     if (e->first_departure < 0 && a.counts.identical != a.counts.compared) {
       e->first_departure = static_cast<int>(e->per_op.size());
     }

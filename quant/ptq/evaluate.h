@@ -27,6 +27,8 @@ struct AgreementCounts {
 struct OpAgreement {
   std::string op, kind;
   AgreementCounts counts;  // top1_agreement unused
+  // The op alone, fed the reference's inputs: its own difference, none carried in.
+  AgreementCounts alone;
 };
 
 struct BackendEvaluation {

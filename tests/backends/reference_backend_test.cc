@@ -97,6 +97,47 @@ TEST(ReferenceBackendTest, HandComputedAddWithTwoScales) {
 
 // Each op of every test graph, on the reference's own quantized inputs, against the
 // float op on the dequantized inputs and weights: within one output step (clamps applied).
+// RunOpAlone: an op run alone on the inputs it saw reproduces its output; on
+// other inputs it computes from those (the per-op departure in isolation that
+// evaluate records); and it refuses to run without the buffers kept.
+TEST(ReferenceBackendTest, RunOpAloneRecomputesOneOpFromGivenInputs) {
+  for (auto& [name, f0] : GraphModels()) {
+    QuantizedModel f = f0;
+    RandomizeFloatWeights(&f, 51);
+    const std::vector<float> calib = RandomImages(f, 8, 52);
+    QuantizeOptions o;
+    o.per_channel = true;
+    auto m = QuantizeMinMax(f, calib.data(), 8, o);
+    ASSERT_TRUE(m.ok()) << name << ": " << m.status();
+    ReferenceBackend fresh;
+    ASSERT_TRUE(fresh.Prepare(*m).ok());
+    EXPECT_EQ(fresh.RunOpAlone(0, {}).code(), absl::StatusCode::kFailedPrecondition);
+    ReferenceBackend b;
+    b.set_keep_intermediates(true);
+    ASSERT_TRUE(b.Prepare(*m).ok());
+    std::vector<float> x = RandomImages(*m, 2, 53);
+    RunOutput out;
+    ASSERT_TRUE(b.Run(x.data(), 2, &out).ok());
+    for (int i = 0; i < m->ops_size(); ++i) {
+      std::vector<std::vector<int32_t>> inputs;
+      for (int t : m->ops(i).inputs()) {
+        if (b.buffer_of(t) < 0) continue;
+        inputs.emplace_back();
+        ASSERT_TRUE(b.ReadTensor(t, &inputs.back()));
+      }
+      std::vector<int32_t> before, after;
+      ASSERT_TRUE(b.ReadTensor(m->ops(i).outputs(0), &before));
+      ASSERT_TRUE(b.RunOpAlone(i, inputs).ok()) << name << ": " << OpLabel(*m, i);
+      ASSERT_TRUE(b.ReadTensor(m->ops(i).outputs(0), &after));
+      EXPECT_EQ(before, after) << name << ": " << OpLabel(*m, i);
+    }
+    // A wrong input size is refused, naming the op.
+    absl::Status bad = b.RunOpAlone(0, {{1, 2, 3}});
+    EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(bad.message().find(m->ops(0).name()), std::string::npos) << bad;
+  }
+}
+
 TEST(ReferenceBackendTest, EveryOpWithinOneStepOfItsFloatComputation) {
   auto cases = LayerModels();
   for (auto& c : GraphModels()) cases.push_back(c);

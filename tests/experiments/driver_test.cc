@@ -135,12 +135,19 @@ TEST(DriverTest, YamlGraphTrainsQuantizesAndRunsOnIntegerBackends) {
   bool saw_add = false, saw_concat = false;
   for (const auto& op : gemmlowp.per_op()) {
     EXPECT_EQ(op.agreement().outputs_identical(), op.agreement().outputs_compared()) << op.op();
+    EXPECT_GT(op.alone().outputs_compared(), 0) << op.op();
+    EXPECT_EQ(op.alone().outputs_identical(), op.alone().outputs_compared()) << op.op();
     saw_add = saw_add || op.kind() == "add";
     saw_concat = saw_concat || op.kind() == "concat";
   }
   EXPECT_TRUE(saw_add);
   EXPECT_TRUE(saw_concat);
   EXPECT_THAT(r.output, HasSubstr("1 fixed (sigmoid/tanh)"));
+  // The float simulation, each op alone on the reference's inputs: within one step.
+  const auto& fq = record->backends(2);
+  EXPECT_EQ(fq.backend(), "fake_quant");
+  for (const auto& op : fq.per_op()) EXPECT_LE(op.alone().max_abs_steps(), 1) << op.op();
+  EXPECT_THAT(r.output, HasSubstr("gemmlowp     each op alone on the reference's inputs: 9 of 9 ops identical"));
   // XNNPACK (2022) has no concat: refused at validation, naming the op, the node and the backend.
   const Result x = RunDriver("--validate --config=configs/graph_smoke.yaml --set evaluate.backends=[xnnpack]"
                              " --set quant.activations.signed=true");
