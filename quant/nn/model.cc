@@ -1,6 +1,8 @@
 #include "quant/nn/model.h"
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <queue>
@@ -377,6 +379,7 @@ const Tensor& Model::Forward(const Tensor& x) {
   using Clock = std::chrono::steady_clock;
   Clock::time_point t0;
   const bool keep = training_ || keep_values_;
+  values_kept_ = keep;
   value_ptr_[kInputValue] = &x;
   for (int i = 0; i < num_layers(); ++i) {
     Node& node = nodes_[i];
@@ -403,6 +406,13 @@ const Tensor& Model::Forward(const Tensor& x) {
 void Model::Backward(const Tensor& x, const Tensor& dlogits) {
   using Clock = std::chrono::steady_clock;
   Clock::time_point t0;
+  if (!values_kept_) {
+    // A programming error, not a user's: eval-mode buffers were reused, the
+    // activations Backward needs are gone.
+    std::fprintf(stderr, "quantlab: internal error: Model::Backward after an eval-mode Forward (model %s); "
+                 "call set_training(true) or set_keep_values(true) before Forward\n", name().c_str());
+    std::abort();
+  }
   UpdateNeedsGrad();
   const int n = num_layers();
   std::fill(written_.begin(), written_.end(), 0);

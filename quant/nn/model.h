@@ -146,6 +146,7 @@ class Model {
   bool built_ = false;
   bool training_ = true;
   bool keep_values_ = false;
+  bool values_kept_ = false;  // by the last Forward (Backward needs them)
   Shape sample_shape_;
   int num_classes_ = 0;
   std::vector<Node> nodes_;
