@@ -39,8 +39,8 @@ struct BackendEvaluation {
   int64_t model_size_bytes = 0;
   bool integer_outputs = false;  // agreement counts cover the int outputs (else top-1 only)
   AgreementCounts agreement;
-  // Integer backends: every op's output vs reference on the first test batch (up to
-  // 256 samples), in op order; first_departure = the first op that differs (-1: none).
+  // Integer backends: every op's output vs reference on the first 64 test images, in
+  // op order; first_departure = the first op that differs (-1: none).
   std::vector<OpAgreement> per_op;
   int first_departure = -1;
 };
