@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "experiments/record.h"
@@ -26,6 +27,28 @@ const std::vector<std::string>& DefaultBackends() {
 // "<file:line:col of key>: <message>" for errors found after the readers finished.
 absl::Status At(const ParamReader& r, std::string_view key, const absl::Status& s) {
   return absl::Status(s.code(), absl::StrCat(r.Location(key), ": ", std::string(s.message())));
+}
+
+// A run directory's name must be one path component that means itself: no
+// separator, not "." or "..", no control bytes, valid UTF-8, short enough for
+// every file system (255 bytes, less the "-<config id>" suffix). "" if so.
+std::string RunNameProblem(const std::string& name) {
+  if (name.empty()) return "is empty";
+  if (name.size() > 200) return absl::StrCat("is ", name.size(), " bytes long; at most 200 are allowed");
+  if (name == "." || name == "..") return "is '.' or '..', which would name another directory";
+  for (size_t i = 0; i < name.size();) {
+    const unsigned char c = static_cast<unsigned char>(name[i]);
+    if (c == '/' || c == '\\') return "contains a path separator ('/' or '\\'); it must be one directory name";
+    if (c < 0x20 || c == 0x7f) return absl::StrCat("contains the control byte 0x", absl::Hex(c, absl::kZeroPad2));
+    // UTF-8: the lead byte says how many continuation bytes (10xxxxxx) follow.
+    const int extra = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : -1;
+    if (extra < 0) return "is not valid UTF-8";
+    for (int k = 1; k <= extra; ++k) {
+      if (i + k >= name.size() || (static_cast<unsigned char>(name[i + k]) >> 6) != 0x2) return "is not valid UTF-8";
+    }
+    i += 1 + extra;
+  }
+  return "";
 }
 
 }  // namespace
@@ -161,6 +184,26 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
         "or a quantizing train.scheme)");
   }
   if (!options.output_dir.empty()) plan.output_dir = options.output_dir;
+  // Everything a run writes goes below the output dir, in <name>-<config id>/ and the <name> link.
+  if (const std::string problem = RunNameProblem(spec.name); !problem.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        root.Location("name"), ": the run name '", absl::CHexEscape(spec.name), "' ", problem,
+        " (it names the run directory inside the output dir)"));
+  }
+  if (plan.output_dir.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.output_dir.empty() ? output.Location("dir") : "--output_dir",
+        ": the output dir is empty; give a directory (e.g. runs)"));
+  }
+  {
+    std::error_code ec;
+    const std::filesystem::path resolved = std::filesystem::weakly_canonical(plan.output_dir, ec);
+    if (!ec && resolved == resolved.root_path()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          options.output_dir.empty() ? output.Location("dir") : "--output_dir", ": the output dir '",
+          plan.output_dir, "' is the file system root; give a directory of its own (e.g. runs)"));
+    }
+  }
   plan.threads = options.threads;
   plan.run_dir = absl::StrCat(plan.output_dir, "/", spec.name, "-", spec.config_id);
   plan.steps.push_back(absl::StrCat("load dataset ", plan.dataset_name));

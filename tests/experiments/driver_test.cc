@@ -189,6 +189,62 @@ TEST(DriverTest, BadInputsFailCleanlyWithoutResults) {
   EXPECT_THAT(no_config.output, HasSubstr("pass --config=FILE"));
 }
 
+// Nothing is written outside the output dir: a run name is one directory name
+// (no separator, no "." or "..", no control bytes, valid UTF-8, at most 200
+// bytes), from the config, --set or a sweep axis alike; the output dir is
+// neither empty nor the file system root. Each is refused before anything is
+// written, naming where the value came from.
+TEST(DriverTest, RunNamesAndOutputDirsCannotEscape) {
+  const std::string dir = TmpDir("paths");
+  const std::string out = dir + "/A/B/C/D";
+  const std::string base = Write(dir + "/base.yaml", "name: ok\ndataset: {name: synthetic, train_size: 64, test_size: 16}\n");
+  struct Case {
+    std::string args, expected;
+  };
+  const std::vector<Case> cases = {
+      {"--set name=../../../x", "command line --set name=../../../x: name: the run name '../../../x' contains a path separator"},
+      {"--set name=..", "the run name '..' is '.' or '..'"},
+      {"--set name=.", "the run name '.' is '.' or '..'"},
+      {"--set 'name=a\\b'", "contains a path separator"},
+      {"--set name=" + std::string(201, 'n'), "is 201 bytes long; at most 200 are allowed"},
+      {"--output_dir=/", "--output_dir: the output dir '/' is the file system root"},
+  };
+  for (const Case& c : cases) {
+    const Result r = RunDriver("--config=" + base + " " + (c.args.rfind("--output_dir", 0) == 0 ? "" : "--output_dir=" + out + " ") + c.args);
+    EXPECT_EQ(r.exit_code, 1) << c.args << "\n" << r.output;
+    EXPECT_THAT(r.output, HasSubstr(c.expected)) << c.args;
+  }
+  // Bytes a shell argument cannot carry portably come from a config file.
+  const std::string control = Write(dir + "/control.yaml", "name: \"x\\x01y\"\ndataset: {name: synthetic}\n");
+  const Result ctl = RunDriver("--config=" + control + " --output_dir=" + out);
+  EXPECT_EQ(ctl.exit_code, 1) << ctl.output;
+  EXPECT_THAT(ctl.output, HasSubstr("control.yaml:1:1: name: the run name 'x\\x01y' contains the control byte 0x01"));
+  const std::string latin1 = Write(dir + "/latin1.yaml", "name: caf\xe9\ndataset: {name: synthetic}\n");
+  const Result l1 = RunDriver("--config=" + latin1 + " --output_dir=" + out);
+  EXPECT_EQ(l1.exit_code, 1) << l1.output;
+  EXPECT_THAT(l1.output, HasSubstr("is not valid UTF-8"));
+  const std::string empty = Write(dir + "/empty.yaml", "name: e\ndataset: {name: synthetic}\noutput: {dir: \"\"}\n");
+  const Result e = RunDriver("--config=" + empty);
+  EXPECT_EQ(e.exit_code, 1) << e.output;
+  EXPECT_THAT(e.output, HasSubstr("empty.yaml:3:10: output.dir: the output dir is empty"));
+  const std::string sweep = Write(dir + "/sweep.yaml", "base: base.yaml\nsweep:\n  name: [fine, \"../evil\"]\n");
+  const Result s = RunDriver("--config=" + sweep + " --output_dir=" + out);
+  EXPECT_EQ(s.exit_code, 1) << s.output;
+  EXPECT_THAT(s.output, HasSubstr("sweep.yaml:3:"));
+  EXPECT_THAT(s.output, HasSubstr("contains a path separator"));
+  // Nothing was created anywhere: not under the output dir, not above it.
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(dir + "/A/x-"));
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    EXPECT_FALSE(entry.is_directory() && entry.path().filename().string().find('-') != std::string::npos)
+        << "unexpected run directory " << entry.path();
+  }
+  // A unicode name is a fine directory name.
+  const Result u = RunDriver("--config=" + base + " --output_dir=" + out + " --set name=café_β");
+  EXPECT_EQ(u.exit_code, 0) << u.output;
+  EXPECT_TRUE(fs::is_symlink(fs::path(out) / "café_β"));
+}
+
 TEST(DriverTest, SweepRunsInBatchResumesAndSurvivesAFailure) {
   const std::string dir = TmpDir("sweep");
   const std::string out = dir + "/runs";
