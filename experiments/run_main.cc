@@ -17,11 +17,13 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "experiments/config_loader.h"
@@ -33,9 +35,10 @@ ABSL_FLAG(std::string, config, "", "experiment or sweep YAML file");
 ABSL_FLAG(bool, validate, false, "load and check the config, print the resolved config and plan, run nothing");
 ABSL_FLAG(bool, list, false, "list every registry with each plugin's parameters and defaults");
 ABSL_FLAG(std::string, output_dir, "", "results directory (overrides output.dir)");
-ABSL_FLAG(int64_t, seed, -1, "overrides the config's seed (same as --set seed=N)");
+ABSL_FLAG(std::string, seed, "", "overrides the config's seed, a non-negative integer (same as --set seed=N)");
 ABSL_FLAG(int, jobs, 1, "experiments of a sweep run at once, each in its own process");
-ABSL_FLAG(int, threads, 1, "intra-op threads per experiment");
+ABSL_FLAG(int, threads, 1, "intra-op threads per experiment (at most the machine's hardware threads)");
+ABSL_FLAG(bool, oversubscribe, false, "allow --threads and --jobs * --threads beyond the hardware threads");
 ABSL_FLAG(bool, force, false, "re-run experiments whose record already says OK");
 
 namespace quant {
@@ -197,11 +200,27 @@ int Main(int argc, char** argv) {
         "no experiment given: pass --config=FILE (for example --config=configs/quickstart.yaml), "
         "or --list to see the plugins"));
   }
-  if (absl::GetFlag(FLAGS_seed) >= 0) sets.push_back(absl::StrCat("seed=", absl::GetFlag(FLAGS_seed)));
+  if (const std::string seed = absl::GetFlag(FLAGS_seed); !seed.empty()) {
+    uint64_t value = 0;
+    if (seed[0] == '-' || seed[0] == '+' || !absl::SimpleAtoi(seed, &value) || value > uint64_t{INT64_MAX}) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "--seed=", seed, ": expected a non-negative integer (at most ", INT64_MAX, ")")));
+    }
+    sets.push_back(absl::StrCat("seed=", value));
+  }
   const int jobs = absl::GetFlag(FLAGS_jobs);
   const int threads = absl::GetFlag(FLAGS_threads);
   if (jobs < 1 || threads < 1) {
     return Fail(absl::InvalidArgumentError("--jobs and --threads must be at least 1"));
+  }
+  // More threads than the machine has only slows every experiment down (and a
+  // typo like --threads=100000 would start that many): refuse unless asked.
+  const int64_t hardware = std::max(1u, std::thread::hardware_concurrency());
+  if (!absl::GetFlag(FLAGS_oversubscribe) && (threads > hardware || int64_t{jobs} * threads > 4 * hardware)) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--jobs=", jobs, " --threads=", threads, ": this machine has ", hardware,
+        " hardware threads; use --threads <= ", hardware, " and --jobs * --threads <= ", 4 * hardware,
+        ", or pass --oversubscribe")));
   }
 
   auto specs = LoadExperiments(config, sets);

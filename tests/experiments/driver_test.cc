@@ -245,6 +245,27 @@ TEST(DriverTest, RunNamesAndOutputDirsCannotEscape) {
   EXPECT_TRUE(fs::is_symlink(fs::path(out) / "café_β"));
 }
 
+// Flags are checked like YAML keys: a negative or non-numeric --seed is an
+// error (it used to be ignored), and --threads / --jobs beyond the machine
+// need --oversubscribe.
+TEST(DriverTest, FlagsAreValidated) {
+  const std::string base = "--validate --config=configs/synthetic_smoke.yaml ";
+  Result r = RunDriver(base + "--seed=-5");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--seed=-5: expected a non-negative integer"));
+  r = RunDriver(base + "--seed=12x");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  r = RunDriver(base + "--seed=7");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("seed 7,"));
+  r = RunDriver(base + "--threads=100000");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("hardware threads"));
+  EXPECT_THAT(r.output, HasSubstr("--oversubscribe"));
+  r = RunDriver(base + "--threads=100000 --oversubscribe");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
 TEST(DriverTest, SweepRunsInBatchResumesAndSurvivesAFailure) {
   const std::string dir = TmpDir("sweep");
   const std::string out = dir + "/runs";
