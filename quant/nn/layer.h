@@ -130,10 +130,19 @@ class Layer {
 
   // Hook points. Only layers with a weight (has_weight) accept a weight transform.
   virtual bool has_weight() const { return false; }
-  void set_weight_transform(std::shared_ptr<TensorTransform> t) { weight_transform_ = std::move(t); }
+  void set_weight_transform(std::shared_ptr<TensorTransform> t) {
+    weight_transform_ = std::move(t);
+    ++hooks_version_;
+  }
   TensorTransform* weight_transform() const { return weight_transform_.get(); }
-  void set_output_transform(std::shared_ptr<TensorTransform> t) { output_transform_ = std::move(t); }
+  void set_output_transform(std::shared_ptr<TensorTransform> t) {
+    output_transform_ = std::move(t);
+    ++hooks_version_;
+  }
   TensorTransform* output_transform() const { return output_transform_.get(); }
+  // Changes whenever a hook is set or removed (a new hook may reuse an old one's
+  // address, so the Model compares this, not pointers, to know when to re-plan).
+  uint64_t hooks_version() const { return hooks_version_; }
 
  protected:
   // The weight as forward uses it: `weight` itself, or its transform.
@@ -152,6 +161,7 @@ class Layer {
   bool training_ = true;
   std::shared_ptr<TensorTransform> weight_transform_;
   std::shared_ptr<TensorTransform> output_transform_;
+  uint64_t hooks_version_ = 0;
   Tensor effective_weight_;
   Tensor effective_weight_grad_;
 };

@@ -299,18 +299,14 @@ bool Model::Trainable(int node) const {
 // is redone whenever they change; the check itself allocates nothing.
 void Model::UpdateNeedsGrad() {
   const size_t n = nodes_.size();
-  bool same = hooks_seen_.size() == 2 * n;
-  for (size_t i = 0; same && i < n; ++i) {
-    same = hooks_seen_[2 * i] == nodes_[i].op->weight_transform() &&
-           hooks_seen_[2 * i + 1] == nodes_[i].op->output_transform();
-  }
+  bool same = hooks_seen_.size() == n;
+  for (size_t i = 0; same && i < n; ++i) same = hooks_seen_[i] == nodes_[i].op->hooks_version();
   if (same) return;
-  hooks_seen_.resize(2 * n);
+  hooks_seen_.resize(n);
   trainable_.assign(n, 0);
   needs_grad_.assign(n + 1, 0);
   for (size_t i = 0; i < n; ++i) {
-    hooks_seen_[2 * i] = nodes_[i].op->weight_transform();
-    hooks_seen_[2 * i + 1] = nodes_[i].op->output_transform();
+    hooks_seen_[i] = nodes_[i].op->hooks_version();
     trainable_[i] = Trainable(static_cast<int>(i));
     bool any = trainable_[i];
     for (int v : nodes_[i].inputs) any = any || needs_grad_[v];

@@ -167,7 +167,7 @@ class Model {
   std::vector<int> hook_grad_slot_;                // per node (-1: no output transform)
   std::vector<std::vector<int>> sum_slot_;         // per node, per input (-1: written directly)
   std::vector<char> needs_grad_, written_, trainable_;
-  std::vector<const void*> hooks_seen_;  // per node: weight and output transform, as planned
+  std::vector<uint64_t> hooks_seen_;  // per node: Layer::hooks_version() as planned
   std::vector<const Tensor*> grad_ptr_;
 
   bool profiling_ = false;

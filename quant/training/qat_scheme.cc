@@ -50,9 +50,9 @@ absl::StatusOr<std::shared_ptr<QuantizerTransform>> MakeHook(std::unique_ptr<Qua
 
 // Ops with a known output range (sigmoid, tanh) get PyTorch 1.13's fixed
 // qparams (FixedQParamsFakeQuantize: quint8, 1/256 and 0 for sigmoid, 2/256
-// and 128 for tanh) when their activation spec is a plain affine one, as
-// PyTorch's default QAT qconfig does. A learned quantizer (lsq, pact, ...) or
-// an explicit observer in an override is kept as written.
+// and 128 for tanh) when their activation spec is a plain 8-bit affine one, as
+// PyTorch's default QAT qconfig does. A learned quantizer (lsq, pact, ...),
+// other bits, or an observer an override names for the layer is kept as written.
 absl::StatusOr<std::unique_ptr<Quantizer>> FixedOutputQuantizer(const nn::Layer& l, const QuantConfig& config) {
   float scale = 0;
   int32_t zero_point = 0;
@@ -60,9 +60,21 @@ absl::StatusOr<std::unique_ptr<Quantizer>> FixedOutputQuantizer(const nn::Layer&
   if (!l.fixed_output_qparams(&scale, &zero_point, &is_signed)) return nullptr;
   const YAML::Node spec = config.For(l.name()).activations;
   if (!spec.IsDefined() || !spec.IsMap()) return nullptr;  // float output
-  const std::string quantizer = spec["quantizer"] ? spec["quantizer"].as<std::string>() : "affine";
-  if (quantizer != "affine") return nullptr;
-  if (spec["observer"] && spec["observer"].as<std::string>() == "fixed") return nullptr;
+  // Only a plain affine spec takes the fixed qparams: a named quantizer other
+  // than affine, a chosen observer or other bits than 8 is the user's choice.
+  // (QuantConfig::Read has already built and checked every spec.)
+  const YAML::Node quantizer = spec["quantizer"];
+  if (quantizer && !(quantizer.IsScalar() && quantizer.Scalar() == "affine")) return nullptr;
+  const YAML::Node bits = spec["bits"];
+  if (bits && !(bits.IsScalar() && bits.Scalar() == "8")) return nullptr;
+  // The base spec's observer is the default for every layer; an override that
+  // names another one for this layer is a choice.
+  const YAML::Node base = config.For("\x01").activations;  // a name no override matches
+  auto observer = [](const YAML::Node& s) {
+    return s.IsDefined() && s.IsMap() && s["observer"] && s["observer"].IsScalar() ? s["observer"].Scalar()
+                                                                                   : std::string();
+  };
+  if (observer(spec) != observer(base)) return nullptr;
   const std::string yaml = absl::StrCat("{quantizer: affine, bits: 8, signed: ", is_signed ? "true" : "false",
                                         ", symmetric: false, observer: fixed, scale: ", absl::StrFormat("%.9g", scale),
                                         ", zero_point: ", zero_point, "}");

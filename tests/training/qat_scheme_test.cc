@@ -149,6 +149,21 @@ TEST(QatSchemeTest, GraphGroupsFromPatternsAndFixedQParamsForSigmoid) {
   m->Backward(x, dy);
   EXPECT_NE(m->FindLayer("c1")->parameters()[0]->grad[0], 0.0f);
 
+  // An override naming an observer for the sigmoid, or 4-bit activations, keep the user's spec.
+  auto m3 = Model(graph, *ds);
+  auto chosen = Config(R"({weights: {bits: 8}, activations: {bits: 8, observer: moving_average_minmax},
+      overrides: [{match: gate, activations: {observer: histogram}}]})");
+  ASSERT_TRUE(chosen.ok()) << chosen.status();
+  auto hooks3 = InsertFakeQuant(*m3, **chosen);
+  ASSERT_TRUE(hooks3.ok()) << hooks3.status();
+  EXPECT_NE(Find(*hooks3, "gate", false)->quantizer->Describe().find("histogram"), std::string::npos)
+      << Find(*hooks3, "gate", false)->quantizer->Describe();
+  auto m4 = Model(graph, *ds);
+  auto four = Config("{weights: {bits: 8}, activations: {bits: 4}}");
+  ASSERT_TRUE(four.ok()) << four.status();
+  auto hooks4 = InsertFakeQuant(*m4, **four);
+  ASSERT_TRUE(hooks4.ok()) << hooks4.status();
+  EXPECT_EQ(Find(*hooks4, "gate", false)->quantizer->quantizer().spec().bits, 4);
   // A learned quantizer is not replaced by the fixed qparams.
   auto m2 = Model(graph, *ds);
   auto lsq = Config("{weights: {bits: 8}, activations: {quantizer: lsq, bits: 8}}");
