@@ -368,9 +368,11 @@ quantlab::ResultRecord Run(ExperimentPlan& plan) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     record.set_peak_rss_bytes(PeakRssBytes());
     if (absl::Status s = WriteRecord(plan.run_dir, record); !s.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+      // The caller reports the error once; no record exists on disk to point at.
       record.set_status(quantlab::ResultRecord::FAILED);
-      record.set_error(std::string(s.message()));
+      record.set_error(status.ok() ? std::string(s.message())
+                                   : absl::StrCat(status.message(), "; and no record could be written: ",
+                                                  s.message()));
     }
     return record;
   };

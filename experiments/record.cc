@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
+#include "quant/core/atomic_file.h"
 
 namespace quant {
 
@@ -49,20 +50,6 @@ std::string NowRfc3339() {
   return buf;
 }
 
-absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot write"));
-    out << text;
-    out.close();
-    if (!out) return absl::DataLossError(absl::StrCat(tmp, ": write failed (disk full?)"));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::DataLossError(absl::StrCat(path, ": cannot rename the finished file into place"));
-  }
-  return absl::OkStatus();
-}
 
 std::string RecordToJson(const quantlab::ResultRecord& record) {
   google::protobuf::util::JsonPrintOptions options;

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "experiments/result.pb.h"
+#include "quant/core/atomic_file.h"  // WriteFileAtomically, which the driver uses too
 
 namespace quant {
 
@@ -16,10 +17,6 @@ quantlab::HostInfo ReadHostInfo(int threads_used);
 int64_t PeakRssBytes();
 // Now, as RFC 3339 UTC.
 std::string NowRfc3339();
-
-// Writes `text` to `path` through a temporary file and a rename, so a reader
-// never sees a half-written file.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& text);
 
 // Writes result.pb.txt and result.json into `run_dir` (JSON last: its presence
 // with status OK is what marks a run as done).

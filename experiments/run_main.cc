@@ -249,9 +249,14 @@ int Main(int argc, char** argv) {
   if (plans.size() == 1) {
     std::fprintf(stderr, "%s", DescribePlan(plans[0]).c_str());
     const quantlab::ResultRecord r = Run(plans[0]);
-    std::printf("%s: %s (%.1f s) -> %s/result.json\n", r.name().c_str(),
-                r.status() == quantlab::ResultRecord::OK ? "ok" : "FAILED", r.wall_seconds(),
-                plans[0].run_dir.c_str());
+    const std::string record_path = plans[0].run_dir + "/result.json";
+    std::error_code ec;
+    if (std::filesystem::exists(record_path, ec)) {
+      std::printf("%s: %s (%.1f s) -> %s\n", r.name().c_str(),
+                  r.status() == quantlab::ResultRecord::OK ? "ok" : "FAILED", r.wall_seconds(), record_path.c_str());
+    } else {
+      std::printf("%s: FAILED (%.1f s), no record written\n", r.name().c_str(), r.wall_seconds());
+    }
     if (r.status() != quantlab::ResultRecord::OK) {
       std::fprintf(stderr, "error: %s\n", r.error().c_str());
       return 1;

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "quant/backends/fixed_point.h"
+#include "quant/core/atomic_file.h"
 #include "quant/core/status_macros.h"
 #include "zlib.h"
 
@@ -721,13 +722,8 @@ absl::StatusOr<QuantizedModel> ParseQuantizedModel(std::string_view bytes, std::
 
 absl::Status SaveQuantizedModel(const QuantizedModel& model, const std::string& path) {
   RETURN_IF_ERROR(ValidateQuantizedModel(model));
-  const std::string bytes = SerializeQuantizedModel(model);
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) return absl::NotFoundError(absl::StrCat("cannot write QuantizedModel file ", path));
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  f.close();
-  if (!f) return absl::InternalError(absl::StrCat("error while writing QuantizedModel file ", path));
-  return absl::OkStatus();
+  // Complete under its name or absent: a truncated .qlq never looks finished.
+  return WriteFileAtomically(path, SerializeQuantizedModel(model));
 }
 
 absl::StatusOr<QuantizedModel> LoadQuantizedModel(const std::string& path) {

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "quant/core/atomic_file.h"
 #include "quant/nn/checkpoint.pb.h"
 
 namespace quant::nn {
@@ -26,17 +27,11 @@ absl::Status SaveCheckpoint(Model& model, const std::string& path, const Checkpo
     for (int64_t d : t->shape()) tp->add_shape(d);
     tp->mutable_values()->Add(t->data(), t->data() + t->numel());
   }
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out || !ckpt.SerializeToOstream(&out)) {
-      return absl::PermissionDeniedError(absl::StrCat(path, ": cannot write the checkpoint"));
-    }
+  std::string bytes;
+  if (!ckpt.SerializeToString(&bytes)) {
+    return absl::InternalError(absl::StrCat(path, ": cannot serialise the checkpoint"));
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat(path, ": ", ec.message()));
-  return absl::OkStatus();
+  return WriteFileAtomically(path, bytes);
 }
 
 absl::Status LoadCheckpoint(const std::string& path, Model* model) {

@@ -239,6 +239,14 @@ TEST(DriverTest, RunNamesAndOutputDirsCannotEscape) {
     EXPECT_FALSE(entry.is_directory() && entry.path().filename().string().find('-') != std::string::npos)
         << "unexpected run directory " << entry.path();
   }
+  // An output dir that cannot be created: one error, and no claim of a record that does not exist.
+  Write(dir + "/plainfile", "x");
+  const Result w = RunDriver("--config=" + base + " --output_dir=" + dir + "/plainfile/runs");
+  EXPECT_EQ(w.exit_code, 1) << w.output;
+  EXPECT_THAT(w.output, HasSubstr("cannot create the run directory"));
+  EXPECT_THAT(w.output, HasSubstr("ok: FAILED ("));
+  EXPECT_THAT(w.output, HasSubstr("), no record written"));
+  EXPECT_THAT(w.output, ::testing::Not(HasSubstr("-> ")));
   // A unicode name is a fine directory name.
   const Result u = RunDriver("--config=" + base + " --output_dir=" + out + " --set name=café_β");
   EXPECT_EQ(u.exit_code, 0) << u.output;
