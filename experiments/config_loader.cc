@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -155,6 +156,31 @@ void Finalise(ExperimentSpec& spec, const std::vector<std::string>& labels) {
 
 }  // namespace
 
+// yaml-cpp keeps the first of two equal keys in a map and drops the other
+// silently; a config that sets a key twice is a mistake either way.
+absl::Status CheckDuplicateKeys(const std::string& path, const YAML::Node& node, int depth = 0) {
+  if (depth > 200) {
+    return absl::InvalidArgumentError(absl::StrCat(NodeLocation(path, node), ": nesting deeper than 200 levels"));
+  }
+  if (node.IsMap()) {
+    std::map<std::string, YAML::Mark> seen;
+    for (const auto& kv : node) {
+      if (kv.first.IsScalar()) {
+        auto [it, inserted] = seen.emplace(kv.first.Scalar(), kv.first.Mark());
+        if (!inserted) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              NodeLocation(path, kv.first), ": key '", kv.first.Scalar(), "' appears twice in this map (first at line ",
+              it->second.line + 1, "); keep one"));
+        }
+      }
+      RETURN_IF_ERROR(CheckDuplicateKeys(path, kv.second, depth + 1));
+    }
+  } else if (node.IsSequence()) {
+    for (const auto& element : node) RETURN_IF_ERROR(CheckDuplicateKeys(path, element, depth + 1));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<YAML::Node> LoadYamlFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) {
@@ -163,14 +189,23 @@ absl::StatusOr<YAML::Node> LoadYamlFile(const std::string& path) {
                                                                           : "no such file",
                                             ")"));
   }
-  std::stringstream text;
-  text << in.rdbuf();
+  // Read with a bound: --config=/dev/zero (or a huge file by mistake) must
+  // not grow until the machine runs out of memory.
+  constexpr size_t kMaxConfigBytes = size_t{16} << 20;
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxConfigBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": the config file is larger than ",
+                                                   kMaxConfigBytes >> 20, " MiB; is it the right file?"));
+  }
   try {
-    YAML::Node node = YAML::Load(text.str());
+    YAML::Node node = YAML::Load(text);
     if (!node.IsMap()) {
       return absl::InvalidArgumentError(absl::StrCat(
           path, ":1:1: expected a map of settings at the top level (name:, dataset:, ...)"));
     }
+    if (absl::Status s = CheckDuplicateKeys(path, node); !s.ok()) return s;
     return node;
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(path, ":", e.mark.line + 1, ":",

@@ -171,6 +171,9 @@ TEST(DriverTest, BadInputsFailCleanlyWithoutResults) {
        "t.yaml:2:17: dataset.name: unknown dataset 'synthetik' (did you mean 'synthetic'?)"},
       {"name: t\ndataset: {name: [synthetic}\n", "t.yaml:2:27: YAML syntax error"},
       {"seed: 1\n", "t.yaml:1:1: name: required string is missing"},
+      {"name: t\nseed: 1\ndataset: {name: synthetic}\nseed: 2\n",
+       "t.yaml:4:1: key 'seed' appears twice in this map (first at line 2); keep one"},
+      {"name: t\ndataset: {name: synthetic, noise: 1, noise: 2}\n", "t.yaml:2:38: key 'noise' appears twice"},
   };
   for (const Case& c : cases) {
     const std::string path = Write(dir + "/t.yaml", c.yaml);
@@ -184,6 +187,9 @@ TEST(DriverTest, BadInputsFailCleanlyWithoutResults) {
   const Result missing = RunDriver("--config=" + dir + "/absent.yaml");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.output, HasSubstr("absent.yaml: cannot open the config file (no such file)"));
+  const Result zero = RunDriver("--validate --config=/dev/zero");
+  EXPECT_EQ(zero.exit_code, 1);
+  EXPECT_THAT(zero.output, HasSubstr("/dev/zero: the config file is larger than 16 MiB"));
   const Result no_config = RunDriver("");
   EXPECT_EQ(no_config.exit_code, 1);
   EXPECT_THAT(no_config.output, HasSubstr("pass --config=FILE"));
