@@ -71,17 +71,23 @@ QuantSpec ReadQuantSpec(ParamReader& p, int default_bits) {
   s.reduce_range = p.Bool("reduce_range", false, "halve the range (PyTorch's reduce_range)");
   const bool has_min = p.Has("quant_min");
   const bool has_max = p.Has("quant_max");
-  const int64_t qmin_in =
-      p.Int("quant_min", 0, "explicit smallest code (with quant_max; overrides bits/signed)");
-  const int64_t qmax_in = p.Int("quant_max", 0, "explicit largest code (with quant_min)");
+  // Codes fit 16 bits (bits <= 16): bounding the keys keeps every range
+  // computation below free of overflow (quant_max - quant_min + 1 at the int64
+  // limits was undefined behaviour).
+  constexpr int64_t kCodeLimit = int64_t{1} << 16;
+  const int64_t qmin_in = p.IntInRange("quant_min", 0, -kCodeLimit, kCodeLimit - 1,
+                                       "explicit smallest code (with quant_max; overrides bits/signed)");
+  const int64_t qmax_in =
+      p.IntInRange("quant_max", 0, -kCodeLimit, kCodeLimit - 1, "explicit largest code (with quant_min)");
   const std::string granularity =
       p.Choice("granularity", "per_tensor", {"per_tensor", "per_channel", "per_block"},
                "one scale for the tensor, one per index of `axis`, or one per block of "
                "`block_size` elements along `axis`");
   const bool has_axis = p.Has("axis");
-  s.axis = static_cast<int>(p.Int("axis", 0, "channel/block axis (negative counts from the end)"));
+  // Bounded before narrowing to int: 4294967296 used to become axis 0.
+  s.axis = static_cast<int>(p.IntInRange("axis", 0, -16, 15, "channel/block axis (negative counts from the end)"));
   const bool has_block = p.Has("block_size");
-  s.block_size = p.Int("block_size", 0, "elements per block along `axis` (per_block)");
+  s.block_size = p.IntInRange("block_size", 0, 0, int64_t{1} << 30, "elements per block along `axis` (per_block)");
   s.eps = static_cast<float>(p.Double("eps", 1.1920928955078125e-07,
                                       "smallest scale (PyTorch observers' eps floor)"));
   s.axis_where = p.Location("axis");

@@ -109,6 +109,11 @@ TEST(QuantizerSpec, BadParametersNameTheKey) {
       {"{bitz: 4}", "unknown key 'bitz' (did you mean 'bits'?)"},
       {"{observer: per_channel_minmax}", "needs granularity: per_channel"},
       {"{quant_min: -4}", "quant_min and quant_max must be given together"},
+      // Integer limits: refused before any arithmetic (quant_max - quant_min + 1 overflowed).
+      {"{quant_min: -9223372036854775808, quant_max: 9223372036854775807}",
+       "quant_min: expected an integer in [-65536, 65535], got -9223372036854775808"},
+      {"{granularity: per_channel, axis: 4294967296}", "axis: expected an integer in [-16, 15], got 4294967296"},
+      {"{granularity: per_block, block_size: 9999999999}", "block_size: expected an integer in [0, 1073741824]"},
   };
   for (const BadCase& c : cases) {
     auto q = BuildQuantizerFromYaml(c.yaml, "t.yaml");
