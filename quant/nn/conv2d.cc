@@ -268,6 +268,10 @@ absl::StatusOr<Shape> Conv2d::Build(const Shape& input) {
       phase_col_.push_back((q % st) * plane + q / st);
     }
   }
+  if (absl::Status s = CheckParameterFits(Describe(), {o_.out_channels, o_.in_channels / o_.groups, o_.kernel, o_.kernel});
+      !s.ok()) {
+    return s;
+  }
   weight_.Allocate({o_.out_channels, o_.in_channels / o_.groups, o_.kernel, o_.kernel});
   if (o_.bias) bias_.Allocate({o_.out_channels});
   group_convs_.clear();

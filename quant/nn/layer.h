@@ -183,6 +183,12 @@ class MultiInputLayer : public Layer {
   }
 };
 
+// OK if a parameter of `shape` (value and gradient, float) fits this machine's
+// memory; otherwise InvalidArgument naming `what`, the shape, the bytes and the
+// memory, before anything is allocated (model.hidden: [1000000000] used to die
+// of std::bad_alloc). Element counts that overflow int64 are refused too.
+absl::Status CheckParameterFits(const std::string& what, const Shape& shape);
+
 // Makes `t` have `shape` without touching the heap when it already has it.
 inline void EnsureShape(Tensor* t, const Shape& shape) {
   if (t->shape() != shape) t->Resize(shape);

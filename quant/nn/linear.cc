@@ -30,6 +30,7 @@ absl::StatusOr<Shape> Linear::Build(const Shape& input) {
                                                    ShapeToString(input)));
   }
   if (out_ <= 0) return absl::InvalidArgumentError(absl::StrCat("out_features must be positive, is ", out_));
+  if (absl::Status s = CheckParameterFits(Describe(), {out_, in_}); !s.ok()) return s;
   weight_.Allocate({out_, in_});
   if (has_bias_) bias_.Allocate({out_});
   return Shape{out_};

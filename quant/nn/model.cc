@@ -234,7 +234,7 @@ absl::Status Model::InferShapes() {
             v == kInputValue ? " (the dataset's sample)" : absl::StrCat(" (output of ", value_name(v), ")")));
       }
       return absl::InvalidArgumentError(absl::StrCat(
-          NodeLabel(i, *node.op, node.origin), ": ", node.op->Describe(), " does not fit its input",
+          NodeLabel(i, *node.op, node.origin), ": ", node.op->Describe(), " cannot be built on its input",
           node.inputs.size() > 1 ? "s " : " ", absl::StrJoin(described, " and "), ": ", out.status().message()));
     }
     value_shapes_[OutputOf(i)] = *out;

@@ -174,6 +174,11 @@ TEST(DriverTest, BadInputsFailCleanlyWithoutResults) {
       {"name: t\nseed: 1\ndataset: {name: synthetic}\nseed: 2\n",
        "t.yaml:4:1: key 'seed' appears twice in this map (first at line 2); keep one"},
       {"name: t\ndataset: {name: synthetic, noise: 1, noise: 2}\n", "t.yaml:2:38: key 'noise' appears twice"},
+      // Checked against the machine's memory before anything is allocated (was std::bad_alloc).
+      {"name: t\ndataset: {name: synthetic}\nmodel: {name: mlp, hidden: [1000000000]}\n",
+       "node 1 'fc1' (linear): Linear(784, 1000000000) cannot be built on its input [784] (output of flatten1): "
+       "Linear(784, 1000000000): a parameter of shape [1000000000, 784] needs 5841.3 GiB (value and gradient), "
+       "more than this machine's"},
   };
   for (const Case& c : cases) {
     const std::string path = Write(dir + "/t.yaml", c.yaml);
