@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "experiments/record.h"
 #include "quant/core/registry.h"
+#include "quant/core/suggest.h"
 #include "quant/core/status_macros.h"
 #include "quant/training/train_loop.h"
 #include "quant/backends/backend.h"
@@ -106,7 +107,9 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
     if (!evaluate.describing()) {
       for (const std::string& b : plan.eval_backends) {
         if (!Registry<backends::Backend>::Get().Contains(b)) {
-          evaluate.Fail("backends", absl::StrCat("unknown backend '", b, "'; registered: ",
+          evaluate.Fail("backends", absl::StrCat("unknown backend '", b, "'",
+                                                 DidYouMean(b, Registry<backends::Backend>::Get().Names()),
+                                                 "; registered: ",
                                                  absl::StrJoin(Registry<backends::Backend>::Get().Names(), ", ")));
         }
       }

@@ -174,6 +174,9 @@ TEST(DriverTest, BadInputsFailCleanlyWithoutResults) {
       {"name: t\nseed: 1\ndataset: {name: synthetic}\nseed: 2\n",
        "t.yaml:4:1: key 'seed' appears twice in this map (first at line 2); keep one"},
       {"name: t\ndataset: {name: synthetic, noise: 1, noise: 2}\n", "t.yaml:2:38: key 'noise' appears twice"},
+      {"name: t\ndataset: {name: synthetic}\nmodel: {name: mlp}\nquant: {weights: {bits: 8}}\n"
+       "ptq: {method: static}\nevaluate: {backends: [xnnpak]}\n",
+       "evaluate.backends: unknown backend 'xnnpak' (did you mean 'xnnpack'?)"},
       // Checked against the machine's memory before anything is allocated (was std::bad_alloc).
       {"name: t\ndataset: {name: synthetic}\nmodel: {name: mlp, hidden: [1000000000]}\n",
        "node 1 'fc1' (linear): Linear(784, 1000000000) cannot be built on its input [784] (output of flatten1): "
