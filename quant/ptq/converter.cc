@@ -327,6 +327,9 @@ absl::StatusOr<FloatNet> LowerPass(const FloatGraph& g, PassLog* log) {
     } else {
       return fail(absl::StrCat("op type '", n.type, "' has no integer form in the QuantizedModel"));
     }
+    FloatNet::FixedQParams f;
+    bool is_signed = false;
+    if (n.layer->fixed_output_qparams(&f.scale, &f.zero_point, &is_signed)) net.fixed_output[m.ops_size() - 1] = f;
   }
   m.add_outputs(tensor_of[g.Resolve(g.output_value)]);
   if (net.weighted.empty()) return absl::InvalidArgumentError("the model has no conv/linear layer to quantize");
@@ -537,10 +540,10 @@ absl::StatusOr<QuantizedModel> QuantizeStatic(const FloatNet& net, StaticQuantiz
       lo = static_cast<int32_t>(ap.quant_min);
       hi = static_cast<int32_t>(ap.quant_max);
       ++observed_ops;
-    } else if (op->has_sigmoid() || op->has_tanh()) {
-      // Fixed output qparams (PyTorch's quint8 ones, moved to int8 when the model is signed): TFLite's too.
-      s_out = op->has_sigmoid() ? 1.0f / 256 : 2.0f / 256;
-      zp_out = op->has_sigmoid() ? 0 : 128;
+    } else if (auto f = net.fixed_output.find(i); f != net.fixed_output.end()) {
+      // The op's fixed output qparams (PyTorch's quint8 ones, moved to int8 when the model is signed): TFLite's too.
+      s_out = f->second.scale;
+      zp_out = f->second.zero_point;
       if (q.is_signed) zp_out -= 128;
       ++fixed;
     } else {  // max pool / flatten / reshape: integers pass through with the input's qparams

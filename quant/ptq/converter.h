@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,6 +92,13 @@ struct FloatNet {
   std::vector<WeightedLayer> weighted;
   std::vector<int64_t> nn_input_shape;  // the nn model's sample shape ([C, H, W] or [F])
   PassLog log;                          // what extract .. lower did
+  // Ops whose output range is fixed whatever the data (sigmoid, tanh), by op
+  // index: the op's nn::Layer::fixed_output_qparams (PyTorch's quint8 ones).
+  struct FixedQParams {
+    float scale = 0;
+    int32_t zero_point = 0;
+  };
+  std::map<int, FixedQParams> fixed_output;
 };
 
 absl::StatusOr<FloatNet> LowerPass(const FloatGraph& graph, PassLog* log);
