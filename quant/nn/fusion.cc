@@ -42,14 +42,4 @@ std::vector<FusionGroup> FindFusionGroups(const Model& m) {
   return groups;
 }
 
-std::vector<int> GroupOfNode(const Model& m, const std::vector<FusionGroup>& groups) {
-  std::vector<int> of(m.num_layers(), -1);
-  for (size_t k = 0; k < groups.size(); ++k) {
-    for (int i : {groups[k].anchor, groups[k].batch_norm, groups[k].activation}) {
-      if (i >= 0) of[i] = static_cast<int>(k);
-    }
-  }
-  return of;
-}
-
 }  // namespace quant::nn

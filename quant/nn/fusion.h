@@ -27,9 +27,6 @@ struct FusionGroup {
 
 std::vector<FusionGroup> FindFusionGroups(const Model& model);
 
-// Per node: the index into `groups` of the group it belongs to, or -1.
-std::vector<int> GroupOfNode(const Model& model, const std::vector<FusionGroup>& groups);
-
 }  // namespace quant::nn
 
 #endif  // QUANT_NN_FUSION_H_

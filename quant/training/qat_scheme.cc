@@ -18,6 +18,9 @@
 namespace quant {
 namespace {
 
+// A name no override matches: config.For(kNoLayer) is the base specs.
+constexpr char kNoLayer[] = "\x01";
+
 bool IsBatchNorm(const nn::Layer& l) { return l.type() == "batchnorm1d" || l.type() == "batchnorm2d"; }
 // Ops whose output is a new tensor in the integer model, with qparams of its
 // own. Pooling, flatten and dropout pass their input's qparams on.
@@ -69,7 +72,7 @@ absl::StatusOr<std::unique_ptr<Quantizer>> FixedOutputQuantizer(const nn::Layer&
   if (bits && !(bits.IsScalar() && bits.Scalar() == "8")) return nullptr;
   // The base spec's observer is the default for every layer; an override that
   // names another one for this layer is a choice.
-  const YAML::Node base = config.For("\x01").activations;  // a name no override matches
+  const YAML::Node base = config.For(kNoLayer).activations;
   auto observer = [](const YAML::Node& s) {
     return s.IsDefined() && s.IsMap() && s["observer"] && s["observer"].IsScalar() ? s["observer"].Scalar()
                                                                                    : std::string();
@@ -96,14 +99,22 @@ absl::Status FakeQuantHooks::status() const {
   return absl::OkStatus();
 }
 
-bool IsActivationQuantPoint(const nn::Model& model, int i) {
+namespace {
+
+// Inside a fusion group (conv -> bn -> relu, add -> relu) only the group's
+// output exists in the integer model.
+bool IsQuantPoint(const nn::Model& model, const std::vector<nn::FusionGroup>& groups, int i) {
   if (!IsCompute(model.layer(i))) return false;
-  // Inside a fusion group (conv -> bn -> relu, add -> relu) only the group's
-  // output exists in the integer model.
-  for (const nn::FusionGroup& g : nn::FindFusionGroups(model)) {
+  for (const nn::FusionGroup& g : groups) {
     if ((i == g.anchor || i == g.batch_norm || i == g.activation) && i != g.last()) return false;
   }
   return true;
+}
+
+}  // namespace
+
+bool IsActivationQuantPoint(const nn::Model& model, int i) {
+  return IsQuantPoint(model, nn::FindFusionGroups(model), i);
 }
 
 void RemoveFakeQuant(nn::Model& model) {
@@ -117,7 +128,6 @@ void RemoveFakeQuant(nn::Model& model) {
 // weight (e.g. `match: "relu1", weights: {quantizer: lsq}`) is a mistake: say so.
 absl::Status CheckWeightOverrides(nn::Model& model, const QuantConfig& config) {
   // A name no override matches resolves to the base specs.
-  const std::string kNoLayer = "\x01";
   const QuantConfig::Resolved base = config.For(kNoLayer);
   if (!base.overrides_applied.empty()) return absl::OkStatus();
   const std::string base_weights = base.weights.IsDefined() ? YAML::Dump(base.weights) : "";
@@ -153,8 +163,9 @@ absl::StatusOr<FakeQuantHooks> InsertFakeQuant(nn::Model& model, const QuantConf
                                                bool fold_bn) {
   RETURN_IF_ERROR(CheckWeightOverrides(model, config));
   FakeQuantHooks out;
+  const std::vector<nn::FusionGroup> groups = nn::FindFusionGroups(model);  // once, for every node
   std::vector<int> bn_of(model.num_layers(), -1);  // the BatchNorm fused after each conv/linear
-  for (const nn::FusionGroup& g : nn::FindFusionGroups(model)) bn_of[g.anchor] = g.batch_norm;
+  for (const nn::FusionGroup& g : groups) bn_of[g.anchor] = g.batch_norm;
   for (int i = 0; i < model.num_layers(); ++i) {
     nn::Layer& l = model.layer(i);
     if (l.has_weight()) {
@@ -184,7 +195,7 @@ absl::StatusOr<FakeQuantHooks> InsertFakeQuant(nn::Model& model, const QuantConf
         out.hooks.push_back(std::move(h));
       }
     }
-    if (IsActivationQuantPoint(model, i)) {
+    if (IsQuantPoint(model, groups, i)) {
       ASSIGN_OR_RETURN(std::unique_ptr<Quantizer> q, FixedOutputQuantizer(l, config));
       if (q == nullptr) {
         ASSIGN_OR_RETURN(q, config.ActivationQuantizer(l.name()));
@@ -294,7 +305,7 @@ absl::StatusOr<TrainResult> QatScheme::Train(TrainContext& ctx) {
 
   std::vector<nn::BatchNorm*> bns;
   for (int i = 0; i < model.num_layers(); ++i) {
-    if (auto* bn = dynamic_cast<nn::BatchNorm*>(&model.layer(i))) bns.push_back(bn);
+    if (IsBatchNorm(model.layer(i))) bns.push_back(static_cast<nn::BatchNorm*>(&model.layer(i)));
   }
   bool bn_frozen = false;
   bool observers_frozen = false;

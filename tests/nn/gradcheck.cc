@@ -10,16 +10,10 @@ namespace quant::nn::testing {
 Tensor RandomTensor(const Shape& shape, uint64_t seed) { return UniformTensor(shape, seed); }
 
 std::string GradCheck(Layer& layer, Tensor x, uint64_t seed, const GradCheckOptions& o) {
-  GradientCheckOptions options;
-  options.h = o.h;
-  options.atol = o.atol;
-  options.rtol = o.rtol;
-  options.max_points = o.max_points;
-  options.before_forward = o.before_forward;
   std::vector<Tensor> inputs;
   inputs.push_back(std::move(x));
   const ::testing::AssertionResult r =
-      CheckGradients(layer, std::move(inputs), seed, o.check_input, /*check_parameters=*/true, options);
+      CheckGradients(layer, std::move(inputs), seed, o.check_input, /*check_parameters=*/true, o);
   return r ? "" : r.message();
 }
 

@@ -19,17 +19,13 @@
 #include <string>
 
 #include "quant/nn/layer.h"
+#include "tests/nn/gradient_check.h"
 
 namespace quant::nn::testing {
 
-struct GradCheckOptions {
-  double h = 5e-3;
-  double atol = 2e-3;
-  double rtol = 2e-2;
-  int max_points = 200;
+// The engine's options (gradient_check.h), plus whether to check d/dx.
+struct GradCheckOptions : GradientCheckOptions {
   bool check_input = true;
-  // Called before every forward (e.g. to replay a dropout mask).
-  std::function<void()> before_forward;
 };
 
 // Returns "" when every checked gradient matches, else a description of the
