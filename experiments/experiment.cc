@@ -14,6 +14,7 @@
 #include "quant/training/train_loop.h"
 #include "quant/backends/backend.h"
 #include "quant/nn/checkpoint.h"
+#include "quant/ptq/numerical_debugger.h"
 
 namespace quant {
 namespace {
@@ -104,6 +105,9 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
         "batch1_images", 500, 1, 1000000, "images timed one at a time (images/s at batch 1)");
     plan.eval_options.batch256_repeats = evaluate.IntInRange(
         "batch256_repeats", 1, 1, 100, "passes over the test set timed at batch 256");
+    plan.eval_debug = evaluate.Bool(
+        "debug", false, "per-tensor numerical debugger: float vs integer SQNR, clipping and saturation of every "
+                        "tensor, every backend vs reference per op (64 test images)");
     if (!evaluate.describing()) {
       for (const std::string& b : plan.eval_backends) {
         if (!Registry<backends::Backend>::Get().Contains(b)) {
@@ -163,6 +167,15 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
                                              "ptq.init_from is for configs without training; with a train: "
                                              "section use train.init_from"));
     }
+    if (plan.ptq->needs_qat_training() && (plan.scheme == nullptr || plan.train_scheme_name != "qat")) {
+      return At(ptq_reader, "method", absl::InvalidArgumentError(absl::StrCat(
+                                          "ptq method '", plan.ptq_method_name,
+                                          "' converts the quantizers a QAT training leaves on the model; it needs "
+                                          "train.scheme: qat in the same config (a checkpoint does not hold the "
+                                          "observers' ranges), not ",
+                                          plan.scheme == nullptr ? "no train: section"
+                                                                 : "train.scheme: " + plan.train_scheme_name)));
+    }
     if (absl::Status s = plan.ptq->Check(*plan.model, *plan.quant); !s.ok()) return At(root, "ptq", s);
   }
   if (!plan.eval_backends.empty()) {
@@ -174,7 +187,9 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
     // Every selected backend must run every layer with the configured specs: rejected now, before any work.
     auto net = ptq::ExtractFloatNet(*plan.model);
     if (!net.ok()) return At(root, "model", net.status());
-    if (absl::Status s = ptq::ValidateBackendsFor(*net, *plan.quant, plan.eval_backends); !s.ok()) {
+    // from_qat's grids are known only after training: its op kinds are checked now, its grids at Prepare.
+    const QuantConfig* specs = plan.ptq->needs_qat_training() ? nullptr : plan.quant.get();
+    if (absl::Status s = ptq::ValidateBackendsFor(*net, specs, plan.eval_backends); !s.ok()) {
       return At(evaluate, "backends", s);
     }
   }
@@ -224,6 +239,11 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
     plan.steps.push_back("ptq: " + plan.ptq->Describe());
   }
   if (!plan.eval_backends.empty()) {
+    if (plan.eval_debug) {
+      plan.steps.push_back(
+          "numerical debugger on 64 test images: every tensor's float vs integer SQNR, clipped and saturated "
+          "fractions, scale and zero point; every integer backend vs reference per op; the first divergence");
+    }
     plan.steps.push_back(absl::StrCat("evaluate the integer model on backends: ",
                                       absl::StrJoin(plan.eval_backends, ", ")));
   }
@@ -247,6 +267,41 @@ std::string DescribePlan(const ExperimentPlan& plan) {
 
 namespace {
 
+// The per-tensor numerical debugger on the first 64 test images: table on the terminal and in the record.
+absl::Status RunDebugger(const ExperimentPlan& plan, const ptq::PtqResult& r,
+                         const std::vector<ptq::BackendEvaluation>& evals, quantlab::ResultRecord* record) {
+  const char* name = plan.spec.name.c_str();
+  if (r.float_model.ops_size() == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("evaluate.debug: ptq method '", r.method,
+                                                      "' gives no float net to compare with"));
+  }
+  const DataSplit& test = plan.dataset->test();
+  const int64_t n = std::min<int64_t>(64, test.size());
+  const std::vector<float> x = ptq::ToNhwc(test.images.data(), n, plan.dataset->sample_shape());
+  ASSIGN_OR_RETURN(std::vector<ptq::TensorDebug> tensors, ptq::CompareWithFloat(r.float_model, r.model, x.data(), n));
+  for (const ptq::TensorDebug& t : tensors) {
+    quantlab::TensorDebug* d = record->add_debug_tensors();
+    d->set_tensor(t.name);
+    d->set_op(t.op);
+    d->set_kind(t.kind);
+    d->set_scale(t.scale);
+    d->set_zero_point(t.zero_point);
+    d->set_quant_min(t.quant_min);
+    d->set_quant_max(t.quant_max);
+    d->set_values(t.values);
+    d->set_sqnr_db(t.sqnr_db);
+    d->set_clipped(t.clipped);
+    d->set_saturated(t.saturated);
+  }
+  const std::string summary = ptq::DebugSummary(tensors, evals);
+  record->set_debug_summary(summary);
+  std::fprintf(stderr, "[%s] numerical debugger (%lld test images; float vs reference; backends vs reference):\n",
+               name, static_cast<long long>(n));
+  for (const std::string& line : ptq::DebugTable(tensors, evals)) std::fprintf(stderr, "[%s]   %s\n", name, line.c_str());
+  std::fprintf(stderr, "[%s] debugger: %s\n", name, summary.c_str());
+  return absl::OkStatus();
+}
+
 // PTQ after training, then the selected backends over the test set; fills the record.
 absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* record) {
   const char* name = plan.spec.name.c_str();
@@ -265,8 +320,9 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
   metrics["ptq_accuracy_drop_points"] = 100.0 * (r.float_test_accuracy - r.test_accuracy);
   metrics["ptq_model_bytes"] = static_cast<double>(r.model_bytes);
   for (const std::string& n : r.notes) record->add_ptq_notes(n);
-  std::fprintf(stderr, "[%s] ptq %s: float %.4f -> simulated %.4f (%lld bytes)\n", name, r.method.c_str(),
-               r.float_test_accuracy, r.test_accuracy, static_cast<long long>(r.model_bytes));
+  std::fprintf(stderr, "[%s] ptq %s: float %.4f -> %s %.4f (%lld bytes)\n", name, r.method.c_str(),
+               r.float_test_accuracy, r.simulated_predictions.empty() ? "simulated" : "QAT-simulated",
+               r.test_accuracy, static_cast<long long>(r.model_bytes));
   if (!r.has_integer_model) return absl::OkStatus();
   RETURN_IF_ERROR(backends::SaveQuantizedModel(r.model, plan.run_dir + "/model.qlq"));
   if (plan.eval_backends.empty()) return absl::OkStatus();
@@ -278,6 +334,8 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
   for (const ptq::BackendEvaluation& e : evals) {
     if (e.backend == "xnnpack_f32") f32 = &e;
   }
+  if (!r.simulated_predictions.empty()) metrics["qat_simulated_test_accuracy"] = r.test_accuracy;
+  if (plan.eval_debug) RETURN_IF_ERROR(RunDebugger(plan, r, evals, record));
   for (const ptq::BackendEvaluation& e : evals) {
     quantlab::BackendMetrics* m = record->add_backends();
     m->set_backend(e.backend);
@@ -306,6 +364,18 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
       po->mutable_alone()->set_outputs_off_by_one(o.alone.off_by_one);
       po->mutable_alone()->set_outputs_larger(o.alone.larger);
       po->mutable_alone()->set_max_abs_steps(o.alone.max_abs_steps);
+    }
+    if (!r.simulated_predictions.empty() && e.predictions.size() == r.simulated_predictions.size()) {
+      // The deployed model against the QAT simulation it came from, image by image.
+      int64_t same = 0;
+      for (size_t i = 0; i < e.predictions.size(); ++i) same += e.predictions[i] == r.simulated_predictions[i];
+      const double agree = static_cast<double>(same) / static_cast<double>(e.predictions.size());
+      m->set_prediction_agreement_with_simulation(agree);
+      std::fprintf(stderr,
+                   "[%s] %-12s deployed %.4f vs QAT-simulated %.4f (%+.2f points); same top-1 as the simulation on "
+                   "%.2f %% of %zu test images\n",
+                   name, e.backend.c_str(), e.test_accuracy, r.test_accuracy, 100.0 * (e.test_accuracy - r.test_accuracy),
+                   100.0 * agree, e.predictions.size());
     }
     if (f32 != nullptr && f32->images_per_s_batch1 > 0 && f32->images_per_s_batch256 > 0) {
       (*m->mutable_extra())["speedup_vs_xnnpack_f32_batch1"] = e.images_per_s_batch1 / f32->images_per_s_batch1;

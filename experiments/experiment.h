@@ -47,6 +47,7 @@ struct ExperimentPlan {
   std::string ptq_init_from;                   // float checkpoint quantized when nothing is trained
   std::vector<std::string> eval_backends;      // empty: no `evaluate:` section
   ptq::EvaluateOptions eval_options;
+  bool eval_debug = false;  // evaluate.debug: the per-tensor numerical debugger
   std::vector<std::string> warnings;           // e.g. overrides that match no layer
   std::vector<std::string> steps;          // what Run will do, in order
   std::vector<std::string> not_available;  // sections this build cannot run yet

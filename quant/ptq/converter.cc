@@ -332,6 +332,7 @@ absl::StatusOr<FloatNet> LowerPass(const FloatGraph& g, PassLog* log) {
     if (n.layer->fixed_output_qparams(&f.scale, &f.zero_point, &is_signed)) net.fixed_output[m.ops_size() - 1] = f;
   }
   m.add_outputs(tensor_of[g.Resolve(g.output_value)]);
+  net.value_tensor = tensor_of;
   if (net.weighted.empty()) return absl::InvalidArgumentError("the model has no conv/linear layer to quantize");
   RETURN_IF_ERROR(backends::InferShapes(m).status());
   if (log) {
@@ -392,12 +393,11 @@ absl::Status FloatForward(const QuantizedModel& net, const float* input, int64_t
 
 // ---- choose_qparams / quantize_weights ----
 
-namespace {
-
-// Ops whose output has qparams of its own (the others keep their input's, or are fixed).
 bool OwnOutputQParams(const Op& op) {
   return !op.has_max_pool2d() && !op.has_flatten() && !op.has_reshape() && !op.has_sigmoid() && !op.has_tanh();
 }
+
+namespace {
 
 absl::Status CheckAffine(const std::string& layer, const char* role, const Quantizer& q) {
   if (dynamic_cast<const AffineQuantizer*>(&q) == nullptr) {

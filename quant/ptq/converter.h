@@ -92,6 +92,9 @@ struct FloatNet {
   std::vector<WeightedLayer> weighted;
   std::vector<int64_t> nn_input_shape;  // the nn model's sample shape ([C, H, W] or [F])
   PassLog log;                          // what extract .. lower did
+  // The tensor of each nn value id (0: the input, i + 1: node i's output); a removed
+  // node's value is the tensor it passes on (a fused ReLU's is its conv's output).
+  std::vector<int> value_tensor;
   // Ops whose output range is fixed whatever the data (sigmoid, tanh), by op
   // index: the op's nn::Layer::fixed_output_qparams (PyTorch's quint8 ones).
   struct FixedQParams {
@@ -120,6 +123,10 @@ std::vector<float> ToNhwc(const float* images, int64_t n, const std::vector<int6
 using Hook = std::function<absl::Status(int, float*, int64_t)>;
 absl::Status FloatForward(const backends::QuantizedModel& net, const float* input, int64_t batch,
                           std::vector<float>* logits, const Hook& before = nullptr, const Hook& after = nullptr);
+
+// Ops whose output has qparams of its own (the others keep their input's: max pool,
+// flatten, reshape; or have fixed ones: sigmoid, tanh).
+bool OwnOutputQParams(const backends::Op& op);
 
 // The quantizers of a static conversion.
 struct StaticQuantizers {

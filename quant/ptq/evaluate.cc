@@ -40,14 +40,15 @@ AgreementCounts Count(const std::vector<int32_t>& a, const std::vector<int32_t>&
   return c;
 }
 
-// Every op's output of backend `name` vs reference, on `batch` inputs (buffers kept apart).
-absl::Status PerOpAgreement(const backends::QuantizedModel& model, const std::string& name, const float* x,
-                            int64_t batch, BackendEvaluation* e) {
+}  // namespace
+
+absl::Status ComparePerOp(const backends::QuantizedModel& reference_model, const backends::QuantizedModel& model,
+                          const std::string& name, const float* x, int64_t batch, BackendEvaluation* e) {
   ASSIGN_OR_RETURN(std::unique_ptr<backends::Backend> ref, backends::CreateBackend("reference"));
   ASSIGN_OR_RETURN(std::unique_ptr<backends::Backend> b, backends::CreateBackend(name));
   ref->set_keep_intermediates(true);
   b->set_keep_intermediates(true);
-  RETURN_IF_ERROR(ref->Prepare(model));
+  RETURN_IF_ERROR(ref->Prepare(reference_model));
   RETURN_IF_ERROR(b->Prepare(model));
   backends::RunOutput unused;
   RETURN_IF_ERROR(ref->Run(x, batch, &unused));
@@ -74,8 +75,6 @@ absl::Status PerOpAgreement(const backends::QuantizedModel& model, const std::st
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 AgreementCounts CompareOutputs(const std::vector<int32_t>& ref_q, const std::vector<float>& ref_logits,
                                const std::vector<int32_t>& q, const std::vector<float>& logits, int64_t n,
@@ -151,6 +150,8 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
       RETURN_IF_ERROR(run_all(*b, &q, &logits, &batch_seconds));
     }
     e.test_accuracy = Top1Accuracy(logits, n, test.labels);
+    const int64_t classes = n > 0 ? static_cast<int64_t>(logits.size()) / n : 0;
+    for (int64_t i = 0; i < n; ++i) e.predictions.push_back(static_cast<int32_t>(Argmax(logits.data() + i * classes, classes)));
     e.integer_outputs = !b->profile().float_model;
     e.agreement = CompareOutputs(ref_q, ref_logits, q, logits, n, e.integer_outputs);
     const double m256 = Median(batch_seconds);
@@ -172,7 +173,7 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
     // 64 images: every tensor is kept apart in two backends (int32 in the reference), and at
     // 256 images that raised the quickstart's peak RSS by ~80 MiB.
     constexpr int64_t kPerOpImages = 64;
-    if (e.integer_outputs) RETURN_IF_ERROR(PerOpAgreement(model, name, x.data(), std::min(kPerOpImages, n), &e));
+    if (e.integer_outputs) RETURN_IF_ERROR(ComparePerOp(model, model, name, x.data(), std::min(kPerOpImages, n), &e));
     if (b->profile().float_model) {
       e.model_size_bytes = FloatModelBytes(model, name.size() > 4 && name.substr(name.size() - 4) == "_f16" ? 2 : 4);
     } else {
@@ -183,14 +184,17 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
   return results;
 }
 
-absl::Status ValidateBackendsFor(const FloatNet& net, const QuantConfig& quant,
+absl::Status ValidateBackendsFor(const FloatNet& net, const QuantConfig* quant,
                                  const std::vector<std::string>& names) {
-  ASSIGN_OR_RETURN(StaticQuantizers q, MakeStaticQuantizers(net, quant));
-  const backends::DType act = q.is_signed ? backends::INT8 : backends::UINT8;
+  StaticQuantizers q;
+  if (quant != nullptr) {
+    ASSIGN_OR_RETURN(q, MakeStaticQuantizers(net, *quant));
+  }
+  const backends::DType act = quant == nullptr || q.is_signed ? backends::INT8 : backends::UINT8;
   for (const std::string& name : names) {
     ASSIGN_OR_RETURN(std::unique_ptr<backends::Backend> b, backends::CreateBackend(name));
     const backends::BackendProfile& p = b->profile();
-    for (size_t k = 0; k < net.weighted.size(); ++k) {
+    for (size_t k = 0; quant != nullptr && k < net.weighted.size(); ++k) {
       const WeightedLayer& w = net.weighted[k];
       const QuantSpec& ws = q.weights[k]->spec();
       backends::LayerQuantSpec spec;

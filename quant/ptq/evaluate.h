@@ -39,6 +39,7 @@ struct BackendEvaluation {
   int64_t model_size_bytes = 0;
   bool integer_outputs = false;  // agreement counts cover the int outputs (else top-1 only)
   AgreementCounts agreement;
+  std::vector<int32_t> predictions;  // top-1 class per test image
   // Integer backends: every op's output vs reference on the first 64 test images, in
   // op order; first_departure = the first op that differs (-1: none).
   std::vector<OpAgreement> per_op;
@@ -58,15 +59,23 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
                                                                 const std::vector<std::string>& names,
                                                                 const EvaluateOptions& options = {});
 
+// Backend `name` running `model` against the reference running `reference_model`
+// (normally the same model; a different one checks a backend that was handed a
+// wrong tensor), every op's output on `batch` images, into e->per_op and
+// e->first_departure.
+absl::Status ComparePerOp(const backends::QuantizedModel& reference_model, const backends::QuantizedModel& model,
+                          const std::string& name, const float* x, int64_t batch, BackendEvaluation* e);
+
 // Counts how `q` (int outputs) and top-1 of `logits` agree with the reference's.
 AgreementCounts CompareOutputs(const std::vector<int32_t>& ref_q, const std::vector<float>& ref_logits,
                                const std::vector<int32_t>& q, const std::vector<float>& logits, int64_t n,
                                bool integer);
 
 // Config-time check: every weighted layer of `net` under `quant`'s specs (static
-// conversion) against each backend's profile, and the max pools. The error names
-// the layer, the backend and the rule.
-absl::Status ValidateBackendsFor(const FloatNet& net, const QuantConfig& quant,
+// conversion) against each backend's profile, and every op kind. The error names
+// the layer, the backend and the rule. `quant` null: the op kinds only, with int8
+// activations (from_qat, whose grids exist only after training).
+absl::Status ValidateBackendsFor(const FloatNet& net, const QuantConfig* quant,
                                  const std::vector<std::string>& names);
 
 }  // namespace quant::ptq

@@ -43,6 +43,12 @@ struct PtqResult {
   double test_accuracy = 0.0;         // the quantized model, simulated in float (fake quantization)
   int64_t model_bytes = 0;            // weights at their bit width + qparams
   std::vector<std::string> notes;     // what was done, for logs and the record
+  // The BN-folded float net the integer model was made from (same ops and tensors),
+  // for the per-tensor numerical debugger; empty for methods without an integer model.
+  backends::QuantizedModel float_model;
+  // from_qat: the QAT model's top-1 class per test image (the simulation the
+  // deployed model is compared with); empty otherwise.
+  std::vector<int32_t> simulated_predictions;
 };
 
 class PtqMethod {
@@ -51,6 +57,9 @@ class PtqMethod {
   virtual ~PtqMethod() = default;
   virtual std::string Describe() const = 0;
   virtual bool produces_integer_model() const = 0;
+  // Whether the method converts the quantizers a QAT scheme trained (train.scheme: qat
+  // in the same config) rather than a float model.
+  virtual bool needs_qat_training() const { return false; }
   // Whether the specs fit the model for this method (no data, no training).
   virtual absl::Status Check(nn::Model& model, const QuantConfig& quant) const = 0;
   virtual absl::StatusOr<PtqResult> Apply(const PtqContext& ctx) = 0;

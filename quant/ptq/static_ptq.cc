@@ -56,6 +56,7 @@ absl::StatusOr<PtqResult> StaticPtq::Apply(const PtqContext& ctx) {
     correct += static_cast<int64_t>(Top1Accuracy(out.logits, b, labels) * b + 0.5);
   }
   r.test_accuracy = test.size() ? static_cast<double>(correct) / test.size() : 0.0;
+  r.float_model = net.model;
   r.notes.push_back(absl::StrCat("calibrated on ", n, " training images"));
   for (const std::string& line : log) {
     r.notes.push_back(line);

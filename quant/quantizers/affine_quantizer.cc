@@ -118,4 +118,12 @@ std::string AffineQuantizer::Describe() const {
 QUANTLAB_REGISTER(Quantizer, "affine", AffineQuantizer::Create,
                   "uniform affine/symmetric fake quantization, exact to PyTorch 1.13");
 
+absl::StatusOr<QParams> AffineQuantizer::IntegerGrid() const {
+  if (!calibrated_) return absl::FailedPreconditionError("affine: no qparams yet (nothing observed)");
+  if (qparams_.granularity == Granularity::kPerBlock) {
+    return absl::UnimplementedError("affine per_block (per-group) qparams have no integer form in the QuantizedModel");
+  }
+  return qparams_;
+}
+
 }  // namespace quant

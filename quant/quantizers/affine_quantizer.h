@@ -42,6 +42,7 @@ class AffineQuantizer : public Quantizer {
   absl::Status ComputeQParams() override;
   bool calibrated() const override { return calibrated_; }
   const QParams& qparams() const override { return qparams_; }
+  absl::StatusOr<QParams> IntegerGrid() const override;
   const QuantSpec& spec() const override { return c_.spec; }
   absl::Status Forward(const Tensor& x, Tensor* y) override;
   absl::Status Backward(const Tensor& grad_y, Tensor* grad_x) override;

@@ -104,6 +104,15 @@ std::string DorefaQuantizer::Describe() const {
              : absl::StrCat("dorefa ", o_.bits, "-bit activations clipped to [0, ", o_.clip, "]");
 }
 
+absl::StatusOr<QParams> DorefaQuantizer::IntegerGrid() const {
+  const int64_t n = spec_.quant_max;
+  if (role_ == TensorRole::kWeights) {
+    // w_q = 2 k / n - 1 = (2 k - n) / n: odd (n odd) codes in [-n, n] at scale 1 / n, zero point 0.
+    return QParams::PerTensor(1.0f / static_cast<float>(n), 0, -n, n);
+  }
+  return QParams::PerTensor(o_.clip / static_cast<float>(n), 0, 0, n);
+}
+
 QUANTLAB_REGISTER(Quantizer, "dorefa", DorefaQuantizer::Create,
                   "DoReFa-Net (Zhou et al. 2016): tanh-normalised weights, clipped activations");
 

@@ -41,6 +41,7 @@ class DorefaQuantizer : public Quantizer, public RoleAware {
   // 2/(2^k-1) and a (non-integer-centred) zero point of (2^k-1)/2 rounded;
   // the exact map is the formula above. Activations: scale clip/(2^k-1), zero point 0.
   const QParams& qparams() const override { return qparams_; }
+  absl::StatusOr<QParams> IntegerGrid() const override;
   const QuantSpec& spec() const override { return spec_; }
   absl::Status Forward(const Tensor& x, Tensor* y) override;
   absl::Status Backward(const Tensor& grad_y, Tensor* grad_x) override;

@@ -241,6 +241,22 @@ std::string LsqQuantizer::Describe() const {
                       o_.learn_offset ? " learned step size and offset" : " learned step size");
 }
 
+absl::StatusOr<QParams> LsqQuantizer::IntegerGrid() const {
+  if (!initialised()) return absl::FailedPreconditionError("lsq: no step size yet (nothing observed)");
+  if (o_.learn_offset) {
+    // y = s * (q - z) needs z = -beta / s to be an integer; a learned offset is anywhere.
+    for (int64_t g = 0; g < offset_.value.numel(); ++g) {
+      const double z = -static_cast<double>(offset_.value[g]) / step_.value[g];
+      if (std::fabs(z - std::nearbyint(z)) > 1e-3) {
+        return absl::UnimplementedError(absl::StrCat(
+            "lsq_plus: the learned offset is ", z, " steps from zero, not a whole number of steps; an integer zero "
+            "point would move the grid by ", std::fabs(z - std::nearbyint(z)), " of a step"));
+      }
+    }
+  }
+  return qparams_;
+}
+
 QUANTLAB_REGISTER(Quantizer, "lsq_plus", LsqQuantizer::CreatePlus,
                   "LSQ+ (Bhalgat et al. 2020): LSQ with a learned offset, min/max init");
 QUANTLAB_REGISTER(Quantizer, "lsq", LsqQuantizer::Create,

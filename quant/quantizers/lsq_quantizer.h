@@ -55,6 +55,7 @@ class LsqQuantizer : public Quantizer, public RoleAware {
   absl::Status ComputeQParams() override;
   bool calibrated() const override { return initialised(); }
   const QParams& qparams() const override { return qparams_; }
+  absl::StatusOr<QParams> IntegerGrid() const override;
   const QuantSpec& spec() const override { return spec_; }
   absl::Status Forward(const Tensor& x, Tensor* y) override;
   absl::Status Backward(const Tensor& grad_y, Tensor* grad_x) override;

@@ -108,6 +108,11 @@ std::string PactQuantizer::Describe() const {
                       ", L2 ", o_.alpha_decay, ")");
 }
 
+absl::StatusOr<QParams> PactQuantizer::IntegerGrid() const {
+  // Forward's y = round(c * n / alpha) * alpha / n: codes 0..n at scale alpha / n.
+  return QParams::PerTensor(Alpha() / static_cast<float>(spec_.quant_max), 0, 0, spec_.quant_max);
+}
+
 QUANTLAB_REGISTER(Quantizer, "pact", PactQuantizer::Create,
                   "activations clipped at a learned alpha (Choi et al. 2018), STE, L2 on alpha");
 

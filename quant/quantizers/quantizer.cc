@@ -9,6 +9,12 @@ absl::StatusOr<std::unique_ptr<Quantizer>> BuildQuantizer(ParamReader& p) {
   return Registry<Quantizer>::Get().CreateFrom(p, "quantizer", "affine", "which quantizer");
 }
 
+absl::StatusOr<QParams> Quantizer::IntegerGrid() const {
+  return absl::UnimplementedError(absl::StrCat(
+      "quantizer ", Describe(), " has no integer grid (its values are not scale * (q - zero_point) for integers q); "
+      "the integer model needs affine, lsq, lsq_plus, pact or dorefa"));
+}
+
 absl::StatusOr<std::unique_ptr<Quantizer>> BuildQuantizerFromYaml(const std::string& yaml,
                                                                   const std::string& file) {
   YAML::Node node;

@@ -56,6 +56,15 @@ class Quantizer {
   // Integer codes with the current qparams.
   virtual absl::Status QuantizeToInt(const Tensor& x, std::vector<int32_t>* q) const = 0;
 
+  // The integer grid Forward()'s outputs lie on, as affine qparams: every output
+  // y equals scale * (q - zero_point) for an integer q in [quant_min, quant_max].
+  // Conversion of a QAT-trained model to an integer one (ptq: from_qat) reads it,
+  // so that the integer model computes exactly what was trained. It may differ
+  // from qparams() (DoReFa's weights: codes 2k - n at scale 1/n, zero point 0).
+  // Default: Unimplemented naming the quantizer (no integer grid: format_cast,
+  // binary, ...). Call after a Forward() with the final learned values.
+  virtual absl::StatusOr<QParams> IntegerGrid() const;
+
   // Trainable values (empty for quantizers with no learned parameters).
   virtual std::vector<LearnedParameter*> parameters() { return {}; }
 

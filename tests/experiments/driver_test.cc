@@ -459,6 +459,56 @@ TEST(DriverTest, StaticPtqAndEvaluateRecordEveryBackend) {
   EXPECT_LT(gl.model_size_bytes(), record->backends(4).model_size_bytes());
 }
 
+TEST(DriverTest, QatRunDeploysItsOwnQuantizersAndRecordsBothAccuraciesAndTheDebugger) {
+  const std::string dir = TmpDir("from_qat");
+  const std::string qat =
+      "name: qat\n"
+      "seed: 0\n"
+      "dataset: {name: synthetic, train_size: 512, test_size: 256, num_classes: 4, image_size: 8, noise: 1.0}\n"
+      "model: {name: cnn, channels: [4, 8], hidden: 16}\n"
+      "train: {scheme: qat, pretrain: {epochs: 2, batch_size: 32, optimizer: {name: sgd, lr: 0.05}},\n"
+      "        epochs: 1, batch_size: 32, optimizer: {name: sgd, lr: 0.01}}\n"
+      "quant:\n"
+      "  weights: {quantizer: lsq, bits: 4}\n"
+      "  activations: {quantizer: lsq, bits: 4}\n"
+      "  overrides: [{match: conv1|fc2, weights: {bits: 8}, activations: {bits: 8}}]\n"
+      "ptq: {method: from_qat}\n";
+  Write(dir + "/q.yaml", qat + "evaluate: {backends: [reference, gemmlowp, xnnpack], batch1_images: 20, debug: true}\n");
+  const Result v = RunDriver("--validate --config=" + dir + "/q.yaml");
+  ASSERT_EQ(v.exit_code, 0) << v.output;
+  EXPECT_THAT(v.output, HasSubstr("numerical debugger on 64 test images"));
+  const Result r = RunDriver("--config=" + dir + "/q.yaml --output_dir=" + dir + "/runs");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("vs QAT-simulated"));
+  EXPECT_THAT(r.output, HasSubstr("debugger: "));
+  auto record = ReadRecordJson((OnlyRun(dir + "/runs") / "result.json").string());
+  ASSERT_TRUE(record.ok()) << record.status();
+  const double simulated = record->metrics().at("qat_simulated_test_accuracy");
+  EXPECT_EQ(simulated, record->metrics().at("final_test_accuracy"));  // the QAT model's own accuracy
+  ASSERT_EQ(record->backends_size(), 3);
+  for (const auto& b : record->backends()) {
+    EXPECT_NEAR(b.test_accuracy(), simulated, 0.02) << b.backend();
+    // The float QAT model sees the unquantized synthetic input (noise, off any grid) and float
+    // biases; on a model at ~50 % accuracy that moves some top-1s (train.integer_exact removes it).
+    EXPECT_GE(b.prediction_agreement_with_simulation(), 0.8) << b.backend();
+  }
+  // input + conv1, pool1, conv2, pool2, flatten, fc1, fc2
+  ASSERT_EQ(record->debug_tensors_size(), 8);
+  EXPECT_EQ(record->debug_tensors(0).tensor(), "input");
+  EXPECT_EQ(record->debug_tensors(3).tensor(), "conv2");
+  EXPECT_EQ(record->debug_tensors(3).quant_min(), 0);   // LSQ's unsigned 4-bit grid after the ReLU
+  EXPECT_EQ(record->debug_tensors(3).quant_max(), 15);
+  EXPECT_THAT(record->debug_summary(), HasSubstr("reference == gemmlowp"));
+
+  // Without QAT training there is nothing to convert: refused at validation, naming the key.
+  Write(dir + "/fp.yaml", std::string(kPtqBase) +
+                              "quant: {weights: {bits: 8}, activations: {bits: 8}}\nptq: {method: from_qat}\n");
+  const Result fp = RunDriver("--validate --config=" + dir + "/fp.yaml");
+  EXPECT_EQ(fp.exit_code, 1);
+  EXPECT_THAT(fp.output, HasSubstr("fp.yaml:7:"));
+  EXPECT_THAT(fp.output, HasSubstr("needs train.scheme: qat in the same config"));
+}
+
 TEST(DriverTest, BackendThatCannotRunALayerIsRejectedAtValidation) {
   const std::string dir = TmpDir("ptqbad");
   // uint8 activations with per-channel int8 weights: XNNPACK has no such operator.
