@@ -377,6 +377,11 @@ const Tensor& Model::Forward(const Tensor& x) {
   const bool keep = training_ || keep_values_;
   values_kept_ = keep;
   value_ptr_[kInputValue] = &x;
+  if (input_transform_) {
+    EnsureShape(&input_post_, x.shape());
+    input_transform_->Forward(x, &input_post_, training_);
+    value_ptr_[kInputValue] = &input_post_;
+  }
   for (int i = 0; i < num_layers(); ++i) {
     Node& node = nodes_[i];
     Layer& l = *node.op;
@@ -416,7 +421,7 @@ void Model::Backward(const Tensor& x, const Tensor& dlogits) {
   EnsureShape(&g_out, dlogits.shape());
   std::copy(dlogits.data(), dlogits.data() + dlogits.numel(), g_out.data());
   written_[output_value_] = 1;
-  value_ptr_[kInputValue] = &x;
+  value_ptr_[kInputValue] = input_transform_ ? &input_post_ : &x;  // what the first nodes read in Forward
   for (int i = n - 1; i >= 0; --i) {
     Node& node = nodes_[i];
     const int v = OutputOf(i);

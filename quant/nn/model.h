@@ -88,6 +88,12 @@ class Model {
   const Tensor& value(int v) const { return *value_ptr_[v]; }
   void set_keep_values(bool keep) { keep_values_ = keep; }
 
+  // A transform of the model input (value 0) before any node reads it: QAT's
+  // fake quantization of the input (train.integer_exact), so that training sees
+  // the input grid the integer model will use. No gradient flows to the input.
+  void set_input_transform(std::shared_ptr<TensorTransform> t) { input_transform_ = std::move(t); }
+  TensorTransform* input_transform() const { return input_transform_.get(); }
+
   // A float executor for analysis and PTQ: runs nodes [begin, end) with the
   // current mode and hooks, reading inputs from and writing outputs (after the
   // output transforms) into `values` (indexed by value id, resized to
@@ -157,6 +163,8 @@ class Model {
 
   // Training: per node, raw output and output after the output transform.
   std::vector<Tensor> out_, post_;
+  std::shared_ptr<TensorTransform> input_transform_;
+  Tensor input_post_;  // the input after input_transform_
   std::vector<const Tensor*> value_ptr_;
   // Eval: planned slots; per node the slot of its raw output and of its value.
   std::vector<Tensor*> eval_slots_;  // into out_ / post_

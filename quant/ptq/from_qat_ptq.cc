@@ -13,6 +13,7 @@
 #include "quant/qmath/qparams.h"
 #include "quant/quantizers/tensor_role.h"
 #include "quant/training/bn_folding.h"
+#include "quant/training/integer_exact.h"
 #include "quant/training/qat_scheme.h"
 #include "quant/training/quantizer_transform.h"
 
@@ -50,6 +51,7 @@ Quantizer* QuantizerOf(nn::TensorTransform* t, nn::BatchNorm** folded_bn) {
     if (folded_bn) *folded_bn = &f->batch_norm();
     return &f->quantizer().quantizer();
   }
+  if (auto* r = dynamic_cast<IntegerRequantTransform*>(t)) return &r->output_quantizer().quantizer();
   return nullptr;
 }
 
@@ -192,9 +194,18 @@ absl::StatusOr<PtqResult> FromQatPtq::Apply(const PtqContext& ctx) {
     tt->add_zero_point(g.zero_point);
   };
 
-  // The model input: QAT computes on the float images; an 8-bit grid over their range.
+  // The model input: QAT's input quantizer (integer_exact), else (QAT computed on the float
+  // images) an 8-bit grid over the calibration images' range.
   const int in_t = backends::InputTensor(m);
-  {
+  if (Quantizer* iq = model.input_transform() ? QuantizerOf(model.input_transform(), nullptr) : nullptr) {
+    absl::StatusOr<QParams> grid = iq->IntegerGrid();
+    if (!grid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("the model input's quantizer: ", grid.status().message()));
+    }
+    ASSIGN_OR_RETURN(Int8Grid g, ToInt8(*grid, "the model input"));
+    set_qparams(in_t, g);
+    notes.push_back(absl::StrCat("input: QAT's input quantizer ", iq->Describe(), ": ", GridStr(g)));
+  } else {
     const std::vector<float> calib = CalibrationImages(ctx.dataset->train(), input_images_, ctx.seed);
     int64_t per_image = 1;
     for (int64_t d : net.nn_input_shape) per_image *= d;

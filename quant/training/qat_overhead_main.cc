@@ -2,7 +2,8 @@
 // with `qat` fake quantizers over the same step in float, same model, same
 // batch, one thread. Blocks of steps of the two models alternate, so that load
 // from other processes on a shared machine hits both alike; the result is the
-// ratio of the median block times.
+// ratio of the median block times. A third model runs QAT in integer-exact mode
+// (train.integer_exact, integer_exact.h) in the same rotation.
 //
 //   bazel run //quant/training:qat_overhead -- [model] [spec...]
 //   model: mlp | cnn | cnn_bn (default mlp); quantizer specs as YAML, default
@@ -72,13 +73,14 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
     return 1;
   }
-  Trainer fp32{Build(model)}, qat{Build(model)};
+  Trainer fp32{Build(model)}, qat{Build(model)}, exact{Build(model)};
   auto hooks = InsertFakeQuant(*qat.model, **config);
-  if (!hooks.ok()) return 1;
-  fp32.opt = Sgd(*fp32.model);
-  qat.opt = Sgd(*qat.model);
-  fp32.model->set_training(true);
-  qat.model->set_training(true);
+  auto exact_hooks = InsertFakeQuant(*exact.model, **config, /*fold_bn=*/true, /*integer_exact=*/true);
+  if (!hooks.ok() || !exact_hooks.ok()) return 1;
+  for (Trainer* t : {&fp32, &qat, &exact}) {
+    t->opt = Sgd(*t->model);
+    t->model->set_training(true);
+  }
   // A Fashion-MNIST-like batch: 128 images in [-0.8, 2.0] (normalised pixels).
   nn::Rng rng(1);
   Tensor x({128, 1, 28, 28});
@@ -86,21 +88,22 @@ int Main(int argc, char** argv) {
   std::vector<int32_t> y(128);
   for (int i = 0; i < 128; ++i) y[i] = i % 10;
   const int block = model == "mlp" ? 40 : 4, blocks = model == "mlp" ? 15 : 9;
-  for (int i = 0; i < 3; ++i) fp32.Step(x, y), qat.Step(x, y);  // warm-up
-  std::vector<double> tf, tq;
+  for (int i = 0; i < 3; ++i) fp32.Step(x, y), qat.Step(x, y), exact.Step(x, y);  // warm-up
+  std::vector<double> tf, tq, te;
   using Clock = std::chrono::steady_clock;
   for (int b = 0; b < blocks; ++b) {
-    for (Trainer* t : {&fp32, &qat}) {
+    for (Trainer* t : {&fp32, &qat, &exact}) {
       const auto start = Clock::now();
       for (int s = 0; s < block; ++s) t->Step(x, y);
       const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count() / block;
-      (t == &fp32 ? tf : tq).push_back(ms);
+      (t == &fp32 ? tf : t == &qat ? tq : te).push_back(ms);
     }
   }
-  if (!hooks->status().ok()) return 1;
-  const double f = Median(tf), q = Median(tq);
-  std::printf("%s: fp32 step %.3f ms, qat step %.3f ms (median of %d blocks of %d, 1 thread): "
-              "overhead %.3fx\n", model.c_str(), f, q, blocks, block, q / f);
+  if (!hooks->status().ok() || !exact_hooks->status().ok()) return 1;
+  const double f = Median(tf), q = Median(tq), e = Median(te);
+  std::printf("%s: fp32 step %.3f ms, qat step %.3f ms, qat integer-exact step %.3f ms (median of %d blocks of %d, "
+              "1 thread): overhead %.3fx, integer-exact %.3fx (%.3fx of qat)\n",
+              model.c_str(), f, q, e, blocks, block, q / f, e / f, e / q);
   return 0;
 }
 

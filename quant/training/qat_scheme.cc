@@ -13,6 +13,7 @@
 #include "quant/nn/elementwise.h"
 #include "quant/nn/fusion.h"
 #include "quant/nn/linear.h"
+#include "quant/nn/pooling.h"
 #include "quant/quantizers/tensor_role.h"
 
 namespace quant {
@@ -96,6 +97,12 @@ absl::Status FakeQuantHooks::status() const {
   for (const Hook& h : hooks) {
     if (!h.quantizer->status().ok()) return h.quantizer->status();
   }
+  for (const auto& r : requant) {
+    if (!r->status().ok()) return r->status();
+  }
+  for (const auto& a : average_pools) {
+    if (!a->status().ok()) return a->status();
+  }
   return absl::OkStatus();
 }
 
@@ -118,6 +125,7 @@ bool IsActivationQuantPoint(const nn::Model& model, int i) {
 }
 
 void RemoveFakeQuant(nn::Model& model) {
+  model.set_input_transform(nullptr);
   for (int i = 0; i < model.num_layers(); ++i) {
     model.layer(i).set_weight_transform(nullptr);
     model.layer(i).set_output_transform(nullptr);
@@ -159,8 +167,119 @@ absl::Status CheckWeightOverrides(nn::Model& model, const QuantConfig& config) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The quantizer inside a QAT hook (plain, BN-folding or integer-exact), or null.
+Quantizer* HookQuantizer(nn::TensorTransform* t) {
+  if (auto* q = dynamic_cast<QuantizerTransform*>(t)) return &q->quantizer();
+  if (auto* f = dynamic_cast<BnFoldTransform*>(t)) return &f->quantizer().quantizer();
+  if (auto* r = dynamic_cast<IntegerRequantTransform*>(t)) return &r->output_quantizer().quantizer();
+  return nullptr;
+}
+
+bool PassesGridOn(const std::string& type) {
+  return type == "maxpool2d" || type == "avgpool2d" || type == "global_avg_pool" || type == "flatten" ||
+         type == "dropout";
+}
+
+// integer_exact: the input quantizer, then each conv/linear group's output stage and each
+// average pool replaced by the integer model's arithmetic (integer_exact.h).
+absl::Status MakeIntegerExact(nn::Model& model, const QuantConfig& config, bool fold_bn,
+                              const std::vector<nn::FusionGroup>& groups, FakeQuantHooks* out) {
+  // 1. The model input: an 8-bit min/max grid, or the activation spec an override gives "input".
+  std::unique_ptr<Quantizer> iq;
+  if (!config.For("input").overrides_applied.empty()) {
+    ASSIGN_OR_RETURN(iq, config.ActivationQuantizer("input"));
+  }
+  if (iq == nullptr) {
+    ASSIGN_OR_RETURN(iq, BuildQuantizerFromYaml("{quantizer: affine, bits: 8, signed: true, observer: minmax}",
+                                                "the model input's quantizer (integer_exact)"));
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<QuantizerTransform> input, MakeHook(std::move(iq), "input", TensorRole::kActivations));
+  model.set_input_transform(input);
+  out->plan.push_back(absl::StrCat("input: ", input->Describe()));
+  out->hooks.push_back(FakeQuantHooks::Hook{-1, "input", false, input, nullptr});
+  // The grid of every value: its quant point's quantizer, passed on by pools, flatten, dropout.
+  std::vector<Quantizer*> grid(model.num_values(), nullptr);
+  grid[nn::Model::kInputValue] = &input->quantizer();
+  for (int i = 0; i < model.num_layers(); ++i) {
+    nn::Layer& l = model.layer(i);
+    if (Quantizer* q = l.output_transform() ? HookQuantizer(l.output_transform()) : nullptr) {
+      grid[nn::Model::OutputOf(i)] = q;
+    } else if (PassesGridOn(l.type())) {
+      grid[nn::Model::OutputOf(i)] = grid[model.inputs_of(i)[0]];
+    }
+  }
+  // 2. conv/linear output stages.
+  for (const nn::FusionGroup& g : groups) {
+    nn::Layer& anchor = model.layer(g.anchor);
+    if (!anchor.has_weight()) continue;
+    nn::Layer& last = model.layer(g.last());
+    auto* oq = dynamic_cast<QuantizerTransform*>(last.output_transform());
+    Quantizer* wq = anchor.weight_transform() ? HookQuantizer(anchor.weight_transform()) : nullptr;
+    if (oq == nullptr || wq == nullptr) {
+      out->plan.push_back(absl::StrCat(anchor.name(), ": float weights or output, no integer-exact output stage"));
+      continue;
+    }
+    if (g.batch_norm >= 0 && !fold_bn) {
+      return absl::InvalidArgumentError(absl::StrCat("train.integer_exact: ", anchor.name(),
+                                                     " has a BatchNorm that fold_bn: false leaves unfolded; the "
+                                                     "integer model folds it (set fold_bn: true)"));
+    }
+    IntegerRequantTransform::Source src;
+    src.layer = anchor.name();
+    src.input = grid[model.inputs_of(g.anchor)[0]];
+    if (src.input == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "train.integer_exact: the input of ", anchor.name(),
+          " is on no quantization grid (it comes from a float op); the integer model needs every tensor quantized"));
+    }
+    src.weights = wq;
+    for (nn::Parameter* p : anchor.parameters()) {
+      if (p->name == "bias") src.bias = p;
+    }
+    if (g.batch_norm >= 0) src.batch_norm = static_cast<nn::BatchNorm*>(&model.layer(g.batch_norm));
+    if (g.activation >= 0) {
+      const std::string& t = model.layer(g.activation).type();
+      src.clamp = t == "relu" ? IntegerRequantTransform::Clamp::kRelu
+                  : t == "relu6" ? IntegerRequantTransform::Clamp::kRelu6
+                                 : IntegerRequantTransform::Clamp::kNone;
+    }
+    std::shared_ptr<QuantizerTransform> plain;
+    for (FakeQuantHooks::Hook& h : out->hooks) {
+      if (!h.weights && h.layer == g.last()) plain = h.quantizer;
+    }
+    auto r = std::make_shared<IntegerRequantTransform>(plain, src);
+    last.set_output_transform(r);
+    out->requant.push_back(r);
+    out->plan.push_back(absl::StrCat(last.name(), " output: ", r->Describe()));
+  }
+  // 3. average pools (QAT leaves them unquantized; the integer model rounds them to the input's grid).
+  for (int i = 0; i < model.num_layers(); ++i) {
+    nn::Layer& l = model.layer(i);
+    if ((l.type() != "avgpool2d" && l.type() != "global_avg_pool") || l.output_transform() != nullptr) continue;
+    Quantizer* in = grid[model.inputs_of(i)[0]];
+    if (in == nullptr) continue;
+    int64_t window = 0;
+    if (l.type() == "avgpool2d") {
+      const int64_t k = static_cast<const nn::Pool2d&>(l).kernel();
+      window = k * k;
+    } else {
+      const nn::Shape& x = model.value_shape(model.inputs_of(i)[0]);
+      window = x.size() == 3 ? x[1] * x[2] : 1;
+    }
+    auto a = std::make_shared<AveragePoolTransform>(l.name(), in, window);
+    l.set_output_transform(a);
+    out->average_pools.push_back(a);
+    out->plan.push_back(absl::StrCat(l.name(), " output: ", a->Describe()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<FakeQuantHooks> InsertFakeQuant(nn::Model& model, const QuantConfig& config,
-                                               bool fold_bn) {
+                                               bool fold_bn, bool integer_exact) {
   RETURN_IF_ERROR(CheckWeightOverrides(model, config));
   FakeQuantHooks out;
   const std::vector<nn::FusionGroup> groups = nn::FindFusionGroups(model);  // once, for every node
@@ -209,6 +328,7 @@ absl::StatusOr<FakeQuantHooks> InsertFakeQuant(nn::Model& model, const QuantConf
       }
     }
   }
+  if (integer_exact) RETURN_IF_ERROR(MakeIntegerExact(model, config, fold_bn, groups, &out));
   return out;
 }
 
@@ -226,6 +346,9 @@ absl::StatusOr<std::unique_ptr<TrainingScheme>> QatScheme::Create(ParamReader& p
       "BatchNorm running statistics frozen (and used) after this many QAT epochs; -1: never"));
   o.fold_bn = p.Bool("fold_bn", true, "fold BatchNorm into the preceding conv/linear weight before "
                      "its fake quantization (Jacob et al. 2018)");
+  o.integer_exact = p.Bool("integer_exact", false,
+                           "simulate the integer model's arithmetic: quantized input, int32 bias, the reference's "
+                           "fixed-point requantization and average pools (default: PyTorch's float fake quantization)");
   std::optional<TrainSettings> pretrain;
   if (p.Has("pretrain") || p.describing()) {
     ParamReader& pre = p.Map("pretrain", "float training stage before QAT: {epochs, optimizer, schedule, ...}");
@@ -259,6 +382,7 @@ std::string QatScheme::Describe() const {
     absl::StrAppend(&s, ", BN statistics frozen after epoch ", o_.freeze_bn_after_epoch);
   }
   if (!o_.fold_bn) absl::StrAppend(&s, ", no BN folding");
+  if (o_.integer_exact) absl::StrAppend(&s, ", integer-exact simulation");
   return s;
 }
 
@@ -287,7 +411,7 @@ absl::StatusOr<TrainResult> QatScheme::Train(TrainContext& ctx) {
     loaded = float_load.ok();
     if (float_load.code() == absl::StatusCode::kNotFound) return float_load;
   }
-  ASSIGN_OR_RETURN(FakeQuantHooks hooks, InsertFakeQuant(model, *ctx.quant, o_.fold_bn));
+  ASSIGN_OR_RETURN(FakeQuantHooks hooks, InsertFakeQuant(model, *ctx.quant, o_.fold_bn, o_.integer_exact));
   if (!loaded) {
     absl::Status qat_load = nn::LoadCheckpoint(settings_.init_from, &model);
     if (!qat_load.ok()) {

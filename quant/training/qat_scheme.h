@@ -28,6 +28,8 @@
 //   freeze_bn_after_epoch: BatchNorm running statistics frozen (BN then
 //             normalises with them, exactly the folded conv) from that epoch on
 //   fold_bn: fold conv/linear + BatchNorm pairs (default true)
+//   integer_exact: simulate the integer model's arithmetic (default false, the
+//             PyTorch-exact float fake quantization): integer_exact.h
 #ifndef QUANT_TRAINING_QAT_SCHEME_H_
 #define QUANT_TRAINING_QAT_SCHEME_H_
 
@@ -42,6 +44,7 @@
 #include "quant/nn/model.h"
 #include "quant/quantizers/quant_config.h"
 #include "quant/training/bn_folding.h"
+#include "quant/training/integer_exact.h"
 #include "quant/training/quantizer_transform.h"
 #include "quant/training/train_loop.h"
 #include "quant/training/training_scheme.h"
@@ -59,6 +62,9 @@ struct FakeQuantHooks {
   };
   std::vector<Hook> hooks;
   std::vector<std::string> plan;  // one line per hook, for logs
+  // integer_exact: the output stages and average pools that compute as the integer model.
+  std::vector<std::shared_ptr<IntegerRequantTransform>> requant;
+  std::vector<std::shared_ptr<AveragePoolTransform>> average_pools;
 
   void FreezeObservers(bool frozen);
   // The first error any quantizer recorded (OK when none).
@@ -69,8 +75,10 @@ struct FakeQuantHooks {
 // runs each weight quantizer once on its layer's weight (observers see it,
 // learned step sizes initialise, shapes are checked). Errors name the layer
 // and the spec.
+// `integer_exact` (quant/training/integer_exact.h) also quantizes the model input and
+// makes conv/linear output stages and average pools compute as the integer model.
 absl::StatusOr<FakeQuantHooks> InsertFakeQuant(nn::Model& model, const QuantConfig& config,
-                                               bool fold_bn = true);
+                                               bool fold_bn = true, bool integer_exact = false);
 // Removes every hook of the model.
 void RemoveFakeQuant(nn::Model& model);
 
@@ -84,6 +92,7 @@ class QatScheme : public TrainingScheme {
     int64_t freeze_observers_after_step = -1;
     int freeze_bn_after_epoch = -1;
     bool fold_bn = true;
+    bool integer_exact = false;
   };
   QatScheme(TrainSettings settings, std::optional<TrainSettings> pretrain, Options o)
       : settings_(std::move(settings)), pretrain_(std::move(pretrain)), o_(o) {}

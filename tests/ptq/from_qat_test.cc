@@ -236,6 +236,99 @@ TEST_F(FromQatTest, AWeightQuantizedBeforeAnUnfoldedBatchNormIsRefusedNamingTheL
   EXPECT_NE(r.status().message().find("fold_bn"), std::string::npos) << r.status();
 }
 
+// ---- train.integer_exact ----
+
+// The QAT model's logits against the reference backend's, image by image.
+struct Exactness {
+  int64_t images = 0, same_top1 = 0, logits = 0, same_logits = 0;
+};
+Exactness CompareLogits(nn::Model& model, const backends::QuantizedModel& int_model, const Dataset& ds) {
+  Exactness e;
+  model.set_training(false);
+  auto ref = backends::CreateBackend("reference");
+  EXPECT_TRUE(ref.ok());
+  EXPECT_TRUE((*ref)->Prepare(int_model).ok());
+  const DataSplit& test = ds.test();
+  const int64_t per = test.images.numel() / test.size();
+  for (int64_t start = 0; start < test.size(); start += 250) {
+    const int64_t b = std::min<int64_t>(250, test.size() - start);
+    std::vector<int64_t> shape = test.images.shape();
+    shape[0] = b;
+    Tensor x(shape, std::vector<float>(test.images.data() + start * per, test.images.data() + (start + b) * per));
+    const Tensor& logits = model.Forward(x);
+    const std::vector<float> nhwc = ToNhwc(x);
+    backends::RunOutput out;
+    EXPECT_TRUE((*ref)->Run(nhwc.data(), b, &out).ok());
+    const int64_t classes = logits.numel() / b;
+    for (int64_t i = 0; i < b; ++i) {
+      int64_t a = 0, r = 0;
+      for (int64_t k = 0; k < classes; ++k) {
+        const float lq = logits[i * classes + k], lr = out.logits[i * classes + k];
+        e.same_logits += std::fabs(lq - lr) <= 1e-6f * std::max(1.0f, std::fabs(lr));
+        if (lq > logits[i * classes + a]) a = k;
+        if (lr > out.logits[i * classes + r]) r = k;
+      }
+      e.logits += classes;
+      e.same_top1 += a == r;
+      ++e.images;
+    }
+  }
+  return e;
+}
+
+TEST_F(FromQatTest, IntegerExactQatComputesWhatTheIntegerModelComputes) {
+  struct Case {
+    const char* model;
+    const char* quant;
+    const char* train;
+    bool every_op_exact;  // no add/concat/lookup table (those stay float-simulated)
+  };
+  const Case cases[] = {
+      {"{name: mlp, hidden: [32, 16]}",
+       "{weights: {quantizer: lsq, bits: 4}, activations: {quantizer: lsq, bits: 4},"
+       " overrides: [{match: fc3, weights: {bits: 8}, activations: {bits: 8}}]}",
+       ", integer_exact: true", true},
+      {"{name: cnn_bn, channels: [4, 6], hidden: 16}",
+       "{weights: {bits: 8, symmetric: true, granularity: per_channel}, activations: {bits: 8}}",
+       ", integer_exact: true, freeze_bn_after_epoch: 1", true},
+      {"{name: mlp, hidden: [32, 16]}",
+       "{weights: {quantizer: dorefa, bits: 4}, activations: {quantizer: pact, bits: 2, alpha_init: 4},"
+       " overrides: [{match: fc3, weights: none, activations: none},"
+       " {match: fc3, weights: {quantizer: affine, bits: 8, symmetric: true}, activations: {quantizer: affine, bits: 8}}]}",
+       ", integer_exact: true", true},
+      {"{name: graph, nodes: [{name: c1, op: conv2d, inputs: [input], out_channels: 6, padding: 1}, {name: r1, op: relu},"
+       " {name: c2, op: conv2d, out_channels: 6, padding: 1}, {name: sum, op: add, inputs: [c2, r1]},"
+       " {name: r2, op: relu}, {name: gap, op: global_avg_pool}, {name: fc, op: linear, out_features: 10}]}",
+       "{weights: {bits: 8, symmetric: true, granularity: per_channel}, activations: {bits: 8}}",
+       ", integer_exact: true", false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.model);
+    auto model = ptq_test::MakeModel(c.model, ds_->sample_shape(), ds_->num_classes());
+    auto quant = Config(c.quant);
+    ASSERT_TRUE(TrainQat(model.get(), *ds_, *quant, c.train).ok());
+    ASSERT_NE(model->input_transform(), nullptr);  // the input is quantized in this mode
+    Deployed d = Deploy(model.get(), *ds_, *quant);
+    ASSERT_TRUE(d.r.has_integer_model);
+    const Exactness e = CompareLogits(*model, d.r.model, *ds_);
+    if (c.every_op_exact) {
+      EXPECT_EQ(e.same_logits, e.logits);  // every logit, bit for bit (dequantized)
+      EXPECT_EQ(e.same_top1, e.images);
+    } else {
+      EXPECT_GE(static_cast<double>(e.same_top1) / e.images, 0.99);
+    }
+    // The exact float simulation agrees with the reference on every op.
+    BackendEvaluation fq;
+    fq.backend = "fake_quant_exact";
+    const std::vector<float> x = ToNhwc(ds_->test().images.data(), 64, ds_->sample_shape());
+    ASSERT_TRUE(ComparePerOp(d.r.model, d.r.model, "fake_quant_exact", x.data(), 64, &fq).ok());
+    for (const OpAgreement& o : fq.per_op) {
+      if (!c.every_op_exact && (o.kind == "add")) continue;
+      EXPECT_EQ(o.alone.identical, o.alone.compared) << o.op << " (" << o.kind << ")";
+    }
+  }
+}
+
 // ---- the numerical debugger ----
 
 class DebuggerTest : public FromQatTest {
