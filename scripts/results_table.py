@@ -6,7 +6,13 @@ Each row is the latest successful run of one experiment, found through the
 
   for c in mlp_fp32 cnn_fp32 qat_sweep_mlp pact_sweep_mlp lsq_sweep_mlp ...; do
     bazel run //experiments:run -- --config=configs/$c.yaml; done
-  python3 scripts/results_table.py [--runs=runs]
+  python3 scripts/results_table.py [--runs=runs] [--exact_runs=runs_exact]
+
+The second table is every QAT row deployed by its own config's `ptq: {method: from_qat}`:
+the QAT (fake-quant) accuracy, the integer model's on `reference` (gemmlowp is
+bit-identical to it) and `xnnpack`, and the share of test images whose top-1 equals
+the simulation's. --exact_runs adds the same table for runs made with
+`--set train.integer_exact=true --output_dir=runs_exact` (docs/qat.md, "Deployment").
 
 A missing run is printed as "not run", never as a number.
 """
@@ -64,9 +70,55 @@ def cell(r, base):
     return "%.2f %%" % (100 * acc), delta
 
 
+def backend(r, name):
+    for b in r.get("backends", []):
+        if b.get("backend") == name:
+            return b
+    return None
+
+
+def deployed_cells(r):
+    """simulated, reference (delta), xnnpack (delta), same top-1 as the simulation on reference."""
+    if r is None or "qat_simulated_test_accuracy" not in r.get("metrics", {}):
+        return ["not run"] * 4
+    sim = 100 * r["metrics"]["qat_simulated_test_accuracy"]
+    out = ["%.2f %%" % sim]
+    for name in ("reference", "xnnpack"):
+        b = backend(r, name)
+        if b is None:
+            out.append("not run")
+            continue
+        acc = 100 * b.get("test_accuracy", 0.0)
+        out.append("%.2f (%+.2f)" % (acc, acc - sim))
+    ref = backend(r, "reference")
+    out.append("%.2f %%" % (100 * ref.get("prediction_agreement_with_simulation", 0.0)) if ref else "not run")
+    return out
+
+
+def deployed_table(runs, title):
+    print("\n%s\n" % title)
+    print("| scheme | bits W/A | mlp QAT | mlp reference | mlp xnnpack | mlp same top-1 "
+          "| cnn QAT | cnn reference | cnn xnnpack | cnn same top-1 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for label, bits, name, config in rows():
+        if "fp32" in name or any(k in name for k in ("binary", "xnor", "ternary", "bf16", "fp16")):
+            continue  # not QAT-scheme rows: nothing to deploy
+        cells = []
+        for m in ("mlp", "cnn"):
+            cells += deployed_cells(load(runs, name.format(m=m)))
+        print("| %s | %s | %s |" % (label, bits, " | ".join(cells)))
+    print("\n| model | config | QAT | reference | xnnpack | same top-1 |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in ("cnn_bn_qat_w8a8", "resnet_mini_qat_w8a8", "resnet_mini_lsq_w4a4", "mobilenet_mini_qat_w8a8",
+                 "mobilenet_mini_lsq_w4a4"):
+        print("| %s | `configs/%s.yaml` | %s |" % (name.split("_q")[0].split("_l")[0], name,
+                                                    " | ".join(deployed_cells(load(runs, name)))))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", default="runs")
+    ap.add_argument("--exact_runs", default="")
     args = ap.parse_args()
     models = ("mlp", "cnn")
     base = {}
@@ -97,6 +149,9 @@ def main():
                     "loss_scale_final")
             print("\n%s %s: " % (m, p) + ", ".join("%s %s" % (k, ("%.4g" % mm[k]) if k in mm else "-")
                                                   for k in keys))
+    deployed_table(args.runs, "QAT deployed (`ptq: {method: from_qat}`, default float simulation):")
+    if args.exact_runs:
+        deployed_table(args.exact_runs, "QAT deployed, integer-exact simulation (`train.integer_exact: true`):")
     return 0
 
 

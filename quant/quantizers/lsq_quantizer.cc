@@ -43,6 +43,11 @@ absl::StatusOr<std::unique_ptr<Quantizer>> LsqQuantizer::Read(ParamReader& p, bo
       "tensor has a negative value");
   const std::string gran = p.Choice("granularity", "per_tensor", {"per_tensor", "per_channel"},
                                     "one step size, or one per index of axis 0 (weights)");
+  if (plus || p.describing()) {
+    o.integer_offset = p.Bool("integer_offset", false,
+                              "lsq_plus: use the offset rounded to a whole number of steps (an integer zero point), "
+                              "so that the trained grid deploys exactly to an integer model (ptq from_qat)");
+  }
   if (!p.status().ok()) return p.status();
   o.sign = sign == "auto" ? Sign::kAuto : sign == "true" ? Sign::kSigned : Sign::kUnsigned;
   o.per_channel = gran == "per_channel";
@@ -161,7 +166,7 @@ absl::Status LsqQuantizer::Forward(const Tensor& x, Tensor* y) {
   float* out = y->data();
   for (int64_t g = 0; g < groups; ++g) {
     const float s = step_.value[g];
-    const float beta = o_.learn_offset ? offset_.value[g] : 0.0f;
+    const float beta = Beta(g);
     const int64_t base = g * n;
     if (!fake_quant_enabled_) {
       for (int64_t i = base; i < base + n; ++i) {
@@ -226,7 +231,7 @@ absl::Status LsqQuantizer::QuantizeToInt(const Tensor& x, std::vector<int32_t>* 
   for (int64_t g = 0; g < groups; ++g) {
     const float s = step_.value[g];
     for (int64_t i = g * n; i < (g + 1) * n; ++i) {
-      const float beta = o_.learn_offset ? offset_.value[g] : 0.0f;
+      const float beta = Beta(g);
       const float v =
           std::min(std::max((x[i] - beta) / s, static_cast<float>(-qn_)), static_cast<float>(qp_));
       (*q)[i] = static_cast<int32_t>(std::nearbyint(v));
@@ -235,16 +240,26 @@ absl::Status LsqQuantizer::QuantizeToInt(const Tensor& x, std::vector<int32_t>* 
   return absl::OkStatus();
 }
 
+float LsqQuantizer::Beta(int64_t g) const {
+  if (!o_.learn_offset) return 0.0f;
+  if (!o_.integer_offset) return offset_.value[g];
+  // The zero point qparams() reports, z = round(-beta / s), as the offset: -z * s.
+  return -static_cast<float>(std::lround(-offset_.value[g] / step_.value[g])) * step_.value[g];
+}
+
 std::string LsqQuantizer::Describe() const {
   const char* sign = !sign_known_ ? "auto-signed" : spec_.is_signed ? "signed" : "unsigned";
   return absl::StrCat(o_.learn_offset ? "lsq_plus " : "lsq ", o_.bits, "-bit ", sign, o_.per_channel ? " per_channel" : " per_tensor",
-                      o_.learn_offset ? " learned step size and offset" : " learned step size");
+                      o_.learn_offset ? (o_.integer_offset ? " learned step size and whole-step offset"
+                                                           : " learned step size and offset")
+                                      : " learned step size");
 }
 
 absl::StatusOr<QParams> LsqQuantizer::IntegerGrid() const {
   if (!initialised()) return absl::FailedPreconditionError("lsq: no step size yet (nothing observed)");
-  if (o_.learn_offset) {
-    // y = s * (q - z) needs z = -beta / s to be an integer; a learned offset is anywhere.
+  if (o_.learn_offset && !o_.integer_offset) {
+    // y = s * (q - z) needs z = -beta / s to be an integer; a learned offset is anywhere
+    // (integer_offset: Forward uses the rounded one, qparams' zero point).
     for (int64_t g = 0; g < offset_.value.numel(); ++g) {
       const double z = -static_cast<double>(offset_.value[g]) / step_.value[g];
       if (std::fabs(z - std::nearbyint(z)) > 1e-3) {

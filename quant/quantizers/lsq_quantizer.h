@@ -22,7 +22,10 @@
 //   v = (x - beta) / s,  y = round(clamp(v, -Qn, Qp)) * s + beta
 //   dy/dbeta = 0 inside, 1 where clipped (scaled by the same g)
 // initialised from the first tensor's range: s = (max - min) / (Qn + Qp),
-// beta = min + Qn * s (so the grid spans [min, max]).
+// beta = min + Qn * s (so the grid spans [min, max]). `integer_offset: true` uses
+// the offset rounded to a whole number of steps, -round(-beta/s) * s, in Forward
+// (beta still learns through the same gradient): the grid then has an integer zero
+// point and deploys exactly (ptq from_qat refuses a fractional one).
 #ifndef QUANT_QUANTIZERS_LSQ_QUANTIZER_H_
 #define QUANT_QUANTIZERS_LSQ_QUANTIZER_H_
 
@@ -43,6 +46,7 @@ class LsqQuantizer : public Quantizer, public RoleAware {
     Sign sign = Sign::kAuto;
     bool per_channel = false;  // one step size per index of axis 0
     bool learn_offset = false;  // lsq_plus
+    bool integer_offset = false;  // lsq_plus: beta used as round(-beta/s) whole steps
   };
   explicit LsqQuantizer(Options o);
   static absl::StatusOr<std::unique_ptr<Quantizer>> Create(ParamReader& p);
@@ -74,6 +78,7 @@ class LsqQuantizer : public Quantizer, public RoleAware {
 
  private:
   bool initialised() const;
+  float Beta(int64_t g) const;  // the offset Forward uses
   absl::Status Prepare(const Tensor& x);  // sign, groups, step init
   void SetGrid(bool is_signed);
 

@@ -149,5 +149,34 @@ TEST(LsqPlusQuantizerTest, OffsetForwardGradientAndInit) {
   EXPECT_NEAR((*q)->parameters()[1]->grad[0], 5.0 / std::sqrt(12.0), 1e-6);
 }
 
+TEST(LsqPlusQuantizerTest, IntegerOffsetMakesTheGridDeployable) {
+  Tensor x({4}, {-1.0f, 0.2f, 1.0f, 2.0f}), y;
+  // A learned offset of -0.3 at step 0.5 is -0.6 steps: no integer zero point.
+  auto plain = Make("{quantizer: lsq_plus, bits: 2}");
+  ASSERT_TRUE(plain->Forward(x, &y).ok());
+  plain->parameters()[0]->value[0] = 0.5f;
+  plain->parameters()[1]->value[0] = -0.3f;
+  ASSERT_TRUE(plain->Forward(x, &y).ok());
+  absl::StatusOr<QParams> g = plain->IntegerGrid();
+  EXPECT_EQ(g.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(g.status().message().find("not a whole number of steps"), std::string::npos) << g.status();
+  // integer_offset: Forward uses -round(0.6) * 0.5 = -0.5, the grid has zero point 1.
+  auto whole = Make("{quantizer: lsq_plus, bits: 2, integer_offset: true}");
+  ASSERT_TRUE(whole->Forward(x, &y).ok());
+  whole->parameters()[0]->value[0] = 0.5f;
+  whole->parameters()[1]->value[0] = -0.3f;
+  ASSERT_TRUE(whole->Forward(x, &y).ok());
+  g = whole->IntegerGrid();
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(g->zero_point[0], 1);
+  EXPECT_FLOAT_EQ(g->scale[0], 0.5f);
+  // v = (x + 0.5) / 0.5 = -1 (clip 0), 1.4, 3, 5 (clip 3): every output is 0.5 * (q - 1).
+  const float want[] = {-0.5f, 0.0f, 1.0f, 1.0f};
+  for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(y[i], want[i]) << i;
+  EXPECT_NE(whole->Describe().find("whole-step offset"), std::string::npos);
+  // The key is lsq_plus's only.
+  EXPECT_FALSE(BuildQuantizerFromYaml("{quantizer: lsq, integer_offset: true}").ok());
+}
+
 }  // namespace
 }  // namespace quant
