@@ -271,6 +271,7 @@ namespace {
 absl::Status RunDebugger(const ExperimentPlan& plan, const ptq::PtqResult& r,
                          const std::vector<ptq::BackendEvaluation>& evals, quantlab::ResultRecord* record) {
   const char* name = plan.spec.name.c_str();
+  const auto start = std::chrono::steady_clock::now();
   if (r.float_model.ops_size() == 0) {
     return absl::FailedPreconditionError(absl::StrCat("evaluate.debug: ptq method '", r.method,
                                                       "' gives no float net to compare with"));
@@ -298,7 +299,9 @@ absl::Status RunDebugger(const ExperimentPlan& plan, const ptq::PtqResult& r,
   std::fprintf(stderr, "[%s] numerical debugger (%lld test images; float vs reference; backends vs reference):\n",
                name, static_cast<long long>(n));
   for (const std::string& line : ptq::DebugTable(tensors, evals)) std::fprintf(stderr, "[%s]   %s\n", name, line.c_str());
-  std::fprintf(stderr, "[%s] debugger: %s\n", name, summary.c_str());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  (*record->mutable_metrics())["debugger_seconds"] = seconds;
+  std::fprintf(stderr, "[%s] debugger: %s (%.2f s)\n", name, summary.c_str(), seconds);
   return absl::OkStatus();
 }
 
@@ -327,9 +330,12 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
   RETURN_IF_ERROR(backends::SaveQuantizedModel(r.model, plan.run_dir + "/model.qlq"));
   if (plan.eval_backends.empty()) return absl::OkStatus();
   std::fprintf(stderr, "[%s] evaluating on %s ...\n", name, absl::StrJoin(plan.eval_backends, ", ").c_str());
+  const auto eval_start = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(std::vector<ptq::BackendEvaluation> evals,
                    ptq::EvaluateBackends(r.model, plan.dataset->test(), plan.dataset->sample_shape(),
                                          plan.eval_backends, plan.eval_options));
+  metrics["evaluate_seconds"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
   const ptq::BackendEvaluation* f32 = nullptr;
   for (const ptq::BackendEvaluation& e : evals) {
     if (e.backend == "xnnpack_f32") f32 = &e;
