@@ -473,6 +473,35 @@ absl::StatusOr<StaticQuantizers> MakeStaticQuantizers(const FloatNet& net, const
   return q;
 }
 
+int64_t WriteWeightsAndBias(const WeightedLayer& w, const std::vector<int32_t>& codes, const QParams& grid,
+                            backends::DType dtype, int bits, QuantizedModel* m) {
+  backends::Tensor* wt = m->mutable_tensors(w.weight_tensor);
+  wt->set_dtype(dtype);
+  wt->set_bits(bits);
+  wt->set_quantized_dimension(0);
+  wt->clear_scale();
+  wt->clear_zero_point();
+  for (float s : grid.scale) wt->add_scale(s);
+  for (int32_t z : grid.zero_point) wt->add_zero_point(z);
+  std::string bytes(w.perm.size(), '\0');
+  for (size_t j = 0; j < w.perm.size(); ++j) {
+    const int32_t v = codes[w.perm[j]];
+    bytes[j] = static_cast<char>(dtype == backends::INT8 ? static_cast<uint8_t>(static_cast<int8_t>(v))
+                                                         : static_cast<uint8_t>(v));
+  }
+  wt->set_data(bytes);
+  const double s_in = backends::TensorScale(m->tensors(m->ops(w.index).inputs(0)));
+  backends::Tensor* bt = m->mutable_tensors(w.bias_tensor);
+  bt->set_dtype(backends::INT32);
+  bt->clear_int_data();
+  for (size_t o = 0; o < w.bias.size(); ++o) {
+    const double s = s_in * static_cast<double>(grid.scale[grid.size() == 1 ? 0 : o]);
+    const double v = std::nearbyint(static_cast<double>(w.bias[o]) / s);
+    bt->add_int_data(static_cast<int32_t>(std::min<double>(std::max<double>(v, INT32_MIN), INT32_MAX)));
+  }
+  return static_cast<int64_t>(bytes.size());
+}
+
 absl::StatusOr<QuantizedModel> QuantizeStatic(const FloatNet& net, StaticQuantizers& q, const float* calibration,
                                               int64_t n, int64_t batch_size, PassLog* log) {
   if (n <= 0) return absl::InvalidArgumentError("static PTQ needs at least one calibration image");
@@ -575,31 +604,8 @@ absl::StatusOr<QuantizedModel> QuantizeStatic(const FloatNet& net, StaticQuantiz
     RETURN_IF_ERROR(compute(wq, absl::StrCat("layer '", w.name, "' weights")));
     std::vector<int32_t> ints;
     RETURN_IF_ERROR(wq.QuantizeToInt(w.torch_weight, &ints));
-    const QParams& wp = wq.qparams();
     const backends::DType wdtype = wq.spec().is_signed ? backends::INT8 : backends::UINT8;
-    backends::Tensor* wt = m.mutable_tensors(w.weight_tensor);
-    wt->set_dtype(wdtype);
-    wt->set_bits(wq.spec().bits);
-    wt->set_quantized_dimension(0);
-    for (float s : wp.scale) wt->add_scale(s);
-    for (int32_t z : wp.zero_point) wt->add_zero_point(z);
-    std::string bytes(w.perm.size(), '\0');
-    for (size_t j = 0; j < w.perm.size(); ++j) {
-      const int32_t v = ints[w.perm[j]];
-      bytes[j] = static_cast<char>(wdtype == backends::INT8 ? static_cast<uint8_t>(static_cast<int8_t>(v))
-                                                            : static_cast<uint8_t>(v));
-    }
-    wt->set_data(bytes);
-    weight_values += static_cast<int64_t>(bytes.size());
-    const double s_in = backends::TensorScale(m.tensors(m.ops(w.index).inputs(0)));
-    backends::Tensor* bt = m.mutable_tensors(w.bias_tensor);
-    bt->set_dtype(backends::INT32);
-    bt->clear_int_data();
-    for (size_t o = 0; o < w.bias.size(); ++o) {
-      const double s = s_in * static_cast<double>(wp.scale[wp.size() == 1 ? 0 : o]);
-      const double v = std::nearbyint(static_cast<double>(w.bias[o]) / s);
-      bt->add_int_data(static_cast<int32_t>(std::min<double>(std::max<double>(v, INT32_MIN), INT32_MAX)));
-    }
+    weight_values += WriteWeightsAndBias(w, ints, wq.qparams(), wdtype, wq.spec().bits, &m);
   }
   RETURN_IF_ERROR(backends::ComputeRequantization(&m));
   RETURN_IF_ERROR(backends::ValidateQuantizedModel(m));

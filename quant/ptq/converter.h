@@ -145,6 +145,12 @@ struct StaticQuantizers {
 // are not per-tensor, more than 8 bits, or mixed activation signedness.
 absl::StatusOr<StaticQuantizers> MakeStaticQuantizers(const FloatNet& net, const QuantConfig& config);
 
+// Writes layer `w`'s integer weights (`codes` in PyTorch layout, stored in the model's
+// OHWI / permuted order) with `grid`'s scales and zero points, and its int32 bias at
+// s_in * s_w[c] (the input tensor's qparams must be set). Returns the weight count.
+int64_t WriteWeightsAndBias(const WeightedLayer& w, const std::vector<int32_t>& codes, const QParams& grid,
+                            backends::DType dtype, int bits, backends::QuantizedModel* m);
+
 // choose_qparams (calibrates the activation quantizers on `calibration`: n NHWC inputs,
 // in batches of `batch_size`) then quantize_weights; returns the validated integer model
 // (float weights kept). A scale of 0/NaN/inf is an error naming the layer. `log` (optional)

@@ -352,29 +352,7 @@ absl::StatusOr<PtqResult> FromQatPtq::Apply(const PtqContext& ctx) {
       ++bits;
     }
     const backends::DType wdtype = is_unsigned ? backends::UINT8 : backends::INT8;
-    backends::Tensor* wt = m.mutable_tensors(w.weight_tensor);
-    wt->set_dtype(wdtype);
-    wt->set_bits(bits);
-    wt->set_quantized_dimension(0);
-    for (float s : grid.scale) wt->add_scale(s);
-    for (int32_t z : grid.zero_point) wt->add_zero_point(z);
-    std::string bytes(w.perm.size(), '\0');
-    for (size_t k = 0; k < w.perm.size(); ++k) {
-      const int32_t v = codes[w.perm[k]];
-      bytes[k] = static_cast<char>(wdtype == backends::INT8 ? static_cast<uint8_t>(static_cast<int8_t>(v))
-                                                            : static_cast<uint8_t>(v));
-    }
-    wt->set_data(bytes);
-    weight_values += static_cast<int64_t>(bytes.size());
-    const double s_in = backends::TensorScale(m.tensors(m.ops(w.index).inputs(0)));
-    backends::Tensor* bt = m.mutable_tensors(w.bias_tensor);
-    bt->set_dtype(backends::INT32);
-    bt->clear_int_data();
-    for (int64_t o = 0; o < O; ++o) {
-      const double s = s_in * static_cast<double>(grid.scale[grid.size() == 1 ? 0 : o]);
-      const double v = std::nearbyint(static_cast<double>(w.bias[o]) / s);
-      bt->add_int_data(static_cast<int32_t>(std::min<double>(std::max<double>(v, INT32_MIN), INT32_MAX)));
-    }
+    weight_values += WriteWeightsAndBias(w, codes, grid, wdtype, bits, &m);
     notes.push_back(absl::StrCat(w.name, " weights: ", q->Describe(), folded_bn ? absl::StrCat(", ", folded_bn->name(),
                                                                                              " folded") : "",
                                  ": ", grid.size() == 1 ? "per-tensor" : absl::StrCat(grid.size(), " channels"),
