@@ -125,14 +125,16 @@ def main():
     for m in models:
         r = load(args.runs, "%s_fp32" % m)
         base[m] = accuracy(r) if r else None
-    print("| scheme | bits W/A | mlp top-1 | vs fp32 | cnn top-1 | vs fp32 | config |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| scheme | bits W/A | mlp top-1 | vs fp32 | mlp deployed | cnn top-1 | vs fp32 | cnn deployed | config |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, bits, name, config in rows():
         cells = []
         for m in models:
             r = load(args.runs, name.format(m=m))
             acc, delta = cell(r, base[m])
-            cells += [acc, delta]
+            ref = backend(r, "reference") if r is not None else None
+            deployed = "%.2f %%" % (100 * ref.get("test_accuracy", 0.0)) if ref is not None else "-"
+            cells += [acc, delta, deployed]
         print("| %s | %s | %s | `configs/%s` |" % (label, bits, " | ".join(cells), config.format(m="{mlp,cnn}")))
     extra = load(args.runs, "cnn_bn_qat_w8a8")
     if extra is not None:

@@ -46,7 +46,10 @@ TensorDebug Measure(const backends::QuantizedModel& model, int tensor, const std
   return d;
 }
 
-std::string Percent(double f) { return absl::StrFormat("%.2f %%", 100.0 * f); }
+// Two decimals, or two significant digits below 0.01 % (one differing value in 800,000 is not "0.00 %").
+std::string Percent(double f) {
+  return f > 0 && f < 1e-4 ? absl::StrFormat("%.2g %%", 100.0 * f) : absl::StrFormat("%.2f %%", 100.0 * f);
+}
 
 }  // namespace
 
