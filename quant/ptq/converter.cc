@@ -283,6 +283,12 @@ absl::StatusOr<FloatNet> LowerPass(const FloatGraph& g, PassLog* log) {
         c->set_pad_right(static_cast<int32_t>(o.padding));
       }
       w.index = m.ops_size() - 1;
+      for (const nn::FusionGroup& fg : g.groups) {
+        if (fg.anchor != i || fg.batch_norm < 0) continue;
+        auto& bn = static_cast<nn::BatchNorm&>(*g.nodes[fg.batch_norm].layer);
+        w.bn_gamma.assign(bn.weight().value.data(), bn.weight().value.data() + O);
+        w.bn_beta.assign(bn.bias().value.data(), bn.bias().value.data() + O);
+      }
       net.weighted.push_back(std::move(w));
     } else if (n.type == "maxpool2d" || n.type == "avgpool2d") {
       const auto& p = static_cast<const nn::Pool2d&>(*n.layer);
@@ -341,6 +347,13 @@ absl::StatusOr<FloatNet> LowerPass(const FloatGraph& g, PassLog* log) {
                                 " after a flatten"));
   }
   return net;
+}
+
+void SyncWeightedLayer(FloatNet* net, int k) {
+  const WeightedLayer& w = net->weighted[k];
+  backends::Tensor* wt = net->model.mutable_tensors(w.weight_tensor);
+  for (size_t j = 0; j < w.perm.size(); ++j) wt->set_float_data(static_cast<int>(j), w.torch_weight.data()[w.perm[j]]);
+  net->model.mutable_tensors(w.bias_tensor)->mutable_float_data()->Assign(w.bias.begin(), w.bias.end());
 }
 
 absl::StatusOr<FloatNet> ExtractFloatNet(nn::Model& model) {

@@ -85,6 +85,10 @@ struct WeightedLayer {
   // model_layout[j] = torch_weight[perm[j]]: OHWI / NHWC-ordered columns.
   std::vector<int64_t> perm;
   std::vector<float> bias;   // BN-folded
+  // The folded BatchNorm's affine parameters (gamma, beta per output channel; empty
+  // without one): the pre-activation output is ~N(beta, gamma^2) per channel, which
+  // data-free passes (bias absorption, analytic bias correction) use (Nagel et al. 2019).
+  std::vector<float> bn_gamma, bn_beta;
 };
 
 struct FloatNet {
@@ -105,6 +109,10 @@ struct FloatNet {
 };
 
 absl::StatusOr<FloatNet> LowerPass(const FloatGraph& graph, PassLog* log);
+
+// After a pass changed net->weighted[k].torch_weight / bias: writes them into the
+// lowered model's float tensors (OHWI / permuted layout).
+void SyncWeightedLayer(FloatNet* net, int k);
 
 // extract -> fold_batch_norm -> fuse_activations -> remove_identities -> lower. Fails
 // (InvalidArgument naming the nn node) on a node the integer format cannot express:

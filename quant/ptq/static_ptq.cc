@@ -1,6 +1,9 @@
 #include "quant/ptq/static_ptq.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "quant/backends/fake_quant_backend.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
@@ -12,12 +15,15 @@ absl::StatusOr<std::unique_ptr<PtqMethod>> StaticPtq::Create(ParamReader& p) {
                                        "training batches the observers see before the qparams freeze");
   const int64_t batch = p.IntInRange("batch_size", 128, 1, 65536, "calibration batch size");
   if (absl::Status s = p.status(); !s.ok()) return s;
-  return std::unique_ptr<PtqMethod>(new StaticPtq(batches, batch));
+  ASSIGN_OR_RETURN(std::vector<std::unique_ptr<PtqPass>> passes, ReadPasses(p));
+  return std::unique_ptr<PtqMethod>(new StaticPtq(batches, batch, std::move(passes)));
 }
 
 std::string StaticPtq::Describe() const {
-  return absl::StrCat("static PTQ: calibrate on ", calibration_batches_, " x ", batch_size_,
-                      " training images, convert to an integer model");
+  std::string passes;
+  for (const std::unique_ptr<PtqPass>& pass : passes_) absl::StrAppend(&passes, passes.empty() ? "" : ", ", pass->Describe());
+  return absl::StrCat("static PTQ: ", passes.empty() ? "" : absl::StrCat("passes [", passes, "], then "), "calibrate on ",
+                      calibration_batches_, " x ", batch_size_, " training images, convert to an integer model");
 }
 
 absl::Status StaticPtq::Check(nn::Model& model, const QuantConfig& quant) const {
@@ -36,6 +42,21 @@ absl::StatusOr<PtqResult> StaticPtq::Apply(const PtqContext& ctx) {
   for (int64_t d : net.nn_input_shape) per *= d;
   const int64_t n = static_cast<int64_t>(calib.size()) / per;
   PassLog log = net.log;
+  if (!passes_.empty()) {
+    ASSIGN_OR_RETURN(const double before,
+                     FloatNetAccuracy(net.model, ctx.dataset->test(), net.nn_input_shape, 256));
+    log.push_back(absl::StrFormat("float net before the passes: %.4f test accuracy", before));
+  }
+  for (const std::unique_ptr<PtqPass>& pass : passes_) {
+    PtqPassContext pc{&net, ctx.quant, calib.data(), n, &log};
+    const auto start = std::chrono::steady_clock::now();
+    if (absl::Status s = pass->Run(pc); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("ptq pass ", pass->Describe(), ": ", s.message()));
+    }
+    log.push_back(absl::StrFormat("(%s took %.2f s)", pass->Describe(), std::chrono::duration<double>(
+                                                                           std::chrono::steady_clock::now() - start)
+                                                                           .count()));
+  }
   ASSIGN_OR_RETURN(r.model, QuantizeStatic(net, q, calib.data(), n, batch_size_, &log));
   r.has_integer_model = true;
   r.model_bytes = backends::IntegerModelBytes(r.model);

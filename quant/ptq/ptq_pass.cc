@@ -1,0 +1,143 @@
+#include "quant/ptq/ptq_pass.h"
+
+#include "absl/strings/str_cat.h"
+#include "quant/core/registry.h"
+#include "yaml-cpp/yaml.h"
+
+namespace quant::ptq {
+namespace {
+
+using backends::Op;
+
+// The ops that read tensor t (activations only).
+std::vector<int> Consumers(const backends::QuantizedModel& m, int t) {
+  std::vector<int> out;
+  for (int i = 0; i < m.ops_size(); ++i) {
+    for (int x : m.ops(i).inputs()) {
+      if (x == t) {
+        out.push_back(i);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+bool IsModelOutput(const backends::QuantizedModel& m, int t) {
+  for (int o : m.outputs()) {
+    if (o == t) return true;
+  }
+  return false;
+}
+
+// Per-channel ops a pair may pass through: they commute with a positive per-channel
+// scale (max pool) or are linear per channel (average pools).
+bool PerChannel(const Op& op) {
+  return op.has_max_pool2d() || op.has_average_pool2d() || op.has_global_average_pool();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::unique_ptr<PtqPass>>> ReadPasses(ParamReader& ptq) {
+  std::vector<std::unique_ptr<PtqPass>> out;
+  const YAML::Node list = ptq.Node("passes", "PTQ passes run in order before quantization: [cle, bias_absorption, "
+                                             "bias_correction, ...] or {name: ..., params}");
+  if (!list.IsDefined() || list.IsNull()) return out;
+  if (!list.IsSequence()) {
+    ptq.Fail("passes", "expected a list of pass names or {name: ..., params} maps");
+    return ptq.status();
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    YAML::Node element = list[i];
+    if (element.IsScalar()) {  // `- cle`: a pass with its default settings
+      YAML::Node map(YAML::NodeType::Map);
+      map["name"] = element;
+      element = map;
+    }
+    ParamReader reader = ptq.ListElement(element, "passes", i);
+    auto pass = Registry<PtqPass>::Get().CreateFrom(reader, "name", "", "PTQ pass");
+    if (!pass.ok()) return pass.status();
+    if (absl::Status s = reader.Finish(); !s.ok()) return s;
+    out.push_back(std::move(pass).value());
+  }
+  return out;
+}
+
+int64_t OutputChannels(const WeightedLayer& w) { return static_cast<int64_t>(w.bias.size()); }
+
+int64_t ValuesPerOutputChannel(const WeightedLayer& w) { return w.torch_weight.numel() / OutputChannels(w); }
+
+std::vector<int64_t> InputChannelIndices(const WeightedLayer& w, int64_t c, bool depthwise) {
+  std::vector<int64_t> out;
+  const int64_t per = ValuesPerOutputChannel(w);
+  if (depthwise) {  // [C, 1, k, k]: input channel c is output channel c's kernel
+    for (int64_t j = 0; j < per; ++j) out.push_back(c * per + j);
+    return out;
+  }
+  // [O, I] (linear, taps = 1) or [O, C, kh, kw] (conv, groups 1).
+  const int64_t taps = w.torch_weight.rank() == 4 ? w.torch_weight.dim(2) * w.torch_weight.dim(3) : 1;
+  const int64_t in_channels = per / taps;
+  for (int64_t o = 0; o < OutputChannels(w); ++o) {
+    for (int64_t t = 0; t < taps; ++t) out.push_back((o * in_channels + c) * taps + t);
+  }
+  return out;
+}
+
+std::vector<LayerPair> FindLayerPairs(const FloatNet& net, std::vector<std::string>* skipped) {
+  const backends::QuantizedModel& m = net.model;
+  std::vector<int> weighted_of(m.ops_size(), -1);
+  for (size_t k = 0; k < net.weighted.size(); ++k) weighted_of[net.weighted[k].index] = static_cast<int>(k);
+  std::vector<LayerPair> pairs;
+  for (size_t k = 0; k < net.weighted.size(); ++k) {
+    const WeightedLayer& first = net.weighted[k];
+    const Op& op = m.ops(first.index);
+    auto skip = [&](const std::string& why) {
+      if (skipped) skipped->push_back(absl::StrCat(first.name, ": ", why));
+    };
+    int t = op.outputs(0);
+    std::string via;
+    int next = -1;
+    for (;;) {
+      if (IsModelOutput(m, t)) break;
+      const std::vector<int> c = Consumers(m, t);
+      if (c.size() != 1) {
+        std::string names;
+        for (int i : c) absl::StrAppend(&names, names.empty() ? "" : ", ", m.ops(i).name());
+        skip(absl::StrCat("its output feeds ", c.size(), " ops (", names, "), not one layer"));
+        break;
+      }
+      const Op& consumer = m.ops(c[0]);
+      if (PerChannel(consumer)) {
+        absl::StrAppend(&via, " via ", consumer.name());
+        t = consumer.outputs(0);
+        continue;
+      }
+      if (weighted_of[c[0]] < 0 || consumer.inputs(0) != t) {
+        skip(absl::StrCat("feeds ", consumer.name(), " (", backends::OpKind(consumer),
+                          "), which a per-channel scale does not pass through"));
+        break;
+      }
+      next = weighted_of[c[0]];
+      break;
+    }
+    if (next < 0) continue;
+    const WeightedLayer& second = net.weighted[next];
+    const Op& sop = m.ops(second.index);
+    LayerPair p{static_cast<int>(k), next, false};
+    if (sop.has_conv2d() && sop.conv2d().groups() > 1) {
+      if (sop.conv2d().groups() != OutputChannels(second) || OutputChannels(second) != OutputChannels(first)) {
+        skip(absl::StrCat("feeds ", second.name, ", a grouped (not depthwise) conv"));
+        continue;
+      }
+      p.depthwise_second = true;
+    } else if (sop.has_fully_connected() && second.torch_weight.dim(1) != OutputChannels(first)) {
+      skip(absl::StrCat("feeds ", second.name, " through a flatten (", second.torch_weight.dim(1), " features from ",
+                        OutputChannels(first), " channels)"));
+      continue;
+    }
+    pairs.push_back(p);
+  }
+  return pairs;
+}
+
+}  // namespace quant::ptq
