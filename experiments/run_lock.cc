@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -33,7 +34,7 @@ absl::StatusOr<RunLock> RunLock::TryAcquire(const std::string& run_dir) {
   } while (r != 0 && errno == EINTR);
   if (r == 0) {
     lock.held_ = true;
-    lock.WritePid();
+    lock.ReadLastRunStart();
   } else if (errno != EWOULDBLOCK) {
     return absl::PermissionDeniedError(absl::StrCat(lock.path_, ": cannot lock: ", std::strerror(errno)));
   }
@@ -41,7 +42,7 @@ absl::StatusOr<RunLock> RunLock::TryAcquire(const std::string& run_dir) {
 }
 
 RunLock::RunLock(RunLock&& other) noexcept
-    : path_(std::move(other.path_)), fd_(other.fd_), held_(other.held_) {
+    : path_(std::move(other.path_)), fd_(other.fd_), held_(other.held_), last_run_start_(other.last_run_start_) {
   other.fd_ = -1;
   other.held_ = false;
 }
@@ -52,6 +53,7 @@ RunLock& RunLock::operator=(RunLock&& other) noexcept {
     path_ = std::move(other.path_);
     fd_ = other.fd_;
     held_ = other.held_;
+    last_run_start_ = other.last_run_start_;
     other.fd_ = -1;
     other.held_ = false;
   }
@@ -70,7 +72,7 @@ absl::Status RunLock::Wait() {
   } while (r != 0 && errno == EINTR);
   if (r != 0) return absl::PermissionDeniedError(absl::StrCat(path_, ": cannot lock: ", std::strerror(errno)));
   held_ = true;
-  WritePid();
+  ReadLastRunStart();
   return absl::OkStatus();
 }
 
@@ -80,10 +82,19 @@ std::string RunLock::Holder() const {
   return n > 0 ? std::string(absl::StripAsciiWhitespace(std::string(buf, n))) : "";
 }
 
-void RunLock::WritePid() {
-  // Best effort: the pid is only for messages ("running elsewhere (pid N)").
+void RunLock::MarkRunning() {
+  // Best effort: the pid is for messages ("running elsewhere (pid N)"), the
+  // modification time for LastRunStart; the lock itself is what counts.
   const std::string pid = absl::StrCat(getpid(), "\n");
   if (ftruncate(fd_, 0) == 0) (void)!pwrite(fd_, pid.data(), pid.size(), 0);
+}
+
+void RunLock::ReadLastRunStart() {
+  // An empty file was only created (no run wrote its pid): no run began here yet.
+  struct stat st;
+  if (fstat(fd_, &st) != 0 || st.st_size == 0) return;
+  last_run_start_ = std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+      std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
 }
 
 }  // namespace quant

@@ -4,11 +4,13 @@
 // flock locks belong to the open file and die with the process, so the lock of
 // a run killed with SIGKILL is free again at once (no stale lock to clean up).
 // The file stays: removing it would let a second process lock a new file while
-// a waiter still holds the old one. The holder writes its pid into it, for
-// messages only (the lock, not the pid, is what counts).
+// a waiter still holds the old one. A holder that runs the experiment writes
+// its pid into it (MarkRunning), for messages, and so the file's modification
+// time says when the last run here began.
 #ifndef EXPERIMENTS_RUN_LOCK_H_
 #define EXPERIMENTS_RUN_LOCK_H_
 
+#include <chrono>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -30,16 +32,21 @@ class RunLock {
   bool held() const { return held_; }
   // Blocks until the lock is ours.
   absl::Status Wait();
-  // The pid the holder wrote into the lock file ("" if it wrote none yet).
+  // The pid the last runner wrote into the lock file ("" if none did yet).
   std::string Holder() const;
+  // Once held: says that this process runs the experiment now.
+  void MarkRunning();
+  // Once held: when the last run here began (by MarkRunning); the epoch if none did.
+  std::chrono::system_clock::time_point LastRunStart() const { return last_run_start_; }
 
  private:
   RunLock(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
-  void WritePid();
+  void ReadLastRunStart();
 
   std::string path_;
   int fd_ = -1;
   bool held_ = false;
+  std::chrono::system_clock::time_point last_run_start_;
 };
 
 }  // namespace quant

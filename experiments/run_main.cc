@@ -159,13 +159,15 @@ struct LockedRun {
 // Runs the plan while holding its run directory's lock, so no other driver runs
 // or writes this experiment meanwhile. If another live process holds the lock,
 // says so and waits for it, then uses that run's record rather than running
-// again (with --force too: the run waited for is as fresh as a forced one).
-// Without --force a finished record found once the lock is ours is used as
-// well: another driver finished the member after this one looked. A record
-// missing once the lock is free means its run died (a killed driver): run it.
+// again (with --force too: the run waited for is as fresh as a forced one, and
+// so is a run that began after `started`, when this driver started). Without
+// --force a finished record found once the lock is ours is used as well:
+// another driver finished the member after this one looked. A record missing
+// once the lock is free means its run died (a killed driver): run it.
 // `quiet`: the run's log goes to log.txt in the run directory (only once the
 // lock is ours: the holder's log is not to be truncated).
-LockedRun RunUnderLock(ExperimentPlan& plan, bool force, bool quiet) {
+LockedRun RunUnderLock(ExperimentPlan& plan, bool force, bool quiet,
+                       std::chrono::system_clock::time_point started) {
   LockedRun out;
   auto lock = RunLock::TryAcquire(plan.run_dir);
   if (!lock.ok()) {
@@ -189,9 +191,10 @@ LockedRun RunUnderLock(ExperimentPlan& plan, bool force, bool quiet) {
       return out;
     }
   }
-  if (waited || !force) {
+  const bool fresh = lock->LastRunStart() >= started;
+  if (waited || fresh || !force) {
     auto done = ReadRunRecord(plan.run_dir, plan.spec.config_id);
-    if (done.ok() && (waited || done->status() == quantlab::ResultRecord::OK)) {
+    if (done.ok() && (waited || fresh || done->status() == quantlab::ResultRecord::OK)) {
       out.record = *std::move(done);
       out.elsewhere = true;
       return out;
@@ -203,6 +206,7 @@ LockedRun RunUnderLock(ExperimentPlan& plan, bool force, bool quiet) {
   for (const auto& e : std::filesystem::directory_iterator(plan.run_dir, ec)) {
     if (e.path().filename().string().find(".tmp.") != std::string::npos) std::filesystem::remove(e.path(), ec);
   }
+  lock->MarkRunning();
   if (quiet) {
     const std::string log = plan.run_dir + "/log.txt";
     if (std::freopen(log.c_str(), "w", stderr) == nullptr) _exit(3);
@@ -212,7 +216,7 @@ LockedRun RunUnderLock(ExperimentPlan& plan, bool force, bool quiet) {
 }
 
 // Runs one experiment in a forked worker; its record is read back from disk.
-pid_t StartWorker(ExperimentPlan& plan, bool force, bool quiet) {
+pid_t StartWorker(ExperimentPlan& plan, bool force, bool quiet, std::chrono::system_clock::time_point started) {
   std::fflush(stdout);
   std::fflush(stderr);
   const pid_t driver = getpid();
@@ -223,7 +227,7 @@ pid_t StartWorker(ExperimentPlan& plan, bool force, bool quiet) {
   // sweep takes over. The parent check closes the race of a driver that died
   // between fork() and prctl() (the worker would then never get the signal).
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != driver) _exit(kWorkerOrphaned);
-  const LockedRun r = RunUnderLock(plan, force, quiet);
+  const LockedRun r = RunUnderLock(plan, force, quiet, started);
   std::fflush(stdout);
   std::fflush(stderr);
   if (r.elsewhere) _exit(kWorkerUsedAnotherRun);
@@ -303,6 +307,7 @@ void PrintSummary(const std::vector<Outcome>& outcomes, size_t duplicates) {
 }
 
 int Main(int argc, char** argv) {
+  const auto started = std::chrono::system_clock::now();
   absl::SetProgramUsageMessage(
       "quantlab experiment driver: --config=FILE [--set key.path=value ...] [--validate] "
       "[--jobs=N] [--output_dir=DIR] [--seed=N] [--threads=N] | --list");
@@ -392,7 +397,7 @@ int Main(int argc, char** argv) {
   if (!batch) {
     std::fprintf(stderr, "%s", DescribePlan(plans[0]).c_str());
     // A single experiment always runs (force), in this process, under its lock.
-    const LockedRun locked = RunUnderLock(plans[0], /*force=*/true, /*quiet=*/false);
+    const LockedRun locked = RunUnderLock(plans[0], /*force=*/true, /*quiet=*/false, started);
     const quantlab::ResultRecord& r = locked.record;
     const std::string record_path = plans[0].run_dir + "/result.json";
     std::error_code ec;
@@ -439,7 +444,7 @@ int Main(int argc, char** argv) {
       const size_t i = todo[next++];
       std::printf("[start %zu/%zu] %s\n", next, todo.size(), plans[i].spec.name.c_str());
       std::fflush(stdout);
-      const pid_t pid = StartWorker(plans[i], force, quiet);
+      const pid_t pid = StartWorker(plans[i], force, quiet, started);
       if (pid < 0) return Fail(absl::ResourceExhaustedError("fork failed"));
       running[pid] = i;
     }
