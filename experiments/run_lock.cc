@@ -41,6 +41,15 @@ absl::StatusOr<RunLock> RunLock::TryAcquire(const std::string& run_dir) {
   return lock;
 }
 
+bool RunLock::HeldElsewhere(const std::string& run_dir) {
+  const int fd = open((run_dir + "/run.lock").c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;  // no lock file: nobody ever ran here
+  // A separate open file: its flock conflicts with this process's own locks too.
+  const bool held = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  close(fd);  // releases the probe's lock, if it got one
+  return held;
+}
+
 RunLock::RunLock(RunLock&& other) noexcept
     : path_(std::move(other.path_)), fd_(other.fd_), held_(other.held_), last_run_start_(other.last_run_start_) {
   other.fd_ = -1;

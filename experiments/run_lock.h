@@ -22,6 +22,8 @@ class RunLock {
   // Creates the run directory and the lock file if needed and tries to lock it
   // without waiting: held() says whether it did.
   static absl::StatusOr<RunLock> TryAcquire(const std::string& run_dir);
+  // Whether another process holds the lock of `run_dir` now; creates nothing.
+  static bool HeldElsewhere(const std::string& run_dir);
 
   RunLock(RunLock&& other) noexcept;
   RunLock& operator=(RunLock&& other) noexcept;

@@ -279,8 +279,7 @@ Outcome Reread(const ExperimentPlan& plan, const Outcome& seen) {
     if (seen.status == "skipped" && r->status() == quantlab::ResultRecord::OK) return FromRecord(*r, "skipped");
     return FromDisk(*r, seen.status == "elsewhere" || seen.status == "running");
   }
-  auto lock = RunLock::TryAcquire(plan.run_dir);
-  if (lock.ok() && !lock->held()) {
+  if (RunLock::HeldElsewhere(plan.run_dir)) {
     return Outcome{plan.spec.name, plan.spec.config_id, "running", 0, "no record yet: running in another process"};
   }
   return Outcome{plan.spec.name, plan.spec.config_id, "failed", seen.seconds, std::string(r.status().message())};
