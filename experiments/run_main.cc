@@ -277,7 +277,8 @@ Outcome Reread(const ExperimentPlan& plan, const Outcome& seen) {
   auto r = ReadRunRecord(plan.run_dir, plan.spec.config_id);
   if (r.ok()) {
     if (seen.status == "skipped" && r->status() == quantlab::ResultRecord::OK) return FromRecord(*r, "skipped");
-    return FromDisk(*r, seen.status == "elsewhere" || seen.status == "running");
+    // Only "ok" and "failed" are runs of this driver; any other record here is another process's.
+    return FromDisk(*r, seen.status != "ok" && seen.status != "failed");
   }
   if (RunLock::HeldElsewhere(plan.run_dir)) {
     return Outcome{plan.spec.name, plan.spec.config_id, "running", 0, "no record yet: running in another process"};
