@@ -84,4 +84,14 @@ absl::StatusOr<quantlab::ResultRecord> ReadRecordJson(const std::string& path) {
   return record;
 }
 
+absl::StatusOr<quantlab::ResultRecord> ReadRunRecord(const std::string& run_dir, const std::string& config_id) {
+  const std::string path = run_dir + "/result.json";
+  absl::StatusOr<quantlab::ResultRecord> record = ReadRecordJson(path);
+  if (record.ok() && record->config_id() != config_id) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": the record's config_id '", record->config_id(),
+                                                      "' is not this experiment's '", config_id, "'"));
+  }
+  return record;
+}
+
 }  // namespace quant

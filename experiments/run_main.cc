@@ -8,9 +8,17 @@
 // A config with several experiments (a sweep) runs each in its own worker
 // process, --jobs at a time; runs whose record already says OK are skipped, a
 // failing run is recorded and the others go on, and a summary table ends it.
+//
+// Several drivers may share an output dir: each experiment runs under the lock
+// of its run directory (experiments/run_lock.h), so a member another driver is
+// running is waited for and its record used, never run beside it. Workers die
+// with their driver (kill -9 included), so a re-run finds no orphan at work.
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -29,6 +37,7 @@
 #include "experiments/config_loader.h"
 #include "experiments/experiment.h"
 #include "experiments/record.h"
+#include "experiments/run_lock.h"
 #include "quant/core/registry.h"
 
 ABSL_FLAG(std::string, config, "", "experiment or sweep YAML file");
@@ -85,10 +94,16 @@ std::vector<std::string> ExtractSets(int* argc, char** argv) {
 struct Outcome {
   std::string name;
   std::string config_id;
-  std::string status;  // ok, failed, skipped
+  std::string status;  // ok, failed, skipped, elsewhere (run by another process), running (elsewhere, still)
   double seconds = 0;
   std::string summary;  // key metric or error
 };
+
+// Exit code of a worker that did not run its member because another process ran
+// it (it waited for that run, or found it finished): the record on disk is that run's.
+constexpr int kWorkerUsedAnotherRun = 10;
+// Exit code of a worker whose driver was gone before the worker could tie its life to it.
+constexpr int kWorkerOrphaned = 11;
 
 std::string Summarise(const quantlab::ResultRecord& r) {
   if (r.status() != quantlab::ResultRecord::OK) return r.error();
@@ -123,35 +138,124 @@ void LinkLatest(const ExperimentPlan& plan) {
                  link.c_str(), plan.run_dir.c_str());
     return;
   }
-  const fs::path tmp = link.string() + ".tmp-link";
-  fs::remove(tmp, ec);
+  // A name of this process and call: two drivers linking the same name at once
+  // must not create, rename or remove each other's temporary link.
+  static std::atomic<uint64_t> counter{0};
+  const fs::path tmp = absl::StrCat(link.string(), ".tmp-link.", getpid(), ".", counter++);
   fs::create_directory_symlink(run_dir.filename(), tmp, ec);
   if (!ec) fs::rename(tmp, link, ec);
-  if (ec) std::fprintf(stderr, "warning: cannot link %s: %s\n", link.c_str(), ec.message().c_str());
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    std::fprintf(stderr, "warning: cannot link %s: %s\n", link.c_str(), ec.message().c_str());
+  }
 }
 
-// Runs one experiment in a forked worker; its record is read back from disk.
-pid_t StartWorker(ExperimentPlan& plan, bool quiet) {
-  std::fflush(stdout);
-  std::fflush(stderr);
-  const pid_t pid = fork();
-  if (pid != 0) return pid;
+struct LockedRun {
+  quantlab::ResultRecord record;
+  bool elsewhere = false;  // the record is another process's run, not this one's
+};
+
+// Runs the plan while holding its run directory's lock, so no other driver runs
+// or writes this experiment meanwhile. If another live process holds the lock,
+// says so and waits for it, then uses that run's record rather than running
+// again (with --force too: the run waited for is as fresh as a forced one, and
+// so is a run that began after `started`, when this driver started). Without
+// --force a finished record found once the lock is ours is used as well:
+// another driver finished the member after this one looked. A record missing
+// once the lock is free means its run died (a killed driver): run it.
+// `quiet`: the run's log goes to log.txt in the run directory (only once the
+// lock is ours: the holder's log is not to be truncated).
+LockedRun RunUnderLock(ExperimentPlan& plan, bool force, bool quiet,
+                       std::chrono::system_clock::time_point started) {
+  LockedRun out;
+  auto lock = RunLock::TryAcquire(plan.run_dir);
+  if (!lock.ok()) {
+    out.record.set_name(plan.spec.name);
+    out.record.set_config_id(plan.spec.config_id);
+    out.record.set_status(quantlab::ResultRecord::FAILED);
+    out.record.set_error(std::string(lock.status().message()));
+    return out;
+  }
+  const bool waited = !lock->held();
+  if (waited) {
+    const std::string holder = lock->Holder();
+    std::printf("[%s] running elsewhere (%s); waiting for it to finish\n", plan.spec.name.c_str(),
+                holder.empty() ? "another process" : ("pid " + holder).c_str());
+    std::fflush(stdout);
+    if (absl::Status s = lock->Wait(); !s.ok()) {
+      out.record.set_name(plan.spec.name);
+      out.record.set_config_id(plan.spec.config_id);
+      out.record.set_status(quantlab::ResultRecord::FAILED);
+      out.record.set_error(std::string(s.message()));
+      return out;
+    }
+  }
+  const bool fresh = lock->LastRunStart() >= started;
+  if (waited || fresh || !force) {
+    auto done = ReadRunRecord(plan.run_dir, plan.spec.config_id);
+    if (done.ok() && (waited || fresh || done->status() == quantlab::ResultRecord::OK)) {
+      out.record = *std::move(done);
+      out.elsewhere = true;
+      return out;
+    }
+  }
+  // Temporaries of atomic writes left by a run killed mid-write: nobody else
+  // writes here while the lock is ours.
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(plan.run_dir, ec)) {
+    if (e.path().filename().string().find(".tmp.") != std::string::npos) std::filesystem::remove(e.path(), ec);
+  }
+  lock->MarkRunning();
   if (quiet) {
-    std::error_code ec;
-    std::filesystem::create_directories(plan.run_dir, ec);
     const std::string log = plan.run_dir + "/log.txt";
     if (std::freopen(log.c_str(), "w", stderr) == nullptr) _exit(3);
   }
-  const quantlab::ResultRecord r = Run(plan);
+  out.record = Run(plan);
+  return out;
+}
+
+// Runs one experiment in a forked worker; its record is read back from disk.
+pid_t StartWorker(ExperimentPlan& plan, bool force, bool quiet, std::chrono::system_clock::time_point started) {
+  std::fflush(stdout);
   std::fflush(stderr);
-  _exit(r.status() == quantlab::ResultRecord::OK ? 0 : 1);
+  const pid_t driver = getpid();
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  // The worker dies with its driver, however the driver ends (kill -9 too):
+  // an orphan would go on writing into a run directory that a re-run of the
+  // sweep takes over. The parent check closes the race of a driver that died
+  // between fork() and prctl() (the worker would then never get the signal).
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != driver) _exit(kWorkerOrphaned);
+  const LockedRun r = RunUnderLock(plan, force, quiet, started);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (r.elsewhere) _exit(kWorkerUsedAnotherRun);
+  _exit(r.record.status() == quantlab::ResultRecord::OK ? 0 : 1);
+}
+
+Outcome FromDisk(const quantlab::ResultRecord& r, bool elsewhere) {
+  Outcome o = FromRecord(r, r.status() != quantlab::ResultRecord::OK ? "failed" : elsewhere ? "elsewhere" : "ok");
+  if (elsewhere) o.summary = "run by another process: " + o.summary;
+  return o;
 }
 
 Outcome CollectWorker(const ExperimentPlan& plan, int wait_status) {
-  auto r = ReadRecordJson(plan.run_dir + "/result.json");
-  if (r.ok()) return FromRecord(*r, r->status() == quantlab::ResultRecord::OK ? "ok" : "failed");
+  const bool elsewhere = WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == kWorkerUsedAnotherRun;
+  auto r = ReadRunRecord(plan.run_dir, plan.spec.config_id);
+  if (r.ok()) return FromDisk(*r, elsewhere);
   // The worker died without a record (a crash): record that, so the run does
-  // not look complete and the batch reports it.
+  // not look complete and the batch reports it; under the run's lock, as the
+  // record is written only by whoever holds it: another driver may be running
+  // the experiment by now, or have finished it.
+  auto lock = RunLock::TryAcquire(plan.run_dir);
+  if (lock.ok() && !lock->held()) {
+    return Outcome{plan.spec.name, plan.spec.config_id, "running", 0, "running in another process"};
+  }
+  if (lock.ok()) {
+    r = ReadRunRecord(plan.run_dir, plan.spec.config_id);
+    if (r.ok()) return FromDisk(*r, true);
+  }
   quantlab::ResultRecord dead;
   dead.set_name(plan.spec.name);
   dead.set_config_id(plan.spec.config_id);
@@ -162,12 +266,28 @@ Outcome CollectWorker(const ExperimentPlan& plan, int wait_status) {
                                     " (see log.txt in the run directory)")
                      : absl::StrCat("worker exited with code ", WEXITSTATUS(wait_status),
                                     " without writing a record"));
-  (void)WriteRecord(plan.run_dir, dead);
+  if (lock.ok()) (void)WriteRecord(plan.run_dir, dead);
   return FromRecord(dead, "failed");
 }
 
-void PrintSummary(const std::vector<Outcome>& outcomes) {
-  int ok = 0, failed = 0, skipped = 0;
+// What the disk says of a member at the end of the sweep: another driver may
+// have re-run (or be re-running) it since this one saw it, and the summary
+// must be what is on disk, not what this driver saw on the way.
+Outcome Reread(const ExperimentPlan& plan, const Outcome& seen) {
+  auto r = ReadRunRecord(plan.run_dir, plan.spec.config_id);
+  if (r.ok()) {
+    if (seen.status == "skipped" && r->status() == quantlab::ResultRecord::OK) return FromRecord(*r, "skipped");
+    // Only "ok" and "failed" are runs of this driver; any other record here is another process's.
+    return FromDisk(*r, seen.status != "ok" && seen.status != "failed");
+  }
+  if (RunLock::HeldElsewhere(plan.run_dir)) {
+    return Outcome{plan.spec.name, plan.spec.config_id, "running", 0, "no record yet: running in another process"};
+  }
+  return Outcome{plan.spec.name, plan.spec.config_id, "failed", seen.seconds, std::string(r.status().message())};
+}
+
+void PrintSummary(const std::vector<Outcome>& outcomes, size_t duplicates) {
+  int ok = 0, failed = 0, skipped = 0, elsewhere = 0, running = 0;
   std::printf("\n%-48s %-16s %-8s %9s  %s\n", "experiment", "id", "status", "seconds", "result");
   for (const Outcome& o : outcomes) {
     std::printf("%-48s %-16s %-8s %9.1f  %s\n", o.name.c_str(), o.config_id.c_str(),
@@ -175,12 +295,19 @@ void PrintSummary(const std::vector<Outcome>& outcomes) {
     if (o.status == "ok") ++ok;
     if (o.status == "failed") ++failed;
     if (o.status == "skipped") ++skipped;
+    if (o.status == "elsewhere") ++elsewhere;
+    if (o.status == "running") ++running;
   }
-  std::printf("%zu experiments: %d ran ok, %d failed, %d skipped (already done)\n",
-              outcomes.size(), ok, failed, skipped);
+  std::string more;
+  if (elsewhere > 0) absl::StrAppend(&more, ", ", elsewhere, " ok, run by another process");
+  if (running > 0) absl::StrAppend(&more, ", ", running, " still running in another process");
+  if (duplicates > 0) absl::StrAppend(&more, ", ", duplicates, " duplicate member(s) not run again");
+  std::printf("%zu experiments: %d ran ok, %d failed, %d skipped (already done)%s\n",
+              outcomes.size(), ok, failed, skipped, more.c_str());
 }
 
 int Main(int argc, char** argv) {
+  const auto started = std::chrono::system_clock::now();
   absl::SetProgramUsageMessage(
       "quantlab experiment driver: --config=FILE [--set key.path=value ...] [--validate] "
       "[--jobs=N] [--output_dir=DIR] [--seed=N] [--threads=N] | --list");
@@ -246,14 +373,38 @@ int Main(int argc, char** argv) {
     return 0;
   }
 
-  if (plans.size() == 1) {
+  // The same experiment twice in a sweep (the same resolved config, so the
+  // same run directory and results) runs once: two workers of one driver
+  // would otherwise run it side by side, or one after the other for nothing.
+  const bool batch = plans.size() > 1;
+  size_t duplicates = 0;
+  {
+    std::map<std::string, size_t> first_member;  // config id -> member number
+    std::vector<ExperimentPlan> distinct;
+    for (size_t i = 0; i < plans.size(); ++i) {
+      const auto [first, fresh] = first_member.emplace(plans[i].spec.config_id, i + 1);
+      if (fresh) {
+        distinct.push_back(std::move(plans[i]));
+        continue;
+      }
+      ++duplicates;
+      std::printf("%s: %s (member %zu) is the same experiment as member %zu (config id %s): run once\n",
+                  config.c_str(), plans[i].spec.name.c_str(), i + 1, first->second, plans[i].spec.config_id.c_str());
+    }
+    plans = std::move(distinct);
+  }
+
+  if (!batch) {
     std::fprintf(stderr, "%s", DescribePlan(plans[0]).c_str());
-    const quantlab::ResultRecord r = Run(plans[0]);
+    // A single experiment always runs (force), in this process, under its lock.
+    const LockedRun locked = RunUnderLock(plans[0], /*force=*/true, /*quiet=*/false, started);
+    const quantlab::ResultRecord& r = locked.record;
     const std::string record_path = plans[0].run_dir + "/result.json";
     std::error_code ec;
     if (std::filesystem::exists(record_path, ec)) {
-      std::printf("%s: %s (%.1f s) -> %s\n", r.name().c_str(),
-                  r.status() == quantlab::ResultRecord::OK ? "ok" : "FAILED", r.wall_seconds(), record_path.c_str());
+      std::printf("%s: %s (%.1f s%s) -> %s\n", r.name().c_str(),
+                  r.status() == quantlab::ResultRecord::OK ? "ok" : "FAILED", r.wall_seconds(),
+                  locked.elsewhere ? ", run by another process" : "", record_path.c_str());
     } else {
       std::printf("%s: FAILED (%.1f s), no record written\n", r.name().c_str(), r.wall_seconds());
     }
@@ -269,14 +420,19 @@ int Main(int argc, char** argv) {
   // A batch: skip finished runs, run the rest in worker processes.
   std::vector<Outcome> outcomes(plans.size());
   std::vector<size_t> todo;
+  const bool force = absl::GetFlag(FLAGS_force);
   for (size_t i = 0; i < plans.size(); ++i) {
-    auto done = ReadRecordJson(plans[i].run_dir + "/result.json");
-    if (!absl::GetFlag(FLAGS_force) && done.ok() && done->status() == quantlab::ResultRecord::OK) {
+    auto done = ReadRunRecord(plans[i].run_dir, plans[i].spec.config_id);
+    if (!force && done.ok() && done->status() == quantlab::ResultRecord::OK) {
       outcomes[i] = FromRecord(*done, "skipped");
       LinkLatest(plans[i]);
-    } else {
-      todo.push_back(i);
+      continue;
     }
+    // A record that is there but does not count: say why the member runs again.
+    if (!force && !done.ok() && !absl::IsNotFound(done.status())) {
+      std::printf("%s; running it again\n", std::string(done.status().message()).c_str());
+    }
+    todo.push_back(i);
   }
   std::printf("%s: %zu experiments, %zu already done, running %zu with --jobs=%d\n", config.c_str(),
               plans.size(), plans.size() - todo.size(), todo.size(), jobs);
@@ -288,7 +444,7 @@ int Main(int argc, char** argv) {
       const size_t i = todo[next++];
       std::printf("[start %zu/%zu] %s\n", next, todo.size(), plans[i].spec.name.c_str());
       std::fflush(stdout);
-      const pid_t pid = StartWorker(plans[i], quiet);
+      const pid_t pid = StartWorker(plans[i], force, quiet, started);
       if (pid < 0) return Fail(absl::ResourceExhaustedError("fork failed"));
       running[pid] = i;
     }
@@ -300,14 +456,15 @@ int Main(int argc, char** argv) {
     const size_t i = it->second;
     running.erase(it);
     outcomes[i] = CollectWorker(plans[i], wait_status);
-    if (outcomes[i].status == "ok") LinkLatest(plans[i]);
+    if (outcomes[i].status == "ok" || outcomes[i].status == "elsewhere") LinkLatest(plans[i]);
     ++finished;
     std::printf("[done %zu/%zu] %s: %s (%.1f s) %s\n", finished, todo.size(),
                 outcomes[i].name.c_str(), outcomes[i].status.c_str(), outcomes[i].seconds,
                 outcomes[i].summary.c_str());
     std::fflush(stdout);
   }
-  PrintSummary(outcomes);
+  for (size_t i = 0; i < plans.size(); ++i) outcomes[i] = Reread(plans[i], outcomes[i]);
+  PrintSummary(outcomes, duplicates);
   for (const Outcome& o : outcomes) {
     if (o.status == "failed") return 1;
   }

@@ -1,0 +1,308 @@
+// End-to-end tests of //experiments:run when several drivers share one output
+// dir, when a driver is killed with SIGKILL mid-sweep, and when a sweep holds
+// the same experiment twice: the binary is run as a user would.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "experiments/record.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace quant {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+struct Result {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+// A driver started in the background; Finish() waits for it.
+FILE* StartDriver(const std::string& args) {
+  const std::string cmd = "experiments/run " + args + " 2>&1";
+  return popen(cmd.c_str(), "r");
+}
+
+Result Finish(FILE* pipe) {
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int status = pclose(pipe);
+  return Result{WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+Result RunDriver(const std::string& args) { return Finish(StartDriver(args)); }
+
+std::string TmpDir(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  const std::string path = std::string(dir ? dir : "/tmp") + "/" + name;
+  fs::remove_all(path);
+  fs::create_directories(path);
+  return path;
+}
+
+std::string Write(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::string Read(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The run directories under an output dir (not the <name> links to the latest runs).
+std::vector<fs::path> RunDirs(const std::string& dir) {
+  std::vector<fs::path> out;
+  if (!fs::exists(dir)) return out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.is_directory() && !e.is_symlink()) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Run directories whose record parses, says OK and carries the directory's config id.
+int OkRecords(const std::string& dir) {
+  int ok = 0;
+  for (const fs::path& run : RunDirs(dir)) {
+    auto r = ReadRecordJson((run / "result.json").string());
+    ok += r.ok() && r->status() == quantlab::ResultRecord::OK &&
+          absl::EndsWith(run.filename().string(), "-" + r->config_id());
+  }
+  return ok;
+}
+
+// Files named like a temporary of an atomic write anywhere below `dir`.
+std::vector<std::string> Temporaries(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (absl::StrContains(e.path().filename().string(), ".tmp")) out.push_back(e.path().string());
+  }
+  return out;
+}
+
+// Every summary row ("<name> <id> <status> <seconds> <result>") agrees with the
+// record on disk: ok/skipped/elsewhere rows have an OK record, failed rows do not.
+void ExpectSummaryMatchesDisk(const std::string& output, const std::string& out_dir, int members) {
+  int rows = 0;
+  bool table = false;
+  for (absl::string_view line : absl::StrSplit(output, '\n')) {
+    if (absl::StartsWith(line, "experiment ") && absl::StrContains(line, " status ")) {
+      table = true;
+      continue;
+    }
+    if (!table || absl::StrContains(line, " experiments: ")) continue;
+    const std::vector<std::string> cols = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (cols.size() < 4) continue;
+    ++rows;
+    auto r = ReadRecordJson(out_dir + "/" + cols[0] + "-" + cols[1] + "/result.json");
+    const bool ok_on_disk = r.ok() && r->status() == quantlab::ResultRecord::OK;
+    const bool ok_in_summary = cols[2] == "ok" || cols[2] == "skipped" || cols[2] == "elsewhere";
+    EXPECT_EQ(ok_on_disk, ok_in_summary) << cols[0] << " is '" << cols[2] << "' in the summary:\n" << output;
+  }
+  EXPECT_EQ(rows, members) << output;
+}
+
+// "N experiments: A ran ok, ..." -> A
+int RanOk(const std::string& output) {
+  const size_t at = output.find(" experiments: ");
+  if (at == std::string::npos) return -1;
+  int n = -1;
+  const std::string rest = output.substr(at + 14);
+  (void)absl::SimpleAtoi(rest.substr(0, rest.find(' ')), &n);
+  return n;
+}
+
+// Live processes (not zombies) whose command line mentions `needle`: the
+// driver and its workers, which are forks of it with the same arguments.
+std::vector<pid_t> ProcessesMentioning(const std::string& needle) {
+  std::vector<pid_t> out;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    int pid = 0;
+    if (!absl::SimpleAtoi(e.path().filename().string(), &pid) || pid == getpid()) continue;
+    std::string cmdline = Read(e.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (!absl::StrContains(cmdline, needle) || !absl::StrContains(cmdline, "experiments/run")) continue;
+    const std::string stat = Read(e.path() / "stat");  // "pid (comm) S ..."
+    const size_t paren = stat.rfind(')');
+    if (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z') continue;
+    out.push_back(pid);
+  }
+  return out;
+}
+
+// Eight members, each a short training, so that two drivers started together
+// overlap on most of them.
+void WriteSweep(const std::string& dir) {
+  Write(dir + "/base.yaml",
+        "name: c\nseed: 0\n"
+        "dataset: {name: synthetic, train_size: 512, test_size: 32, num_classes: 4, image_size: 8}\n"
+        "model: {name: mlp}\n"
+        "train: {scheme: fp32, epochs: 2, batch_size: 32, optimizer: {name: sgd, lr: 0.05}}\n");
+  Write(dir + "/sweep.yaml", "base: base.yaml\nsweep: {seed: [1, 2, 3, 4], dataset.noise: [0.5, 1.0]}\n");
+}
+
+// Two drivers at once into one output dir: without --force every member runs
+// once (the other driver waits for it or finds its record); with --force no
+// member runs twice at once, every record ends OK, each driver's summary is
+// what is on disk, and no temporary file is left behind.
+TEST(SweepConcurrencyTest, TwoDriversIntoOneDirNeverRunAMemberTwiceAtOnce) {
+  const std::string dir = TmpDir("two");
+  const std::string out = dir + "/runs";
+  WriteSweep(dir);
+  const std::string args = "--config=" + dir + "/sweep.yaml --jobs=2 --output_dir=" + out;
+  for (int round = 0; round < 5; ++round) {
+    const std::string flags = round == 0 ? args : args + " --force";
+    FILE* a = StartDriver(flags);
+    FILE* b = StartDriver(flags);
+    const Result ra = Finish(a);
+    const Result rb = Finish(b);
+    ASSERT_EQ(ra.exit_code, 0) << "round " << round << ":\n" << ra.output;
+    ASSERT_EQ(rb.exit_code, 0) << "round " << round << ":\n" << rb.output;
+    EXPECT_EQ(OkRecords(out), 8) << "round " << round;
+    EXPECT_EQ(RunDirs(out).size(), 8u);
+    if (round == 0) {
+      // Nothing was done before: between them the two drivers ran each member exactly once.
+      EXPECT_EQ(RanOk(ra.output) + RanOk(rb.output), 8) << ra.output << "\n" << rb.output;
+    }
+    for (const Result* r : {&ra, &rb}) {
+      ExpectSummaryMatchesDisk(r->output, out, 8);
+      EXPECT_THAT(r->output, ::testing::Not(HasSubstr("without writing a record")));
+      EXPECT_THAT(r->output, ::testing::Not(HasSubstr("warning")));
+    }
+    EXPECT_THAT(Temporaries(out), ::testing::IsEmpty());
+  }
+}
+
+// SIGKILL of the driver mid-sweep takes its workers with it; the re-run runs
+// exactly the members that had not finished, each to completion, and leaves the
+// finished ones untouched.
+TEST(SweepConcurrencyTest, KilledDriverLeavesNoWorkerAndTheRerunCompletesEachMemberOnce) {
+  const std::string dir = TmpDir("kill");
+  const std::string out = dir + "/runs";
+  Write(dir + "/base.yaml",
+        "name: k\nseed: 0\n"
+        "dataset: {name: synthetic, train_size: 8192, test_size: 32, num_classes: 4, image_size: 16}\n"
+        "model: {name: mlp}\n"
+        "train: {scheme: fp32, epochs: 40, batch_size: 32, optimizer: {name: sgd, lr: 0.05}}\n");
+  Write(dir + "/sweep.yaml", "base: base.yaml\nsweep: {seed: [1, 2, 3, 4]}\n");
+  const std::string args = "--config=" + dir + "/sweep.yaml --jobs=2 --output_dir=" + out;
+
+  const pid_t driver = fork();
+  ASSERT_GE(driver, 0);
+  if (driver == 0) {
+    const int log = open((dir + "/first.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(log, 1);
+    dup2(log, 2);
+    const std::string config = "--config=" + dir + "/sweep.yaml", output = "--output_dir=" + out;
+    execl("experiments/run", "experiments/run", config.c_str(), "--jobs=2", output.c_str(), nullptr);
+    _exit(127);
+  }
+  // Mid-sweep: some member finished, others still running.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (OkRecords(out) == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const int done_before = OkRecords(out);
+  ASSERT_GE(done_before, 1) << Read(dir + "/first.log");
+  ASSERT_LT(done_before, 4) << "the sweep finished before it could be interrupted";
+  EXPECT_GE(ProcessesMentioning(out).size(), 2u) << "no worker was running";
+  std::map<std::string, std::string> finished;  // run dir -> its record
+  for (const fs::path& run : RunDirs(out)) {
+    auto r = ReadRecordJson((run / "result.json").string());
+    if (r.ok() && r->status() == quantlab::ResultRecord::OK) finished[run.string()] = Read(run / "result.json");
+  }
+  ASSERT_EQ(kill(driver, SIGKILL), 0);
+  ASSERT_EQ(waitpid(driver, nullptr, 0), driver);
+
+  // No orphan: every worker of the killed driver is gone within a moment (far
+  // less than the second or more a member still had to run).
+  std::vector<pid_t> left = ProcessesMentioning(out);
+  for (int i = 0; i < 15 && !left.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    left = ProcessesMentioning(out);
+  }
+  EXPECT_THAT(left, ::testing::IsEmpty()) << "workers outlived their driver";
+
+  const Result again = RunDriver(args);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  const int finished_before_kill = static_cast<int>(finished.size());
+  EXPECT_THAT(again.output, HasSubstr("4 experiments: " + std::to_string(4 - finished_before_kill) + " ran ok, 0 failed, " +
+                                      std::to_string(finished_before_kill) + " skipped"));
+  EXPECT_THAT(again.output, ::testing::Not(HasSubstr("elsewhere")));
+  EXPECT_EQ(OkRecords(out), 4);
+  EXPECT_EQ(RunDirs(out).size(), 4u);
+  for (const auto& [run, record] : finished) EXPECT_EQ(Read(fs::path(run) / "result.json"), record) << run;
+  for (const fs::path& run : RunDirs(out)) {
+    auto r = ReadRecordJson((run / "result.json").string());
+    ASSERT_TRUE(r.ok()) << run;
+    ASSERT_EQ(r->epochs_size(), 40) << run << ": did not run to completion";
+  }
+  ExpectSummaryMatchesDisk(again.output, out, 4);
+  EXPECT_THAT(ProcessesMentioning(out), ::testing::IsEmpty());
+}
+
+// A record counts as finished only if it parses and carries the member's config
+// id; otherwise the member runs again and the driver says why.
+TEST(SweepConcurrencyTest, RecordThatDoesNotParseOrIsOfAnotherConfigIsRerun) {
+  const std::string dir = TmpDir("stale");
+  const std::string out = dir + "/runs";
+  Write(dir + "/base.yaml", "name: s\nseed: 0\ndataset: {name: synthetic, train_size: 64, test_size: 16}\n");
+  Write(dir + "/sweep.yaml", "base: base.yaml\nsweep: {seed: [1, 2, 3]}\n");
+  const std::string args = "--config=" + dir + "/sweep.yaml --jobs=2 --output_dir=" + out;
+  const Result first = RunDriver(args);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const std::vector<fs::path> runs = RunDirs(out);
+  ASSERT_EQ(runs.size(), 3u);
+  // Run 0 gets run 1's (OK) record, run 1 a truncated one; run 2 stays finished.
+  fs::copy_file(runs[1] / "result.json", runs[0] / "result.json", fs::copy_options::overwrite_existing);
+  const std::string json = Read(runs[1] / "result.json");
+  Write((runs[1] / "result.json").string(), json.substr(0, json.size() / 2));
+  const Result again = RunDriver(args);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_THAT(again.output, HasSubstr("3 experiments: 2 ran ok, 0 failed, 1 skipped"));
+  EXPECT_THAT(again.output, HasSubstr((runs[0] / "result.json").string() + ": the record's config_id"));
+  EXPECT_THAT(again.output, HasSubstr((runs[1] / "result.json").string() + ": not a valid result record"));
+  EXPECT_EQ(OkRecords(out), 3);
+}
+
+// The same experiment twice in one sweep (same resolved config id) runs once.
+TEST(SweepConcurrencyTest, DuplicateMembersRunOnce) {
+  const std::string dir = TmpDir("dup");
+  const std::string out = dir + "/runs";
+  Write(dir + "/base.yaml", "name: d\nseed: 0\ndataset: {name: synthetic, train_size: 64, test_size: 16}\n");
+  Write(dir + "/sweep.yaml", "base: base.yaml\nsweep: {seed: [1, 2, 1, 1]}\n");
+  const Result r = RunDriver("--config=" + dir + "/sweep.yaml --jobs=2 --output_dir=" + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("d__seed=1 (member 3) is the same experiment as member 1"));
+  EXPECT_THAT(r.output, HasSubstr("d__seed=1 (member 4) is the same experiment as member 1"));
+  EXPECT_THAT(r.output, HasSubstr("2 experiments: 2 ran ok, 0 failed, 0 skipped"));
+  EXPECT_EQ(RunDirs(out).size(), 2u);
+  EXPECT_EQ(OkRecords(out), 2);
+  ExpectSummaryMatchesDisk(r.output, out, 2);
+}
+
+}  // namespace
+}  // namespace quant
