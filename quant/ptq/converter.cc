@@ -613,11 +613,24 @@ absl::StatusOr<QuantizedModel> QuantizeStatic(const FloatNet& net, StaticQuantiz
   for (size_t k = 0; k < net.weighted.size(); ++k) {
     const WeightedLayer& w = net.weighted[k];
     Quantizer& wq = *q.weights[k];
+    const backends::DType wdtype = wq.spec().is_signed ? backends::INT8 : backends::UINT8;
+    std::vector<int32_t> ints;
+    if (w.weight_grid) {
+      // A pass chose these codes (gptq, adaround): read them off its grid, exactly.
+      const QParams& g = *w.weight_grid;
+      const int64_t per = w.torch_weight.numel() / static_cast<int64_t>(w.bias.size());
+      ints.resize(w.torch_weight.numel());
+      for (int64_t j = 0; j < w.torch_weight.numel(); ++j) {
+        const int64_t c = g.size() == 1 ? 0 : j / per;
+        const double v = std::nearbyint(static_cast<double>(w.torch_weight[j]) / g.scale[c]) + g.zero_point[c];
+        ints[j] = static_cast<int32_t>(std::min<double>(std::max<double>(v, g.quant_min), g.quant_max));
+      }
+      weight_values += WriteWeightsAndBias(w, ints, g, wdtype, wq.spec().bits, &m);
+      continue;
+    }
     RETURN_IF_ERROR(wq.Observe(w.torch_weight));
     RETURN_IF_ERROR(compute(wq, absl::StrCat("layer '", w.name, "' weights")));
-    std::vector<int32_t> ints;
     RETURN_IF_ERROR(wq.QuantizeToInt(w.torch_weight, &ints));
-    const backends::DType wdtype = wq.spec().is_signed ? backends::INT8 : backends::UINT8;
     weight_values += WriteWeightsAndBias(w, ints, wq.qparams(), wdtype, wq.spec().bits, &m);
   }
   RETURN_IF_ERROR(backends::ComputeRequantization(&m));

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -89,6 +90,10 @@ struct WeightedLayer {
   // without one): the pre-activation output is ~N(beta, gamma^2) per channel, which
   // data-free passes (bias absorption, analytic bias correction) use (Nagel et al. 2019).
   std::vector<float> bn_gamma, bn_beta;
+  // Set by a pass that chose the integer weights itself (gptq, adaround): torch_weight
+  // then lies on this grid, and quantize_weights takes the codes from it instead of
+  // observing the weight again (which could pick another scale).
+  std::optional<QParams> weight_grid;
 };
 
 struct FloatNet {

@@ -42,10 +42,10 @@ absl::StatusOr<PtqResult> StaticPtq::Apply(const PtqContext& ctx) {
   for (int64_t d : net.nn_input_shape) per *= d;
   const int64_t n = static_cast<int64_t>(calib.size()) / per;
   PassLog log = net.log;
+  double before_passes = -1;
   if (!passes_.empty()) {
-    ASSIGN_OR_RETURN(const double before,
-                     FloatNetAccuracy(net.model, ctx.dataset->test(), net.nn_input_shape, 256));
-    log.push_back(absl::StrFormat("float net before the passes: %.4f test accuracy", before));
+    ASSIGN_OR_RETURN(before_passes, FloatNetAccuracy(net.model, ctx.dataset->test(), net.nn_input_shape, 256));
+    log.push_back(absl::StrFormat("float net before the passes: %.4f test accuracy", before_passes));
   }
   for (const std::unique_ptr<PtqPass>& pass : passes_) {
     PtqPassContext pc{&net, ctx.quant, calib.data(), n, &log};
@@ -62,6 +62,12 @@ absl::StatusOr<PtqResult> StaticPtq::Apply(const PtqContext& ctx) {
   r.model_bytes = backends::IntegerModelBytes(r.model);
   ASSIGN_OR_RETURN(r.float_test_accuracy,
                    FloatNetAccuracy(net.model, ctx.dataset->test(), net.nn_input_shape, 256));
+  if (before_passes >= 0) {
+    // The float model is the one before the passes (gptq/adaround leave quantized weights in the float net).
+    r.notes.push_back(absl::StrFormat("float net after the passes (weights as the passes left them, float "
+                                      "activations): %.4f test accuracy", r.float_test_accuracy));
+    r.float_test_accuracy = before_passes;
+  }
   // The fake-quant simulation of the converted model on the test set.
   backends::FakeQuantBackend sim;
   RETURN_IF_ERROR(sim.Prepare(r.model));

@@ -4,11 +4,14 @@
 #include <memory>
 #include <random>
 
+#include <Eigen/Dense>
+
 #include "gtest/gtest.h"
 #include "quant/core/registry.h"
 #include "quant/nn/batch_norm.h"
 #include "quant/ptq/bias_correction_pass.h"
 #include "quant/ptq/converter.h"
+#include "quant/ptq/gptq_pass.h"
 #include "quant/ptq/ptq_pass.h"
 #include "tests/ptq/ptq_test_util.h"
 
@@ -232,6 +235,45 @@ TEST(PassesConfigTest, UnknownPassesAndKeysAreErrors) {
   EXPECT_FALSE(ReadPasses(q).ok());
   ParamReader r(YAML::Load("{passes: cle}"), "c.yaml", "ptq");
   EXPECT_FALSE(ReadPasses(r).ok());
+}
+
+TEST(GptqTest, AKnownHessianGivesTheHandComputedCodes) {
+  // W = [0.4, 0.45], H = [[2, 1], [1, 2]], integer grid, no dampening. H^-1 = [[2, -1], [-1, 2]] / 3,
+  // U = chol(H^-1) = [[0.8165, -0.4082], [0, 0.7071]]. Column 0: q = 0, e = 0.4 / 0.8165 = 0.4899;
+  // w1 = 0.45 - e * (-0.4082) = 0.65 -> q = 1. Nearest rounding gives [0, 0].
+  auto round = [](float v, int64_t) { return std::nearbyint(v); };
+  for (int block : {1, 128}) {
+    std::vector<double> h = {2, 1, 1, 2};
+    const std::vector<float> q = GptqQuantize({0.4f, 0.45f}, 1, 2, &h, round, block, 0.0);
+    EXPECT_EQ(q, (std::vector<float>{0.0f, 1.0f})) << "block " << block;
+  }
+  // The lazy batch update is the same algorithm: any block size gives the same codes.
+  std::mt19937 rng(3);
+  std::normal_distribution<double> g(0, 1);
+  const int64_t rows = 4, k = 10;
+  Eigen::MatrixXd a(k, 3 * k);
+  for (int64_t i = 0; i < a.size(); ++i) a.data()[i] = g(rng);
+  Eigen::MatrixXd hm = a * a.transpose() / (3.0 * k);
+  std::vector<float> w(rows * k);
+  for (float& v : w) v = static_cast<float>(2.0 * g(rng));
+  std::vector<std::vector<float>> results;
+  for (int block : {1, 3, 128}) {
+    std::vector<double> h(hm.data(), hm.data() + k * k);
+    results.push_back(GptqQuantize(w, rows, k, &h, round, block, 0.01));
+  }
+  EXPECT_EQ(results[0], results[1]);
+  EXPECT_EQ(results[0], results[2]);
+  // And it is never worse than nearest on the H-weighted error (here: clearly better).
+  auto err = [&](const std::vector<float>& q) {
+    double e = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < k; ++i)
+        for (int64_t j = 0; j < k; ++j) e += (w[r * k + i] - q[r * k + i]) * hm(i, j) * (w[r * k + j] - q[r * k + j]);
+    return e;
+  };
+  std::vector<float> nearest(w.size());
+  for (size_t i = 0; i < w.size(); ++i) nearest[i] = std::nearbyint(w[i]);
+  EXPECT_LT(err(results[0]), err(nearest));
 }
 
 }  // namespace
