@@ -115,6 +115,44 @@ def deployed_table(runs, title):
                                                     " | ".join(deployed_cells(load(runs, name)))))
 
 
+def ptq_cells(r):
+    """fake-quant simulation, reference (gemmlowp bit-identical?), xnnpack."""
+    if r is None:
+        return ["not run"] * 3
+    m = r.get("metrics", {})
+    ref, gl, xn = backend(r, "reference"), backend(r, "gemmlowp"), backend(r, "xnnpack")
+    same = ref is not None and gl is not None and \
+        gl.get("agreement_with_reference", {}).get("outputs_identical") == \
+        gl.get("agreement_with_reference", {}).get("outputs_compared")
+    return ["%.2f %%" % (100 * m.get("ptq_test_accuracy", 0)),
+            ("%.2f %%" % (100 * ref["test_accuracy"]) + ("" if same else " (gemmlowp differs!)")) if ref else "not run",
+            "%.2f %%" % (100 * xn["test_accuracy"]) if xn else "not run"]
+
+
+def ptq_pass_tables(runs):
+    """The PTQ-pass sweeps (configs/mobilenet_mini_dfq_sweep.yaml, configs/*_gptq_sweep.yaml)."""
+    labels = ["nearest", "cle", "bias_correction", "cle + bias_correction", "cle + bias_absorption + bias_correction",
+              "cle + bias_absorption + bias_correction (analytic)"]
+    print("\nmobilenet_mini, per-tensor weights, int8 activations (`configs/mobilenet_mini_dfq_sweep.yaml`):\n")
+    print("| passes | bits W | fake-quant | reference | xnnpack |")
+    print("| --- | --- | --- | --- | --- |")
+    for bits in (8, 6, 4):
+        for i, label in enumerate(labels):
+            r = load(runs, "mobilenet_mini_dfq__bits=%d__passes#%d" % (bits, i + 1))
+            print("| %s | %d | %s |" % (label, bits, " | ".join(ptq_cells(r))))
+    print("\nGPTQ vs nearest rounding, per-channel weights (`configs/{cnn,resnet_mini,mobilenet_mini}_gptq_sweep.yaml`; "
+          "W2A4 keeps the first and last layer at 8 bits):\n")
+    print("| model | bits W/A | passes | fake-quant | reference | xnnpack |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for model in ("cnn", "resnet_mini", "mobilenet_mini"):
+        for i, (bits, passes) in enumerate((("W4A8", "nearest"), ("W4A8", "gptq"), ("W2A4", "nearest"),
+                                            ("W2A4", "gptq"))):
+            w, a = bits[1], bits[3]
+            name = "%s_gptq__weights.bits=%s__activations.bits=%s__passes#%d__overrides#%d" % (model, w, a, i + 1, i + 1)
+            r = load(runs, name)
+            print("| %s | %s | %s | %s |" % (model, bits, passes, " | ".join(ptq_cells(r))))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", default="runs")
@@ -154,6 +192,7 @@ def main():
     deployed_table(args.runs, "QAT deployed (`ptq: {method: from_qat}`, default float simulation):")
     if args.exact_runs:
         deployed_table(args.exact_runs, "QAT deployed, integer-exact simulation (`train.integer_exact: true`):")
+    ptq_pass_tables(args.runs)
     return 0
 
 
