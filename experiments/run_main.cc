@@ -281,7 +281,16 @@ Outcome Reread(const ExperimentPlan& plan, const Outcome& seen) {
     return FromDisk(*r, seen.status != "ok" && seen.status != "failed");
   }
   if (RunLock::HeldElsewhere(plan.run_dir)) {
-    return Outcome{plan.spec.name, plan.spec.config_id, "running", 0, "no record yet: running in another process"};
+    // Another driver runs it now (e.g. a --force re-run that began after ours): wait for
+    // that run, so that the summary says what the disk holds when this driver ends.
+    auto lock = RunLock::TryAcquire(plan.run_dir);
+    if (lock.ok() && (lock->held() || lock->Wait().ok())) {
+      r = ReadRunRecord(plan.run_dir, plan.spec.config_id);
+      if (r.ok()) return FromDisk(*r, true);
+    }
+    if (RunLock::HeldElsewhere(plan.run_dir)) {
+      return Outcome{plan.spec.name, plan.spec.config_id, "running", 0, "no record yet: running in another process"};
+    }
   }
   return Outcome{plan.spec.name, plan.spec.config_id, "failed", seen.seconds, std::string(r.status().message())};
 }

@@ -229,11 +229,6 @@ TEST(SweepConcurrencyTest, KilledDriverLeavesNoWorkerAndTheRerunCompletesEachMem
   ASSERT_GE(done_before, 1) << Read(dir + "/first.log");
   ASSERT_LT(done_before, 4) << "the sweep finished before it could be interrupted";
   EXPECT_GE(ProcessesMentioning(out).size(), 2u) << "no worker was running";
-  std::map<std::string, std::string> finished;  // run dir -> its record
-  for (const fs::path& run : RunDirs(out)) {
-    auto r = ReadRecordJson((run / "result.json").string());
-    if (r.ok() && r->status() == quantlab::ResultRecord::OK) finished[run.string()] = Read(run / "result.json");
-  }
   ASSERT_EQ(kill(driver, SIGKILL), 0);
   ASSERT_EQ(waitpid(driver, nullptr, 0), driver);
 
@@ -245,6 +240,13 @@ TEST(SweepConcurrencyTest, KilledDriverLeavesNoWorkerAndTheRerunCompletesEachMem
     left = ProcessesMentioning(out);
   }
   EXPECT_THAT(left, ::testing::IsEmpty()) << "workers outlived their driver";
+  // What finished is read after the kill: a member may complete between the check above
+  // and the signal (records are written atomically, so each is whole or absent).
+  std::map<std::string, std::string> finished;  // run dir -> its record
+  for (const fs::path& run : RunDirs(out)) {
+    auto r = ReadRecordJson((run / "result.json").string());
+    if (r.ok() && r->status() == quantlab::ResultRecord::OK) finished[run.string()] = Read(run / "result.json");
+  }
 
   const Result again = RunDriver(args);
   ASSERT_EQ(again.exit_code, 0) << again.output;
