@@ -108,53 +108,18 @@ absl::Status GptqPass::Run(PtqPassContext& ctx) {
     if (grid.granularity == Granularity::kPerBlock) {
       return absl::InvalidArgumentError(absl::StrCat("gptq: layer '", w.name, "': per_block weights are not supported"));
     }
-    // Geometry in the lowered layout: W [O, K] with K = kh * kw * C/groups (OHWI) or I.
+    // W [O, K] in the lowered layout (K = kh * kw * C/groups, OHWI; or I).
     const int64_t O = OutputChannels(w), K = ValuesPerOutputChannel(w);
-    const bool conv = op.has_conv2d();
-    const int64_t groups = conv ? op.conv2d().groups() : 1, per_group = O / groups;
-    const std::vector<int64_t> in_shape = backends::TensorShape(m.tensors(op.inputs(0)));  // [H, W, C] or [F]
-    const int64_t C = in_shape.back();
-    const int64_t ih = conv ? in_shape[0] : 1, iw = conv ? in_shape[1] : 1;
-    const int kh = conv ? op.conv2d().kernel_h() : 1, kw = conv ? op.conv2d().kernel_w() : 1;
-    const int sh = conv ? op.conv2d().stride_h() : 1, sw = conv ? op.conv2d().stride_w() : 1;
-    const int pt = conv ? op.conv2d().pad_top() : 0, pl = conv ? op.conv2d().pad_left() : 0;
-    const std::vector<int64_t> out_shape = backends::TensorShape(m.tensors(op.outputs(0)));
-    const int64_t oh = conv ? out_shape[0] : 1, ow = conv ? out_shape[1] : 1;
-    const int64_t cg = C / groups;
+    const int64_t groups = op.has_conv2d() ? op.conv2d().groups() : 1, per_group = O / groups;
     // H per group from the inputs of this layer (earlier layers already quantized).
     std::vector<MatrixD> h(groups, MatrixD::Zero(K, K));
     int64_t samples = 0;
-    std::vector<float> logits;
-    constexpr int64_t kBatch = 128;
-    for (int64_t s0 = 0; s0 < ctx.images; s0 += kBatch) {
-      const int64_t b = std::min(kBatch, ctx.images - s0);
-      RETURN_IF_ERROR(FloatForward(m, ctx.calibration + s0 * per_image, b, &logits,
-                                   [&](int k, float* x, int64_t) {
-                                     if (k != static_cast<int>(layer)) return absl::OkStatus();
-                                     const int64_t cols = b * oh * ow;
-                                     MatrixF rows(cols, K);
-                                     for (int64_t g = 0; g < groups; ++g) {
-                                       for (int64_t n = 0; n < b; ++n)
-                                         for (int64_t y = 0; y < oh; ++y)
-                                           for (int64_t xo = 0; xo < ow; ++xo) {
-                                             float* row = rows.data() + ((n * oh + y) * ow + xo) * K;
-                                             for (int ky = 0; ky < kh; ++ky)
-                                               for (int kx = 0; kx < kw; ++kx) {
-                                                 const int64_t iy = y * sh - pt + ky, ix = xo * sw - pl + kx;
-                                                 const bool inside = iy >= 0 && iy < ih && ix >= 0 && ix < iw;
-                                                 const float* src =
-                                                     x + ((n * ih + (inside ? iy : 0)) * iw + (inside ? ix : 0)) * C +
-                                                     g * cg;
-                                                 float* dst = row + (ky * kw + kx) * cg;
-                                                 for (int64_t c = 0; c < cg; ++c) dst[c] = inside ? src[c] : 0.0f;
-                                               }
-                                           }
-                                       h[g].noalias() += (rows.transpose() * rows).cast<double>();
-                                     }
-                                     samples += cols;
-                                     return absl::OkStatus();
-                                   }));
-    }
+    RETURN_IF_ERROR(ForEachInputRows(m, w, ctx.calibration, ctx.images, per_image,
+                                     [&](int64_t g, const float* rows, int64_t count) {
+                                       Eigen::Map<const MatrixF> x(rows, count, K);
+                                       h[g].noalias() += (x.transpose() * x).cast<double>();
+                                       if (g == 0) samples += count;
+                                     }));
     if (samples == 0) return absl::InternalError(absl::StrCat("gptq: layer '", w.name, "' saw no input"));
     backends::Tensor* wt = net.model.mutable_tensors(w.weight_tensor);
     std::vector<float> model_w(wt->float_data().begin(), wt->float_data().end());  // [O, K] lowered

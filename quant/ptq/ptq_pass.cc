@@ -1,6 +1,7 @@
 #include "quant/ptq/ptq_pass.h"
 
 #include "absl/strings/str_cat.h"
+#include "quant/core/status_macros.h"
 #include "quant/core/registry.h"
 #include "yaml-cpp/yaml.h"
 
@@ -61,6 +62,58 @@ absl::StatusOr<std::vector<std::unique_ptr<PtqPass>>> ReadPasses(ParamReader& pt
     out.push_back(std::move(pass).value());
   }
   return out;
+}
+
+absl::Status ForEachInputRows(const backends::QuantizedModel& m, const WeightedLayer& w, const float* images,
+                              int64_t n, int64_t per_image,
+                              const std::function<void(int64_t group, const float* rows, int64_t count)>& rows_fn) {
+  const Op& op = m.ops(w.index);
+  const int64_t K = ValuesPerOutputChannel(w);
+  const bool conv = op.has_conv2d();
+  const int64_t groups = conv ? op.conv2d().groups() : 1;
+  const std::vector<int64_t> in_shape = backends::TensorShape(m.tensors(op.inputs(0)));  // [H, W, C] or [F]
+  const std::vector<int64_t> out_shape = backends::TensorShape(m.tensors(op.outputs(0)));
+  const int64_t C = in_shape.back(), cg = C / groups;
+  const int64_t ih = conv ? in_shape[0] : 1, iw = conv ? in_shape[1] : 1;
+  const int64_t oh = conv ? out_shape[0] : 1, ow = conv ? out_shape[1] : 1;
+  const int kh = conv ? op.conv2d().kernel_h() : 1, kw = conv ? op.conv2d().kernel_w() : 1;
+  const int sh = conv ? op.conv2d().stride_h() : 1, sw = conv ? op.conv2d().stride_w() : 1;
+  const int pt = conv ? op.conv2d().pad_top() : 0, pl = conv ? op.conv2d().pad_left() : 0;
+  int target = -1, k = 0;
+  for (int i = 0; i < m.ops_size(); ++i) {
+    if (backends::WeightTensor(m.ops(i)) < 0) continue;
+    if (i == w.index) target = k;
+    ++k;
+  }
+  std::vector<float> rows;
+  std::vector<float> logits;
+  constexpr int64_t kBatch = 128;
+  for (int64_t s0 = 0; s0 < n; s0 += kBatch) {
+    const int64_t b = std::min(kBatch, n - s0);
+    RETURN_IF_ERROR(FloatForward(m, images + s0 * per_image, b, &logits, [&](int layer, float* x, int64_t) {
+      if (layer != target) return absl::OkStatus();
+      const int64_t count = b * oh * ow;
+      rows.resize(count * K);
+      for (int64_t g = 0; g < groups; ++g) {
+        for (int64_t s = 0; s < b; ++s)
+          for (int64_t y = 0; y < oh; ++y)
+            for (int64_t xo = 0; xo < ow; ++xo) {
+              float* row = rows.data() + ((s * oh + y) * ow + xo) * K;
+              for (int ky = 0; ky < kh; ++ky)
+                for (int kx = 0; kx < kw; ++kx) {
+                  const int64_t iy = y * sh - pt + ky, ix = xo * sw - pl + kx;
+                  const bool inside = iy >= 0 && iy < ih && ix >= 0 && ix < iw;
+                  const float* src = x + ((s * ih + (inside ? iy : 0)) * iw + (inside ? ix : 0)) * C + g * cg;
+                  float* dst = row + (ky * kw + kx) * cg;
+                  for (int64_t c = 0; c < cg; ++c) dst[c] = inside ? src[c] : 0.0f;
+                }
+            }
+        rows_fn(g, rows.data(), count);
+      }
+      return absl::OkStatus();
+    }));
+  }
+  return absl::OkStatus();
 }
 
 int64_t OutputChannels(const WeightedLayer& w) { return static_cast<int64_t>(w.bias.size()); }

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,6 +63,16 @@ std::vector<LayerPair> FindLayerPairs(const FloatNet& net, std::vector<std::stri
 // The weights of input channel `c` of layer `w` (conv [O, C/groups, k, k] or linear
 // [O, I]), as flat indices into torch_weight. Depthwise: output channel c's kernel.
 std::vector<int64_t> InputChannelIndices(const WeightedLayer& w, int64_t c, bool depthwise);
+
+// Runs the float executor of `model` (FloatNet::model, or a copy with other weights) over
+// `n` NHWC images (`per_image` values each) in batches, and hands the input of weighted
+// layer `w` to `rows_fn` as im2col rows in the lowered weight layout (K = kh * kw * C/groups
+// for a conv, I for a linear): rows_fn(group, rows [count, K] row-major, count). A grouped
+// conv gives each group's rows separately. Batches are handed in order, so that two runs
+// over two nets see the same positions in the same order.
+absl::Status ForEachInputRows(const backends::QuantizedModel& model, const WeightedLayer& w, const float* images,
+                              int64_t n, int64_t per_image,
+                              const std::function<void(int64_t group, const float* rows, int64_t count)>& rows_fn);
 
 // Output channels of a weighted layer, and the values of each in torch_weight.
 int64_t OutputChannels(const WeightedLayer& w);
