@@ -140,17 +140,22 @@ def ptq_pass_tables(runs):
         for i, label in enumerate(labels):
             r = load(runs, "mobilenet_mini_dfq__bits=%d__passes#%d" % (bits, i + 1))
             print("| %s | %d | %s |" % (label, bits, " | ".join(ptq_cells(r))))
-    print("\nGPTQ vs nearest rounding, per-channel weights (`configs/{cnn,resnet_mini,mobilenet_mini}_gptq_sweep.yaml`; "
+    print("\nWeight rounding, per-channel weights (`configs/{cnn,resnet_mini,mobilenet_mini}_{gptq,adaround}_sweep.yaml`; "
           "W2A4 keeps the first and last layer at 8 bits):\n")
     print("| model | bits W/A | passes | fake-quant | reference | xnnpack |")
     print("| --- | --- | --- | --- | --- | --- |")
     for model in ("cnn", "resnet_mini", "mobilenet_mini"):
-        for i, (bits, passes) in enumerate((("W4A8", "nearest"), ("W4A8", "gptq"), ("W2A4", "nearest"),
-                                            ("W2A4", "gptq"))):
+        for bits, sweep_index, ada_index in (("W4A8", 0, 1), ("W2A4", 2, 2)):
             w, a = bits[1], bits[3]
-            name = "%s_gptq__weights.bits=%s__activations.bits=%s__passes#%d__overrides#%d" % (model, w, a, i + 1, i + 1)
-            r = load(runs, name)
-            print("| %s | %s | %s | %s |" % (model, bits, passes, " | ".join(ptq_cells(r))))
+            for passes, name in (
+                    ("nearest", "%s_gptq__weights.bits=%s__activations.bits=%s__passes#%d__overrides#%d" % (
+                        model, w, a, sweep_index + 1, sweep_index + 1)),
+                    ("gptq", "%s_gptq__weights.bits=%s__activations.bits=%s__passes#%d__overrides#%d" % (
+                        model, w, a, sweep_index + 2, sweep_index + 2)),
+                    ("adaround", "%s_adaround__weights.bits=%s__activations.bits=%s__overrides#%d" % (
+                        model, w, a, ada_index))):
+                r = load(runs, name)
+                print("| %s | %s | %s | %s |" % (model, bits, passes, " | ".join(ptq_cells(r))))
 
 
 def main():
