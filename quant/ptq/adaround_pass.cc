@@ -159,18 +159,12 @@ absl::Status AdaroundPass::Run(PtqPassContext& ctx) {
     const auto layer_start = std::chrono::steady_clock::now();
     WeightedLayer& w = net.weighted[layer];
     const backends::Op& op = net.model.ops(w.index);
-    ASSIGN_OR_RETURN(std::unique_ptr<Quantizer> quantizer, ctx.quant->WeightQuantizer(w.name));
-    if (quantizer == nullptr) {
+    ASSIGN_OR_RETURN(std::optional<QParams> weight_grid, WeightGridOf(*ctx.quant, w, "adaround"));
+    if (!weight_grid) {
       skipped.push_back(absl::StrCat(w.name, " (float weights)"));
       continue;
     }
-    if (auto* aware = dynamic_cast<RoleAware*>(quantizer.get())) RETURN_IF_ERROR(aware->SetRole(TensorRole::kWeights));
-    RETURN_IF_ERROR(quantizer->Observe(w.torch_weight));
-    RETURN_IF_ERROR(quantizer->ComputeQParams());
-    ASSIGN_OR_RETURN(QParams grid, quantizer->IntegerGrid());
-    if (grid.granularity == Granularity::kPerBlock) {
-      return absl::InvalidArgumentError(absl::StrCat("adaround: layer '", w.name, "': per_block weights are not supported"));
-    }
+    const QParams& grid = *weight_grid;
     const int64_t O = OutputChannels(w), K = ValuesPerOutputChannel(w);
     const int64_t groups = op.has_conv2d() ? op.conv2d().groups() : 1, per_group = O / groups;
     const int activation = op.fused_activation() == backends::RELU ? 1 : op.fused_activation() == backends::RELU6 ? 2 : 0;

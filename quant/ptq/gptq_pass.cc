@@ -96,18 +96,12 @@ absl::Status GptqPass::Run(PtqPassContext& ctx) {
   for (size_t layer = 0; layer < net.weighted.size(); ++layer) {
     WeightedLayer& w = net.weighted[layer];
     const backends::Op& op = m.ops(w.index);
-    ASSIGN_OR_RETURN(std::unique_ptr<Quantizer> quantizer, ctx.quant->WeightQuantizer(w.name));
-    if (quantizer == nullptr) {
+    ASSIGN_OR_RETURN(std::optional<QParams> weight_grid, WeightGridOf(*ctx.quant, w, "gptq"));
+    if (!weight_grid) {
       skipped.push_back(absl::StrCat(w.name, " (float weights)"));
       continue;
     }
-    if (auto* aware = dynamic_cast<RoleAware*>(quantizer.get())) RETURN_IF_ERROR(aware->SetRole(TensorRole::kWeights));
-    RETURN_IF_ERROR(quantizer->Observe(w.torch_weight));
-    RETURN_IF_ERROR(quantizer->ComputeQParams());
-    ASSIGN_OR_RETURN(QParams grid, quantizer->IntegerGrid());
-    if (grid.granularity == Granularity::kPerBlock) {
-      return absl::InvalidArgumentError(absl::StrCat("gptq: layer '", w.name, "': per_block weights are not supported"));
-    }
+    const QParams& grid = *weight_grid;
     // W [O, K] in the lowered layout (K = kh * kw * C/groups, OHWI; or I).
     const int64_t O = OutputChannels(w), K = ValuesPerOutputChannel(w);
     const int64_t groups = op.has_conv2d() ? op.conv2d().groups() : 1, per_group = O / groups;

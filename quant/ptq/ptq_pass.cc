@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "quant/core/status_macros.h"
+#include "quant/quantizers/tensor_role.h"
 #include "quant/core/registry.h"
 #include "yaml-cpp/yaml.h"
 
@@ -114,6 +115,20 @@ absl::Status ForEachInputRows(const backends::QuantizedModel& m, const WeightedL
     }));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<QParams>> WeightGridOf(const QuantConfig& quant, const WeightedLayer& w,
+                                                    const std::string& pass) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Quantizer> quantizer, quant.WeightQuantizer(w.name));
+  if (quantizer == nullptr) return std::optional<QParams>();
+  if (auto* aware = dynamic_cast<RoleAware*>(quantizer.get())) RETURN_IF_ERROR(aware->SetRole(TensorRole::kWeights));
+  RETURN_IF_ERROR(quantizer->Observe(w.torch_weight));
+  RETURN_IF_ERROR(quantizer->ComputeQParams());
+  ASSIGN_OR_RETURN(QParams grid, quantizer->IntegerGrid());
+  if (grid.granularity == Granularity::kPerBlock) {
+    return absl::InvalidArgumentError(absl::StrCat(pass, ": layer '", w.name, "': per_block weights are not supported"));
+  }
+  return std::optional<QParams>(std::move(grid));
 }
 
 int64_t OutputChannels(const WeightedLayer& w) { return static_cast<int64_t>(w.bias.size()); }

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,12 @@ std::vector<int64_t> InputChannelIndices(const WeightedLayer& w, int64_t c, bool
 absl::Status ForEachInputRows(const backends::QuantizedModel& model, const WeightedLayer& w, const float* images,
                               int64_t n, int64_t per_image,
                               const std::function<void(int64_t group, const float* rows, int64_t count)>& rows_fn);
+
+// The grid layer `w`'s weight quantizer of `quant` picks on its current float weight (the
+// one the conversion would use); nullopt when the layer's weights stay float. A per-block
+// grid is refused, naming `pass` and the layer.
+absl::StatusOr<std::optional<QParams>> WeightGridOf(const QuantConfig& quant, const WeightedLayer& w,
+                                                    const std::string& pass);
 
 // Output channels of a weighted layer, and the values of each in torch_weight.
 int64_t OutputChannels(const WeightedLayer& w);
