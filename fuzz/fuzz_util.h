@@ -15,8 +15,8 @@ namespace quant::fuzz {
 inline const std::string& ScratchPath(const char* suffix) {
   static const std::string path = [suffix] {
     const char* tmp = std::getenv("TMPDIR");
-    return std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/quantlab_fuzz_" +
-           std::to_string(getpid()) + suffix;
+    return std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/quantlab_fuzz_" + std::to_string(getpid()) +
+           suffix;
   }();
   return path;
 }

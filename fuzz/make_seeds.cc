@@ -18,9 +18,7 @@
 
 namespace {
 
-void Write(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
+void Write(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
 std::string Idx(uint32_t magic, const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {
   std::string out;

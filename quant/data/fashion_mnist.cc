@@ -81,8 +81,8 @@ absl::StatusOr<IdxData> ReadIdxFile(const std::string& path, uint32_t expected_m
     // Three dimensions of up to 2^24 overflow int64 (UB), so the product is checked
     // before it is formed; no file that large can exist.
     if (items > std::numeric_limits<int64_t>::max() / d) {
-      return absl::DataLossError(absl::StrCat(path, ": header promises more than 2^63 bytes of data, file has ",
-                                              payload, " (truncated)"));
+      return absl::DataLossError(
+          absl::StrCat(path, ": header promises more than 2^63 bytes of data, file has ", payload, " (truncated)"));
     }
     items *= d;
   }
