@@ -16,8 +16,8 @@ seconds=${QUANTLAB_FUZZ_SECONDS:-60}
 artifacts=${QUANTLAB_FUZZ_ARTIFACTS:-/tmp/quantlab-fuzz-artifacts}
 targets=(config_loader idx checkpoint quantized_model)
 
-main_base=$(bazel info output_base 2>/dev/null)
-fuzz_base="${QUANTLAB_FUZZ_OUTPUT_BASE:-${main_base}_fuzz}"
+# One output base per checkout (as Bazel's own are), next to Bazel's in ~/.cache.
+fuzz_base="${QUANTLAB_FUZZ_OUTPUT_BASE:-$HOME/.cache/quantlab-bazel-fuzz/$(pwd -P | md5sum | cut -c1-32)}"
 fuzz_bazel() { bazel --output_base="$fuzz_base" "$@"; }
 
 build_log=$(mktemp)
