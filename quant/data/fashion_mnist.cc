@@ -2,6 +2,8 @@
 
 #include <zlib.h>
 
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
@@ -68,6 +70,7 @@ absl::StatusOr<IdxData> ReadIdxFile(const std::string& path, uint32_t expected_m
     return absl::DataLossError(absl::StrCat(path, ": truncated IDX header"));
   }
   IdxData data;
+  const int64_t payload = static_cast<int64_t>(raw.size() - header);
   int64_t items = 1;
   for (int i = 0; i < rank; ++i) {
     const uint32_t d = BigEndian32(raw.data() + 4 + 4 * i);
@@ -75,9 +78,15 @@ absl::StatusOr<IdxData> ReadIdxFile(const std::string& path, uint32_t expected_m
       return absl::DataLossError(absl::StrCat(path, ": implausible dimension ", i, " = ", d));
     }
     data.dims.push_back(static_cast<int32_t>(d));
+    // Three dimensions of up to 2^24 overflow int64 (UB), so the product is checked
+    // before it is formed; no file that large can exist.
+    if (items > std::numeric_limits<int64_t>::max() / d) {
+      return absl::DataLossError(
+          absl::StrCat(path, ": header promises more than 2^63 bytes of data, file has ", payload, " (truncated)"));
+    }
     items *= d;
   }
-  if (static_cast<int64_t>(raw.size() - header) != items) {
+  if (payload != items) {
     return absl::DataLossError(absl::StrCat(path, ": header promises ", items, " bytes of data, file has ",
                                             raw.size() - header,
                                             raw.size() - header < static_cast<size_t>(items)

@@ -106,6 +106,15 @@ TEST(IdxReaderTest, PlainIdxWithShortPayloadIsRejected) {
   EXPECT_EQ(ok->bytes, (std::vector<uint8_t>{1, 2, 3}));
 }
 
+// Found by fuzz/idx_fuzzer: three dimensions of 2^24 multiplied to 2^72 in int64
+// (signed overflow) before the size check.
+TEST(IdxReaderTest, HugeDimensionsAreTruncatedNotOverflowed) {
+  WriteBytes(TmpPath("huge.idx"), {0, 0, 8, 3, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 2});
+  auto r = ReadIdxFile(TmpPath("huge.idx"), 0x803, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("more than 2^63 bytes of data, file has 2 (truncated)"));
+}
+
 TEST(FashionMnistTest, LoadsNormalisedSplitsThroughRegistry) {
   ParamReader p(YAML::Load("{name: fashion_mnist, train_limit: 1000}"), "t.yaml", "dataset");
   auto ds = Registry<Dataset>::Get().CreateFrom(p, "name", "", "dataset");
