@@ -1,7 +1,6 @@
 #include "quant/ptq/adaround_pass.h"
 
 #include <Eigen/Dense>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -129,10 +128,12 @@ AdaroundResult AdaroundLayer(const std::vector<float>& w, int64_t rows, int64_t 
 
 absl::StatusOr<std::unique_ptr<PtqPass>> AdaroundPass::Create(ParamReader& p) {
   AdaroundOptions o;
-  o.iterations = static_cast<int>(p.IntInRange("iterations", 10000, 1, 10000000, "Adam steps per layer (the paper: 10000)"));
+  o.iterations =
+      static_cast<int>(p.IntInRange("iterations", 10000, 1, 10000000, "Adam steps per layer (the paper: 10000)"));
   o.batch_images = static_cast<int>(p.IntInRange("batch_images", 32, 1, 1 << 20, "images per step (the paper: 32)"));
   o.batch_rows = static_cast<int>(p.IntInRange("batch_rows", 512, 1, 1 << 20, "at most this many input rows per step"));
-  o.max_rows = p.IntInRange("max_rows", 16384, 1, int64_t{1} << 26, "input rows kept per layer from the calibration set");
+  o.max_rows =
+      p.IntInRange("max_rows", 16384, 1, int64_t{1} << 26, "input rows kept per layer from the calibration set");
   o.lr = p.DoubleInRange("lr", 1e-3, 1e-8, 10.0, "Adam learning rate");
   o.lambda = p.DoubleInRange("lambda", 0.01, 0.0, 1e6, "weight of the rounding regulariser");
   o.warm_start = p.DoubleInRange("warm_start", 0.2, 0.0, 1.0, "share of the iterations without the regulariser");
@@ -167,11 +168,15 @@ absl::Status AdaroundPass::Run(PtqPassContext& ctx) {
     const QParams& grid = *weight_grid;
     const int64_t O = OutputChannels(w), K = ValuesPerOutputChannel(w);
     const int64_t groups = op.has_conv2d() ? op.conv2d().groups() : 1, per_group = O / groups;
-    const int activation = op.fused_activation() == backends::RELU ? 1 : op.fused_activation() == backends::RELU6 ? 2 : 0;
+    const int activation = op.fused_activation() == backends::RELU    ? 1
+                           : op.fused_activation() == backends::RELU6 ? 2
+                                                                      : 0;
     // The same rows of the float net (targets) and of the net rounded so far (inputs).
     int64_t total = 0;
     RETURN_IF_ERROR(ForEachInputRows(original, w, ctx.calibration, ctx.images, per_image,
-                                     [&](int64_t g, const float*, int64_t count) { if (g == 0) total += count; }));
+                                     [&](int64_t g, const float*, int64_t count) {
+                                       if (g == 0) total += count;
+                                     }));
     const double keep = std::min(1.0, static_cast<double>(o_.max_rows) / std::max<int64_t>(1, total));
     auto sample = [&](const backends::QuantizedModel& model, std::vector<std::vector<float>>* out) -> absl::Status {
       out->assign(groups, {});
@@ -229,11 +234,11 @@ absl::Status AdaroundPass::Run(PtqPassContext& ctx) {
     (void)wt;
     SyncWeightedLayer(&net, static_cast<int>(layer));
     w.weight_grid = grid;
-    done.push_back(absl::StrFormat("%s (reconstruction loss nearest %.4g -> adaround %.4g, %.1f %% of h binary, %lld "
-                                   "rows, %.1f s)",
-                                   w.name, loss_nearest, loss_ada, 100 * binary,
-                                   static_cast<long long>(x_fp[0].size() / K),
-                                   std::chrono::duration<double>(std::chrono::steady_clock::now() - layer_start).count()));
+    done.push_back(
+        absl::StrFormat("%s (reconstruction loss nearest %.4g -> adaround %.4g, %.1f %% of h binary, %lld "
+                        "rows, %.1f s)",
+                        w.name, loss_nearest, loss_ada, 100 * binary, static_cast<long long>(x_fp[0].size() / K),
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - layer_start).count()));
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ctx.notes->push_back(absl::StrFormat("adaround: %zu layers on %lld images in %.1f s: %s", done.size(),

@@ -31,7 +31,7 @@ namespace quant::ptq {
 struct AdaroundOptions {
   int iterations = 10000;
   int batch_images = 32;  // the paper's batch: its rows (one per image for a linear, H*W for a conv)
-  int batch_rows = 512;    // ... at most this many rows per step (sampled positions)
+  int batch_rows = 512;   // ... at most this many rows per step (sampled positions)
   int64_t max_rows = 16384;
   double lr = 1e-3;
   double lambda = 0.01;

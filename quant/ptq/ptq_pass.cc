@@ -1,9 +1,9 @@
 #include "quant/ptq/ptq_pass.h"
 
 #include "absl/strings/str_cat.h"
+#include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
 #include "quant/quantizers/tensor_role.h"
-#include "quant/core/registry.h"
 #include "yaml-cpp/yaml.h"
 
 namespace quant::ptq {
@@ -65,8 +65,8 @@ absl::StatusOr<std::vector<std::unique_ptr<PtqPass>>> ReadPasses(ParamReader& pt
   return out;
 }
 
-absl::Status ForEachInputRows(const backends::QuantizedModel& m, const WeightedLayer& w, const float* images,
-                              int64_t n, int64_t per_image,
+absl::Status ForEachInputRows(const backends::QuantizedModel& m, const WeightedLayer& w, const float* images, int64_t n,
+                              int64_t per_image,
                               const std::function<void(int64_t group, const float* rows, int64_t count)>& rows_fn) {
   const Op& op = m.ops(w.index);
   const int64_t K = ValuesPerOutputChannel(w);
@@ -126,7 +126,8 @@ absl::StatusOr<std::optional<QParams>> WeightGridOf(const QuantConfig& quant, co
   RETURN_IF_ERROR(quantizer->ComputeQParams());
   ASSIGN_OR_RETURN(QParams grid, quantizer->IntegerGrid());
   if (grid.granularity == Granularity::kPerBlock) {
-    return absl::InvalidArgumentError(absl::StrCat(pass, ": layer '", w.name, "': per_block weights are not supported"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(pass, ": layer '", w.name, "': per_block weights are not supported"));
   }
   return std::optional<QParams>(std::move(grid));
 }

@@ -1,17 +1,16 @@
 // PTQ passes (quant/ptq/ptq_pass.h): cle, bias_absorption, bias_correction on small
 // graphs trained on synthetic data.
+#include <Eigen/Dense>
 #include <cmath>
 #include <memory>
 #include <random>
 
-#include <Eigen/Dense>
-
 #include "gtest/gtest.h"
 #include "quant/core/registry.h"
 #include "quant/nn/batch_norm.h"
+#include "quant/ptq/adaround_pass.h"
 #include "quant/ptq/bias_correction_pass.h"
 #include "quant/ptq/converter.h"
-#include "quant/ptq/adaround_pass.h"
 #include "quant/ptq/gptq_pass.h"
 #include "quant/ptq/ptq_pass.h"
 #include "tests/ptq/ptq_test_util.h"
