@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <functional>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -18,7 +19,13 @@ uint32_t BigEndian32(const uint8_t* p) {
 }
 
 // Reads a whole file through zlib, which passes plain files through unchanged.
-absl::StatusOr<std::vector<uint8_t>> ReadMaybeGzip(const std::string& path) {
+// Reads the (possibly gzip'd) file, decompressing as it goes and stopping once more than
+// `limit(bytes so far)` bytes are in: a gzip bomb (a small file that inflates to gigabytes)
+// is never decompressed past what its IDX header promises. *over says it stopped early.
+absl::StatusOr<std::vector<uint8_t>> ReadMaybeGzip(const std::string& path,
+                                                   const std::function<int64_t(const std::vector<uint8_t>&)>& limit,
+                                                   bool* over) {
+  *over = false;
   gzFile f = gzopen(path.c_str(), "rb");
   if (f == nullptr) {
     return absl::NotFoundError(absl::StrCat(path, ": cannot open", kPackageHint));
@@ -35,6 +42,11 @@ absl::StatusOr<std::vector<uint8_t>> ReadMaybeGzip(const std::string& path) {
     }
     if (n == 0) break;
     out.insert(out.end(), buffer, buffer + n);
+    if (static_cast<int64_t>(out.size()) > limit(out)) {
+      *over = true;
+      gzclose(f);
+      return out;
+    }
   }
   // A gzip stream cut short reads as a clean end of data in some zlib versions;
   // gzclose_r reports the missing trailer.
@@ -52,7 +64,25 @@ absl::StatusOr<std::vector<uint8_t>> ReadMaybeGzip(const std::string& path) {
 
 absl::StatusOr<IdxData> ReadIdxFile(const std::string& path, uint32_t expected_magic,
                                     int64_t limit) {
-  ASSIGN_OR_RETURN(std::vector<uint8_t> raw, ReadMaybeGzip(path));
+  // The most bytes the file may have: a header of up to 255 dimensions until it is in,
+  // then the header plus what it promises (+1, so trailing garbage is still seen).
+  auto most_bytes = [](const std::vector<uint8_t>& in) -> int64_t {
+    if (in.size() < 4) return 4 + 4 * 255;
+    const int rank = in[3];
+    const size_t header = 4 + 4 * static_cast<size_t>(rank);
+    if (in.size() < header) return static_cast<int64_t>(header);
+    int64_t items = 1;
+    for (int i = 0; i < rank; ++i) {
+      const uint32_t d = BigEndian32(in.data() + 4 + 4 * i);
+      if (d == 0 || items > (std::numeric_limits<int64_t>::max() / 2) / std::max<uint32_t>(d, 1)) {
+        return static_cast<int64_t>(header);  // an implausible header: the checks below say so
+      }
+      items *= d;
+    }
+    return static_cast<int64_t>(header) + items + 1;
+  };
+  bool over = false;
+  ASSIGN_OR_RETURN(std::vector<uint8_t> raw, ReadMaybeGzip(path, most_bytes, &over));
   if (raw.size() < 4) {
     return absl::DataLossError(absl::StrCat(path, ": too short for an IDX header (", raw.size(),
                                             " bytes)"));
@@ -85,6 +115,11 @@ absl::StatusOr<IdxData> ReadIdxFile(const std::string& path, uint32_t expected_m
           absl::StrCat(path, ": header promises more than 2^63 bytes of data, file has ", payload, " (truncated)"));
     }
     items *= d;
+  }
+  if (over) {
+    return absl::DataLossError(absl::StrCat(path, ": header promises ", items,
+                                            " bytes of data, the file has more (trailing garbage; decompression "
+                                            "stopped there, so a gzip bomb is never inflated)"));
   }
   if (payload != items) {
     return absl::DataLossError(absl::StrCat(path, ": header promises ", items, " bytes of data, file has ",

@@ -1,5 +1,8 @@
 #include "quant/data/fashion_mnist.h"
 
+#include <zlib.h>
+
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -113,6 +116,26 @@ TEST(IdxReaderTest, HugeDimensionsAreTruncatedNotOverflowed) {
   auto r = ReadIdxFile(TmpPath("huge.idx"), 0x803, 0);
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("more than 2^63 bytes of data, file has 2 (truncated)"));
+}
+
+TEST(IdxReaderTest, GzipBombIsNotInflatedPastItsHeader) {
+  // A 10x10 image header followed by 256 MiB of zeros: about 250 KiB of gzip.
+  const std::string path = TmpPath("bomb.idx.gz");
+  gzFile f = gzopen(path.c_str(), "wb9");
+  ASSERT_NE(f, nullptr);
+  const uint8_t header[] = {0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 10, 0, 0, 0, 10};
+  ASSERT_EQ(gzwrite(f, header, sizeof header), static_cast<int>(sizeof header));
+  std::vector<uint8_t> zeros(1 << 20, 0);
+  for (int i = 0; i < 256; ++i) ASSERT_EQ(gzwrite(f, zeros.data(), zeros.size()), static_cast<int>(zeros.size()));
+  ASSERT_EQ(gzclose(f), Z_OK);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = ReadIdxFile(path, 0x803, 0);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("header promises 100 bytes of data, the file has more (trailing garbage"));
+  // It stopped after the first 64 KiB block: far faster than inflating 256 MiB (about 1 s here).
+  EXPECT_LT(seconds, 0.2);
 }
 
 TEST(FashionMnistTest, LoadsNormalisedSplitsThroughRegistry) {
