@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
+#include "quant/core/atomic_file.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
 
@@ -59,11 +59,8 @@ absl::Status WriteTrainMetrics(const TrainContext& context,
   for (const auto& [k, v] : metrics) j[k] = v;
   std::error_code ec;
   std::filesystem::create_directories(context.run_dir, ec);
-  const std::string path = context.run_dir + "/train_metrics.json";
-  std::ofstream out(path);
-  out << j.dump(2) << "\n";
-  if (!out) return absl::InternalError(absl::StrCat(path, ": cannot write"));
-  return absl::OkStatus();
+  // Written like every other file of a run: whole under its final name, or not at all.
+  return WriteFileAtomically(context.run_dir + "/train_metrics.json", j.dump(2) + "\n");
 }
 
 LowBitScheme::LowBitScheme(std::string name, TrainSettings settings, PretrainPhase pretrain,
