@@ -486,6 +486,18 @@ absl::StatusOr<StaticQuantizers> MakeStaticQuantizers(const FloatNet& net, const
   return q;
 }
 
+void SetOutputClamp(Op* op, float scale, int32_t zero_point, int32_t lo, int32_t hi) {
+  // A fused ReLU clamps at the zero point (real 0), a ReLU6 also at round(6 / s) + zp.
+  if (op->fused_activation() == backends::RELU || op->fused_activation() == backends::RELU6)
+    lo = std::max(lo, zero_point);
+  if (op->fused_activation() == backends::RELU6) {
+    const double six = std::nearbyint(6.0 / static_cast<double>(scale)) + zero_point;
+    hi = static_cast<int32_t>(std::min<double>(hi, six));
+  }
+  op->set_output_min(lo);
+  op->set_output_max(hi);
+}
+
 int64_t WriteWeightsAndBias(const WeightedLayer& w, const std::vector<int32_t>& codes, const QParams& grid,
                             backends::DType dtype, int bits, QuantizedModel* m) {
   backends::Tensor* wt = m->mutable_tensors(w.weight_tensor);
@@ -593,15 +605,7 @@ absl::StatusOr<QuantizedModel> QuantizeStatic(const FloatNet& net, StaticQuantiz
       zp_out = backends::TensorZeroPoint(x);
     }
     set_qparams(op->outputs(0), s_out, zp_out);
-    if (op->fused_activation() == backends::RELU || op->fused_activation() == backends::RELU6) {
-      lo = std::max(lo, zp_out);
-    }
-    if (op->fused_activation() == backends::RELU6) {
-      const double six = std::nearbyint(6.0 / static_cast<double>(s_out)) + zp_out;
-      hi = static_cast<int32_t>(std::min<double>(hi, six));
-    }
-    op->set_output_min(lo);
-    op->set_output_max(hi);
+    SetOutputClamp(op, s_out, zp_out, lo, hi);
   }
   if (log) {
     log->push_back(absl::StrCat("choose_qparams: ", observed_ops + 1, " tensors calibrated on ", n,

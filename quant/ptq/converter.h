@@ -158,6 +158,9 @@ struct StaticQuantizers {
 // are not per-tensor, more than 8 bits, or mixed activation signedness.
 absl::StatusOr<StaticQuantizers> MakeStaticQuantizers(const FloatNet& net, const QuantConfig& config);
 
+// Sets op's output clamp: the grid's [lo, hi] narrowed by its fused ReLU / ReLU6.
+void SetOutputClamp(backends::Op* op, float scale, int32_t zero_point, int32_t lo, int32_t hi);
+
 // Writes layer `w`'s integer weights (`codes` in PyTorch layout, stored in the model's
 // OHWI / permuted order) with `grid`'s scales and zero points, and its int32 bias at
 // s_in * s_w[c] (the input tensor's qparams must be set). Returns the weight count.

@@ -271,16 +271,7 @@ absl::StatusOr<PtqResult> FromQatPtq::Apply(const PtqContext& ctx) {
       }
     }
     set_qparams(out, g);
-    int32_t lo = g.lo, hi = g.hi;
-    if (op->fused_activation() == backends::RELU || op->fused_activation() == backends::RELU6) {
-      lo = std::max(lo, g.zero_point);
-    }
-    if (op->fused_activation() == backends::RELU6) {
-      const double six = std::nearbyint(6.0 / static_cast<double>(g.scale)) + g.zero_point;
-      hi = static_cast<int32_t>(std::min<double>(hi, six));
-    }
-    op->set_output_min(lo);
-    op->set_output_max(hi);
+    SetOutputClamp(op, g.scale, g.zero_point, g.lo, g.hi);
   }
 
   // Weights: the quantizer once more on the BN-folded weight; codes off its integer grid.
