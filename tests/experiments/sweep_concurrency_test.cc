@@ -22,6 +22,7 @@
 #include "experiments/record.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/experiments/driver_test_util.h"
 
 namespace quant {
 namespace {
@@ -29,47 +30,13 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-// A driver started in the background; Finish() waits for it.
-FILE* StartDriver(const std::string& args) {
-  const std::string cmd = "experiments/run " + args + " 2>&1";
-  return popen(cmd.c_str(), "r");
-}
-
-Result Finish(FILE* pipe) {
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  const int status = pclose(pipe);
-  return Result{WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-Result RunDriver(const std::string& args) { return Finish(StartDriver(args)); }
-
-std::string TmpDir(const std::string& name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  const std::string path = std::string(dir ? dir : "/tmp") + "/" + name;
-  fs::remove_all(path);
-  fs::create_directories(path);
-  return path;
-}
-
-std::string Write(const std::string& path, const std::string& text) {
-  std::ofstream(path) << text;
-  return path;
-}
-
-std::string Read(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using driver_test::Finish;
+using driver_test::Read;
+using driver_test::Result;
+using driver_test::RunDriver;
+using driver_test::StartDriver;
+using driver_test::TmpDir;
+using driver_test::Write;
 
 // The run directories under an output dir (not the <name> links to the latest runs).
 std::vector<fs::path> RunDirs(const std::string& dir) {

@@ -1,0 +1,62 @@
+// Shared helpers of the end-to-end driver tests: run //experiments:run as a user
+// would (in the foreground or the background) and work with files in TEST_TMPDIR.
+#ifndef TESTS_EXPERIMENTS_DRIVER_TEST_UTIL_H_
+#define TESTS_EXPERIMENTS_DRIVER_TEST_UTIL_H_
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace quant::driver_test {
+
+struct Result {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+// A driver started in the background; Finish() waits for it.
+inline FILE* StartDriver(const std::string& args) {
+  const std::string cmd = "experiments/run " + args + " 2>&1";
+  return popen(cmd.c_str(), "r");
+}
+
+inline Result Finish(FILE* pipe) {
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int status = pclose(pipe);
+  return Result{WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+inline Result RunDriver(const std::string& args) { return Finish(StartDriver(args)); }
+
+// A fresh, empty directory `name` under TEST_TMPDIR (or /tmp).
+inline std::string TmpDir(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  const std::string path = std::string(dir ? dir : "/tmp") + "/" + name;
+  std::filesystem::remove_all(path);
+  std::filesystem::create_directories(path);
+  return path;
+}
+
+inline std::string Write(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+  return path;
+}
+
+inline std::string Read(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace quant::driver_test
+
+#endif  // TESTS_EXPERIMENTS_DRIVER_TEST_UTIL_H_
