@@ -19,7 +19,7 @@ namespace {
 using MatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ArrayF = Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-constexpr double kZeta = 1.1, kGamma = -0.1;  // the rectified sigmoid's stretch (eq. 23)
+constexpr double kZeta = kAdaroundZeta, kGamma = kAdaroundGamma;
 
 // f and its derivative mask, for the layer's fused activation (0 none, 1 ReLU, 2 ReLU6).
 void Activate(int activation, MatrixF* p, MatrixF* mask) {
@@ -33,6 +33,12 @@ void Activate(int activation, MatrixF* p, MatrixF* mask) {
 }
 
 }  // namespace
+
+double AdaroundInitialV(double rest) {
+  // h(V) = rest: V = -log((zeta - gamma) / (rest - gamma) - 1).
+  rest = std::min(std::max(rest, 1e-4), 1 - 1e-4);
+  return -std::log((kZeta - kGamma) / (rest - kGamma) - 1.0);
+}
 
 AdaroundResult AdaroundLayer(const std::vector<float>& w, int64_t rows, int64_t k, const std::vector<float>& bias,
                              const std::vector<double>& scale, const std::vector<int32_t>& zero_point, int64_t qmin,
@@ -50,9 +56,7 @@ AdaroundResult AdaroundLayer(const std::vector<float>& w, int64_t rows, int64_t 
     for (int64_t j = 0; j < k; ++j) {
       const double q = static_cast<double>(w[r * k + j]) / scale[r];
       base(r, j) = static_cast<float>(std::floor(q));
-      // h(V) = the fractional part: V = -log((zeta - gamma) / (rest - gamma) - 1).
-      const double rest = std::min(std::max(q - std::floor(q), 1e-4), 1 - 1e-4);
-      v(r, j) = static_cast<float>(-std::log((kZeta - kGamma) / (rest - kGamma) - 1.0));
+      v(r, j) = static_cast<float>(AdaroundInitialV(q - std::floor(q)));
     }
   }
   auto weights = [&](const MatrixF& h) {  // W~ = s * clip(base + h, lo, hi)
@@ -152,6 +156,7 @@ absl::Status AdaroundPass::Run(PtqPassContext& ctx) {
   }
   FloatNet& net = *ctx.net;
   const backends::QuantizedModel original = net.model;  // the float net: targets
+  const uint64_t seed = o_.seed + ctx.seed * 1000003;    // seed 0: the same draws as before the run seed counted
   int64_t per_image = 1;
   for (int64_t d : net.nn_input_shape) per_image *= d;
   std::vector<std::string> done, skipped;
@@ -180,7 +185,7 @@ absl::Status AdaroundPass::Run(PtqPassContext& ctx) {
     const double keep = std::min(1.0, static_cast<double>(o_.max_rows) / std::max<int64_t>(1, total));
     auto sample = [&](const backends::QuantizedModel& model, std::vector<std::vector<float>>* out) -> absl::Status {
       out->assign(groups, {});
-      std::mt19937_64 rng(o_.seed + layer);
+      std::mt19937_64 rng(seed + layer);
       std::vector<char> chosen;
       return ForEachInputRows(model, w, ctx.calibration, ctx.images, per_image,
                               [&](int64_t g, const float* rows, int64_t count) {
@@ -220,7 +225,7 @@ absl::Status AdaroundPass::Run(PtqPassContext& ctx) {
       Activate(activation, &tg, nullptr);
       std::vector<float> t(tg.data(), tg.data() + n * per_group);
       AdaroundOptions o = o_;
-      o.seed = o_.seed + layer * 1000 + g;
+      o.seed = seed + layer * 1000 + g;
       const int64_t rows_per_image = std::max<int64_t>(1, total / ctx.images);
       o.batch_rows = static_cast<int>(std::min<int64_t>(o_.batch_rows, o_.batch_images * rows_per_image));
       const AdaroundResult r =

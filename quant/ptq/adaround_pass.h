@@ -28,6 +28,13 @@
 
 namespace quant::ptq {
 
+// The rectified sigmoid h(V) = clip(sigmoid(V) (zeta - gamma) + gamma, 0, 1) (eq. 23), shared
+// with the block reconstruction of brecq/qdrop.
+inline constexpr double kAdaroundZeta = 1.1, kAdaroundGamma = -0.1;
+// The V where h(V) equals `rest`, the fractional part of W / s (kept inside (0, 1) by 1e-4):
+// AdaRound starts from nearest-like soft values.
+double AdaroundInitialV(double rest);
+
 struct AdaroundOptions {
   int iterations = 10000;
   int batch_images = 32;  // the paper's batch: its rows (one per image for a linear, H*W for a conv)

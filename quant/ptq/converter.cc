@@ -565,6 +565,14 @@ absl::StatusOr<QuantizedModel> QuantizeStatic(const FloatNet& net, StaticQuantiz
     return absl::OkStatus();
   };
   RETURN_IF_ERROR(compute(*q.input, "layer 'input' activations"));
+  // A grid a pass fixed (net.activation_grid) replaces the observed one.
+  int pinned = 0;
+  auto grid_of = [&](int tensor, const QParams& observed) -> const QParams& {
+    auto g = net.activation_grid.find(tensor);
+    if (g == net.activation_grid.end()) return observed;
+    ++pinned;
+    return g->second;
+  };
   QuantizedModel m = fm;
   const backends::DType act_dtype = q.is_signed ? backends::INT8 : backends::UINT8;
   auto set_qparams = [&](int t, float scale, int32_t zp) {
@@ -576,7 +584,7 @@ absl::StatusOr<QuantizedModel> QuantizeStatic(const FloatNet& net, StaticQuantiz
     tt->add_zero_point(zp);
   };
   {
-    const QParams& iq = q.input->qparams();
+    const QParams& iq = grid_of(in_t, q.input->qparams());
     set_qparams(in_t, iq.scale[0], iq.zero_point[0]);
   }
   int fixed = 0;
@@ -588,7 +596,7 @@ absl::StatusOr<QuantizedModel> QuantizeStatic(const FloatNet& net, StaticQuantiz
     int32_t zp_out;
     if (q.activations[i] != nullptr) {
       RETURN_IF_ERROR(compute(*q.activations[i], absl::StrCat("layer '", op->name(), "' activations")));
-      const QParams& ap = q.activations[i]->qparams();
+      const QParams& ap = grid_of(op->outputs(0), q.activations[i]->qparams());
       s_out = ap.scale[0];
       zp_out = ap.zero_point[0];
       lo = static_cast<int32_t>(ap.quant_min);
@@ -610,7 +618,8 @@ absl::StatusOr<QuantizedModel> QuantizeStatic(const FloatNet& net, StaticQuantiz
   if (log) {
     log->push_back(absl::StrCat("choose_qparams: ", observed_ops + 1, " tensors calibrated on ", n,
                                 " images (input + ", observed_ops, " op outputs), ", fixed,
-                                " fixed (sigmoid/tanh), the rest keep their input's"));
+                                " fixed (sigmoid/tanh), the rest keep their input's",
+                                pinned > 0 ? absl::StrCat("; ", pinned, " of them on the grids a pass fixed") : ""));
   }
   // quantize_weights.
   int64_t weight_values = 0;

@@ -111,6 +111,11 @@ struct FloatNet {
     int32_t zero_point = 0;
   };
   std::map<int, FixedQParams> fixed_output;
+  // Set by a pass that fixed activation grids itself (brecq/qdrop with act_quant: the
+  // grids, with learned step sizes, that the reconstruction trained against), by tensor
+  // index (the input or an op output with its own qparams): choose_qparams takes them
+  // instead of observing, so the integer model uses exactly those grids.
+  std::map<int, QParams> activation_grid;
 };
 
 absl::StatusOr<FloatNet> LowerPass(const FloatGraph& graph, PassLog* log);

@@ -48,7 +48,7 @@ absl::StatusOr<PtqResult> StaticPtq::Apply(const PtqContext& ctx) {
     log.push_back(absl::StrFormat("float net before the passes: %.4f test accuracy", before_passes));
   }
   for (const std::unique_ptr<PtqPass>& pass : passes_) {
-    PtqPassContext pc{&net, ctx.quant, calib.data(), n, &log};
+    PtqPassContext pc{&net, ctx.quant, calib.data(), n, &log, ctx.seed, ctx.log, ctx.name};
     const auto start = std::chrono::steady_clock::now();
     if (absl::Status s = pass->Run(pc); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("ptq pass ", pass->Describe(), ": ", s.message()));
