@@ -3,6 +3,7 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <cmath>
 #include <random>
 
@@ -141,6 +142,9 @@ absl::StatusOr<std::unique_ptr<PtqPass>> AdaroundPass::Create(ParamReader& p) {
   o.lr = p.DoubleInRange("lr", 1e-3, 1e-8, 10.0, "Adam learning rate");
   o.lambda = p.DoubleInRange("lambda", 0.01, 0.0, 1e6, "weight of the rounding regulariser");
   o.warm_start = p.DoubleInRange("warm_start", 0.2, 0.0, 1.0, "share of the iterations without the regulariser");
+  o.act_quant = p.Bool("act_quant", false,
+                       "reconstruct on the inputs of the net with quantized activations (grids pinned for the "
+                       "conversion) instead of float ones");
   RETURN_IF_ERROR(p.status());
   return std::unique_ptr<PtqPass>(new AdaroundPass(o));
 }
@@ -161,6 +165,10 @@ absl::Status AdaroundPass::Run(PtqPassContext& ctx) {
   for (int64_t d : net.nn_input_shape) per_image *= d;
   std::vector<std::string> done, skipped;
   const auto start = std::chrono::steady_clock::now();
+  std::map<int, QParams> grids;
+  if (o_.act_quant) {
+    ASSIGN_OR_RETURN(grids, CalibratedActivationGrids(ctx));
+  }
   for (size_t layer = 0; layer < net.weighted.size(); ++layer) {
     const auto layer_start = std::chrono::steady_clock::now();
     WeightedLayer& w = net.weighted[layer];
@@ -183,7 +191,8 @@ absl::Status AdaroundPass::Run(PtqPassContext& ctx) {
                                        if (g == 0) total += count;
                                      }));
     const double keep = std::min(1.0, static_cast<double>(o_.max_rows) / std::max<int64_t>(1, total));
-    auto sample = [&](const backends::QuantizedModel& model, std::vector<std::vector<float>>* out) -> absl::Status {
+    auto sample = [&](const backends::QuantizedModel& model, const std::map<int, QParams>* quantize,
+                      std::vector<std::vector<float>>* out) -> absl::Status {
       out->assign(groups, {});
       std::mt19937_64 rng(seed + layer);
       std::vector<char> chosen;
@@ -197,11 +206,12 @@ absl::Status AdaroundPass::Run(PtqPassContext& ctx) {
                                 for (int64_t i = 0; i < count; ++i) {
                                   if (chosen[i]) (*out)[g].insert((*out)[g].end(), rows + i * K, rows + (i + 1) * K);
                                 }
-                              });
+                              },
+                              quantize);
     };
     std::vector<std::vector<float>> x_fp, x_q;
-    RETURN_IF_ERROR(sample(original, &x_fp));
-    RETURN_IF_ERROR(sample(net.model, &x_q));
+    RETURN_IF_ERROR(sample(original, nullptr, &x_fp));
+    RETURN_IF_ERROR(sample(net.model, o_.act_quant ? &grids : nullptr, &x_q));
     backends::Tensor* wt = net.model.mutable_tensors(w.weight_tensor);
     const std::vector<float> float_w(original.tensors(w.weight_tensor).float_data().begin(),
                                      original.tensors(w.weight_tensor).float_data().end());
@@ -246,8 +256,10 @@ absl::Status AdaroundPass::Run(PtqPassContext& ctx) {
                         std::chrono::duration<double>(std::chrono::steady_clock::now() - layer_start).count()));
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ctx.notes->push_back(absl::StrFormat("adaround: %zu layers on %lld images in %.1f s: %s", done.size(),
-                                       static_cast<long long>(ctx.images), seconds, absl::StrJoin(done, ", ")));
+  if (o_.act_quant) net.activation_grid = grids;  // the conversion uses the grids the inputs were quantized on
+  ctx.notes->push_back(absl::StrFormat("adaround: %zu layers on %lld images (inputs with %s activations) in %.1f s: %s",
+                                       done.size(), static_cast<long long>(ctx.images),
+                                       o_.act_quant ? "quantized" : "float", seconds, absl::StrJoin(done, ", ")));
   if (!skipped.empty()) ctx.notes->push_back(absl::StrCat("adaround: skipped: ", absl::StrJoin(skipped, "; ")));
   return absl::OkStatus();
 }

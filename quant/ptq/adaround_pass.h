@@ -9,7 +9,8 @@
 //                                                                (eq. 24-25, asymmetric)
 // with f the layer's fused activation (ReLU/ReLU6/none), x_fp its input in the float net,
 // x~ its input in the net whose earlier layers this pass already rounded (activations in
-// float), beta annealed linearly from 20 to 2 after a warm start of 20 % of the iterations
+// float, or with `act_quant: true` quantized on the grids the conversion would calibrate, which
+// are then pinned for it: FloatNet::activation_grid), beta annealed linearly from 20 to 2 after a warm start of 20 % of the iterations
 // without the regulariser, lambda = 0.01, Adam (lr 1e-3), 10000 iterations: the paper's and
 // AIMET's defaults. V starts where h(V) is the fractional part of W / s. The loss sums over
 // output channels and averages over a minibatch of the rows of `batch_images` images (the
@@ -45,6 +46,9 @@ struct AdaroundOptions {
   double warm_start = 0.2;
   double beta_start = 20, beta_end = 2;
   uint64_t seed = 0;
+  // The inputs x~ from the net with its activations (and input) fake-quantized on the grids the
+  // conversion would calibrate, instead of float; those grids are then pinned for the conversion.
+  bool act_quant = false;
 };
 
 // One layer. w: [O, K] row-major; per output row r: its grid (scale, zero point, code

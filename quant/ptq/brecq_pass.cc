@@ -342,13 +342,6 @@ void ToNchw(const float* src, const nn::Shape& nchw, float* dst) {
     for (int64_t c = 0; c < C; ++c) dst[c * HW + p] = src[p * C + c];
 }
 
-void FakeQuantize(const QParams& g, float* x, int64_t n) {
-  const float s = g.scale[0], inv = 1.0f / s;
-  const float zp = static_cast<float>(g.zero_point[0]);
-  const float lo = static_cast<float>(g.quant_min), hi = static_cast<float>(g.quant_max);
-  for (int64_t i = 0; i < n; ++i) x[i] = (std::min(std::max(std::nearbyint(x[i] * inv) + zp, lo), hi) - zp) * s;
-}
-
 struct BuiltBlock {
   std::unique_ptr<BlockNet> model;
   nn::Shape in_shape, out_shape;  // NCHW per sample
@@ -501,7 +494,7 @@ absl::Status Collect(const QuantizedModel& model, const PtqPassContext& ctx, int
     opt.after = [&](int op, float* y, int64_t count) {
       if (op >= quantized_before) return absl::OkStatus();
       auto g = grids->find(model.ops(op).outputs(0));
-      if (g != grids->end()) FakeQuantize(g->second, y, count);
+      if (g != grids->end()) FakeQuantizeOnGrid(g->second, y, count);
       return absl::OkStatus();
     };
   }
@@ -511,7 +504,7 @@ absl::Status Collect(const QuantizedModel& model, const PtqPassContext& ctx, int
     const int64_t b = std::min(kBatch, ctx.images - start);
     values.assign(model.tensors_size(), {});
     values[in_t].assign(ctx.calibration + start * per_image, ctx.calibration + (start + b) * per_image);
-    if (grids != nullptr && grids->count(in_t)) FakeQuantize(grids->at(in_t), values[in_t].data(), b * per_image);
+    if (grids != nullptr && grids->count(in_t)) FakeQuantizeOnGrid(grids->at(in_t), values[in_t].data(), b * per_image);
     RETURN_IF_ERROR(backends::floatk::RunGraph(model, b, &values, opt));
     for (size_t k = 0; k < want.size(); ++k) {
       const int64_t per = Numel(shapes[k]);
@@ -613,12 +606,7 @@ absl::Status ReconstructBlocks(PtqPassContext& ctx, const BlockReconstructionOpt
   // The activation grids the conversion would calibrate on the float net.
   std::map<int, QParams> grids;
   if (o.act_quant) {
-    ASSIGN_OR_RETURN(StaticQuantizers q, MakeStaticQuantizers(net, *ctx.quant));
-    RETURN_IF_ERROR(QuantizeStatic(net, q, ctx.calibration, ctx.images).status());
-    grids[backends::InputTensor(net.model)] = q.input->qparams();
-    for (int i = 0; i < net.model.ops_size(); ++i) {
-      if (q.activations[i] != nullptr) grids[net.model.ops(i).outputs(0)] = q.activations[i]->qparams();
-    }
+    ASSIGN_OR_RETURN(grids, CalibratedActivationGrids(ctx));
   }
   const std::vector<ReconstructionBlock> blocks = FindBlocks(net, o.layer_wise);
   int with_weights = 0;

@@ -67,7 +67,8 @@ absl::StatusOr<std::vector<std::unique_ptr<PtqPass>>> ReadPasses(ParamReader& pt
 
 absl::Status ForEachInputRows(const backends::QuantizedModel& m, const WeightedLayer& w, const float* images, int64_t n,
                               int64_t per_image,
-                              const std::function<void(int64_t group, const float* rows, int64_t count)>& rows_fn) {
+                              const std::function<void(int64_t group, const float* rows, int64_t count)>& rows_fn,
+                              const std::map<int, QParams>* grids) {
   const Op& op = m.ops(w.index);
   const int64_t K = ValuesPerOutputChannel(w);
   const bool conv = op.has_conv2d();
@@ -89,9 +90,24 @@ absl::Status ForEachInputRows(const backends::QuantizedModel& m, const WeightedL
   std::vector<float> rows;
   std::vector<float> logits;
   constexpr int64_t kBatch = 128;
+  Hook quantize;
+  std::vector<float> quantized_images;
+  const int in_t = backends::InputTensor(m);
+  if (grids != nullptr) {
+    quantize = [&](int i, float* y, int64_t count) {
+      if (auto g = grids->find(m.ops(i).outputs(0)); g != grids->end()) FakeQuantizeOnGrid(g->second, y, count);
+      return absl::OkStatus();
+    };
+  }
   for (int64_t s0 = 0; s0 < n; s0 += kBatch) {
     const int64_t b = std::min(kBatch, n - s0);
-    RETURN_IF_ERROR(FloatForward(m, images + s0 * per_image, b, &logits, [&](int layer, float* x, int64_t) {
+    const float* batch = images + s0 * per_image;
+    if (grids != nullptr && grids->count(in_t)) {
+      quantized_images.assign(batch, batch + b * per_image);
+      FakeQuantizeOnGrid(grids->at(in_t), quantized_images.data(), b * per_image);
+      batch = quantized_images.data();
+    }
+    RETURN_IF_ERROR(FloatForward(m, batch, b, &logits, [&](int layer, float* x, int64_t) {
       if (layer != target) return absl::OkStatus();
       const int64_t count = b * oh * ow;
       rows.resize(count * K);
@@ -112,9 +128,27 @@ absl::Status ForEachInputRows(const backends::QuantizedModel& m, const WeightedL
         rows_fn(g, rows.data(), count);
       }
       return absl::OkStatus();
-    }));
+    }, quantize));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<int, QParams>> CalibratedActivationGrids(const PtqPassContext& ctx) {
+  ASSIGN_OR_RETURN(StaticQuantizers q, MakeStaticQuantizers(*ctx.net, *ctx.quant));
+  RETURN_IF_ERROR(QuantizeStatic(*ctx.net, q, ctx.calibration, ctx.images).status());
+  std::map<int, QParams> grids;
+  grids[backends::InputTensor(ctx.net->model)] = q.input->qparams();
+  for (int i = 0; i < ctx.net->model.ops_size(); ++i) {
+    if (q.activations[i] != nullptr) grids[ctx.net->model.ops(i).outputs(0)] = q.activations[i]->qparams();
+  }
+  return grids;
+}
+
+void FakeQuantizeOnGrid(const QParams& g, float* x, int64_t n) {
+  const float s = g.scale[0], inv = 1.0f / s;
+  const float zp = static_cast<float>(g.zero_point[0]);
+  const float lo = static_cast<float>(g.quant_min), hi = static_cast<float>(g.quant_max);
+  for (int64_t i = 0; i < n; ++i) x[i] = (std::min(std::max(std::nearbyint(x[i] * inv) + zp, lo), hi) - zp) * s;
 }
 
 absl::StatusOr<std::optional<QParams>> WeightGridOf(const QuantConfig& quant, const WeightedLayer& w,

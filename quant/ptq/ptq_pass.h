@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,9 +75,20 @@ std::vector<int64_t> InputChannelIndices(const WeightedLayer& w, int64_t c, bool
 // for a conv, I for a linear): rows_fn(group, rows [count, K] row-major, count). A grouped
 // conv gives each group's rows separately. Batches are handed in order, so that two runs
 // over two nets see the same positions in the same order.
+// With `grids` (CalibratedActivationGrids), the images and every op output with a grid are
+// fake-quantized on it first: the inputs the quantized net gives.
 absl::Status ForEachInputRows(const backends::QuantizedModel& model, const WeightedLayer& w, const float* images,
                               int64_t n, int64_t per_image,
-                              const std::function<void(int64_t group, const float* rows, int64_t count)>& rows_fn);
+                              const std::function<void(int64_t group, const float* rows, int64_t count)>& rows_fn,
+                              const std::map<int, QParams>* grids = nullptr);
+
+// The activation grids the conversion would calibrate on ctx.net with ctx.quant over the
+// calibration images, by tensor index: the input and every op output with qparams of its own
+// (passes that reconstruct with quantized activations, then pin them: FloatNet::activation_grid).
+absl::StatusOr<std::map<int, QParams>> CalibratedActivationGrids(const PtqPassContext& ctx);
+
+// x = (clamp(round(x / s) + z, qmin, qmax) - z) s on a per-tensor grid, as the fake_quant backend rounds.
+void FakeQuantizeOnGrid(const QParams& grid, float* x, int64_t n);
 
 // The grid layer `w`'s weight quantizer of `quant` picks on its current float weight (the
 // one the conversion would use); nullopt when the layer's weights stay float. A per-block

@@ -140,6 +140,20 @@ TEST_F(BrecqTest, QdropPinsTheActivationGridsItLearned) {
   EXPECT_NE(log[0].find("9 of them on the grids a pass fixed"), std::string::npos) << log[0];
 }
 
+TEST_F(BrecqTest, AdaroundWithQuantizedActivationsPinsTheGridsItsInputsSaw) {
+  auto quant = Config("{weights: {bits: 4, symmetric: true}, activations: {bits: 4}}");
+  PtqPassContext before{&net_, quant.get(), x_.data(), 256, &notes_};
+  auto calibrated = CalibratedActivationGrids(before);  // on the float net, before any rounding
+  ASSERT_TRUE(calibrated.ok()) << calibrated.status();
+  ASSERT_TRUE(Run(*Pass("{name: adaround, iterations: 200, act_quant: true}"), quant.get()).ok()) << Notes();
+  EXPECT_NE(Notes().find("inputs with quantized activations"), std::string::npos) << Notes();
+  ASSERT_EQ(net_.activation_grid.size(), calibrated->size());
+  for (const auto& [tensor, grid] : *calibrated) {
+    EXPECT_EQ(net_.activation_grid.at(tensor).scale, grid.scale) << tensor;
+    EXPECT_EQ(net_.activation_grid.at(tensor).zero_point, grid.zero_point) << tensor;
+  }
+}
+
 TEST(BrecqBlocksTest, ABlockWithoutADifferentiableFormIsSkippedAndSaid) {
   auto ds = ptq_test::Synthetic(1, 8, 600, 256);
   // b -> sigmoid -> add(a): the block [b, sig, sum] holds a sigmoid.
