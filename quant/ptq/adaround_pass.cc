@@ -3,8 +3,8 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <chrono>
-#include <map>
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -160,7 +160,7 @@ absl::Status AdaroundPass::Run(PtqPassContext& ctx) {
   }
   FloatNet& net = *ctx.net;
   const backends::QuantizedModel original = net.model;  // the float net: targets
-  const uint64_t seed = o_.seed + ctx.seed * 1000003;    // seed 0: the same draws as before the run seed counted
+  const uint64_t seed = o_.seed + ctx.seed * 1000003;   // seed 0: the same draws as before the run seed counted
   int64_t per_image = 1;
   for (int64_t d : net.nn_input_shape) per_image *= d;
   std::vector<std::string> done, skipped;
@@ -196,18 +196,19 @@ absl::Status AdaroundPass::Run(PtqPassContext& ctx) {
       out->assign(groups, {});
       std::mt19937_64 rng(seed + layer);
       std::vector<char> chosen;
-      return ForEachInputRows(model, w, ctx.calibration, ctx.images, per_image,
-                              [&](int64_t g, const float* rows, int64_t count) {
-                                if (g == 0) {  // one choice of positions for every group of the batch
-                                  chosen.resize(count);
-                                  std::uniform_real_distribution<double> u(0, 1);
-                                  for (int64_t i = 0; i < count; ++i) chosen[i] = u(rng) < keep;
-                                }
-                                for (int64_t i = 0; i < count; ++i) {
-                                  if (chosen[i]) (*out)[g].insert((*out)[g].end(), rows + i * K, rows + (i + 1) * K);
-                                }
-                              },
-                              quantize);
+      return ForEachInputRows(
+          model, w, ctx.calibration, ctx.images, per_image,
+          [&](int64_t g, const float* rows, int64_t count) {
+            if (g == 0) {  // one choice of positions for every group of the batch
+              chosen.resize(count);
+              std::uniform_real_distribution<double> u(0, 1);
+              for (int64_t i = 0; i < count; ++i) chosen[i] = u(rng) < keep;
+            }
+            for (int64_t i = 0; i < count; ++i) {
+              if (chosen[i]) (*out)[g].insert((*out)[g].end(), rows + i * K, rows + (i + 1) * K);
+            }
+          },
+          quantize);
     };
     std::vector<std::vector<float>> x_fp, x_q;
     RETURN_IF_ERROR(sample(original, nullptr, &x_fp));

@@ -10,16 +10,14 @@
 // with f the layer's fused activation (ReLU/ReLU6/none), x_fp its input in the float net,
 // x~ its input in the net whose earlier layers this pass already rounded (activations in
 // float, or with `act_quant: true` quantized on the grids the conversion would calibrate, which
-// are then pinned for it: FloatNet::activation_grid), beta annealed linearly from 20 to 2 after a warm start of 20 % of the iterations
-// without the regulariser, lambda = 0.01, Adam (lr 1e-3), 10000 iterations: the paper's and
-// AIMET's defaults. V starts where h(V) is the fractional part of W / s. The loss sums over
-// output channels and averages over a minibatch of the rows of `batch_images` images (the
-// paper's 32), at most `batch_rows` rows (im2col columns of a conv, samples of a linear),
-// drawn from up to `max_rows` rows of the calibration set.
-// The grid is the layer's weight quantizer of the `quant:` section on the float weight; the
-// learned codes go to the conversion as they are (WeightedLayer::weight_grid). The notes
-// give per layer the reconstruction loss of nearest rounding and of AdaRound, the share of
-// h that ended binary and the time.
+// are then pinned for it: FloatNet::activation_grid), beta annealed linearly from 20 to 2 after a warm start of 20 % of
+// the iterations without the regulariser, lambda = 0.01, Adam (lr 1e-3), 10000 iterations: the paper's and AIMET's
+// defaults. V starts where h(V) is the fractional part of W / s. The loss sums over output channels and averages over a
+// minibatch of the rows of `batch_images` images (the paper's 32), at most `batch_rows` rows (im2col columns of a conv,
+// samples of a linear), drawn from up to `max_rows` rows of the calibration set. The grid is the layer's weight
+// quantizer of the `quant:` section on the float weight; the learned codes go to the conversion as they are
+// (WeightedLayer::weight_grid). The notes give per layer the reconstruction loss of nearest rounding and of AdaRound,
+// the share of h that ended binary and the time.
 #ifndef QUANT_PTQ_ADAROUND_PASS_H_
 #define QUANT_PTQ_ADAROUND_PASS_H_
 

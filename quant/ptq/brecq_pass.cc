@@ -172,8 +172,8 @@ class SoftRoundedWeight : public nn::TensorTransform {
  private:
   static float Sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
   float SoftH(int64_t j) const {
-    const float raw = Sigmoid(v_.value[j]) * static_cast<float>(kAdaroundZeta - kAdaroundGamma) +
-                      static_cast<float>(kAdaroundGamma);
+    const float raw =
+        Sigmoid(v_.value[j]) * static_cast<float>(kAdaroundZeta - kAdaroundGamma) + static_cast<float>(kAdaroundGamma);
     return std::min(std::max(raw, 0.0f), 1.0f);
   }
   float HardH(int64_t j) const { return SoftH(j) >= 0.5f ? 1.0f : 0.0f; }
@@ -222,13 +222,13 @@ class BlockActQuant : public nn::TensorTransform {
     float* y = out->data();
     const float* keep = dropped_ ? keep_float_.data() : nullptr;
     const int64_t n = in.numel();
-    const __m256 vs = _mm256_set1_ps(s), vinv = _mm256_set1_ps(inv), vzp = _mm256_set1_ps(zp),
-                 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    const __m256 vs = _mm256_set1_ps(s), vinv = _mm256_set1_ps(inv), vzp = _mm256_set1_ps(zp), vlo = _mm256_set1_ps(lo),
+                 vhi = _mm256_set1_ps(hi);
     int64_t j = 0;
     for (; j + 8 <= n; j += 8) {
       const __m256 v = _mm256_loadu_ps(x + j);
-      __m256 q = _mm256_add_ps(_mm256_round_ps(_mm256_mul_ps(v, vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
-                               vzp);
+      __m256 q =
+          _mm256_add_ps(_mm256_round_ps(_mm256_mul_ps(v, vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vzp);
       q = _mm256_min_ps(_mm256_max_ps(q, vlo), vhi);
       __m256 r = _mm256_mul_ps(_mm256_sub_ps(q, vzp), vs);
       if (keep != nullptr) r = _mm256_add_ps(r, _mm256_mul_ps(_mm256_loadu_ps(keep + j), _mm256_sub_ps(v, r)));
@@ -276,8 +276,8 @@ class BlockActQuant : public nn::TensorTransform {
       const __m256 g = _mm256_loadu_ps(go + j);
       acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(quantized, g), d));
       if (gi != nullptr) {
-        _mm256_storeu_ps(gi + j, _mm256_mul_ps(g, _mm256_add_ps(_mm256_sub_ps(one, quantized),
-                                                                 _mm256_mul_ps(quantized, inside))));
+        _mm256_storeu_ps(
+            gi + j, _mm256_mul_ps(g, _mm256_add_ps(_mm256_sub_ps(one, quantized), _mm256_mul_ps(quantized, inside))));
       }
     }
     double ds = 0;
@@ -377,8 +377,8 @@ absl::StatusOr<BuiltBlock> BuildBlock(const FloatNet& net, const ReconstructionB
       if (backends::IsConstant(m.tensors(t))) continue;
       auto v = value_of.find(t);
       if (v == value_of.end()) {
-        return absl::InternalError(absl::StrCat("block '", b.name, "': op '", op.name(), "' reads tensor ", t,
-                                                " from outside the block"));
+        return absl::InternalError(
+            absl::StrCat("block '", b.name, "': op '", op.name(), "' reads tensor ", t, " from outside the block"));
       }
       inputs.push_back(v->second);
     }
@@ -449,10 +449,10 @@ absl::StatusOr<BuiltBlock> BuildBlock(const FloatNet& net, const ReconstructionB
   RETURN_IF_ERROR(out.model->Build(out.in_shape, static_cast<int>(Numel(out.out_shape)), 0));
   for (const Pending& p : weighted_layers) {
     const WeightedLayer& w = net.weighted[p.weighted];
-    nn::Parameter& weight =
-        p.layer->type() == "conv2d" ? static_cast<nn::Conv2d*>(p.layer)->weight() : static_cast<nn::Linear*>(p.layer)->weight();
-    nn::Parameter& bias =
-        p.layer->type() == "conv2d" ? static_cast<nn::Conv2d*>(p.layer)->bias() : static_cast<nn::Linear*>(p.layer)->bias();
+    nn::Parameter& weight = p.layer->type() == "conv2d" ? static_cast<nn::Conv2d*>(p.layer)->weight()
+                                                        : static_cast<nn::Linear*>(p.layer)->weight();
+    nn::Parameter& bias = p.layer->type() == "conv2d" ? static_cast<nn::Conv2d*>(p.layer)->bias()
+                                                      : static_cast<nn::Linear*>(p.layer)->bias();
     if (weight.value.numel() != w.torch_weight.numel() || bias.value.numel() != static_cast<int64_t>(w.bias.size())) {
       return absl::InternalError(absl::StrCat("block '", b.name, "': layer '", w.name, "' has ", weight.value.numel(),
                                               " weights in its nn form and ", w.torch_weight.numel(), " in the net"));
@@ -589,8 +589,9 @@ std::vector<ReconstructionBlock> FindBlocks(const FloatNet& net, bool layer_wise
   }
   for (ReconstructionBlock& b : blocks) {
     const std::string k = key(b);
-    b.name = !k.empty() ? k : b.first == b.last ? m.ops(b.first).name()
-                                                : absl::StrCat(m.ops(b.first).name(), "..", m.ops(b.last).name());
+    b.name = !k.empty()          ? k
+             : b.first == b.last ? m.ops(b.first).name()
+                                 : absl::StrCat(m.ops(b.first).name(), "..", m.ops(b.last).name());
   }
   return blocks;
 }
@@ -636,8 +637,8 @@ absl::Status ReconstructBlocks(PtqPassContext& ctx, const BlockReconstructionOpt
     // Float input and target from the float net; the input the rounded (and quantized) net gives.
     std::vector<std::vector<float>> fp, qin;
     RETURN_IF_ERROR(Collect(original, ctx, b.last, {b.input_tensor, b.output_tensor}, nullptr, 0, &fp));
-    RETURN_IF_ERROR(Collect(net.model, ctx, std::max(0, b.first - 1), {b.input_tensor},
-                            o.act_quant ? &grids : nullptr, b.first, &qin));
+    RETURN_IF_ERROR(Collect(net.model, ctx, std::max(0, b.first - 1), {b.input_tensor}, o.act_quant ? &grids : nullptr,
+                            b.first, &qin));
     const std::vector<float>& x_fp = fp[0];
     const std::vector<float>& target = fp[1];
     const std::vector<float>& x_q = qin[0];
@@ -759,10 +760,10 @@ absl::Status ReconstructBlocks(PtqPassContext& ctx, const BlockReconstructionOpt
       ++scales;
     }
     const double seconds = Seconds(block_start, Clock::now());
-    done.push_back(absl::StrFormat("%s [%s] (reconstruction loss nearest %.4g -> %s %.4g, %.1f %% of h binary, "
-                                   "%.1f %% rounded other than nearest, %.1f s)",
-                                   b.name, absl::StrJoin(layers, ", "), loss_nearest, o.pass, loss_learned,
-                                   100 * binary, 100 * flipped, seconds));
+    done.push_back(absl::StrFormat(
+        "%s [%s] (reconstruction loss nearest %.4g -> %s %.4g, %.1f %% of h binary, "
+        "%.1f %% rounded other than nearest, %.1f s)",
+        b.name, absl::StrJoin(layers, ", "), loss_nearest, o.pass, loss_learned, 100 * binary, 100 * flipped, seconds));
     if (ctx.log != nullptr) {
       std::fprintf(ctx.log, "%s%s%s block %d/%d '%s' (%zu layers): reconstruction loss nearest %.4g -> %.4g, %.1f s\n",
                    live ? "\r" : "", prefix.c_str(), o.pass.c_str(), block_no, with_weights, b.name.c_str(),
@@ -775,16 +776,16 @@ absl::Status ReconstructBlocks(PtqPassContext& ctx, const BlockReconstructionOpt
   ctx.notes->push_back(absl::StrFormat(
       "%s: %zu blocks on %lld images, %d steps each (batches of %d images%s), in %.1f s: %s", o.pass, done.size(),
       static_cast<long long>(ctx.images), o.iterations, o.batch_images,
-      o.act_quant ? absl::StrFormat(", activations quantized%s%s", o.drop_prob > 0 ? absl::StrFormat(
-                                                                                       ", dropped with p %.2f", o.drop_prob)
-                                                                                 : "",
+      o.act_quant ? absl::StrFormat(", activations quantized%s%s",
+                                    o.drop_prob > 0 ? absl::StrFormat(", dropped with p %.2f", o.drop_prob) : "",
                                     o.learn_act_scale ? ", step sizes learned" : "")
                   : ", activations float",
       seconds, absl::StrJoin(done, "; ")));
   if (scales > 0) {
-    ctx.notes->push_back(absl::StrFormat("%s: %d activation grids pinned for the conversion; learned step sizes moved "
-                                         "by %.2f %% on average",
-                                         o.pass, static_cast<int>(grids.size()), 100 * scale_change / scales));
+    ctx.notes->push_back(
+        absl::StrFormat("%s: %d activation grids pinned for the conversion; learned step sizes moved "
+                        "by %.2f %% on average",
+                        o.pass, static_cast<int>(grids.size()), 100 * scale_change / scales));
   }
   if (!skipped.empty()) ctx.notes->push_back(absl::StrCat(o.pass, ": skipped: ", absl::StrJoin(skipped, "; ")));
   return absl::OkStatus();
@@ -810,17 +811,17 @@ absl::Status ReadBlockReconstructionOptions(ParamReader& p, BlockReconstructionO
 absl::StatusOr<std::unique_ptr<PtqPass>> BrecqPass::Create(ParamReader& p) {
   BlockReconstructionOptions o;
   RETURN_IF_ERROR(ReadBlockReconstructionOptions(p, &o));
-  o.act_quant = p.Bool("act_quant", false,
-                       "quantize the block's activations while reconstructing and learn their step sizes");
+  o.act_quant =
+      p.Bool("act_quant", false, "quantize the block's activations while reconstructing and learn their step sizes");
   o.learn_act_scale = p.Bool("learn_act_scale", true, "with act_quant: learn the activation step sizes");
   RETURN_IF_ERROR(p.status());
   return std::unique_ptr<PtqPass>(new BrecqPass(o));
 }
 
 std::string BrecqPass::Describe() const {
-  return absl::StrCat("brecq (Li et al. 2021): ", o_.iterations, " Adam steps per ",
-                      o_.layer_wise ? "layer" : "block", ", batches of ", o_.batch_images, " images, lambda ",
-                      o_.lambda, o_.act_quant ? ", activations quantized" : ", activations float");
+  return absl::StrCat("brecq (Li et al. 2021): ", o_.iterations, " Adam steps per ", o_.layer_wise ? "layer" : "block",
+                      ", batches of ", o_.batch_images, " images, lambda ", o_.lambda,
+                      o_.act_quant ? ", activations quantized" : ", activations float");
 }
 
 QUANTLAB_REGISTER(PtqPass, "brecq", BrecqPass::Create,

@@ -52,8 +52,8 @@ struct BlockReconstructionOptions {
   std::string pass = "brecq";  // for notes and errors
   int iterations = 20000;
   int batch_images = 32;
-  double lr = 1e-3;       // Adam on the rounding variables V
-  double act_lr = 4e-5;   // Adam on the activation step sizes (act_quant), cosine-annealed to 0
+  double lr = 1e-3;      // Adam on the rounding variables V
+  double act_lr = 4e-5;  // Adam on the activation step sizes (act_quant), cosine-annealed to 0
   double lambda = 0.01;
   double warm_start = 0.2;
   double beta_start = 20, beta_end = 2;

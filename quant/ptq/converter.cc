@@ -616,8 +616,8 @@ absl::StatusOr<QuantizedModel> QuantizeStatic(const FloatNet& net, StaticQuantiz
     SetOutputClamp(op, s_out, zp_out, lo, hi);
   }
   if (log) {
-    log->push_back(absl::StrCat("choose_qparams: ", observed_ops + 1, " tensors calibrated on ", n,
-                                " images (input + ", observed_ops, " op outputs), ", fixed,
+    log->push_back(absl::StrCat("choose_qparams: ", observed_ops + 1, " tensors calibrated on ", n, " images (input + ",
+                                observed_ops, " op outputs), ", fixed,
                                 " fixed (sigmoid/tanh), the rest keep their input's",
                                 pinned > 0 ? absl::StrCat("; ", pinned, " of them on the grids a pass fixed") : ""));
   }

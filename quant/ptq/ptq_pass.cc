@@ -107,28 +107,31 @@ absl::Status ForEachInputRows(const backends::QuantizedModel& m, const WeightedL
       FakeQuantizeOnGrid(grids->at(in_t), quantized_images.data(), b * per_image);
       batch = quantized_images.data();
     }
-    RETURN_IF_ERROR(FloatForward(m, batch, b, &logits, [&](int layer, float* x, int64_t) {
-      if (layer != target) return absl::OkStatus();
-      const int64_t count = b * oh * ow;
-      rows.resize(count * K);
-      for (int64_t g = 0; g < groups; ++g) {
-        for (int64_t s = 0; s < b; ++s)
-          for (int64_t y = 0; y < oh; ++y)
-            for (int64_t xo = 0; xo < ow; ++xo) {
-              float* row = rows.data() + ((s * oh + y) * ow + xo) * K;
-              for (int ky = 0; ky < kh; ++ky)
-                for (int kx = 0; kx < kw; ++kx) {
-                  const int64_t iy = y * sh - pt + ky, ix = xo * sw - pl + kx;
-                  const bool inside = iy >= 0 && iy < ih && ix >= 0 && ix < iw;
-                  const float* src = x + ((s * ih + (inside ? iy : 0)) * iw + (inside ? ix : 0)) * C + g * cg;
-                  float* dst = row + (ky * kw + kx) * cg;
-                  for (int64_t c = 0; c < cg; ++c) dst[c] = inside ? src[c] : 0.0f;
+    RETURN_IF_ERROR(FloatForward(
+        m, batch, b, &logits,
+        [&](int layer, float* x, int64_t) {
+          if (layer != target) return absl::OkStatus();
+          const int64_t count = b * oh * ow;
+          rows.resize(count * K);
+          for (int64_t g = 0; g < groups; ++g) {
+            for (int64_t s = 0; s < b; ++s)
+              for (int64_t y = 0; y < oh; ++y)
+                for (int64_t xo = 0; xo < ow; ++xo) {
+                  float* row = rows.data() + ((s * oh + y) * ow + xo) * K;
+                  for (int ky = 0; ky < kh; ++ky)
+                    for (int kx = 0; kx < kw; ++kx) {
+                      const int64_t iy = y * sh - pt + ky, ix = xo * sw - pl + kx;
+                      const bool inside = iy >= 0 && iy < ih && ix >= 0 && ix < iw;
+                      const float* src = x + ((s * ih + (inside ? iy : 0)) * iw + (inside ? ix : 0)) * C + g * cg;
+                      float* dst = row + (ky * kw + kx) * cg;
+                      for (int64_t c = 0; c < cg; ++c) dst[c] = inside ? src[c] : 0.0f;
+                    }
                 }
-            }
-        rows_fn(g, rows.data(), count);
-      }
-      return absl::OkStatus();
-    }, quantize));
+            rows_fn(g, rows.data(), count);
+          }
+          return absl::OkStatus();
+        },
+        quantize));
   }
   return absl::OkStatus();
 }

@@ -36,9 +36,9 @@ struct PtqPassContext {
   const float* calibration = nullptr;   // NHWC calibration images (may be null: data-free)
   int64_t images = 0;
   std::vector<std::string>* notes = nullptr;
-  uint64_t seed = 0;      // the run's seed: passes that sample draw from it
-  FILE* log = nullptr;    // progress of long passes (may be null)
-  std::string name;       // the run's name, the progress lines' prefix
+  uint64_t seed = 0;    // the run's seed: passes that sample draw from it
+  FILE* log = nullptr;  // progress of long passes (may be null)
+  std::string name;     // the run's name, the progress lines' prefix
 };
 
 class PtqPass {

@@ -11,17 +11,18 @@ absl::StatusOr<std::unique_ptr<PtqPass>> QdropPass::Create(ParamReader& p) {
   o.pass = "qdrop";
   o.act_quant = true;  // dropping quantization needs quantized activations
   RETURN_IF_ERROR(ReadBlockReconstructionOptions(p, &o));
-  o.drop_prob = p.DoubleInRange("drop_prob", 0.5, 0.0, 1.0,
-                                "probability of keeping an activation value float while reconstructing (the paper: 0.5)");
+  o.drop_prob =
+      p.DoubleInRange("drop_prob", 0.5, 0.0, 1.0,
+                      "probability of keeping an activation value float while reconstructing (the paper: 0.5)");
   o.learn_act_scale = p.Bool("learn_act_scale", true, "learn the activation step sizes with the rounding");
   RETURN_IF_ERROR(p.status());
   return std::unique_ptr<PtqPass>(new QdropPass(o));
 }
 
 std::string QdropPass::Describe() const {
-  return absl::StrCat("qdrop (Wei et al. 2022): ", o_.iterations, " Adam steps per ",
-                      o_.layer_wise ? "layer" : "block", ", batches of ", o_.batch_images,
-                      " images, activations quantized and dropped with p ", o_.drop_prob);
+  return absl::StrCat("qdrop (Wei et al. 2022): ", o_.iterations, " Adam steps per ", o_.layer_wise ? "layer" : "block",
+                      ", batches of ", o_.batch_images, " images, activations quantized and dropped with p ",
+                      o_.drop_prob);
 }
 
 QUANTLAB_REGISTER(PtqPass, "qdrop", QdropPass::Create,

@@ -95,8 +95,9 @@ TEST_F(BrecqTest, BlocksAreSingleEntrySingleExitRanges) {
 }
 
 TEST_F(BrecqTest, ReconstructionEndsOnTheGridAndBeatsNearestOnItsLoss) {
-  auto quant = Config("{weights: {bits: 3, symmetric: true, granularity: per_channel, observer: per_channel_minmax},"
-                      " activations: {bits: 8}}");
+  auto quant = Config(
+      "{weights: {bits: 3, symmetric: true, granularity: per_channel, observer: per_channel_minmax},"
+      " activations: {bits: 8}}");
   ASSERT_TRUE(Run(*Pass("{name: brecq, iterations: 1500}"), quant.get()).ok()) << Notes();
   const auto losses = Losses("brecq");
   ASSERT_EQ(losses.size(), 6u) << Notes();
