@@ -115,18 +115,51 @@ def deployed_table(runs, title):
                                                     " | ".join(deployed_cells(load(runs, name)))))
 
 
-def ptq_cells(r):
-    """fake-quant simulation, reference (gemmlowp bit-identical?), xnnpack."""
+def ptq_cells(r, exact=False):
+    """fake-quant simulation, [integer-exact simulation,] reference (gemmlowp bit-identical?), xnnpack."""
     if r is None:
-        return ["not run"] * 3
+        return ["not run"] * (4 if exact else 3)
     m = r.get("metrics", {})
     ref, gl, xn = backend(r, "reference"), backend(r, "gemmlowp"), backend(r, "xnnpack")
     same = ref is not None and gl is not None and \
         gl.get("agreement_with_reference", {}).get("outputs_identical") == \
         gl.get("agreement_with_reference", {}).get("outputs_compared")
-    return ["%.2f %%" % (100 * m.get("ptq_test_accuracy", 0)),
-            ("%.2f %%" % (100 * ref["test_accuracy"]) + ("" if same else " (gemmlowp differs!)")) if ref else "not run",
-            "%.2f %%" % (100 * xn["test_accuracy"]) if xn else "not run"]
+    out = ["%.2f %%" % (100 * m.get("ptq_test_accuracy", 0))]
+    if exact:
+        fx = backend(r, "fake_quant_exact")
+        out.append("%.2f %%" % (100 * fx["test_accuracy"]) if fx else "-")
+    return out + [("%.2f %%" % (100 * ref["test_accuracy"]) + ("" if same else " (gemmlowp differs!)")) if ref
+                  else "not run", "%.2f %%" % (100 * xn["test_accuracy"]) if xn else "not run"]
+
+
+def find_run(runs, prefix, *parts):
+    """The finished run whose folder name starts with `prefix` and contains every part."""
+    try:
+        names = sorted(os.listdir(runs))
+    except OSError:
+        return None
+    for n in names:
+        if n.startswith(prefix) and all(p in n for p in parts):
+            r = load(runs, n)
+            if r is not None:
+                return r
+    return None
+
+
+def reference_accuracy(r):
+    b = backend(r, "reference") if r is not None else None
+    return 100 * b["test_accuracy"] if b else None
+
+
+def mean_sd_ci(values):
+    """mean, sample standard deviation, 95 % confidence half-width (t distribution)."""
+    t95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0, float("nan")
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    return mean, sd, t95.get(n, 2.0) * sd / n ** 0.5
 
 
 def ptq_pass_tables(runs):
@@ -140,22 +173,62 @@ def ptq_pass_tables(runs):
         for i, label in enumerate(labels):
             r = load(runs, "mobilenet_mini_dfq__bits=%d__passes#%d" % (bits, i + 1))
             print("| %s | %d | %s |" % (label, bits, " | ".join(ptq_cells(r))))
-    print("\nWeight rounding, per-channel weights (`configs/{cnn,resnet_mini,mobilenet_mini}_{gptq,adaround}_sweep.yaml`; "
-          "W2A4 keeps the first and last layer at 8 bits):\n")
-    print("| model | bits W/A | passes | fake-quant | reference | xnnpack |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("\nWeight rounding, per-channel weights (`configs/{cnn,resnet_mini,mobilenet_mini}_{gptq,adaround,brecq}"
+          "_sweep.yaml`; W2A4 keeps the first and last layer at 8 bits):\n")
+    print("| model | bits W/A | passes | fake-quant | integer-exact simulation | reference | xnnpack |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for model in ("cnn", "resnet_mini", "mobilenet_mini"):
-        for bits, sweep_index, ada_index in (("W4A8", 0, 1), ("W2A4", 2, 2)):
+        for cell_name, (bits, sweep_index, ada_index) in zip(("W4A8", "W2A4"), (("W4A8", 0, 1), ("W2A4", 2, 2))):
             w, a = bits[1], bits[3]
-            for passes, name in (
-                    ("nearest", "%s_gptq__weights.bits=%s__activations.bits=%s__passes#%d__overrides#%d" % (
-                        model, w, a, sweep_index + 1, sweep_index + 1)),
-                    ("gptq", "%s_gptq__weights.bits=%s__activations.bits=%s__passes#%d__overrides#%d" % (
-                        model, w, a, sweep_index + 2, sweep_index + 2)),
-                    ("adaround", "%s_adaround__weights.bits=%s__activations.bits=%s__overrides#%d" % (
-                        model, w, a, ada_index))):
-                r = load(runs, name)
-                print("| %s | %s | %s | %s |" % (model, bits, passes, " | ".join(ptq_cells(r))))
+            for passes, r in (
+                    ("nearest", load(runs, "%s_gptq__weights.bits=%s__activations.bits=%s__passes#%d__overrides#%d" % (
+                        model, w, a, sweep_index + 1, sweep_index + 1))),
+                    ("gptq", load(runs, "%s_gptq__weights.bits=%s__activations.bits=%s__passes#%d__overrides#%d" % (
+                        model, w, a, sweep_index + 2, sweep_index + 2))),
+                    ("adaround", load(runs, "%s_adaround__weights.bits=%s__activations.bits=%s__overrides#%d" % (
+                        model, w, a, ada_index))),
+                    ("brecq", load(runs, "%s_brecq__passes#1__weights.bits=%s__activations.bits=%s__overrides#%d" % (
+                        model, w, a, ada_index))),
+                    ("qdrop", load(runs, "%s_brecq__passes#2__weights.bits=%s__activations.bits=%s__overrides#%d" % (
+                        model, w, a, ada_index)))):
+                print("| %s | %s | %s | %s |" % (model, bits, passes, " | ".join(ptq_cells(r, exact=True))))
+    ptq_seed_table(runs)
+
+
+def ptq_seed_table(runs):
+    """Seeds 0-2 of the headline cells: seed 0 from the sweeps above, 1 and 2 from configs/*_ptq_seeds.yaml."""
+    print("\nSeeds 0-2 (reference backend; seed 0 from the sweeps above, 1 and 2 from "
+          "`configs/{cnn,resnet_mini}_ptq_seeds.yaml`; the seed draws the calibration images and the passes' "
+          "minibatches, the float model is the same):\n")
+    print("| model | bits W/A | passes | seed 0 | seed 1 | seed 2 | mean +- sd | 95 % CI | n |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    cells = [("cnn", "W4A8", "nearest", ("cnn_gptq__weights.bits=4__activations.bits=8__passes#1",),
+              ("cnn_ptq_seeds__seed=%d__passes#1",)),
+             ("cnn", "W4A8", "adaround", ("cnn_adaround__weights.bits=4__activations.bits=8",),
+              ("cnn_ptq_seeds__seed=%d__passes#2",))]
+    for bits, k0, passes in (("W4A8", 1, "nearest"), ("W4A8", 2, "adaround"), ("W2A4", 3, "nearest"),
+                             ("W2A4", 4, "brecq"), ("W2A4", 5, "qdrop")):
+        w, a = bits[1], bits[3]
+        seed0 = {"nearest": "resnet_mini_gptq__weights.bits=%s__activations.bits=%s__passes#%d" % (
+                     w, a, 1 if bits == "W4A8" else 3),
+                 "adaround": "resnet_mini_adaround__weights.bits=%s__activations.bits=%s" % (w, a),
+                 "brecq": "resnet_mini_brecq__passes#1__weights.bits=%s__activations.bits=%s" % (w, a),
+                 "qdrop": "resnet_mini_brecq__passes#2__weights.bits=%s__activations.bits=%s" % (w, a)}[passes]
+        cells.append(("resnet_mini", bits, passes, (seed0,),
+                      ("resnet_mini_ptq_seeds__seed=%%d__weights.bits=%s__activations.bits=%s__passes#%d" % (
+                          w, a, k0),)))
+    for model, bits, passes, seed0, later in cells:
+        accs = [reference_accuracy(find_run(runs, seed0[0]))]
+        for seed in (1, 2):
+            accs.append(reference_accuracy(find_run(runs, later[0] % seed)))
+        shown = ["%.2f" % v if v is not None else "not run" for v in accs]
+        got = [v for v in accs if v is not None]
+        if got:
+            mean, sd, ci = mean_sd_ci(got)
+            stats = ["%.2f +- %.2f" % (mean, sd), "+- %.2f" % ci if ci == ci else "-", str(len(got))]
+        else:
+            stats = ["-", "-", "0"]
+        print("| %s | %s | %s | %s | %s |" % (model, bits, passes, " | ".join(shown), " | ".join(stats)))
 
 
 def main():
