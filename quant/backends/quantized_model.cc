@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -332,6 +334,39 @@ absl::Status CheckWeights(const Tensor& w, const Shape& shape, const BadFn& bad)
 }
 
 // Quantization checks of op i (shapes known).
+// The integer kernels accumulate bias + sum (w - z_w)(x - z_x) in int32. Bounded by |bias| +
+// sum |w - z_w| * max |x - z_x| over every input the dtype allows, per output channel; a model
+// whose bound passes 2^31 - 1 would overflow (undefined behaviour), so it is refused. A bias
+// saturated at the int32 limits by a tiny input scale (a fixed observer's 1e-45) is caught here.
+absl::Status CheckAccumulatorBound(const QuantizedModel& m, const Op& op, const std::vector<Shape>& shapes,
+                                   const BadFn& bad) {
+  const Tensor& x = m.tensors(op.inputs(0));
+  const Tensor& w = m.tensors(op.inputs(1));
+  const int64_t zx = TensorZeroPoint(x);
+  const int64_t xspan = std::max<int64_t>(zx - DTypeMin(x.dtype()), DTypeMax(x.dtype()) - zx);
+  const std::vector<int32_t> wv = TensorValues(w);
+  const int64_t O = shapes[op.inputs(1)][0];
+  if (O <= 0 || static_cast<int64_t>(wv.size()) % O != 0) return absl::OkStatus();  // CheckWeights says why
+  const std::vector<int32_t> bias =
+      op.inputs_size() == 3 ? TensorValues(m.tensors(op.inputs(2))) : std::vector<int32_t>();
+  const int64_t per = static_cast<int64_t>(wv.size()) / O;
+  for (int64_t o = 0; o < O; ++o) {
+    const int64_t zw = TensorZeroPoint(w, static_cast<int>(o));
+    int64_t sum = 0;
+    for (int64_t j = o * per; j < (o + 1) * per; ++j) sum += std::abs(static_cast<int64_t>(wv[j]) - zw);
+    const int64_t b = o < static_cast<int64_t>(bias.size()) ? std::abs(static_cast<int64_t>(bias[o])) : 0;
+    const int64_t bound = b + sum * xspan;
+    if (bound >= std::numeric_limits<int32_t>::max()) {
+      return bad("accumulator",
+                 absl::StrCat("output channel ", o, " can reach |acc| = ", bound, " >= 2^31 - 1 (|bias| ", b,
+                              " + sum |w - z_w| ", sum, " x max |x - z_x| ", xspan,
+                              "): the int32 accumulator would overflow; the input scale ", TensorScale(x),
+                              " is too small for this layer's bias and weights (a fixed observer with a tiny scale?)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckOpQuant(const QuantizedModel& m, int i, const std::vector<Shape>& shapes, DType dtype) {
   const Op& op = m.ops(i);
   BadFn bad = [&](std::string field, std::string msg) {
@@ -366,6 +401,7 @@ absl::Status CheckOpQuant(const QuantizedModel& m, int i, const std::vector<Shap
         return bad("inputs[2] (bias).float_data", absl::StrCat(b.float_data_size(), " values; expected ", O, " or none"));
       }
     }
+    RETURN_IF_ERROR(CheckAccumulatorBound(m, op, shapes, bad));
   }
   const Tensor& x = m.tensors(op.inputs(0));
   if (op.has_max_pool2d() || op.has_flatten() || op.has_reshape()) {

@@ -84,10 +84,10 @@ int Main() {
     for (float& v : calib) v = g(rng);
   }
   ParamReader qp(YAML::Load("{weights: {quantizer: affine, bits: " + std::to_string(absl::GetFlag(FLAGS_bits)) +
-                             ", symmetric: true, granularity: per_channel, observer: per_channel_minmax},"
-                             " activations: {quantizer: affine, bits: 8, signed: true, observer: histogram,"
-                             " calibration: percentile, percentile: 99.99}}"),
-                  "<bench>", "quant");
+                            ", symmetric: true, granularity: per_channel, observer: per_channel_minmax},"
+                            " activations: {quantizer: affine, bits: 8, signed: true, observer: histogram,"
+                            " calibration: percentile, percentile: 99.99}}"),
+                 "<bench>", "quant");
   auto quant = QuantConfig::Read(qp);
   if (!quant.ok()) {
     std::fprintf(stderr, "%s\n", std::string(quant.status().message()).c_str());

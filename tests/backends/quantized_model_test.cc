@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -210,6 +211,31 @@ TEST(QuantizedModelTest, DegenerateCalibrationScaleIsCaughtWithOpName) {
   m.mutable_tensors(13)->set_scale(4, 0.0f);
   EXPECT_THAT(std::string(ComputeRequantization(&m).message()),
               HasSubstr("op 6 'fc2' (fully_connected): inputs[1] (tensor 13 'fc2.weight').scale[4]"));
+}
+
+TEST(QuantizedModelTest, AnInt32AccumulatorThatCouldOverflowIsRefusedNamingTheLayer) {
+  // A tiny input scale (a fixed observer's 1e-45) saturates conv2's int32 bias: bias + the weights'
+  // products can then pass 2^31 - 1 in the integer kernels.
+  QuantizedModel m = Cnn();
+  ASSERT_TRUE(ValidateQuantizedModel(m).ok());
+  backends::Tensor* bias = m.mutable_tensors(BiasTensor(m.ops(2)));
+  bias->set_int_data(3, std::numeric_limits<int32_t>::max());
+  absl::Status s = ValidateQuantizedModel(m);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("op 2 'conv2' (conv2d): accumulator: output channel 3 can reach |acc| = "));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("the int32 accumulator would overflow"));
+  // Just under the limit passes: the bound is exact, not a margin.
+  m = Cnn();
+  const std::vector<int32_t> w = TensorValues(m.tensors(WeightTensor(m.ops(2))));
+  const int64_t per = static_cast<int64_t>(w.size()) / 32, zx = TensorZeroPoint(m.tensors(m.ops(2).inputs(0)));
+  const int64_t span = std::max<int64_t>(zx + 128, 127 - zx);
+  int64_t sum = 0;
+  for (int64_t j = 3 * per; j < 4 * per; ++j)
+    sum += std::abs(w[j] - TensorZeroPoint(m.tensors(WeightTensor(m.ops(2))), 3));
+  m.mutable_tensors(BiasTensor(m.ops(2)))->set_int_data(3, static_cast<int32_t>(INT32_MAX - 1 - sum * span));
+  EXPECT_TRUE(ValidateQuantizedModel(m).ok()) << ValidateQuantizedModel(m);
+  m.mutable_tensors(BiasTensor(m.ops(2)))->set_int_data(3, static_cast<int32_t>(INT32_MAX - sum * span));
+  EXPECT_FALSE(ValidateQuantizedModel(m).ok());
 }
 
 TEST(QuantizedModelTest, IntegerSizeExcludesFloatWeights) {
