@@ -31,6 +31,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -240,7 +241,18 @@ Outcome FromDisk(const quantlab::ResultRecord& r, bool elsewhere) {
   return o;
 }
 
-Outcome CollectWorker(const ExperimentPlan& plan, int wait_status) {
+// The temporaries of WriteFileAtomically that worker `pid` left in `run_dir` when it died
+// mid-write ("<file>.tmp.<pid>.<n>": only its own, never another process's).
+void RemoveTemporariesOf(const std::string& run_dir, pid_t pid) {
+  const std::string mark = absl::StrCat(".tmp.", pid, ".");
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(run_dir, ec)) {
+    if (absl::StrContains(e.path().filename().string(), mark)) std::filesystem::remove(e.path(), ec);
+  }
+}
+
+Outcome CollectWorker(const ExperimentPlan& plan, pid_t pid, int wait_status) {
+  if (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0) RemoveTemporariesOf(plan.run_dir, pid);
   const bool elsewhere = WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == kWorkerUsedAnotherRun;
   auto r = ReadRunRecord(plan.run_dir, plan.spec.config_id);
   if (r.ok()) return FromDisk(*r, elsewhere);
@@ -317,6 +329,10 @@ void PrintSummary(const std::vector<Outcome>& outcomes, size_t duplicates) {
 
 int Main(int argc, char** argv) {
   const auto started = std::chrono::system_clock::now();
+  // A file-size limit (ulimit -f) would otherwise kill the process with SIGXFSZ mid-write, leaving
+  // a temporary behind and no record; ignored, the write fails with EFBIG, WriteFileAtomically
+  // removes its temporary and the run fails with an error naming the file.
+  signal(SIGXFSZ, SIG_IGN);
   absl::SetProgramUsageMessage(
       "quantlab experiment driver: --config=FILE [--set key.path=value ...] [--validate] "
       "[--jobs=N] [--output_dir=DIR] [--seed=N] [--threads=N] | --list");
@@ -464,7 +480,7 @@ int Main(int argc, char** argv) {
     if (it == running.end()) continue;
     const size_t i = it->second;
     running.erase(it);
-    outcomes[i] = CollectWorker(plans[i], wait_status);
+    outcomes[i] = CollectWorker(plans[i], pid, wait_status);
     if (outcomes[i].status == "ok" || outcomes[i].status == "elsewhere") LinkLatest(plans[i]);
     ++finished;
     std::printf("[done %zu/%zu] %s: %s (%.1f s) %s\n", finished, todo.size(),

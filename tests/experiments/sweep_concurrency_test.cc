@@ -233,6 +233,84 @@ TEST(SweepConcurrencyTest, KilledDriverLeavesNoWorkerAndTheRerunCompletesEachMem
   EXPECT_THAT(ProcessesMentioning(out), ::testing::IsEmpty());
 }
 
+// SIGKILL of one worker mid-sweep: that member fails with the reason in the summary
+// and on disk (a FAILED record, no model), the others finish, the driver exits
+// non-zero, and a re-run runs only the killed member.
+TEST(SweepConcurrencyTest, KilledWorkerFailsItsMemberOnlyAndTheRerunCompletesIt) {
+  const std::string dir = TmpDir("kill_worker");
+  const std::string out = dir + "/runs";
+  Write(dir + "/base.yaml",
+        "name: w\nseed: 0\n"
+        "dataset: {name: synthetic, train_size: 8192, test_size: 32, num_classes: 4, image_size: 16}\n"
+        "model: {name: mlp}\n"
+        "train: {scheme: fp32, epochs: 40, batch_size: 32, optimizer: {name: sgd, lr: 0.05}}\n");
+  Write(dir + "/sweep.yaml", "base: base.yaml\nsweep: {seed: [1, 2, 3]}\n");
+  const std::string args = "--config=" + dir + "/sweep.yaml --jobs=2 --output_dir=" + out;
+  FILE* first = StartDriver(args);
+  // A worker: a fork of the driver, so its parent runs experiments/run too (popen's shell
+  // mentions the output dir as well, but is nobody's worker).
+  auto argv0_and_parent = [](pid_t pid) {
+    std::string cmdline = Read("/proc/" + std::to_string(pid) + "/cmdline");
+    const std::string stat = Read("/proc/" + std::to_string(pid) + "/stat");  // "pid (comm) S ppid ..."
+    int ppid = -1;
+    const size_t paren = stat.rfind(')');
+    if (paren != std::string::npos) {
+      const std::vector<std::string> f = absl::StrSplit(stat.substr(paren + 2), ' ');
+      if (f.size() > 1) (void)absl::SimpleAtoi(f[1], &ppid);
+    }
+    return std::pair<std::string, int>(cmdline.substr(0, cmdline.find('\0')), ppid);
+  };
+  auto is_run = [&](pid_t pid) { return absl::EndsWith(argv0_and_parent(pid).first, "experiments/run"); };
+  pid_t victim = -1;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (victim < 0 && std::chrono::steady_clock::now() < deadline) {
+    for (pid_t p : ProcessesMentioning(out)) {
+      if (is_run(p) && is_run(argv0_and_parent(p).second)) victim = p;
+    }
+    if (victim < 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GT(victim, 0) << "no worker started";
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  const Result r = Finish(first);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("worker killed by signal 9"));
+  EXPECT_THAT(r.output, HasSubstr("3 experiments: 2 ran ok, 1 failed, 0 skipped"));
+  ExpectSummaryMatchesDisk(r.output, out, 3);
+  EXPECT_EQ(OkRecords(out), 2);
+  EXPECT_THAT(Temporaries(out), ::testing::IsEmpty());
+  const Result again = RunDriver(args);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_THAT(again.output, HasSubstr("3 experiments: 1 ran ok, 0 failed, 2 skipped"));
+  EXPECT_EQ(OkRecords(out), 3);
+}
+
+// A file-size limit (ulimit -f) hit while writing the checkpoint: a clear error naming
+// the file, a FAILED record, no temporary left, nothing under model.pb.
+TEST(SweepConcurrencyTest, FileSizeLimitFailsTheRunCleanly) {
+  const std::string dir = TmpDir("fsize");
+  const std::string out = dir + "/runs";
+  Write(dir + "/base.yaml",
+        "name: f\nseed: 0\n"
+        "dataset: {name: synthetic, train_size: 256, test_size: 32, num_classes: 4, image_size: 16}\n"
+        "model: {name: mlp}\n"
+        "train: {scheme: fp32, epochs: 1, batch_size: 32, optimizer: {name: sgd, lr: 0.05}}\n");
+  // 16 blocks of 1 KiB: the record fits, the 400 KB checkpoint does not.
+  const std::string cmd =
+      "ulimit -f 16; exec experiments/run --config=" + dir + "/base.yaml --output_dir=" + out + " 2>&1";
+  const Result r = Finish(popen(cmd.c_str(), "r"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;  // not killed by SIGXFSZ
+  EXPECT_THAT(r.output, HasSubstr("model.pb: write failed after"));
+  EXPECT_THAT(r.output, HasSubstr("File too large"));
+  const std::vector<fs::path> runs = RunDirs(out);
+  ASSERT_EQ(runs.size(), 1u);
+  auto record = ReadRecordJson((runs[0] / "result.json").string());
+  ASSERT_TRUE(record.ok()) << r.output;
+  EXPECT_EQ(record->status(), quantlab::ResultRecord::FAILED);
+  EXPECT_THAT(record->error(), HasSubstr("File too large"));
+  EXPECT_FALSE(fs::exists(runs[0] / "model.pb"));
+  EXPECT_THAT(Temporaries(out), ::testing::IsEmpty());
+}
+
 // A record counts as finished only if it parses and carries the member's config
 // id; otherwise the member runs again and the driver says why.
 TEST(SweepConcurrencyTest, RecordThatDoesNotParseOrIsOfAnotherConfigIsRerun) {
