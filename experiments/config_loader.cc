@@ -1,5 +1,6 @@
 #include "experiments/config_loader.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -14,6 +15,10 @@
 
 namespace quant {
 namespace {
+
+// More members than any sweep here needs (the largest has 40), far fewer than would exhaust
+// memory or a lifetime of CPU: a sweep of 2^40 members is refused before it is expanded.
+constexpr int kMaxSweepMembers = 100000;
 
 std::string ScalarText(const YAML::Node& node) {
   if (node.IsScalar()) return node.Scalar();
@@ -331,6 +336,21 @@ absl::StatusOr<std::vector<ExperimentSpec>> LoadExperiments(const std::string& p
   for (const Axis& axis : axes) {
     if (axis.empty()) continue;
     for (const Assignment& a : axis.front()) varied.push_back(a.key_path);
+  }
+  // Bounded before anything is expanded: each member is a parsed config (kilobytes) and a run.
+  {
+    double members = 1;
+    std::vector<std::string> sizes;
+    for (const Axis& axis : axes) {
+      members *= std::max<size_t>(1, axis.size());
+      sizes.push_back(absl::StrCat(axis.empty() || axis.front().empty() ? "?" : axis.front().front().key_path, ": ",
+                                   axis.size()));
+    }
+    if (members > kMaxSweepMembers) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": the sweep has ", absl::StrFormat("%.4g", members), " members (", absl::StrJoin(sizes, " x "),
+          "), more than the ", kMaxSweepMembers, " a sweep may have; split it into several sweeps"));
+    }
   }
   std::vector<size_t> index(axes.size(), 0);
   do {

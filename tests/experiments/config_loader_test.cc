@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <chrono>
 #include <set>
 
 #include "gmock/gmock.h"
@@ -73,6 +74,23 @@ TEST(ConfigLoaderTest, OutputDirDoesNotChangeTheId) {
   auto a = LoadExperiments(path, {"output.dir=elsewhere"});
   auto b = LoadExperiments(path, {});
   EXPECT_EQ((*a)[0].config_id, (*b)[0].config_id);
+}
+
+TEST(ConfigLoaderTest, ASweepTooLargeToExpandIsRefusedBeforeExpanding) {
+  Write("base.yaml", kBase);
+  std::string values;
+  for (int i = 0; i < 1024; ++i) values += (i ? ", " : "") + std::to_string(i);
+  // 1024^4 = 2^40 members: refused at once (expanding them would exhaust memory).
+  const std::string sweep = Write("huge.yaml", "base: base.yaml\nsweep:\n  seed: [" + values +
+                                                   "]\n  train.epochs: [" + values + "]\n  train.batch_size: [" +
+                                                   values + "]\n  dataset.train_size: [" + values + "]\n");
+  const auto start = std::chrono::steady_clock::now();
+  auto specs = LoadExperiments(sweep, {});
+  ASSERT_FALSE(specs.ok());
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 5.0);
+  EXPECT_THAT(std::string(specs.status().message()),
+              HasSubstr("huge.yaml: the sweep has 1.1e+12 members (seed: 1024 x train.epochs: 1024 x "
+                        "train.batch_size: 1024 x dataset.train_size: 1024), more than the 100000"));
 }
 
 TEST(ConfigLoaderTest, GridSweepIsTheProductInOrder) {
