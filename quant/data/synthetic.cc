@@ -1,10 +1,14 @@
 #include "quant/data/synthetic.h"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "quant/core/registry.h"
+#include "quant/core/status_macros.h"
 
 namespace quant {
 namespace {
@@ -66,6 +70,20 @@ absl::StatusOr<std::unique_ptr<Dataset>> SyntheticDataset::Create(ParamReader& p
   o.noise = p.DoubleInRange("noise", o.noise, 0.0, 100.0,
                             "standard deviation of the noise around each class prototype");
   o.seed = static_cast<uint64_t>(p.IntInRange("seed", 0, 0, INT64_MAX, "generator seed"));
+  RETURN_IF_ERROR(p.status());
+  // Checked before anything is allocated: both splits are held as float32, and training needs
+  // room beside them (the model, its batches), so at most half of the machine's memory.
+  const double bytes = 4.0 * static_cast<double>(o.train_size + o.test_size + o.num_classes) *
+                       static_cast<double>(o.channels) * static_cast<double>(o.image_size) * o.image_size;
+  const double memory = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  if (memory > 0 && bytes > memory / 2) {
+    p.Fail("train_size", absl::StrFormat("%lld + %lld samples of %lld x %lld x %lld floats need %.1f GiB, more than "
+                                         "half of this machine's %.1f GiB; use fewer or smaller samples",
+                                         static_cast<long long>(o.train_size), static_cast<long long>(o.test_size),
+                                         static_cast<long long>(o.channels), static_cast<long long>(o.image_size),
+                                         static_cast<long long>(o.image_size), bytes / (1 << 30), memory / (1 << 30)));
+    return p.status();
+  }
   return std::unique_ptr<Dataset>(new SyntheticDataset(o));
 }
 

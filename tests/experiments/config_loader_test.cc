@@ -1,9 +1,9 @@
 #include "experiments/config_loader.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <chrono>
 #include <set>
 
 #include "gmock/gmock.h"
@@ -81,9 +81,9 @@ TEST(ConfigLoaderTest, ASweepTooLargeToExpandIsRefusedBeforeExpanding) {
   std::string values;
   for (int i = 0; i < 1024; ++i) values += (i ? ", " : "") + std::to_string(i);
   // 1024^4 = 2^40 members: refused at once (expanding them would exhaust memory).
-  const std::string sweep = Write("huge.yaml", "base: base.yaml\nsweep:\n  seed: [" + values +
-                                                   "]\n  train.epochs: [" + values + "]\n  train.batch_size: [" +
-                                                   values + "]\n  dataset.train_size: [" + values + "]\n");
+  const std::string sweep =
+      Write("huge.yaml", "base: base.yaml\nsweep:\n  seed: [" + values + "]\n  train.epochs: [" + values +
+                             "]\n  train.batch_size: [" + values + "]\n  dataset.train_size: [" + values + "]\n");
   const auto start = std::chrono::steady_clock::now();
   auto specs = LoadExperiments(sweep, {});
   ASSERT_FALSE(specs.ok());
