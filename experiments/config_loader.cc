@@ -186,6 +186,45 @@ absl::Status CheckDuplicateKeys(const std::string& path, const YAML::Node& node,
   return absl::OkStatus();
 }
 
+// Brackets nested deeper than any config needs are refused where they pass the limit: yaml-cpp
+// recurses per level and its own depth guard says only "bad file". Quoted strings and comments
+// are skipped; plain scalars with brackets (a regex) nest shallowly.
+absl::Status CheckFlowDepth(const std::string& path, const std::string& text) {
+  constexpr int kMaxDepth = 64;
+  int depth = 0, line = 1, col = 0;
+  char quote = 0;
+  bool comment = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    ++col;
+    if (c == '\n') {
+      ++line, col = 0, comment = false;
+      continue;
+    }
+    if (comment) continue;
+    if (quote != 0) {
+      if (quote == '"' && c == '\\')
+        ++i, ++col;  // an escape: skip the next character
+      else if (c == quote)
+        quote = 0;
+      continue;
+    }
+    if (c == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t'))
+      comment = true;
+    else if (c == '"' || (c == '\'' && (i == 0 || std::string(" \t[{,:").find(text[i - 1]) != std::string::npos)))
+      quote = c;
+    else if (c == '[' || c == '{') {
+      if (++depth > kMaxDepth) {
+        return absl::InvalidArgumentError(absl::StrCat(path, ":", line, ":", col, ": lists/maps nested deeper than ",
+                                                       kMaxDepth, " levels; no config needs that many"));
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<YAML::Node> LoadYamlFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) {
@@ -204,6 +243,7 @@ absl::StatusOr<YAML::Node> LoadYamlFile(const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": the config file is larger than ",
                                                    kMaxConfigBytes >> 20, " MiB; is it the right file?"));
   }
+  if (absl::Status s = CheckFlowDepth(path, text); !s.ok()) return s;
   try {
     YAML::Node node = YAML::Load(text);
     if (!node.IsMap()) {
@@ -343,8 +383,8 @@ absl::StatusOr<std::vector<ExperimentSpec>> LoadExperiments(const std::string& p
     std::vector<std::string> sizes;
     for (const Axis& axis : axes) {
       members *= std::max<size_t>(1, axis.size());
-      sizes.push_back(absl::StrCat(axis.empty() || axis.front().empty() ? "?" : axis.front().front().key_path, ": ",
-                                   axis.size()));
+      sizes.push_back(
+          absl::StrCat(axis.empty() || axis.front().empty() ? "?" : axis.front().front().key_path, ": ", axis.size()));
     }
     if (members > kMaxSweepMembers) {
       return absl::InvalidArgumentError(absl::StrCat(

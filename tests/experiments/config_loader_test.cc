@@ -93,6 +93,18 @@ TEST(ConfigLoaderTest, ASweepTooLargeToExpandIsRefusedBeforeExpanding) {
                         "train.batch_size: 1024 x dataset.train_size: 1024), more than the 100000"));
 }
 
+TEST(ConfigLoaderTest, DeeplyNestedYamlIsRefusedWhereItPassesTheLimit) {
+  const std::string deep = Write("deep.yaml", "a: " + std::string(10000, '[') + std::string(10000, ']') + "\n");
+  auto specs = LoadExperiments(deep, {});
+  ASSERT_FALSE(specs.ok());
+  EXPECT_THAT(std::string(specs.status().message()),
+              HasSubstr("deep.yaml:1:68: lists/maps nested deeper than 64 levels"));
+  // Brackets inside quotes and comments do not count.
+  Write("base.yaml", kBase);
+  const std::string quoted = Write("quoted.yaml", "base: base.yaml  # [[[[\nname: \"" + std::string(100, '[') + "\"\n");
+  EXPECT_TRUE(LoadExperiments(quoted, {}).ok()) << LoadExperiments(quoted, {}).status();
+}
+
 TEST(ConfigLoaderTest, GridSweepIsTheProductInOrder) {
   Write("base.yaml", kBase);
   const std::string sweep = Write("grid.yaml",
