@@ -348,6 +348,7 @@ struct BuiltBlock {
   std::vector<std::shared_ptr<SoftRoundedWeight>> weights;
   std::vector<int> weight_layers;  // FloatNet::weighted index of each
   std::vector<QParams> weight_grids;
+  std::vector<bool> model_layout;  // the weight's columns in the lowered net's order (see Pending)
   std::vector<std::shared_ptr<BlockActQuant>> acts;
   std::vector<int> act_tensors;
 };
@@ -366,6 +367,10 @@ absl::StatusOr<BuiltBlock> BuildBlock(const FloatNet& net, const ReconstructionB
   struct Pending {
     nn::Layer* layer;
     int weighted;
+    // A linear reading the block's input takes the lowered net's column order (after a flatten
+    // of [H, W, C] that is NHWC order, WeightedLayer::perm); inside the block, nn::Flatten gives
+    // NCHW order, which is torch_weight's.
+    bool model_layout;
   };
   std::vector<Pending> weighted_layers;
   std::vector<std::pair<std::string, int>> act_points;  // node name, tensor
@@ -424,7 +429,10 @@ absl::StatusOr<BuiltBlock> BuildBlock(const FloatNet& net, const ReconstructionB
     } else {
       return unsupported("(sigmoid, tanh or reshape) has no differentiable block form here");
     }
-    if (weighted_of.count(i)) weighted_layers.push_back({layer.get(), weighted_of.at(i)});
+    if (weighted_of.count(i)) {
+      weighted_layers.push_back(
+          {layer.get(), weighted_of.at(i), op.has_fully_connected() && op.inputs(0) == b.input_tensor});
+    }
     spec.Add(std::move(layer), inputs);
     std::string last = node;
     if (op.fused_activation() == backends::RELU || op.fused_activation() == backends::RELU6) {
@@ -457,15 +465,19 @@ absl::StatusOr<BuiltBlock> BuildBlock(const FloatNet& net, const ReconstructionB
       return absl::InternalError(absl::StrCat("block '", b.name, "': layer '", w.name, "' has ", weight.value.numel(),
                                               " weights in its nn form and ", w.torch_weight.numel(), " in the net"));
     }
-    std::copy(w.torch_weight.data(), w.torch_weight.data() + w.torch_weight.numel(), weight.value.data());
+    for (int64_t j = 0; j < w.torch_weight.numel(); ++j) {
+      weight.value[j] = w.torch_weight[p.model_layout ? w.perm[j] : j];
+    }
     std::copy(w.bias.begin(), w.bias.end(), bias.value.data());
     ASSIGN_OR_RETURN(std::optional<QParams> grid, WeightGridOf(quant, w, o.pass));
     if (!grid) continue;  // float weights stay float
-    auto soft = std::make_shared<SoftRoundedWeight>(w.torch_weight, *grid);
+    // Per output channel, so the same grid in either column order.
+    auto soft = std::make_shared<SoftRoundedWeight>(weight.value, *grid);
     p.layer->set_weight_transform(soft);
     out.weights.push_back(soft);
     out.weight_layers.push_back(p.weighted);
     out.weight_grids.push_back(*grid);
+    out.model_layout.push_back(p.model_layout);
   }
   for (size_t k = 0; k < act_points.size(); ++k) {
     auto act = std::make_shared<BlockActQuant>(grids.at(act_points[k].second), o.learn_act_scale, o.drop_prob,
@@ -747,7 +759,9 @@ absl::Status ReconstructBlocks(PtqPassContext& ctx, const BlockReconstructionOpt
     double binary = 0, flipped = 0;
     for (size_t k = 0; k < blk.weights.size(); ++k) {
       WeightedLayer& w = net.weighted[blk.weight_layers[k]];
-      blk.weights[k]->HardWeights(&w.torch_weight);
+      Tensor hard(w.torch_weight.shape());
+      blk.weights[k]->HardWeights(&hard);
+      for (int64_t j = 0; j < hard.numel(); ++j) w.torch_weight[blk.model_layout[k] ? w.perm[j] : j] = hard[j];
       SyncWeightedLayer(&net, blk.weight_layers[k]);
       w.weight_grid = blk.weight_grids[k];
       binary += blk.weights[k]->BinaryShare() / blk.weights.size();

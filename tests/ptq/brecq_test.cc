@@ -182,6 +182,52 @@ TEST(BrecqBlocksTest, ABlockWithoutADifferentiableFormIsSkippedAndSaid) {
   EXPECT_FALSE(net->weighted[1].weight_grid.has_value());            // b kept for the conversion to round
 }
 
+// A linear after a flatten of [C, H, W] (C > 1) reads its input in the lowered net's NHWC order:
+// the block must use the lowered column order, or it reconstructs on permuted inputs. The
+// block's reported nearest-rounding loss equals one computed independently on the lowered net.
+TEST(BrecqBlocksTest, ALinearAfterAFlattenSeesItsInputsInTheLoweredOrder) {
+  auto ds = ptq_test::Synthetic(3, 4, 600, 256);
+  auto model = ptq_test::MakeModel(
+      "{name: graph, nodes: [{name: flat, op: flatten, inputs: [input]},"
+      " {name: fc, op: linear, out_features: 10}]}",
+      ds->sample_shape(), ds->num_classes());
+  ptq_test::TrainFp32(model.get(), *ds, 1);
+  auto net = ExtractFloatNet(*model);
+  ASSERT_TRUE(net.ok()) << net.status();
+  const std::vector<float> x = ToNhwc(ds->train().images.data(), 64, ds->sample_shape());
+  auto quant = Config("{weights: {bits: 3, symmetric: true}, activations: {bits: 8}}");
+  const WeightedLayer& fc = net->weighted[0];
+  ASSERT_NE(fc.perm[1], 1);  // the columns are permuted
+  auto grid = WeightGridOf(*quant, fc, "test");
+  ASSERT_TRUE(grid.ok() && grid->has_value());
+  // Nearest rounding on the lowered weights, applied to the lowered inputs.
+  const backends::Tensor& wt = net->model.tensors(fc.weight_tensor);
+  const int64_t O = 10, I = 48;
+  double expected = 0;
+  for (int64_t s = 0; s < 64; ++s) {
+    for (int64_t o = 0; o < O; ++o) {
+      double y = 0, yq = 0;
+      const double sc = (*grid)->scale[0];
+      for (int64_t i = 0; i < I; ++i) {
+        const double w = wt.float_data(o * I + i);
+        const double wq =
+            std::min(std::max(std::nearbyint(w / sc), double((*grid)->quant_min)), double((*grid)->quant_max)) * sc;
+        y += w * x[s * I + i];
+        yq += wq * x[s * I + i];
+      }
+      expected += (yq - y) * (yq - y);
+    }
+  }
+  expected /= 64;
+  std::vector<std::string> notes;
+  PtqPassContext ctx{&*net, quant.get(), x.data(), 64, &notes};
+  ASSERT_TRUE(Pass("{name: brecq, iterations: 10}")->Run(ctx).ok());
+  const std::regex re("nearest ([-0-9.e+]+) ->");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(notes[0], m, re)) << notes[0];
+  EXPECT_NEAR(std::stod(m[1]), expected, 1e-3 * expected) << notes[0];
+}
+
 TEST(BrecqConfigTest, BadKeysAreErrors) {
   for (const char* yaml : {"{name: brecq, blocks: residual}", "{name: brecq, iterations: 0}",
                            "{name: qdrop, drop_prob: 1.5}", "{name: qdrop, act_quant: false}"}) {
