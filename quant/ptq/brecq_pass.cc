@@ -833,6 +833,11 @@ absl::StatusOr<std::unique_ptr<PtqPass>> BrecqPass::Create(ParamReader& p) {
 }
 
 std::string BrecqPass::Describe() const {
+  if (o_.pass == "qdrop") {
+    return absl::StrCat("qdrop (Wei et al. 2022): ", o_.iterations, " Adam steps per ",
+                        o_.layer_wise ? "layer" : "block", ", batches of ", o_.batch_images,
+                        " images, activations quantized and dropped with p ", o_.drop_prob);
+  }
   return absl::StrCat("brecq (Li et al. 2021): ", o_.iterations, " Adam steps per ", o_.layer_wise ? "layer" : "block",
                       ", batches of ", o_.batch_images, " images, lambda ", o_.lambda,
                       o_.act_quant ? ", activations quantized" : ", activations float");

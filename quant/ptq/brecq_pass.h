@@ -79,6 +79,7 @@ absl::Status ReconstructBlocks(PtqPassContext& ctx, const BlockReconstructionOpt
 // Reads the keys brecq and qdrop share into `o` (whose fields hold each pass's defaults).
 absl::Status ReadBlockReconstructionOptions(ParamReader& p, BlockReconstructionOptions* o);
 
+// brecq, and qdrop (qdrop_pass.h) with its own defaults: one pass, two registrations.
 class BrecqPass : public PtqPass {
  public:
   explicit BrecqPass(BlockReconstructionOptions o) : o_(std::move(o)) {}

@@ -1,12 +1,11 @@
 #include "quant/ptq/qdrop_pass.h"
 
-#include "absl/strings/str_cat.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
 
 namespace quant::ptq {
 
-absl::StatusOr<std::unique_ptr<PtqPass>> QdropPass::Create(ParamReader& p) {
+absl::StatusOr<std::unique_ptr<PtqPass>> CreateQdropPass(ParamReader& p) {
   BlockReconstructionOptions o;
   o.pass = "qdrop";
   o.act_quant = true;  // dropping quantization needs quantized activations
@@ -16,16 +15,10 @@ absl::StatusOr<std::unique_ptr<PtqPass>> QdropPass::Create(ParamReader& p) {
                       "probability of keeping an activation value float while reconstructing (the paper: 0.5)");
   o.learn_act_scale = p.Bool("learn_act_scale", true, "learn the activation step sizes with the rounding");
   RETURN_IF_ERROR(p.status());
-  return std::unique_ptr<PtqPass>(new QdropPass(o));
+  return std::unique_ptr<PtqPass>(new BrecqPass(o));
 }
 
-std::string QdropPass::Describe() const {
-  return absl::StrCat("qdrop (Wei et al. 2022): ", o_.iterations, " Adam steps per ", o_.layer_wise ? "layer" : "block",
-                      ", batches of ", o_.batch_images, " images, activations quantized and dropped with p ",
-                      o_.drop_prob);
-}
-
-QUANTLAB_REGISTER(PtqPass, "qdrop", QdropPass::Create,
+QUANTLAB_REGISTER(PtqPass, "qdrop", CreateQdropPass,
                   "brecq with the activations quantized and randomly dropped to float while reconstructing "
                   "(Wei et al. 2022)");
 

@@ -13,16 +13,8 @@
 
 namespace quant::ptq {
 
-class QdropPass : public PtqPass {
- public:
-  explicit QdropPass(BlockReconstructionOptions o) : o_(std::move(o)) {}
-  static absl::StatusOr<std::unique_ptr<PtqPass>> Create(ParamReader& p);
-  std::string Describe() const override;
-  absl::Status Run(PtqPassContext& ctx) override { return ReconstructBlocks(ctx, o_); }
-
- private:
-  BlockReconstructionOptions o_;
-};
+// A BrecqPass with QDrop's options (act_quant, drop_prob 0.5, learned step sizes).
+absl::StatusOr<std::unique_ptr<PtqPass>> CreateQdropPass(ParamReader& p);
 
 }  // namespace quant::ptq
 

@@ -19,6 +19,7 @@ namespace quant::ptq {
 namespace {
 
 using ptq_test::Config;
+using ptq_test::Pass;
 
 // stem conv -> BN -> ReLU6 -> depthwise -> BN -> ReLU -> pointwise -> ReLU -> max pool
 // -> c2 -> ReLU (read by c3 and by an add) -> c3 -> add -> global average pool -> fc.
@@ -32,14 +33,6 @@ constexpr char kGraph[] =
     "{name: c2, op: conv2d, out_channels: 8, padding: 1}, {name: c2_relu, op: relu},"
     "{name: c3, op: conv2d, out_channels: 8, padding: 1}, {name: sum, op: add, inputs: [c3, c2_relu]},"
     "{name: gap, op: global_avg_pool}, {name: fc, op: linear, out_features: 10}]}";
-
-std::unique_ptr<PtqPass> Pass(const std::string& yaml) {
-  ParamReader p(YAML::Load(yaml), "p.yaml", "ptq.passes[0]");
-  auto pass = Registry<PtqPass>::Get().CreateFrom(p, "name", "", "pass");
-  EXPECT_TRUE(pass.ok()) << pass.status();
-  EXPECT_TRUE(p.Finish().ok()) << p.Finish();
-  return std::move(pass).value();
-}
 
 class PassesTest : public ::testing::Test {
  protected:

@@ -11,11 +11,21 @@
 #include "quant/core/registry.h"
 #include "quant/data/synthetic.h"
 #include "quant/nn/model.h"
+#include "quant/ptq/ptq_pass.h"
 #include "quant/quantizers/quant_config.h"
 #include "quant/training/training_scheme.h"
 #include "yaml-cpp/yaml.h"
 
 namespace quant::ptq_test {
+
+// A registered PTQ pass from its YAML map ("{name: brecq, iterations: 10}").
+inline std::unique_ptr<ptq::PtqPass> Pass(const std::string& yaml) {
+  ParamReader p(YAML::Load(yaml), "p.yaml", "ptq.passes[0]");
+  auto pass = Registry<ptq::PtqPass>::Get().CreateFrom(p, "name", "", "pass");
+  EXPECT_TRUE(pass.ok()) << pass.status();
+  EXPECT_TRUE(p.Finish().ok()) << p.Finish();
+  return std::move(pass).value();
+}
 
 inline std::unique_ptr<Dataset> Synthetic(int channels = 1, int image_size = 8, int train = 1200,
                                           int test = 2000, double noise = 1.0) {
