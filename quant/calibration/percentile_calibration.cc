@@ -35,7 +35,9 @@ absl::StatusOr<std::vector<Range>> PercentileCalibration::ChooseRanges(
   } else {
     r = Range{static_cast<float>(HistogramQuantile(hs, 1.0 - f)),
               static_cast<float>(HistogramQuantile(hs, f))};
-    r.lo = std::max(r.lo, hs.min_val);
+    // Both ends inside the observed [min, max]: a bin edge of an all-zero tensor's histogram
+    // (9.8e-08) must not become a lower end above its max of 0.
+    r.lo = std::min(std::max(r.lo, hs.min_val), hs.max_val);
     r.hi = std::min(std::max(r.hi, r.lo), hs.max_val);
   }
   return std::vector<Range>{r};

@@ -140,6 +140,25 @@ TEST(Calibration, MaxWorksWithEveryObserverPerChannelToo) {
   EXPECT_EQ((*q)->qparams().size(), 3);
 }
 
+TEST(Calibration, AnAllZeroTensorGetsAValidGridFromEveryMethod) {
+  // An all-zero activation (a dead ReLU) once failed percentile calibration with "observed min
+  // 9.8e-08 should be <= max 0": every method must give a grid with zero on it.
+  for (const char* m : kMethods) {
+    for (const char* sym : {"false", "true"}) {
+      auto q =
+          BuildQuantizerFromYaml(std::string("{observer: histogram, symmetric: ") + sym + ", calibration: " + m + "}");
+      ASSERT_TRUE(q.ok()) << m << " " << q.status();
+      ASSERT_TRUE((*q)->Observe(Tensor({64}, std::vector<float>(64, 0.0f))).ok()) << m;
+      absl::Status s = (*q)->ComputeQParams();
+      ASSERT_TRUE(s.ok()) << m << " symmetric " << sym << ": " << s;
+      const QParams& g = (*q)->qparams();
+      EXPECT_GT(g.scale[0], 0.0f) << m;
+      EXPECT_GE(g.zero_point[0], g.quant_min) << m;
+      EXPECT_LE(g.zero_point[0], g.quant_max) << m;
+    }
+  }
+}
+
 TEST(Calibration, HistogramMethodsRefuseObserversWithoutHistogram) {
   for (const char* m : kMethods) {
     auto q = BuildQuantizerFromYaml(std::string("{observer: minmax, calibration: ") + m + "}", "c.yaml");
