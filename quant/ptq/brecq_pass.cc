@@ -99,6 +99,12 @@ class SoftRoundedWeight : public nn::TensorTransform {
 
   void Forward(const Tensor& in, Tensor* out, bool) override {
     out->Resize(in.shape());
+    // sigmoid(V) once per step: Backward and AddRegularizer of the same step reuse it (V moves
+    // only in the optimizer step after them).
+    if (mode_ == Mode::kSoft) {
+      sig_.resize(in.numel());
+      for (int64_t j = 0; j < in.numel(); ++j) sig_[j] = Sigmoid(v_.value[j]);
+    }
     for (int64_t j = 0; j < in.numel(); ++j) {
       const int64_t c = j / per_;
       const float q = std::min(std::max(base_[j] + H(j), lo_[c]), hi_[c]);
@@ -116,7 +122,7 @@ class SoftRoundedWeight : public nn::TensorTransform {
     constexpr float shift = static_cast<float>(kAdaroundGamma);
     for (int64_t j = 0; j < in.numel(); ++j) {
       const int64_t c = j / per_;
-      const float sig = Sigmoid(v_.value[j]);
+      const float sig = sig_[j];
       const float raw = sig * stretch + shift;
       const float h = std::min(std::max(raw, 0.0f), 1.0f);
       const float q = base_[j] + h;
@@ -132,7 +138,7 @@ class SoftRoundedWeight : public nn::TensorTransform {
     double value = 0;
     const float lam = static_cast<float>(lambda), b = static_cast<float>(beta);
     for (int64_t j = 0; j < v_.value.numel(); ++j) {
-      const float sig = Sigmoid(v_.value[j]);
+      const float sig = sig_[j];  // this step's, from Forward
       const float raw = sig * stretch + shift;
       const float h = std::min(std::max(raw, 0.0f), 1.0f);
       const float c = 2.0f * h - 1.0f, a = std::fabs(c);
@@ -180,7 +186,10 @@ class SoftRoundedWeight : public nn::TensorTransform {
   float H(int64_t j) const {
     switch (mode_) {
       case Mode::kSoft:
-        return SoftH(j);
+        return std::min(
+            std::max(sig_[j] * static_cast<float>(kAdaroundZeta - kAdaroundGamma) + static_cast<float>(kAdaroundGamma),
+                     0.0f),
+            1.0f);
       case Mode::kLearned:
         return HardH(j);
       case Mode::kNearest:
@@ -192,6 +201,7 @@ class SoftRoundedWeight : public nn::TensorTransform {
   int64_t per_;
   std::vector<double> s_;
   std::vector<float> lo_, hi_, base_, nearest_;
+  std::vector<float> sig_;  // sigmoid(V) of the last soft Forward
   nn::Parameter v_;
   Mode mode_ = Mode::kSoft;
 };
