@@ -6,15 +6,16 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "experiments/record.h"
-#include "quant/core/registry.h"
-#include "quant/core/suggest.h"
-#include "quant/core/status_macros.h"
-#include "quant/training/train_loop.h"
 #include "quant/backends/backend.h"
+#include "quant/core/registry.h"
+#include "quant/core/status_macros.h"
+#include "quant/core/suggest.h"
 #include "quant/nn/checkpoint.h"
 #include "quant/ptq/numerical_debugger.h"
+#include "quant/training/train_loop.h"
 
 namespace quant {
 namespace {
@@ -120,6 +121,10 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
       if (plan.eval_backends.empty()) evaluate.Fail("backends", "lists no backend");
     }
   }
+  ParamReader& analysis_reader = root.Map(
+      "analysis", "per-layer sensitivity and mixed-precision bit allocation: {bits, metrics, images, allocate}");
+  absl::StatusOr<std::unique_ptr<analysis::AnalysisSpec>> analysis_spec = std::unique_ptr<analysis::AnalysisSpec>();
+  if (root.Has("analysis")) analysis_spec = analysis::ReadAnalysis(analysis_reader);
   ParamReader& output = root.Map("output", "where results go: {dir: runs}");
   plan.output_dir = output.String("dir", "runs", "results directory (relative to the working dir)");
   RETURN_IF_ERROR(root.Finish());
@@ -127,6 +132,8 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
   if (!built_model.ok()) return built_model.status();
   if (!scheme.ok()) return scheme.status();
   if (!ptq_method.ok()) return ptq_method.status();
+  if (!analysis_spec.ok()) return analysis_spec.status();
+  plan.analysis = std::move(analysis_spec).value();
   plan.ptq = std::move(ptq_method).value();
   plan.quant = std::move(quant).value();
   plan.model = std::move(built_model).value();
@@ -177,6 +184,48 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
                                                                  : "train.scheme: " + plan.train_scheme_name)));
     }
     if (absl::Status s = plan.ptq->Check(*plan.model, *plan.quant); !s.ok()) return At(root, "ptq", s);
+  }
+  if (plan.analysis != nullptr) {
+    if (plan.model == nullptr || plan.quant == nullptr) {
+      return At(root, "analysis",
+                absl::InvalidArgumentError(
+                    "analysis needs a `model:` and a `quant:` section (the specs whose bits it varies)"));
+    }
+    if (plan.scheme != nullptr && !plan.scheme->trains_float32_model()) {
+      const YAML::Node init = spec.root["train"]["init_from"];
+      if (!init.IsDefined() || !init.IsScalar() || init.as<std::string>().empty()) {
+        return At(root, "analysis",
+                  absl::InvalidArgumentError(
+                      absl::StrCat("with train.scheme '", plan.train_scheme_name,
+                                   "' the analysis runs before training on a trained float model: give "
+                                   "train.init_from (a float checkpoint)")));
+      }
+      plan.analysis_before_training = true;
+      plan.analysis_checkpoint = init.as<std::string>();
+    }
+    if (plan.analysis->allocate.has_value() && plan.analysis->allocate->apply && plan.ptq == nullptr &&
+        !plan.analysis_before_training) {
+      plan.not_available.push_back(
+          "analysis.allocate.apply: this config has no ptq: section and no quantizing train.scheme to apply the "
+          "allocation to; the allocated config is still written");
+    }
+    if (plan.scheme == nullptr && plan.ptq_init_from.empty()) {
+      return At(
+          root, "analysis",
+          absl::InvalidArgumentError("analysis needs a trained float model: a train: section, or ptq.init_from (a "
+                                     "float checkpoint)"));
+    }
+    // The specs at every candidate bit width must convert: rejected now, before any work.
+    auto net = ptq::ExtractFloatNet(*plan.model);
+    if (!net.ok()) return At(root, "analysis", net.status());
+    for (int b : plan.analysis->bits) {
+      ParamReader reader(analysis::QuantSectionAtBits(spec.root["quant"], b), spec.source_file, "quant");
+      auto config = QuantConfig::Read(reader);
+      if (!config.ok()) return At(root, "analysis", config.status());
+      if (absl::Status s = ptq::MakeStaticQuantizers(*net, **config).status(); !s.ok()) {
+        return At(analysis_reader, "bits", absl::Status(s.code(), absl::StrCat("at ", b, " bits: ", s.message())));
+      }
+    }
   }
   if (!plan.eval_backends.empty()) {
     if (plan.ptq == nullptr || !plan.ptq->produces_integer_model()) {
@@ -229,13 +278,24 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
     plan.steps.push_back(absl::StrCat("build model ", plan.model->name(), " (",
                                       plan.model->NumParameters(), " parameters)"));
   }
+  if (plan.analysis != nullptr && plan.analysis_before_training) {
+    plan.steps.push_back("load " + plan.analysis_checkpoint + " and analyse it: " + plan.analysis->Describe());
+  }
   if (plan.scheme != nullptr) plan.steps.push_back("train: " + plan.scheme->Describe());
   if (plan.model != nullptr) {
     plan.steps.push_back(plan.scheme != nullptr ? "evaluate the trained float model on the test set"
                                                 : "evaluate the untrained float model on the test set");
   }
+  if (plan.ptq != nullptr && !plan.ptq_init_from.empty()) {
+    plan.steps.push_back("load the float checkpoint " + plan.ptq_init_from);
+  }
+  if (plan.analysis != nullptr && !plan.analysis_before_training) {
+    plan.steps.push_back("analysis: " + plan.analysis->Describe());
+  }
+  if (plan.analysis != nullptr && plan.analysis->allocate.has_value()) {
+    plan.steps.push_back("write the allocated config mixed_precision.yaml and sensitivity.md to the run directory");
+  }
   if (plan.ptq != nullptr) {
-    if (!plan.ptq_init_from.empty()) plan.steps.push_back("load the float checkpoint " + plan.ptq_init_from);
     plan.steps.push_back("ptq: " + plan.ptq->Describe());
   }
   if (!plan.eval_backends.empty()) {
@@ -305,6 +365,84 @@ absl::Status RunDebugger(const ExperimentPlan& plan, const ptq::PtqResult& r,
   return absl::OkStatus();
 }
 
+// The analysis: section on the float model: the sensitivity table into the record and
+// sensitivity.md, the allocation into the record and mixed_precision.yaml; with
+// allocate.apply, the rest of the run quantizes with the allocated specs.
+absl::Status RunAnalysisStep(ExperimentPlan& plan, quantlab::ResultRecord* record) {
+  const char* name = plan.spec.name.c_str();
+  analysis::AnalysisInputs in;
+  in.model = plan.model.get();
+  in.quant = plan.spec.root["quant"];
+  in.file = plan.spec.source_file;
+  in.dataset = plan.dataset.get();
+  in.seed = plan.seed;
+  in.log = stderr;
+  in.name = plan.spec.name;
+  std::fprintf(stderr, "[%s] analysis: %s\n", name, plan.analysis->Describe().c_str());
+  ASSIGN_OR_RETURN(analysis::AnalysisResult r, analysis::RunAnalysis(*plan.analysis, in));
+  plan.model->set_training(false);
+  auto& metrics = *record->mutable_metrics();
+  metrics["analysis_seconds"] = r.seconds;
+  for (const auto& [key, value] : r.table.scalars) metrics["analysis_" + key] = value;
+  for (const analysis::SensitivityEntry& e : r.table.entries) {
+    quantlab::SensitivityEntry* out = record->add_sensitivity();
+    out->set_layer(e.layer);
+    out->set_bits(e.bits);
+    out->set_target(e.target);
+    out->set_metric(e.metric);
+    out->set_value(e.value);
+  }
+  for (const std::string& n : r.notes) {
+    record->add_analysis_notes(n);
+    std::fprintf(stderr, "[%s] analysis: %s\n", name, n.c_str());
+  }
+  std::string md = absl::StrCat("# Sensitivity of ", plan.spec.name, "\n\n", r.table.Markdown());
+  if (r.allocated) {
+    metrics["mp_budget"] = r.budget;
+    metrics["mp_predicted_size_bytes"] = static_cast<double>(r.predicted_size_bytes);
+    metrics["mp_predicted_bops"] = r.predicted_bops;
+    metrics["mp_objective_sum"] = r.solution.cost;
+    absl::StrAppend(&md, "\n## Allocation (budget ", absl::StrFormat("%.0f", r.budget), " ", r.budget_unit,
+                    ")\n\n| layer | weight bits | activation bits | weights | packed bytes | BOPs | cost |\n"
+                    "|---|---:|---:|---:|---:|---:|---:|\n");
+    for (const analysis::LayerAllocation& l : r.allocation) {
+      quantlab::LayerAllocation* a = record->add_allocation();
+      a->set_layer(l.layer);
+      a->set_weight_bits(l.weight_bits);
+      a->set_activation_bits(l.activation_bits);
+      a->set_weights(l.weights);
+      a->set_size_bytes(l.size_bytes);
+      a->set_bops(l.bops);
+      a->set_cost(l.cost);
+      absl::StrAppend(&md, "| ", l.layer, " | ", l.weight_bits, " | ", l.activation_bits, " | ", l.weights, " | ",
+                      l.size_bytes, " | ", absl::StrFormat("%.4g", l.bops), " | ", absl::StrFormat("%.4g", l.cost),
+                      " |\n");
+    }
+    absl::StrAppend(&md, "\npredicted packed size ", r.predicted_size_bytes, " bytes, ",
+                    absl::StrFormat("%.4g", r.predicted_bops), " BOPs\n");
+    // The allocated experiment, ready to run: this config without its analysis, the
+    // chosen bits as quant.overrides.
+    YAML::Node emitted = YAML::Clone(plan.spec.root);
+    emitted.remove("analysis");
+    emitted["name"] = plan.spec.name + "_mp";
+    emitted["quant"] = r.quant;
+    RETURN_IF_ERROR(WriteFileAtomically(
+        plan.run_dir + "/mixed_precision.yaml",
+        absl::StrCat("# The mixed-precision allocation of ", plan.spec.name, " (", plan.spec.source_file,
+                     "): predicted packed size ", r.predicted_size_bytes, " bytes, ",
+                     absl::StrFormat("%.6g", r.predicted_bops), " BOPs.\n", EmitYaml(emitted))));
+    if (plan.analysis->allocate->apply) {
+      ParamReader reader(r.quant, plan.run_dir + "/mixed_precision.yaml", "quant");
+      ASSIGN_OR_RETURN(plan.quant, QuantConfig::Read(reader));
+      RETURN_IF_ERROR(reader.Finish());
+      std::fprintf(stderr, "[%s] analysis: this run now quantizes with the allocation (%s)\n", name,
+                   (plan.run_dir + "/mixed_precision.yaml").c_str());
+    }
+  }
+  RETURN_IF_ERROR(WriteFileAtomically(plan.run_dir + "/sensitivity.md", md));
+  return absl::OkStatus();
+}
+
 // PTQ after training, then the selected backends over the test set; fills the record.
 absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* record) {
   const char* name = plan.spec.name.c_str();
@@ -322,6 +460,20 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
   metrics["ptq_test_accuracy"] = r.test_accuracy;
   metrics["ptq_accuracy_drop_points"] = 100.0 * (r.float_test_accuracy - r.test_accuracy);
   metrics["ptq_model_bytes"] = static_cast<double>(r.model_bytes);
+  if (r.has_integer_model) {
+    const int64_t packed = backends::PackedModelBytes(r.model);
+    metrics["ptq_packed_model_bytes"] = static_cast<double>(packed);
+    if (metrics.count("mp_predicted_size_bytes") && plan.analysis->allocate->apply) {
+      const int64_t predicted = static_cast<int64_t>(metrics["mp_predicted_size_bytes"]);
+      std::fprintf(stderr, "[%s] mixed precision: packed size %lld bytes, predicted %lld (%s)\n", name,
+                   static_cast<long long>(packed), static_cast<long long>(predicted),
+                   packed == predicted ? "exact" : "DIFFERENT");
+      if (packed != predicted) {
+        return absl::InternalError(absl::StrCat("the allocated model's packed size ", packed,
+                                                " bytes differs from the predicted ", predicted));
+      }
+    }
+  }
   for (const std::string& n : r.notes) record->add_ptq_notes(n);
   std::fprintf(stderr, "[%s] ptq %s: float %.4f -> %s %.4f (%lld bytes)\n", name, r.method.c_str(),
                r.float_test_accuracy, r.simulated_predictions.empty() ? "simulated" : "QAT-simulated",
@@ -476,6 +628,10 @@ quantlab::ResultRecord Run(ExperimentPlan& plan) {
   if (plan.model != nullptr && !plan.ptq_init_from.empty()) {
     if (absl::Status s = nn::LoadCheckpoint(plan.ptq_init_from, plan.model.get()); !s.ok()) return finish(s);
   }
+  if (plan.analysis != nullptr && plan.analysis_before_training) {
+    if (absl::Status s = nn::LoadCheckpoint(plan.analysis_checkpoint, plan.model.get()); !s.ok()) return finish(s);
+    if (absl::Status s = RunAnalysisStep(plan, &record); !s.ok()) return finish(s);
+  }
   if (plan.scheme != nullptr) {
     TrainContext context;
     context.dataset = plan.dataset.get();
@@ -507,6 +663,9 @@ quantlab::ResultRecord Run(ExperimentPlan& plan) {
   } else if (plan.model != nullptr) {
     (*record.mutable_metrics())["float_test_accuracy"] =
         EvaluateAccuracy(*plan.model, plan.dataset->test(), 256);
+  }
+  if (plan.analysis != nullptr && !plan.analysis_before_training) {
+    if (absl::Status s = RunAnalysisStep(plan, &record); !s.ok()) return finish(s);
   }
   if (plan.ptq != nullptr) {
     if (absl::Status s = RunPtqAndEvaluate(plan, &record); !s.ok()) return finish(s);

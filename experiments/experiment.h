@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "experiments/config_loader.h"
 #include "experiments/result.pb.h"
+#include "quant/analysis/analysis.h"
 #include "quant/data/dataset.h"
 #include "quant/nn/model.h"
 #include "quant/ptq/evaluate.h"
@@ -47,6 +48,11 @@ struct ExperimentPlan {
   std::string ptq_init_from;                   // float checkpoint quantized when nothing is trained
   std::vector<std::string> eval_backends;      // empty: no `evaluate:` section
   ptq::EvaluateOptions eval_options;
+  std::unique_ptr<analysis::AnalysisSpec> analysis;  // null: no `analysis:` section
+  // With a quantizing train.scheme the analysis runs on train.init_from before training
+  // (its allocation is what QAT trains); otherwise on the trained / loaded float model.
+  bool analysis_before_training = false;
+  std::string analysis_checkpoint;  // train.init_from, when before training
   bool eval_debug = false;  // evaluate.debug: the per-tensor numerical debugger
   std::vector<std::string> warnings;           // e.g. overrides that match no layer
   std::vector<std::string> steps;          // what Run will do, in order

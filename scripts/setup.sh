@@ -11,6 +11,8 @@ PACKAGES=(
   libxnnpack-dev libpthreadpool-dev libcpuinfo-dev libfp16-dev
   libgemmlowp-dev libopenblas-dev libeigen3-dev zlib1g-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # the ILP solver of mixed-precision bit allocation (quant/analysis)
+  libglpk-dev
   # CI checks (scripts/test.sh): libFuzzer targets built with clang (scripts/fuzz.sh), the
   # format check of changed lines (scripts/format_check.sh)
   clang-14 libclang-rt-14-dev clang-format-14

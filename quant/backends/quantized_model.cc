@@ -703,6 +703,17 @@ int64_t IntegerModelBytes(const QuantizedModel& model) {
   return static_cast<int64_t>(copy.ByteSizeLong());
 }
 
+int64_t PackedModelBytes(const QuantizedModel& model) {
+  int64_t bytes = 0;
+  for (const Tensor& t : model.tensors()) {
+    bytes += 4 * static_cast<int64_t>(t.scale_size()) + 4 * static_cast<int64_t>(t.zero_point_size());
+    const int64_t bits = t.bits() == 0 ? 8 : t.bits();
+    bytes += (static_cast<int64_t>(t.data().size()) * bits + 7) / 8;
+    bytes += 4 * static_cast<int64_t>(t.int_data_size());
+  }
+  return bytes;
+}
+
 std::string SerializeQuantizedModel(const QuantizedModel& model) {
   const std::string payload = model.SerializeAsString();
   std::string out(kMagic, sizeof(kMagic));

@@ -79,6 +79,14 @@ float LookupFunction(Op::OptionsCase kind, float x);
 // stores), excluding the float copies (float_data).
 int64_t IntegerModelBytes(const QuantizedModel& model);
 
+// The deployable size with weights packed at their bit width: every int8/uint8
+// constant ceil(values * bits / 8) bytes, int32 constants (biases) 4 bytes a value,
+// and 4 bytes per scale and per zero point of every tensor. The protobuf stores
+// sub-8-bit weights one per byte, so IntegerModelBytes does not shrink below 8 bits;
+// this does, and it is additive over tensors (mixed-precision budgets predict it
+// exactly).
+int64_t PackedModelBytes(const QuantizedModel& model);
+
 // File format: 8-byte magic "QLQMODEL", little-endian uint32 format version,
 // uint64 payload size, the serialised proto, little-endian uint32 CRC-32 of the
 // payload. Load rejects a wrong magic, another version (naming it), a truncated or
