@@ -280,6 +280,9 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
   }
   if (plan.analysis != nullptr && plan.analysis_before_training) {
     plan.steps.push_back("load " + plan.analysis_checkpoint + " and analyse it: " + plan.analysis->Describe());
+    if (plan.analysis->allocate.has_value()) {
+      plan.steps.push_back("write the allocated config mixed_precision.yaml and sensitivity.md to the run directory");
+    }
   }
   if (plan.scheme != nullptr) plan.steps.push_back("train: " + plan.scheme->Describe());
   if (plan.model != nullptr) {
@@ -291,9 +294,9 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
   }
   if (plan.analysis != nullptr && !plan.analysis_before_training) {
     plan.steps.push_back("analysis: " + plan.analysis->Describe());
-  }
-  if (plan.analysis != nullptr && plan.analysis->allocate.has_value()) {
-    plan.steps.push_back("write the allocated config mixed_precision.yaml and sensitivity.md to the run directory");
+    if (plan.analysis->allocate.has_value()) {
+      plan.steps.push_back("write the allocated config mixed_precision.yaml and sensitivity.md to the run directory");
+    }
   }
   if (plan.ptq != nullptr) {
     plan.steps.push_back("ptq: " + plan.ptq->Describe());

@@ -196,6 +196,25 @@ absl::StatusOr<AnalysisResult> RunAnalysis(AnalysisSpec& spec, const AnalysisInp
       return absl::Status(s.code(), absl::StrCat("analysis metric ", metric->Describe(), ": ", s.message()));
     }
   }
+  // Does the Hessian ranking agree with the measured one? Spearman's rho over the layers,
+  // per bit width, of HAWQ's Omega and of the one-layer loss increase (weights).
+  for (int b : spec.bits) {
+    std::vector<double> omega, measured;
+    for (const std::string& layer : table.layers) {
+      const auto o = table.Find(layer, b, "weights", "hawq_omega");
+      const auto m = table.Find(layer, b, "weights", "one_layer_loss_increase");
+      if (!o.has_value() || !m.has_value()) break;
+      omega.push_back(*o);
+      measured.push_back(*m);
+    }
+    if (omega.size() != table.layers.size() || omega.size() < 3) continue;
+    const double rho = SpearmanCorrelation(omega, measured);
+    table.scalars[absl::StrCat("spearman_hawq_omega_vs_one_layer_", b)] = rho;
+    table.notes.push_back(absl::StrFormat(
+        "ranking at %d-bit weights: Spearman rho %.3f between hessian_trace's Omega and the one-layer loss increase "
+        "over %zu layers",
+        b, rho, omega.size()));
+  }
   for (const std::string& n : table.notes) result.notes.push_back(n);
 
   if (spec.allocate.has_value()) {

@@ -247,5 +247,30 @@ TEST(QuantizedModelTest, IntegerSizeExcludesFloatWeights) {
   EXPECT_GT(static_cast<int64_t>(m.ByteSizeLong()), 4 * bytes);
 }
 
+TEST(QuantizedModelTest, PackedSizeShrinksWithTheWeightBits) {
+  QuantizedModel m = Cnn();
+  int64_t scales = 0, int32 = 0, int8 = 0;
+  for (const Tensor& t : m.tensors()) {
+    scales += t.scale_size() + t.zero_point_size();
+    int32 += t.int_data_size();
+    int8 += static_cast<int64_t>(t.data().size());
+  }
+  EXPECT_EQ(int8, 144 + 4608 + 200704 + 1280);
+  EXPECT_EQ(PackedModelBytes(m), int8 + 4 * int32 + 4 * scales);
+  // fc1 (200704 values) at 3 bits: 75264 bytes instead of 200704; the rest unchanged.
+  for (Tensor& t : *m.mutable_tensors()) {
+    if (t.data().size() == 200704) t.set_bits(3);
+  }
+  EXPECT_EQ(PackedModelBytes(m), int8 - 200704 + 75264 + 4 * int32 + 4 * scales);
+  // An odd count rounds up to whole bytes: 144 values at 3 bits are 54 bytes, 1280 at 5 are 800.
+  for (Tensor& t : *m.mutable_tensors()) {
+    if (t.data().size() == 144) t.set_bits(3);
+    if (t.data().size() == 1280) t.set_bits(5);
+  }
+  EXPECT_EQ(PackedModelBytes(m), int8 - 200704 + 75264 - 144 + 54 - 1280 + 800 + 4 * int32 + 4 * scales);
+  // IntegerModelBytes (the protobuf, one byte a value) does not see the bits.
+  EXPECT_LE(std::abs(IntegerModelBytes(m) - IntegerModelBytes(Cnn())), 16);
+}
+
 }  // namespace
 }  // namespace quant::backends
