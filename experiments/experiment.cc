@@ -404,6 +404,10 @@ absl::Status RunAnalysisStep(ExperimentPlan& plan, quantlab::ResultRecord* recor
     metrics["mp_budget"] = r.budget;
     metrics["mp_predicted_size_bytes"] = static_cast<double>(r.predicted_size_bytes);
     metrics["mp_predicted_bops"] = r.predicted_bops;
+    if (r.budget_unit == "seconds") {
+      metrics["mp_budget_latency_ms"] = 1e3 * r.budget;
+      metrics["mp_predicted_latency_ms"] = 1e3 * r.predicted_latency_seconds;
+    }
     metrics["mp_objective_sum"] = r.solution.cost;
     absl::StrAppend(&md, "\n## Allocation (budget ", absl::StrFormat("%.0f", r.budget), " ", r.budget_unit,
                     ")\n\n| layer | weight bits | activation bits | weights | packed bytes | BOPs | cost |\n"
@@ -474,6 +478,23 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
       if (packed != predicted) {
         return absl::InternalError(absl::StrCat("the allocated model's packed size ", packed,
                                                 " bytes differs from the predicted ", predicted));
+      }
+      if (metrics.count("mp_predicted_latency_ms")) {
+        // The allocated model timed as the table was: batch 1 on the table's backend.
+        const analysis::AllocateSpec& al = *plan.analysis->allocate;
+        const DataSplit& test = plan.dataset->test();
+        const int64_t n = std::min<int64_t>(64, test.size());
+        const std::vector<float> x = ptq::ToNhwc(test.images.data(), n, plan.dataset->sample_shape());
+        ASSIGN_OR_RETURN(analysis::LatencyProfile lat,
+                         analysis::MeasureLatency(r.model, al.latency_backend, x.data(), n, al.latency_repeats));
+        metrics["mp_measured_latency_ms"] = 1e3 * lat.total_seconds;
+        const double budget = metrics["mp_budget_latency_ms"];
+        metrics["mp_measured_latency_over_budget"] = 1e3 * lat.total_seconds / budget;
+        std::fprintf(stderr,
+                     "[%s] mixed precision: batch-1 latency on %s %.4g ms measured, %.4g ms predicted, budget %.4g "
+                     "ms (measured / budget %.3f)\n",
+                     name, al.latency_backend.c_str(), 1e3 * lat.total_seconds, metrics["mp_predicted_latency_ms"],
+                     budget, 1e3 * lat.total_seconds / budget);
       }
     }
   }

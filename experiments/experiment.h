@@ -15,6 +15,7 @@
 #include "experiments/config_loader.h"
 #include "experiments/result.pb.h"
 #include "quant/analysis/analysis.h"
+#include "quant/analysis/latency_table.h"
 #include "quant/data/dataset.h"
 #include "quant/nn/model.h"
 #include "quant/ptq/evaluate.h"

@@ -8,8 +8,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "quant/analysis/latency_table.h"
+#include "quant/backends/backend.h"
 #include "quant/backends/quantized_model.h"
+#include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
+#include "quant/quantizers/quant_config.h"
 
 namespace quant::analysis {
 namespace {
@@ -53,7 +57,11 @@ std::string AnalysisSpec::Describe() const {
     std::string budget = a.size_bytes  ? absl::StrFormat("size <= %.0f bytes", *a.size_bytes)
                          : a.size_bits ? absl::StrFormat("size <= that of uniform %g-bit weights", *a.size_bits)
                          : a.bops      ? absl::StrFormat("BOPs <= %.4g", *a.bops)
-                                       : absl::StrFormat("BOPs <= those of uniform %g-bit weights", *a.bops_bits);
+                         : a.bops_bits ? absl::StrFormat("BOPs <= those of uniform %g-bit weights", *a.bops_bits)
+                         : a.latency_ms
+                             ? absl::StrFormat("batch-1 latency on %s <= %g ms", a.latency_backend, *a.latency_ms)
+                             : absl::StrFormat("batch-1 latency on %s <= that of uniform %g-bit weights",
+                                               a.latency_backend, *a.latency_bits);
     absl::StrAppend(&out, "; then allocate weight bits {", absl::StrJoin(a.weight_bits, ", "), "}",
                     a.activation_bits.empty()
                         ? ""
@@ -92,7 +100,9 @@ absl::StatusOr<std::unique_ptr<AnalysisSpec>> ReadAnalysis(ParamReader& r) {
                             "the per-layer sensitivity summed and minimised");
     al.apply = a.Bool("apply", true, "quantize this run (its ptq: / train:) with the allocation");
     al.time_limit_seconds = a.DoubleInRange("time_limit_seconds", 60, 0.1, 3600, "GLPK's time limit");
-    ParamReader& budget = a.Map("budget", "one of {size_bytes: N}, {size_bits: b}, {bops: N}, {bops_bits: b}");
+    ParamReader& budget =
+        a.Map("budget",
+              "one of {size_bytes: N}, {size_bits: b}, {bops: N}, {bops_bits: b}, {latency_ms: t}, {latency_bits: b}");
     int given = 0;
     auto read = [&](const char* key, const char* help, std::optional<double>* out) {
       if (!budget.Has(key)) return;
@@ -103,11 +113,29 @@ absl::StatusOr<std::unique_ptr<AnalysisSpec>> ReadAnalysis(ParamReader& r) {
     read("size_bits", "the packed size of the model with every weight at this many bits", &al.size_bits);
     read("bops", "bit operations per image (MACs x weight bits x input activation bits)", &al.bops);
     read("bops_bits", "the BOPs of the model with every weight at this many bits", &al.bops_bits);
+    read("latency_ms", "batch-1 latency in milliseconds on latency.backend, from the per-layer table measured here",
+         &al.latency_ms);
+    read("latency_bits", "the measured latency of the model with every weight at this many bits", &al.latency_bits);
     if (given != 1) {
-      a.Fail("budget", absl::StrCat("give exactly one of size_bytes, size_bits, bops, bops_bits (", given, " given)"));
+      a.Fail("budget", absl::StrCat("give exactly one of size_bytes, size_bits, bops, bops_bits, latency_ms, "
+                                    "latency_bits (",
+                                    given, " given)"));
     }
-    al.budget_kind =
-        (al.bops || al.bops_bits) ? AllocationProblem::Budget::kBops : AllocationProblem::Budget::kSizeBytes;
+    al.budget_kind = (al.bops || al.bops_bits)            ? AllocationProblem::Budget::kBops
+                     : (al.latency_ms || al.latency_bits) ? AllocationProblem::Budget::kLatency
+                                                          : AllocationProblem::Budget::kSizeBytes;
+    ParamReader& latency = a.Map("latency", "the per-layer latency table: {backend: xnnpack, repeats: 200}");
+    al.latency_backend = latency.String("backend", "xnnpack", "integer backend the latency table is measured on");
+    al.latency_repeats = static_cast<int>(
+        latency.IntInRange("repeats", 200, 5, 1000000, "timed batch-1 runs per candidate model (medians count)"));
+    if (a.Has("latency") && al.budget_kind != AllocationProblem::Budget::kLatency) {
+      a.Fail("latency", "the latency table is measured for latency budgets only (latency_ms or latency_bits)");
+    }
+    if (!latency.describing() && al.budget_kind == AllocationProblem::Budget::kLatency &&
+        !Registry<backends::Backend>::Get().Contains(al.latency_backend)) {
+      latency.Fail("backend", absl::StrCat("unknown backend '", al.latency_backend, "'; registered: ",
+                                           absl::StrJoin(Registry<backends::Backend>::Get().Names(), ", ")));
+    }
     if (al.budget_kind == AllocationProblem::Budget::kBops && al.activation_bits.size() > 1) {
       a.Fail("activations", "a BOPs budget needs one activation bit width (BOPs multiply weight and input bits)");
     }
@@ -268,6 +296,61 @@ absl::StatusOr<AnalysisResult> RunAnalysis(AnalysisSpec& spec, const AnalysisInp
       }
       p.choices.push_back(std::move(choices));
     }
+    if (al.budget_kind == AllocationProblem::Budget::kLatency) {
+      // The per-layer table: each candidate's model (weights at wb, the rest as the quant
+      // section says) timed on the backend; the layers' own medians, and the rest of the run.
+      std::vector<double> fixed;
+      std::map<int, std::vector<double>> op_time;
+      std::vector<backends::QuantizedModel> models;
+      for (int wb : al.weight_bits) {
+        YAML::Node section = QuantSectionAtBits(in.quant, wb);
+        if (section["activations"].IsMap()) section["activations"] = YAML::Clone(in.quant["activations"]);
+        ParamReader reader(section, in.file, "quant");
+        ASSIGN_OR_RETURN(std::unique_ptr<QuantConfig> config, QuantConfig::Read(reader));
+        ASSIGN_OR_RETURN(ptq::StaticQuantizers q, ptq::MakeStaticQuantizers(ctx.net, *config));
+        ASSIGN_OR_RETURN(backends::QuantizedModel m, ptq::QuantizeStatic(ctx.net, q, ctx.calibration.data(),
+                                                                         ctx.calibration_images, spec.batch_size));
+        models.push_back(std::move(m));
+      }
+      std::vector<const backends::QuantizedModel*> pointers;
+      for (const backends::QuantizedModel& m : models) pointers.push_back(&m);
+      ASSIGN_OR_RETURN(std::vector<LatencyProfile> profiles,
+                       MeasureLatencies(pointers, al.latency_backend, ctx.nhwc.data(),
+                                        std::min<int64_t>(ctx.images, 64), al.latency_repeats));
+      for (size_t j = 0; j < al.weight_bits.size(); ++j) {
+        const int wb = al.weight_bits[j];
+        const LatencyProfile& prof = profiles[j];
+        double layers_sum = 0;
+        for (int k = 0; k < layers; ++k) {
+          const double t = prof.op_seconds[ctx.net.weighted[k].index];
+          op_time[wb].push_back(t);
+          layers_sum += t;
+          table.Add(ctx.net.weighted[k].name, wb, Target::kWeights, "latency_ms", 1e3 * t);
+        }
+        fixed.push_back(prof.total_seconds - layers_sum);
+        table.scalars[absl::StrCat("latency_", al.latency_backend, "_uniform_", wb, "_ms")] = 1e3 * prof.total_seconds;
+      }
+      std::sort(fixed.begin(), fixed.end());
+      p.fixed_latency_seconds = fixed[fixed.size() / 2];
+      for (int k = 0; k < layers; ++k) {
+        for (AllocationChoice& c : p.choices[k]) c.latency_seconds = op_time[c.weight_bits][k];
+      }
+      result.notes.push_back(absl::StrFormat(
+          "latency table on %s: %zu candidate models x %d batch-1 runs taking turns (per-op medians); the rest of a "
+          "run (input, "
+          "ops without weights, output) %.4g ms",
+          al.latency_backend, al.weight_bits.size(), al.latency_repeats, 1e3 * p.fixed_latency_seconds));
+      if (al.latency_ms) p.budget = *al.latency_ms * 1e-3;
+      if (al.latency_bits) {
+        auto it = op_time.find(static_cast<int>(*al.latency_bits));
+        if (it == op_time.end() || *al.latency_bits != static_cast<int>(*al.latency_bits)) {
+          return absl::InvalidArgumentError(absl::StrCat("analysis.allocate.budget.latency_bits: ", *al.latency_bits,
+                                                         " is not one of the weight candidates"));
+        }
+        p.budget = p.fixed_latency_seconds;
+        for (double t : it->second) p.budget += t;
+      }
+    }
     if (al.size_bytes) p.budget = *al.size_bytes;
     if (al.size_bits) {
       p.budget = static_cast<double>(p.fixed_size_bytes);
@@ -281,9 +364,12 @@ absl::StatusOr<AnalysisResult> RunAnalysis(AnalysisSpec& spec, const AnalysisInp
     ASSIGN_OR_RETURN(result.solution, SolveAllocation(p));
     result.allocated = true;
     result.budget = p.budget;
-    result.budget_unit = al.budget_kind == AllocationProblem::Budget::kSizeBytes ? "bytes" : "BOPs";
+    result.budget_unit = al.budget_kind == AllocationProblem::Budget::kSizeBytes ? "bytes"
+                         : al.budget_kind == AllocationProblem::Budget::kBops    ? "BOPs"
+                                                                                 : "seconds";
     result.predicted_size_bytes = result.solution.size_bytes;
     result.predicted_bops = result.solution.bops;
+    result.predicted_latency_seconds = result.solution.latency_seconds;
     std::vector<std::string> chosen;
     for (int k = 0; k < layers; ++k) {
       const AllocationChoice& c = p.choices[k][result.solution.choice[k]];
@@ -294,10 +380,13 @@ absl::StatusOr<AnalysisResult> RunAnalysis(AnalysisSpec& spec, const AnalysisInp
     }
     result.quant = QuantWithAllocation(in.quant, result.allocation, !al.activation_bits.empty());
     result.notes.push_back(absl::StrFormat(
-        "allocation (%s, budget %.0f %s): %s; predicted packed size %lld bytes, %.4g BOPs, summed %s %.5g",
+        "allocation (%s, budget %.6g %s): %s; predicted packed size %lld bytes, %.4g BOPs%s, summed %s %.5g",
         result.solution.solver, p.budget, result.budget_unit, absl::StrJoin(chosen, ", "),
-        static_cast<long long>(result.predicted_size_bytes), result.predicted_bops, al.objective,
-        result.solution.cost));
+        static_cast<long long>(result.predicted_size_bytes), result.predicted_bops,
+        al.budget_kind == AllocationProblem::Budget::kLatency
+            ? absl::StrFormat(", %.4g ms on %s", 1e3 * result.predicted_latency_seconds, al.latency_backend)
+            : std::string(),
+        al.objective, result.solution.cost));
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;

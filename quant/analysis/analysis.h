@@ -10,7 +10,8 @@
 //       weights: [2, 3, 4, 8]           # candidate weight bits per layer
 //       activations: [8]                # candidate output-activation bits (default: as quant: says)
 //       objective: one_layer_loss_increase
-//       budget: {size_bits: 3}          # or size_bytes, bops, bops_bits
+//       budget: {size_bits: 3}          # or size_bytes, bops, bops_bits, latency_ms, latency_bits
+//       latency: {backend: xnnpack, repeats: 200}   # the per-layer table of latency budgets
 //       apply: true                     # this run's PTQ / QAT uses the allocation
 //
 // The allocation is written as a ready config (the experiment with the chosen bits as
@@ -41,7 +42,10 @@ struct AllocateSpec {
   std::string objective;
   AllocationProblem::Budget budget_kind = AllocationProblem::Budget::kSizeBytes;
   // Exactly one of these is set by the config.
-  std::optional<double> size_bytes, size_bits, bops, bops_bits;
+  std::optional<double> size_bytes, size_bits, bops, bops_bits, latency_ms, latency_bits;
+  // Latency budgets: the backend the per-layer table is measured on, batch 1.
+  std::string latency_backend = "xnnpack";
+  int latency_repeats = 200;
   bool apply = true;
   double time_limit_seconds = 60;
 };
@@ -76,6 +80,7 @@ struct AnalysisResult {
   double budget = 0;                 // bytes or BOPs, as the spec's kind
   std::string budget_unit;           // "bytes" / "BOPs"
   int64_t predicted_size_bytes = 0;  // PackedModelBytes of the allocated model
+  double predicted_latency_seconds = 0;  // latency budgets: from the measured per-layer table
   double predicted_bops = 0;
   YAML::Node quant;  // the quant section with the allocation's overrides
   std::vector<std::string> notes;

@@ -14,7 +14,39 @@ namespace quant::analysis {
 namespace {
 
 double Resource(const AllocationProblem& p, const AllocationChoice& c) {
-  return p.budget_kind == AllocationProblem::Budget::kSizeBytes ? static_cast<double>(c.size_bytes) : c.bops;
+  switch (p.budget_kind) {
+    case AllocationProblem::Budget::kSizeBytes:
+      return static_cast<double>(c.size_bytes);
+    case AllocationProblem::Budget::kBops:
+      return c.bops;
+    case AllocationProblem::Budget::kLatency:
+      return c.latency_seconds;
+  }
+  return 0;
+}
+
+double FixedResource(const AllocationProblem& p) {
+  switch (p.budget_kind) {
+    case AllocationProblem::Budget::kSizeBytes:
+      return static_cast<double>(p.fixed_size_bytes);
+    case AllocationProblem::Budget::kBops:
+      return p.fixed_bops;
+    case AllocationProblem::Budget::kLatency:
+      return p.fixed_latency_seconds;
+  }
+  return 0;
+}
+
+const char* Unit(const AllocationProblem& p) {
+  switch (p.budget_kind) {
+    case AllocationProblem::Budget::kSizeBytes:
+      return "bytes";
+    case AllocationProblem::Budget::kBops:
+      return "BOPs";
+    case AllocationProblem::Budget::kLatency:
+      return "seconds";
+  }
+  return "";
 }
 
 }  // namespace
@@ -24,9 +56,8 @@ absl::StatusOr<Allocation> SolveAllocation(const AllocationProblem& p) {
   if (layers == 0 || p.choices.size() != layers) {
     return absl::InvalidArgumentError("bit allocation: no layers to allocate bits to");
   }
-  const char* unit = p.budget_kind == AllocationProblem::Budget::kSizeBytes ? "bytes" : "BOPs";
-  double smallest =
-      p.budget_kind == AllocationProblem::Budget::kSizeBytes ? static_cast<double>(p.fixed_size_bytes) : p.fixed_bops;
+  const char* unit = Unit(p);
+  double smallest = FixedResource(p);
   std::vector<std::string> fewest;
   for (size_t k = 0; k < layers; ++k) {
     if (p.choices[k].empty()) {
@@ -41,19 +72,25 @@ absl::StatusOr<Allocation> SolveAllocation(const AllocationProblem& p) {
         absl::StrCat(p.layers[k], " W", p.choices[k][best].weight_bits, "A", p.choices[k][best].activation_bits));
   }
   if (p.budget < smallest) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "bit allocation: the budget of %.0f %s is infeasible; the smallest feasible is %.0f %s (every layer at its "
-        "fewest bits: %s)",
-        p.budget, unit, smallest, unit, absl::StrJoin(fewest, ", ")));
+    auto amount = [&](double v) {
+      return p.budget_kind == AllocationProblem::Budget::kLatency ? absl::StrFormat("%.6g", v)
+                                                                  : absl::StrFormat("%.0f", v);
+    };
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bit allocation: the budget of ", amount(p.budget), " ", unit, " is infeasible; the smallest feasible is ",
+        amount(smallest), " ", unit, " (every layer at its cheapest choice: ", absl::StrJoin(fewest, ", "), ")"));
   }
 
   glp_prob* lp = glp_create_prob();
   glp_set_obj_dir(lp, GLP_MIN);
   glp_add_rows(lp, static_cast<int>(layers) + 1);
   for (size_t k = 0; k < layers; ++k) glp_set_row_bnds(lp, static_cast<int>(k) + 1, GLP_FX, 1.0, 1.0);
-  const double fixed =
-      p.budget_kind == AllocationProblem::Budget::kSizeBytes ? static_cast<double>(p.fixed_size_bytes) : p.fixed_bops;
-  glp_set_row_bnds(lp, static_cast<int>(layers) + 1, GLP_UP, 0.0, p.budget - fixed);
+  const double fixed = FixedResource(p);
+  // The budget row in units of the room left (RHS 1): GLPK's tolerances are absolute, and
+  // latencies (1e-5 s) or BOPs (1e8) would otherwise sit far from them.
+  const double room = p.budget - fixed;
+  const double unit_scale = room > 0 ? room : 1.0;
+  glp_set_row_bnds(lp, static_cast<int>(layers) + 1, GLP_UP, 0.0, room / unit_scale);
   std::vector<int> ia{0}, ja{0};
   std::vector<double> ar{0.0};
   std::vector<std::pair<size_t, size_t>> column;  // (layer, choice) per column
@@ -71,7 +108,7 @@ absl::StatusOr<Allocation> SolveAllocation(const AllocationProblem& p) {
     ar.push_back(1.0);
     ia.push_back(static_cast<int>(layers) + 1);
     ja.push_back(col);
-    ar.push_back(Resource(p, ch));
+    ar.push_back(Resource(p, ch) / unit_scale);
   }
   glp_load_matrix(lp, static_cast<int>(ia.size()) - 1, ia.data(), ja.data(), ar.data());
   glp_term_out(GLP_OFF);
@@ -95,6 +132,7 @@ absl::StatusOr<Allocation> SolveAllocation(const AllocationProblem& p) {
   a.choice.assign(layers, -1);
   a.size_bytes = p.fixed_size_bytes;
   a.bops = p.fixed_bops;
+  a.latency_seconds = p.fixed_latency_seconds;
   for (size_t j = 0; j < column.size(); ++j) {
     if (glp_mip_col_val(lp, static_cast<int>(j) + 1) > 0.5) {
       const auto [k, c] = column[j];
@@ -103,11 +141,19 @@ absl::StatusOr<Allocation> SolveAllocation(const AllocationProblem& p) {
       a.cost += ch.cost;
       a.size_bytes += ch.size_bytes;
       a.bops += ch.bops;
+      a.latency_seconds += ch.latency_seconds;
     }
   }
   glp_delete_prob(lp);
   for (size_t k = 0; k < layers; ++k) {
     if (a.choice[k] < 0) return absl::InternalError(absl::StrCat("bit allocation: no choice for '", p.layers[k], "'"));
+  }
+  const double used = p.budget_kind == AllocationProblem::Budget::kSizeBytes ? static_cast<double>(a.size_bytes)
+                      : p.budget_kind == AllocationProblem::Budget::kBops    ? a.bops
+                                                                             : a.latency_seconds;
+  if (used > p.budget * (1 + 1e-9)) {
+    return absl::InternalError(
+        absl::StrFormat("bit allocation: GLPK's answer uses %.9g %s, over the budget of %.9g", used, unit, p.budget));
   }
   a.solver = absl::StrCat("GLPK ", glp_version(), " branch-and-cut: proven optimum");
   return a;

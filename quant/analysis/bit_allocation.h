@@ -4,7 +4,8 @@
 //   minimise    sum_k sum_c cost[k][c] x[k][c]
 //   subject to  sum_c x[k][c] = 1                          (one choice per layer)
 //               sum_k sum_c size[k][c] x[k][c] <= budget    (bytes), or
-//               sum_k sum_c bops[k][c] x[k][c] <= budget    (bit operations)
+//               sum_k sum_c bops[k][c] x[k][c] <= budget    (bit operations), or
+//               sum_k sum_c time[k][c] x[k][c] <= budget    (measured seconds)
 //               x binary
 //
 // A budget below the smallest achievable one is an InvalidArgument naming that
@@ -27,14 +28,16 @@ struct AllocationChoice {
   double cost = 0;         // the sensitivity of this layer at these bits
   int64_t size_bytes = 0;  // what this layer's choice adds to the model size
   double bops = 0;         // MACs x weight bits x input activation bits
+  double latency_seconds = 0;  // this layer's measured time at these bits (latency_table.h)
 };
 
 struct AllocationProblem {
-  enum class Budget { kSizeBytes, kBops };
+  enum class Budget { kSizeBytes, kBops, kLatency };
   std::vector<std::string> layers;
   std::vector<std::vector<AllocationChoice>> choices;  // per layer
   int64_t fixed_size_bytes = 0;                        // the part of the size no choice changes
   double fixed_bops = 0;
+  double fixed_latency_seconds = 0;  // input quantization, ops without weights, output
   Budget budget_kind = Budget::kSizeBytes;
   double budget = 0;  // total, fixed part included
   double time_limit_seconds = 60;
@@ -45,6 +48,7 @@ struct Allocation {
   double cost = 0;
   int64_t size_bytes = 0;  // total, fixed part included
   double bops = 0;
+  double latency_seconds = 0;
   std::string solver;  // "GLPK 5.0 branch-and-cut: optimal, N nodes"
 };
 

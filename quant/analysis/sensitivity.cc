@@ -148,7 +148,9 @@ absl::StatusOr<SensitivityContext> PrepareSensitivity(nn::Model& model, const YA
   ctx.labels.assign(labels.begin() + n_cal, labels.end());
   ctx.images = n_eval;
   ctx.nhwc = ptq::ToNhwc(ctx.nchw);
-  const std::vector<float> calibration = ptq::ToNhwc(images.data(), n_cal, ctx.net.nn_input_shape);
+  ctx.calibration = ptq::ToNhwc(images.data(), n_cal, ctx.net.nn_input_shape);
+  ctx.calibration_images = n_cal;
+  const std::vector<float>& calibration = ctx.calibration;
 
   for (int b : options.bits) {
     const YAML::Node section = QuantSectionAtBits(quant, b);

@@ -92,6 +92,9 @@ struct SensitivityContext {
   std::vector<float> nhwc;
   Tensor nchw;
   std::vector<int32_t> labels;
+  // The calibration images (NHWC) the conversions at each bit width calibrated on.
+  std::vector<float> calibration;
+  int64_t calibration_images = 0;
   int64_t batch_size = 256;
   uint64_t seed = 0;
   FILE* log = nullptr;

@@ -69,16 +69,24 @@ TEST(BitAllocationTest, MatchesBruteForceOnRandomProblems) {
       const int n = 8 * (1 + rng() % 50);
       double cost = std::uniform_real_distribution<double>(1, 10)(rng);
       for (int b : {2, 3, 4, 8}) {
-        c.push_back({b, 8, cost, n * b / 8, static_cast<double>(n) * b * 8});
+        // Latencies of microseconds: GLPK's absolute tolerances must not decide.
+        c.push_back({b, 8, cost, n * b / 8, static_cast<double>(n) * b * 8, n * (1.0 + b) * 1e-9});
         cost *= std::uniform_real_distribution<double>(0.05, 0.9)(rng);
       }
       p.choices.push_back(c);
     }
-    p.budget_kind = trial % 2 ? AllocationProblem::Budget::kBops : AllocationProblem::Budget::kSizeBytes;
+    p.budget_kind = trial % 3 == 0   ? AllocationProblem::Budget::kSizeBytes
+                    : trial % 3 == 1 ? AllocationProblem::Budget::kBops
+                                     : AllocationProblem::Budget::kLatency;
+    auto resource = [&](const AllocationChoice& c) {
+      return p.budget_kind == AllocationProblem::Budget::kSizeBytes ? static_cast<double>(c.size_bytes)
+             : p.budget_kind == AllocationProblem::Budget::kBops    ? c.bops
+                                                                    : c.latency_seconds;
+    };
     double lo = 0, hi = 0;
     for (const auto& c : p.choices) {
-      lo += p.budget_kind == AllocationProblem::Budget::kBops ? c.front().bops : c.front().size_bytes;
-      hi += p.budget_kind == AllocationProblem::Budget::kBops ? c.back().bops : c.back().size_bytes;
+      lo += resource(c.front());
+      hi += resource(c.back());
     }
     p.budget = lo + (hi - lo) * std::uniform_real_distribution<double>(0.1, 0.9)(rng);
     // Brute force over every combination.
@@ -89,7 +97,7 @@ TEST(BitAllocationTest, MatchesBruteForceOnRandomProblems) {
       for (int k = 0; k < layers; ++k) {
         const AllocationChoice& c = p.choices[k][idx[k]];
         cost += c.cost;
-        used += p.budget_kind == AllocationProblem::Budget::kBops ? c.bops : c.size_bytes;
+        used += resource(c);
       }
       if (used <= p.budget) best = std::min(best, cost);
       int k = 0;
@@ -99,7 +107,10 @@ TEST(BitAllocationTest, MatchesBruteForceOnRandomProblems) {
     auto a = SolveAllocation(p);
     ASSERT_TRUE(a.ok()) << a.status();
     EXPECT_NEAR(a->cost, best, 1e-9 * std::max(1.0, best)) << "trial " << trial;
-    EXPECT_LE(p.budget_kind == AllocationProblem::Budget::kBops ? a->bops : a->size_bytes, p.budget);
+    EXPECT_LE(p.budget_kind == AllocationProblem::Budget::kSizeBytes ? a->size_bytes
+              : p.budget_kind == AllocationProblem::Budget::kBops    ? a->bops
+                                                                     : a->latency_seconds,
+              p.budget);
   }
 }
 
@@ -112,7 +123,15 @@ TEST(BitAllocationTest, InfeasibleBudgetNamesTheSmallestFeasibleSize) {
   const std::string msg(a.status().message());
   EXPECT_NE(msg.find("smallest feasible is 44 bytes"), std::string::npos) << msg;
   EXPECT_NE(msg.find("a W2A8"), std::string::npos) << msg;
+  p.budget_kind = AllocationProblem::Budget::kLatency;
+  p.fixed_latency_seconds = 1e-5;
+  p.budget = 5e-6;
+  a = SolveAllocation(p);
+  ASSERT_FALSE(a.ok());
+  EXPECT_NE(a.status().message().find("the smallest feasible is 1e-05 seconds"), std::string::npos) << a.status();
+  p.budget_kind = AllocationProblem::Budget::kSizeBytes;
   p.budget = 44;  // exactly the smallest: feasible
+  p.fixed_latency_seconds = 0;
   EXPECT_TRUE(SolveAllocation(p).ok());
 }
 
