@@ -88,6 +88,42 @@ TEST(AnalysisDriverTest, EmittedConfigReproducesThePredictedSize) {
   EXPECT_EQ(rerun->metrics().at("ptq_test_accuracy"), m.at("ptq_test_accuracy"));
 }
 
+// With QAT the analysis runs on train.init_from before training, and QAT trains the allocated bits.
+TEST(AnalysisDriverTest, QatTrainsTheAllocation) {
+  const std::string dir = TmpDir("mp_qat");
+  const Result fp32 = RunDriver("--config=" + Write(dir + "/mp.yaml", kConfig) + " --output_dir=" + dir + "/fp32");
+  ASSERT_EQ(fp32.exit_code, 0) << fp32.output;
+  const std::string checkpoint = (RunDirs(dir + "/fp32")[0] / "model.pb").string();
+  ASSERT_TRUE(fs::exists(checkpoint));
+  std::string text = kConfig;
+  const size_t train = text.find("train: {");
+  text.replace(train, text.find('\n', train) - train,
+               "train: {scheme: qat, init_from: " + checkpoint +
+                   ", epochs: 1, batch_size: 32, optimizer: {name: sgd, lr: 0.005, momentum: 0.9}}");
+  text.replace(text.find("ptq: {method: static"),
+               text.find('\n', text.find("ptq: {method: static")) - text.find("ptq: {method: static"),
+               "ptq: {method: from_qat}");
+  const std::string config = Write(dir + "/qat.yaml", text);
+  const Result v = RunDriver("--validate --config=" + config);
+  ASSERT_EQ(v.exit_code, 0) << v.output;
+  EXPECT_THAT(v.output, HasSubstr("step 3: load " + checkpoint + " and analyse it"));
+  const Result r = RunDriver("--config=" + config + " --output_dir=" + dir + "/qat");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The analysis comes before the first epoch.
+  EXPECT_LT(r.output.find("analysis: this run now quantizes with the allocation"), r.output.find("epoch 1"))
+      << r.output;
+  auto record = ReadRecordJson((RunDirs(dir + "/qat")[0] / "result.json").string());
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->allocation_size(), 3);
+  EXPECT_EQ(record->metrics().at("ptq_packed_model_bytes"), record->metrics().at("mp_predicted_size_bytes"));
+
+  // Without init_from there is no float model to analyse before QAT.
+  text.replace(text.find("init_from: "), checkpoint.size() + 13, "");
+  const Result bad = RunDriver("--validate --config=" + Write(dir + "/noinit.yaml", text));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.output, HasSubstr("give train.init_from"));
+}
+
 TEST(AnalysisDriverTest, InfeasibleBudgetAndBadSectionsAreClearErrors) {
   const std::string dir = TmpDir("mp_errors");
   std::string text = kConfig;
