@@ -1,17 +1,30 @@
 #include "quant/analysis/all_but_one_metric.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
 
 namespace quant::analysis {
 
 absl::StatusOr<std::unique_ptr<SensitivityMetric>> AllButOneMetric::Create(ParamReader& p) {
+  std::vector<Target> targets = ReadTargets(p);
   if (absl::Status s = p.status(); !s.ok()) return s;
-  return std::unique_ptr<SensitivityMetric>(new AllButOneMetric());
+  return std::unique_ptr<SensitivityMetric>(new AllButOneMetric(std::move(targets)));
+}
+
+std::string AllButOneMetric::Describe() const {
+  std::vector<std::string> names;
+  for (Target t : targets_) names.push_back(TargetName(t));
+  return absl::StrCat("all_but_one (", absl::StrJoin(names, ", "), ")");
+}
+
+bool AllButOneMetric::Covers(Target t) const {
+  return std::find(targets_.begin(), targets_.end(), t) != targets_.end();
 }
 
 absl::Status AllButOneMetric::Compute(const SensitivityContext& ctx, SensitivityTable* table) {
@@ -22,7 +35,7 @@ absl::Status AllButOneMetric::Compute(const SensitivityContext& ctx, Sensitivity
   std::string uniform;
   for (size_t bi = 0; bi < ctx.bits.size(); ++bi) {
     const int b = ctx.bits[bi];
-    for (Target t : {Target::kWeights, Target::kActivations, Target::kBoth}) {
+    for (Target t : targets_) {
       const BaseState base_state{t != Target::kActivations, t != Target::kWeights};
       Score base;
       std::vector<Score> scores;

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "quant/analysis/sensitivity.h"
 
@@ -14,8 +15,13 @@ namespace quant::analysis {
 class AllButOneMetric : public SensitivityMetric {
  public:
   static absl::StatusOr<std::unique_ptr<SensitivityMetric>> Create(ParamReader& p);
-  std::string Describe() const override { return "all_but_one"; }
+  explicit AllButOneMetric(std::vector<Target> targets) : targets_(std::move(targets)) {}
+  std::string Describe() const override;
   absl::Status Compute(const SensitivityContext& ctx, SensitivityTable* table) override;
+  bool Covers(Target t) const override;
+
+ private:
+  std::vector<Target> targets_;
 };
 
 }  // namespace quant::analysis

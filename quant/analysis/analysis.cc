@@ -161,14 +161,23 @@ absl::StatusOr<std::unique_ptr<AnalysisSpec>> ReadAnalysis(ParamReader& r) {
     for (int b : al.activation_bits) {
       if (b < 2 || b > 8) a.Fail("activations", absl::StrCat("bit width ", b, " is outside 2..8"));
     }
-    bool computed = false;
+    const SensitivityMetric* computing = nullptr;
     for (const auto& m : spec->metrics) {
-      const std::string d = m->Describe();
-      computed |= d.rfind(info.metric_plugin, 0) == 0;
+      if (m->Describe().rfind(info.metric_plugin, 0) == 0) computing = m.get();
     }
-    if (!computed) {
+    if (computing == nullptr) {
       a.Fail("objective", absl::StrCat("objective ", al.objective, " is computed by the metric '", info.metric_plugin,
                                        "', which analysis.metrics does not list"));
+    } else {
+      if (!computing->Covers(Target::kWeights)) {
+        a.Fail("objective", absl::StrCat("the allocation needs ", al.objective, " with the weights target; ",
+                                         computing->Describe(), " does not measure it"));
+      }
+      if (al.activation_bits.size() > 1 && !computing->Covers(Target::kActivations)) {
+        a.Fail("activations",
+               absl::StrCat("allocating activation bits needs ", al.objective, " with the activations target; ",
+                            computing->Describe(), " does not measure it"));
+      }
     }
     spec->allocate = std::move(al);
   }

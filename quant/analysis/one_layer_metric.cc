@@ -1,28 +1,41 @@
 #include "quant/analysis/one_layer_metric.h"
 
+#include <algorithm>
 #include <chrono>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
 
 namespace quant::analysis {
 
 absl::StatusOr<std::unique_ptr<SensitivityMetric>> OneLayerMetric::Create(ParamReader& p) {
+  std::vector<Target> targets = ReadTargets(p);
   if (absl::Status s = p.status(); !s.ok()) return s;
-  return std::unique_ptr<SensitivityMetric>(new OneLayerMetric());
+  return std::unique_ptr<SensitivityMetric>(new OneLayerMetric(std::move(targets)));
 }
+
+std::string OneLayerMetric::Describe() const {
+  std::vector<std::string> names;
+  for (Target t : targets_) names.push_back(TargetName(t));
+  return absl::StrCat("one_layer (", absl::StrJoin(names, ", "), ")");
+}
+
+bool OneLayerMetric::Covers(Target t) const { return std::find(targets_.begin(), targets_.end(), t) != targets_.end(); }
 
 absl::Status OneLayerMetric::Compute(const SensitivityContext& ctx, SensitivityTable* table) {
   const auto start = std::chrono::steady_clock::now();
   const int layers = static_cast<int>(ctx.net.weighted.size());
   std::vector<LayerChange> changes;
+  std::vector<Target> change_target;
   for (int k = 0; k < layers; ++k) {
-    changes.push_back({k, true, false});
-    changes.push_back({k, false, true});
-    changes.push_back({k, true, true});
+    for (Target t : targets_) {
+      changes.push_back({k, t != Target::kActivations, t != Target::kWeights});
+      change_target.push_back(t);
+    }
   }
-  const Target targets[3] = {Target::kWeights, Target::kActivations, Target::kBoth};
   for (size_t bi = 0; bi < ctx.bits.size(); ++bi) {
     const int b = ctx.bits[bi];
     Score base;
@@ -32,8 +45,8 @@ absl::Status OneLayerMetric::Compute(const SensitivityContext& ctx, SensitivityT
     table->scalars["float_loss"] = base.loss;
     for (size_t i = 0; i < changes.size(); ++i) {
       const std::string& layer = ctx.net.weighted[changes[i].layer].name;
-      table->Add(layer, b, targets[i % 3], "one_layer_accuracy_drop", 100.0 * (base.accuracy - scores[i].accuracy));
-      table->Add(layer, b, targets[i % 3], "one_layer_loss_increase", scores[i].loss - base.loss);
+      table->Add(layer, b, change_target[i], "one_layer_accuracy_drop", 100.0 * (base.accuracy - scores[i].accuracy));
+      table->Add(layer, b, change_target[i], "one_layer_loss_increase", scores[i].loss - base.loss);
     }
     if (ctx.log != nullptr) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -46,9 +59,9 @@ absl::Status OneLayerMetric::Compute(const SensitivityContext& ctx, SensitivityT
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   table->scalars["one_layer_seconds"] = s;
   table->notes.push_back(absl::StrFormat(
-      "one_layer: %d layers x %zu bit widths x 3 targets over %lld held-out training images, each run from its "
+      "one_layer: %d layers x %zu bit widths x %zu target(s) over %lld held-out training images, each run from its "
       "layer on (the float tensors before it reused): %.1f s; float accuracy %.4f, loss %.4f",
-      layers, ctx.bits.size(), static_cast<long long>(ctx.images), s, table->scalars["float_accuracy"],
+      layers, ctx.bits.size(), targets_.size(), static_cast<long long>(ctx.images), s, table->scalars["float_accuracy"],
       table->scalars["float_loss"]));
   return absl::OkStatus();
 }

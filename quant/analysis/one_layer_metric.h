@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "quant/analysis/sensitivity.h"
 
@@ -15,8 +16,13 @@ namespace quant::analysis {
 class OneLayerMetric : public SensitivityMetric {
  public:
   static absl::StatusOr<std::unique_ptr<SensitivityMetric>> Create(ParamReader& p);
-  std::string Describe() const override { return "one_layer"; }
+  explicit OneLayerMetric(std::vector<Target> targets) : targets_(std::move(targets)) {}
+  std::string Describe() const override;
   absl::Status Compute(const SensitivityContext& ctx, SensitivityTable* table) override;
+  bool Covers(Target t) const override;
+
+ private:
+  std::vector<Target> targets_;
 };
 
 }  // namespace quant::analysis

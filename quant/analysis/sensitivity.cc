@@ -274,6 +274,26 @@ absl::Status EvaluateChanges(const SensitivityContext& ctx, int bits, BaseState 
   return absl::OkStatus();
 }
 
+std::vector<Target> ReadTargets(ParamReader& p) {
+  const std::vector<std::string> names =
+      p.StringList("targets", {"weights", "activations", "both"},
+                   "what of the layer is quantized per measurement: weights, activations (its output), both");
+  std::vector<Target> out;
+  for (const std::string& n : names) {
+    if (n == "weights") {
+      out.push_back(Target::kWeights);
+    } else if (n == "activations") {
+      out.push_back(Target::kActivations);
+    } else if (n == "both") {
+      out.push_back(Target::kBoth);
+    } else {
+      p.Fail("targets", "'" + n + "' is not one of weights, activations, both");
+    }
+  }
+  if (names.empty()) p.Fail("targets", "lists no target");
+  return out;
+}
+
 absl::StatusOr<std::vector<std::unique_ptr<SensitivityMetric>>> ReadMetrics(ParamReader& analysis) {
   std::vector<std::unique_ptr<SensitivityMetric>> out;
   YAML::Node list = analysis.Node("metrics",

@@ -146,7 +146,15 @@ class SensitivityMetric {
   virtual ~SensitivityMetric() = default;
   virtual std::string Describe() const = 0;
   virtual absl::Status Compute(const SensitivityContext& ctx, SensitivityTable* table) = 0;
+  // Whether its entries cover `target` (an allocation objective needs its targets).
+  virtual bool Covers(Target target) const {
+    (void)target;
+    return true;
+  }
 };
+
+// Reads a metric's `targets:` ([weights, activations, both] by default).
+std::vector<Target> ReadTargets(ParamReader& p);
 
 // Reads `metrics:` (names or {name: ..., params} maps).
 absl::StatusOr<std::vector<std::unique_ptr<SensitivityMetric>>> ReadMetrics(ParamReader& analysis);

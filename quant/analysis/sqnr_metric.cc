@@ -1,10 +1,13 @@
 #include "quant/analysis/sqnr_metric.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "quant/backends/float_kernels.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
@@ -13,9 +16,18 @@
 namespace quant::analysis {
 
 absl::StatusOr<std::unique_ptr<SensitivityMetric>> SqnrMetric::Create(ParamReader& p) {
+  std::vector<Target> targets = ReadTargets(p);
   if (absl::Status s = p.status(); !s.ok()) return s;
-  return std::unique_ptr<SensitivityMetric>(new SqnrMetric());
+  return std::unique_ptr<SensitivityMetric>(new SqnrMetric(std::move(targets)));
 }
+
+std::string SqnrMetric::Describe() const {
+  std::vector<std::string> names;
+  for (Target t : targets_) names.push_back(TargetName(t));
+  return absl::StrCat("sqnr (", absl::StrJoin(names, ", "), ")");
+}
+
+bool SqnrMetric::Covers(Target t) const { return std::find(targets_.begin(), targets_.end(), t) != targets_.end(); }
 
 absl::Status SqnrMetric::Compute(const SensitivityContext& ctx, SensitivityTable* table) {
   const auto start = std::chrono::steady_clock::now();
@@ -30,9 +42,10 @@ absl::Status SqnrMetric::Compute(const SensitivityContext& ctx, SensitivityTable
     }
   }
   // Output SQNR: signal and noise summed over every image, per (layer, bits, target).
-  const Target targets[3] = {Target::kWeights, Target::kActivations, Target::kBoth};
+  const std::vector<Target>& targets = targets_;
+  const int nt = static_cast<int>(targets.size());
   const size_t nb = ctx.bits.size();
-  std::vector<double> signal(layers * nb * 3, 0.0), noise(layers * nb * 3, 0.0);
+  std::vector<double> signal(layers * nb * nt, 0.0), noise(layers * nb * nt, 0.0);
   backends::QuantizedModel work = m;
   std::vector<std::vector<float>> values(m.tensors_size());
   std::vector<float> saved;
@@ -52,7 +65,7 @@ absl::Status SqnrMetric::Compute(const SensitivityContext& ctx, SensitivityTable
       for (size_t bi = 0; bi < nb; ++bi) {
         const QuantizedAtBits& qb = ctx.at_bits.at(ctx.bits[bi]);
         const auto grid = qb.grids.find(out);
-        for (int t = 0; t < 3; ++t) {
+        for (int t = 0; t < nt; ++t) {
           const bool qw = targets[t] != Target::kActivations, qa = targets[t] != Target::kWeights;
           const float* src = qw ? qb.weights[k].data() : f.data();
           std::copy(src, src + dst->size(), dst->mutable_data());
@@ -65,7 +78,7 @@ absl::Status SqnrMetric::Compute(const SensitivityContext& ctx, SensitivityTable
             };
           }
           RETURN_IF_ERROR(backends::floatk::RunGraph(work, batch, &values, run));
-          const size_t slot = (k * nb + bi) * 3 + t;
+          const size_t slot = (k * nb + bi) * nt + t;
           for (size_t i = 0; i < saved.size(); ++i) {
             signal[slot] += static_cast<double>(saved[i]) * saved[i];
             const double d = static_cast<double>(saved[i]) - values[out][i];
@@ -79,8 +92,8 @@ absl::Status SqnrMetric::Compute(const SensitivityContext& ctx, SensitivityTable
   }
   for (int k = 0; k < layers; ++k) {
     for (size_t bi = 0; bi < nb; ++bi) {
-      for (int t = 0; t < 3; ++t) {
-        const size_t slot = (k * nb + bi) * 3 + t;
+      for (int t = 0; t < nt; ++t) {
+        const size_t slot = (k * nb + bi) * nt + t;
         table->Add(
             ctx.net.weighted[k].name, ctx.bits[bi], targets[t], "output_sqnr_db",
             noise[slot] == 0 ? std::numeric_limits<double>::infinity() : 10.0 * std::log10(signal[slot] / noise[slot]));

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "quant/analysis/sensitivity.h"
 
@@ -15,8 +16,13 @@ namespace quant::analysis {
 class SqnrMetric : public SensitivityMetric {
  public:
   static absl::StatusOr<std::unique_ptr<SensitivityMetric>> Create(ParamReader& p);
-  std::string Describe() const override { return "sqnr"; }
+  explicit SqnrMetric(std::vector<Target> targets) : targets_(std::move(targets)) {}
+  std::string Describe() const override;
   absl::Status Compute(const SensitivityContext& ctx, SensitivityTable* table) override;
+  bool Covers(Target t) const override;
+
+ private:
+  std::vector<Target> targets_;
 };
 
 }  // namespace quant::analysis

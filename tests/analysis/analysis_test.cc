@@ -329,6 +329,17 @@ TEST_F(SensitivityEngineTest, MetricsFillTheTable) {
     EXPECT_LT(w8 - w3, 40.0) << layer;
   }
   EXPECT_NE(table.Markdown().find("| one_layer_loss_increase (weights) |"), std::string::npos);
+  // A metric limited to one target measures only that one.
+  SensitivityTable weights_only;
+  ParamReader p(YAML::Load("{name: one_layer, targets: [weights]}"), "t.yaml", "m");
+  auto m = Registry<SensitivityMetric>::Get().CreateFrom(p, "name", "", "metric");
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_TRUE((*m)->Compute(ctx_, &weights_only).ok());
+  EXPECT_EQ(weights_only.entries.size(), 3u * 2 * 2);  // layers x bits x (drop, increase)
+  for (const SensitivityEntry& e : weights_only.entries) {
+    EXPECT_EQ(e.target, "weights");
+    EXPECT_DOUBLE_EQ(e.value, *table.Find(e.layer, e.bits, "weights", e.metric));  // the same runs
+  }
   EXPECT_GT(table.scalars.at("float_accuracy"), 0.5);
 }
 
@@ -365,6 +376,12 @@ TEST(AnalysisSpecTest, BadSectionsAreClearErrors) {
          "measures weights only");
   expect("{allocate: {activations: [4, 8], budget: {bops_bits: 4}}}", "one activation bit width");
   expect("{allocate: {budget: {size_bits: 4}, objectiv: x}}", "unknown key 'objectiv'");
+  expect("{metrics: [{name: one_layer, targets: [weight]}]}", "'weight' is not one of weights, activations, both");
+  expect("{metrics: [{name: one_layer, targets: [activations]}], allocate: {budget: {size_bits: 4}}}",
+         "with the weights target; one_layer (activations) does not measure it");
+  expect("{metrics: [{name: one_layer, targets: [weights]}], allocate: {activations: [4, 8], budget: {size_bits: 4}}}",
+         "with the activations target");
+  EXPECT_TRUE(ReadError("{metrics: [{name: one_layer, targets: [weights]}], allocate: {budget: {size_bits: 4}}}").ok());
 }
 
 TEST(AnalysisSpecTest, QuantSectionAtBitsKeepsEverythingButBits) {
