@@ -11,20 +11,7 @@
 
 namespace quant::analysis {
 
-absl::StatusOr<std::unique_ptr<SensitivityMetric>> AllButOneMetric::Create(ParamReader& p) {
-  std::vector<Target> targets = ReadTargets(p);
-  if (absl::Status s = p.status(); !s.ok()) return s;
-  return std::unique_ptr<SensitivityMetric>(new AllButOneMetric(std::move(targets)));
-}
-
-std::string AllButOneMetric::Describe() const {
-  std::vector<std::string> names;
-  for (Target t : targets_) names.push_back(TargetName(t));
-  return absl::StrCat("all_but_one (", absl::StrJoin(names, ", "), ")");
-}
-
-bool AllButOneMetric::Covers(Target t) const {
-  return std::find(targets_.begin(), targets_.end(), t) != targets_.end();
+return std::find(targets().begin(), targets().end(), t) != targets().end();
 }
 
 absl::Status AllButOneMetric::Compute(const SensitivityContext& ctx, SensitivityTable* table) {
@@ -35,7 +22,7 @@ absl::Status AllButOneMetric::Compute(const SensitivityContext& ctx, Sensitivity
   std::string uniform;
   for (size_t bi = 0; bi < ctx.bits.size(); ++bi) {
     const int b = ctx.bits[bi];
-    for (Target t : targets_) {
+    for (Target t : targets()) {
       const BaseState base_state{t != Target::kActivations, t != Target::kWeights};
       Score base;
       std::vector<Score> scores;
@@ -66,7 +53,7 @@ absl::Status AllButOneMetric::Compute(const SensitivityContext& ctx, Sensitivity
   return absl::OkStatus();
 }
 
-QUANTLAB_REGISTER(SensitivityMetric, "all_but_one", AllButOneMetric::Create,
+QUANTLAB_REGISTER(SensitivityMetric, "all_but_one", CreateTargetedMetric<AllButOneMetric>,
                   "accuracy and loss recovered when every layer but that one is quantized");
 
 }  // namespace quant::analysis

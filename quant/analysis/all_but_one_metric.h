@@ -4,7 +4,6 @@
 #ifndef QUANT_ANALYSIS_ALL_BUT_ONE_METRIC_H_
 #define QUANT_ANALYSIS_ALL_BUT_ONE_METRIC_H_
 
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,16 +11,10 @@
 
 namespace quant::analysis {
 
-class AllButOneMetric : public SensitivityMetric {
+class AllButOneMetric : public TargetedMetric {
  public:
-  static absl::StatusOr<std::unique_ptr<SensitivityMetric>> Create(ParamReader& p);
-  explicit AllButOneMetric(std::vector<Target> targets) : targets_(std::move(targets)) {}
-  std::string Describe() const override;
+  explicit AllButOneMetric(std::vector<Target> targets) : TargetedMetric("all_but_one", std::move(targets)) {}
   absl::Status Compute(const SensitivityContext& ctx, SensitivityTable* table) override;
-  bool Covers(Target t) const override;
-
- private:
-  std::vector<Target> targets_;
 };
 
 }  // namespace quant::analysis

@@ -11,27 +11,13 @@
 
 namespace quant::analysis {
 
-absl::StatusOr<std::unique_ptr<SensitivityMetric>> OneLayerMetric::Create(ParamReader& p) {
-  std::vector<Target> targets = ReadTargets(p);
-  if (absl::Status s = p.status(); !s.ok()) return s;
-  return std::unique_ptr<SensitivityMetric>(new OneLayerMetric(std::move(targets)));
-}
-
-std::string OneLayerMetric::Describe() const {
-  std::vector<std::string> names;
-  for (Target t : targets_) names.push_back(TargetName(t));
-  return absl::StrCat("one_layer (", absl::StrJoin(names, ", "), ")");
-}
-
-bool OneLayerMetric::Covers(Target t) const { return std::find(targets_.begin(), targets_.end(), t) != targets_.end(); }
-
 absl::Status OneLayerMetric::Compute(const SensitivityContext& ctx, SensitivityTable* table) {
   const auto start = std::chrono::steady_clock::now();
   const int layers = static_cast<int>(ctx.net.weighted.size());
   std::vector<LayerChange> changes;
   std::vector<Target> change_target;
   for (int k = 0; k < layers; ++k) {
-    for (Target t : targets_) {
+    for (Target t : targets()) {
       changes.push_back({k, t != Target::kActivations, t != Target::kWeights});
       change_target.push_back(t);
     }
@@ -61,12 +47,12 @@ absl::Status OneLayerMetric::Compute(const SensitivityContext& ctx, SensitivityT
   table->notes.push_back(absl::StrFormat(
       "one_layer: %d layers x %zu bit widths x %zu target(s) over %lld held-out training images, each run from its "
       "layer on (the float tensors before it reused): %.1f s; float accuracy %.4f, loss %.4f",
-      layers, ctx.bits.size(), targets_.size(), static_cast<long long>(ctx.images), s, table->scalars["float_accuracy"],
-      table->scalars["float_loss"]));
+      layers, ctx.bits.size(), targets().size(), static_cast<long long>(ctx.images), s,
+      table->scalars["float_accuracy"], table->scalars["float_loss"]));
   return absl::OkStatus();
 }
 
-QUANTLAB_REGISTER(SensitivityMetric, "one_layer", OneLayerMetric::Create,
+QUANTLAB_REGISTER(SensitivityMetric, "one_layer", CreateTargetedMetric<OneLayerMetric>,
                   "accuracy drop and loss increase when only that layer is quantized (weights, output, both)");
 
 }  // namespace quant::analysis

@@ -294,6 +294,14 @@ std::vector<Target> ReadTargets(ParamReader& p) {
   return out;
 }
 
+std::string TargetedMetric::Describe() const {
+  std::vector<std::string> names;
+  for (Target t : targets_) names.push_back(TargetName(t));
+  return absl::StrCat(name_, " (", absl::StrJoin(names, ", "), ")");
+}
+
+bool TargetedMetric::Covers(Target t) const { return std::find(targets_.begin(), targets_.end(), t) != targets_.end(); }
+
 absl::StatusOr<std::vector<std::unique_ptr<SensitivityMetric>>> ReadMetrics(ParamReader& analysis) {
   std::vector<std::unique_ptr<SensitivityMetric>> out;
   YAML::Node list = analysis.Node("metrics",

@@ -156,6 +156,30 @@ class SensitivityMetric {
 // Reads a metric's `targets:` ([weights, activations, both] by default).
 std::vector<Target> ReadTargets(ParamReader& p);
 
+// A metric measured per target, chosen by `targets:` in its map (one_layer, all_but_one, sqnr).
+class TargetedMetric : public SensitivityMetric {
+ public:
+  TargetedMetric(std::string name, std::vector<Target> targets)
+      : name_(std::move(name)), targets_(std::move(targets)) {}
+  std::string Describe() const override;  // "one_layer (weights, both)"
+  bool Covers(Target t) const override;
+
+ protected:
+  const std::vector<Target>& targets() const { return targets_; }
+
+ private:
+  std::string name_;
+  std::vector<Target> targets_;
+};
+
+// The registry factory of a TargetedMetric subclass M (constructed from its targets).
+template <typename M>
+absl::StatusOr<std::unique_ptr<SensitivityMetric>> CreateTargetedMetric(ParamReader& p) {
+  std::vector<Target> targets = ReadTargets(p);
+  if (absl::Status s = p.status(); !s.ok()) return s;
+  return std::unique_ptr<SensitivityMetric>(new M(std::move(targets)));
+}
+
 // Reads `metrics:` (names or {name: ..., params} maps).
 absl::StatusOr<std::vector<std::unique_ptr<SensitivityMetric>>> ReadMetrics(ParamReader& analysis);
 

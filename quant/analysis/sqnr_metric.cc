@@ -15,20 +15,6 @@
 
 namespace quant::analysis {
 
-absl::StatusOr<std::unique_ptr<SensitivityMetric>> SqnrMetric::Create(ParamReader& p) {
-  std::vector<Target> targets = ReadTargets(p);
-  if (absl::Status s = p.status(); !s.ok()) return s;
-  return std::unique_ptr<SensitivityMetric>(new SqnrMetric(std::move(targets)));
-}
-
-std::string SqnrMetric::Describe() const {
-  std::vector<std::string> names;
-  for (Target t : targets_) names.push_back(TargetName(t));
-  return absl::StrCat("sqnr (", absl::StrJoin(names, ", "), ")");
-}
-
-bool SqnrMetric::Covers(Target t) const { return std::find(targets_.begin(), targets_.end(), t) != targets_.end(); }
-
 absl::Status SqnrMetric::Compute(const SensitivityContext& ctx, SensitivityTable* table) {
   const auto start = std::chrono::steady_clock::now();
   const backends::QuantizedModel& m = ctx.net.model;
@@ -42,7 +28,7 @@ absl::Status SqnrMetric::Compute(const SensitivityContext& ctx, SensitivityTable
     }
   }
   // Output SQNR: signal and noise summed over every image, per (layer, bits, target).
-  const std::vector<Target>& targets = targets_;
+  const std::vector<Target>& targets = this->targets();
   const int nt = static_cast<int>(targets.size());
   const size_t nb = ctx.bits.size();
   std::vector<double> signal(layers * nb * nt, 0.0), noise(layers * nb * nt, 0.0);
@@ -109,7 +95,7 @@ absl::Status SqnrMetric::Compute(const SensitivityContext& ctx, SensitivityTable
   return absl::OkStatus();
 }
 
-QUANTLAB_REGISTER(SensitivityMetric, "sqnr", SqnrMetric::Create,
+QUANTLAB_REGISTER(SensitivityMetric, "sqnr", CreateTargetedMetric<SqnrMetric>,
                   "quantization SQNR of each layer's weights and of its output (the layer alone quantized)");
 
 }  // namespace quant::analysis

@@ -5,7 +5,6 @@
 #ifndef QUANT_ANALYSIS_SQNR_METRIC_H_
 #define QUANT_ANALYSIS_SQNR_METRIC_H_
 
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,16 +12,10 @@
 
 namespace quant::analysis {
 
-class SqnrMetric : public SensitivityMetric {
+class SqnrMetric : public TargetedMetric {
  public:
-  static absl::StatusOr<std::unique_ptr<SensitivityMetric>> Create(ParamReader& p);
-  explicit SqnrMetric(std::vector<Target> targets) : targets_(std::move(targets)) {}
-  std::string Describe() const override;
+  explicit SqnrMetric(std::vector<Target> targets) : TargetedMetric("sqnr", std::move(targets)) {}
   absl::Status Compute(const SensitivityContext& ctx, SensitivityTable* table) override;
-  bool Covers(Target t) const override;
-
- private:
-  std::vector<Target> targets_;
 };
 
 }  // namespace quant::analysis
