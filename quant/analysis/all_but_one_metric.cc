@@ -11,9 +11,6 @@
 
 namespace quant::analysis {
 
-return std::find(targets().begin(), targets().end(), t) != targets().end();
-}
-
 absl::Status AllButOneMetric::Compute(const SensitivityContext& ctx, SensitivityTable* table) {
   const auto start = std::chrono::steady_clock::now();
   const int layers = static_cast<int>(ctx.net.weighted.size());
