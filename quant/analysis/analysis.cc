@@ -50,8 +50,12 @@ std::string EscapeRegex(const std::string& s) {
 std::string AnalysisSpec::Describe() const {
   std::vector<std::string> names;
   for (const auto& m : metrics) names.push_back(m->Describe());
-  std::string out = absl::StrCat("sensitivity of every conv/linear at ", absl::StrJoin(bits, "/"),
-                                 " bits: ", absl::StrJoin(names, ", "), " on ", images, " held-out training images");
+  std::vector<std::string> pass_names;
+  for (const auto& p : passes) pass_names.push_back(p->Describe());
+  std::string out =
+      absl::StrCat("sensitivity of every conv/linear at ", absl::StrJoin(bits, "/"), " bits",
+                   passes.empty() ? "" : absl::StrCat(" (weights by ", absl::StrJoin(pass_names, ", "), ")"), ": ",
+                   absl::StrJoin(names, ", "), " on ", images, " held-out training images");
   if (allocate.has_value()) {
     const AllocateSpec& a = *allocate;
     std::string budget = a.size_bytes  ? absl::StrFormat("size <= %.0f bytes", *a.size_bytes)
@@ -87,6 +91,9 @@ absl::StatusOr<std::unique_ptr<AnalysisSpec>> ReadAnalysis(ParamReader& r) {
   auto metrics = ReadMetrics(r);
   if (!metrics.ok()) return metrics.status();
   spec->metrics = std::move(metrics).value();
+  auto passes = ptq::ReadPasses(r);
+  if (!passes.ok()) return passes.status();
+  spec->passes = std::move(passes).value();
   if (r.Has("allocate")) {
     ParamReader& a = r.Map("allocate", "mixed-precision bit allocation under a budget");
     AllocateSpec al;
@@ -220,6 +227,7 @@ absl::StatusOr<AnalysisResult> RunAnalysis(AnalysisSpec& spec, const AnalysisInp
   po.seed = in.seed;
   po.log = in.log;
   po.name = in.name;
+  for (const auto& pass : spec.passes) po.passes.push_back(pass.get());
   if (in.log != nullptr) {
     std::fprintf(in.log, "[%s] analysis: converting at %s bits ...\n", in.name.c_str(),
                  absl::StrJoin(spec.bits, "/").c_str());

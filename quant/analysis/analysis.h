@@ -6,6 +6,7 @@
 //     bits: [2, 3, 4, 8]
 //     metrics: [one_layer, sqnr, hessian_trace]
 //     images: 1024                      # held-out training images
+//     passes: [gptq]                    # the rounding the weights get at each bit width (default: nearest)
 //     allocate:
 //       weights: [2, 3, 4, 8]           # candidate weight bits per layer
 //       activations: [8]                # candidate output-activation bits (default: as quant: says)
@@ -56,6 +57,8 @@ struct AnalysisSpec {
   int64_t calibration_images = 1024;
   int64_t batch_size = 256;
   std::vector<std::unique_ptr<SensitivityMetric>> metrics;
+  // PTQ passes run at each bit width before the weights are taken (analysis.passes).
+  std::vector<std::unique_ptr<ptq::PtqPass>> passes;
   std::optional<AllocateSpec> allocate;
   std::string Describe() const;
 };

@@ -158,10 +158,20 @@ absl::StatusOr<SensitivityContext> PrepareSensitivity(nn::Model& model, const YA
     auto config = QuantConfig::Read(reader);
     if (!config.ok()) return config.status();
     RETURN_IF_ERROR(reader.Finish());
-    auto q = ptq::MakeStaticQuantizers(ctx.net, **config);
+    ptq::FloatNet net = ctx.net;
+    std::vector<std::string> pass_notes;
+    for (ptq::PtqPass* pass : options.passes) {
+      ptq::PtqPassContext pc{&net,         config->get(), calibration.data(), n_cal, &pass_notes,
+                             options.seed, nullptr,       options.name};
+      if (absl::Status s = pass->Run(pc); !s.ok()) {
+        return absl::Status(s.code(),
+                            absl::StrCat("analysis at ", b, " bits: ptq pass ", pass->Describe(), ": ", s.message()));
+      }
+    }
+    auto q = ptq::MakeStaticQuantizers(net, **config);
     if (!q.ok())
       return absl::Status(q.status().code(), absl::StrCat("analysis at ", b, " bits: ", q.status().message()));
-    auto integer = ptq::QuantizeStatic(ctx.net, *q, calibration.data(), n_cal, options.batch_size);
+    auto integer = ptq::QuantizeStatic(net, *q, calibration.data(), n_cal, options.batch_size);
     if (!integer.ok()) {
       return absl::Status(integer.status().code(),
                           absl::StrCat("analysis at ", b, " bits: ", integer.status().message()));

@@ -37,6 +37,7 @@
 #include "quant/data/dataset.h"
 #include "quant/nn/model.h"
 #include "quant/ptq/converter.h"
+#include "quant/ptq/ptq_pass.h"
 #include "quant/qmath/qparams.h"
 #include "yaml-cpp/yaml.h"
 
@@ -103,6 +104,9 @@ struct SensitivityContext {
 
 struct PrepareOptions {
   std::vector<int> bits;
+  // PTQ passes (e.g. gptq) run on a copy of the float net at each bit width before its
+  // conversion, so that the metrics see the weights the deployment will round them to.
+  std::vector<ptq::PtqPass*> passes;
   int64_t images = 1024;
   int64_t calibration_images = 1024;
   int64_t batch_size = 256;

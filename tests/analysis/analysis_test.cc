@@ -343,6 +343,36 @@ TEST_F(SensitivityEngineTest, MetricsFillTheTable) {
   EXPECT_GT(table.scalars.at("float_accuracy"), 0.5);
 }
 
+// analysis.passes: the weights at each bit width as GPTQ rounds them; its output error is
+// lower than nearest rounding's, layer by layer.
+TEST_F(SensitivityEngineTest, PassesRoundTheWeightsAsTheDeploymentWill) {
+  auto gptq = ptq_test::Pass("{name: gptq}");
+  PrepareOptions o;
+  o.bits = {3};
+  o.images = 300;
+  o.calibration_images = 256;
+  o.batch_size = 128;
+  o.passes = {gptq.get()};
+  auto with = PrepareSensitivity(*model_, quant_, "q.yaml", *ds_, o);
+  ASSERT_TRUE(with.ok()) << with.status();
+  auto sqnr = [](const SensitivityContext& c) {
+    SensitivityTable t;
+    ParamReader p(YAML::Load("{name: sqnr, targets: [weights]}"), "t.yaml", "m");
+    auto m = Registry<SensitivityMetric>::Get().CreateFrom(p, "name", "", "metric");
+    EXPECT_TRUE(m.ok()) << m.status();
+    EXPECT_TRUE((*m)->Compute(c, &t).ok());
+    return t;
+  };
+  const SensitivityTable nearest = sqnr(ctx_), rounded = sqnr(*with);
+  for (const ptq::WeightedLayer& w : ctx_.net.weighted) {
+    EXPECT_NE(with->at_bits.at(3).weights.size(), 0u);
+    const double a = *nearest.Find(w.name, 3, "weights", "output_sqnr_db");
+    const double b = *rounded.Find(w.name, 3, "weights", "output_sqnr_db");
+    EXPECT_GT(b, a) << w.name;
+  }
+  EXPECT_NE(with->at_bits.at(3).weights[1], ctx_.at_bits.at(3).weights[1]);
+}
+
 TEST(SpearmanTest, RanksWithTies) {
   EXPECT_DOUBLE_EQ(SpearmanCorrelation({1, 2, 3, 4}, {10, 20, 30, 40}), 1.0);
   EXPECT_DOUBLE_EQ(SpearmanCorrelation({1, 2, 3, 4}, {4, 3, 2, 1}), -1.0);
