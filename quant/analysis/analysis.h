@@ -80,9 +80,9 @@ struct AnalysisResult {
   bool allocated = false;
   std::vector<LayerAllocation> allocation;
   Allocation solution;
-  double budget = 0;                 // bytes or BOPs, as the spec's kind
-  std::string budget_unit;           // "bytes" / "BOPs"
-  int64_t predicted_size_bytes = 0;  // PackedModelBytes of the allocated model
+  double budget = 0;                     // bytes or BOPs, as the spec's kind
+  std::string budget_unit;               // "bytes" / "BOPs"
+  int64_t predicted_size_bytes = 0;      // PackedModelBytes of the allocated model
   double predicted_latency_seconds = 0;  // latency budgets: from the measured per-layer table
   double predicted_bops = 0;
   YAML::Node quant;  // the quant section with the allocation's overrides

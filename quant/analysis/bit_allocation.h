@@ -25,9 +25,9 @@ namespace quant::analysis {
 struct AllocationChoice {
   int weight_bits = 8;
   int activation_bits = 8;
-  double cost = 0;         // the sensitivity of this layer at these bits
-  int64_t size_bytes = 0;  // what this layer's choice adds to the model size
-  double bops = 0;         // MACs x weight bits x input activation bits
+  double cost = 0;             // the sensitivity of this layer at these bits
+  int64_t size_bytes = 0;      // what this layer's choice adds to the model size
+  double bops = 0;             // MACs x weight bits x input activation bits
   double latency_seconds = 0;  // this layer's measured time at these bits (latency_table.h)
 };
 
