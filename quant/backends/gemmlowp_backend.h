@@ -5,7 +5,7 @@
 // gemmlowp multiplies uint8 matrices only, so int8 activations and weights are
 // carried as uint8 = int8 + 128 with every zero point shifted by 128: (q - zp) is
 // unchanged, so the int32 accumulators and all results are bit-identical to the
-// reference. One thread; the SSE4 kernels (GEMMLOWP_SSE4_64) are compiled in.
+// reference. One thread; the AVX2 kernels (GEMMLOWP_AVX2_64, enabled by @system_libs//:gemmlowp) are compiled in.
 // Every other op (pools, add, concat, lookup tables, reshapes) shares the
 // reference kernels: the class derives from ReferenceBackend and replaces only
 // the two GEMM ops, so the shared executor and int32 buffers are the reference's.

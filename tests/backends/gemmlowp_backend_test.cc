@@ -45,7 +45,7 @@ int64_t Differences(const QuantizedModel& m, int64_t batch, uint64_t seed, int64
 
 TEST(GemmlowpBackendTest, IsRegisteredAndUsesSimdKernels) {
   EXPECT_TRUE(Registry<Backend>::Get().Contains("gemmlowp"));
-  EXPECT_STREQ(GemmlowpBackend::KernelPath(), "SSE4 64-bit");
+  EXPECT_STREQ(GemmlowpBackend::KernelPath(), "AVX2 64-bit");
 }
 
 TEST(GemmlowpBackendTest, BitIdenticalToReferenceOnEveryLayerType) {
