@@ -320,8 +320,7 @@ absl::StatusOr<AnalysisResult> RunAnalysis(AnalysisSpec& spec, const AnalysisInp
       std::map<int, std::vector<double>> op_time;
       std::vector<backends::QuantizedModel> models;
       for (int wb : al.weight_bits) {
-        YAML::Node section = QuantSectionAtBits(in.quant, wb);
-        if (section["activations"].IsMap()) section["activations"] = YAML::Clone(in.quant["activations"]);
+        YAML::Node section = QuantSectionAtBits(in.quant, wb, /*activations=*/false);
         ParamReader reader(section, in.file, "quant");
         ASSIGN_OR_RETURN(std::unique_ptr<QuantConfig> config, QuantConfig::Read(reader));
         ASSIGN_OR_RETURN(ptq::StaticQuantizers q, ptq::MakeStaticQuantizers(ctx.net, *config));

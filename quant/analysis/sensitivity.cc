@@ -97,16 +97,18 @@ std::string SensitivityTable::Markdown() const {
   return out;
 }
 
-YAML::Node QuantSectionAtBits(const YAML::Node& quant, int bits) {
+YAML::Node QuantSectionAtBits(const YAML::Node& quant, int bits, bool activations) {
   YAML::Node out = YAML::Clone(quant);
-  for (const char* key : {"weights", "activations"}) {
+  std::vector<const char*> keys = {"weights"};
+  if (activations) keys.push_back("activations");
+  for (const char* key : keys) {
     if (out[key].IsMap()) out[key]["bits"] = bits;
   }
   YAML::Node overrides = out["overrides"];
   if (overrides.IsSequence()) {
     for (size_t i = 0; i < overrides.size(); ++i) {
       YAML::Node o = overrides[i];
-      for (const char* key : {"weights", "activations"}) {
+      for (const char* key : keys) {
         if (o[key].IsMap() && o[key]["bits"].IsDefined()) o[key].remove("bits");
       }
     }
@@ -313,7 +315,6 @@ std::string TargetedMetric::Describe() const {
 bool TargetedMetric::Covers(Target t) const { return std::find(targets_.begin(), targets_.end(), t) != targets_.end(); }
 
 absl::StatusOr<std::vector<std::unique_ptr<SensitivityMetric>>> ReadMetrics(ParamReader& analysis) {
-  std::vector<std::unique_ptr<SensitivityMetric>> out;
   YAML::Node list = analysis.Node("metrics",
                                   "sensitivity metrics: [one_layer, all_but_one, sqnr, hessian_trace] or "
                                   "{name: ..., params}");
@@ -321,24 +322,11 @@ absl::StatusOr<std::vector<std::unique_ptr<SensitivityMetric>>> ReadMetrics(Para
     list = YAML::Node(YAML::NodeType::Sequence);
     for (const char* m : {"one_layer", "sqnr"}) list.push_back(m);
   }
-  if (!list.IsSequence() || list.size() == 0) {
-    analysis.Fail("metrics", "expected a non-empty list of metric names or {name: ..., params} maps");
+  if (list.IsSequence() && list.size() == 0) {
+    analysis.Fail("metrics", "lists no metric");
     return analysis.status();
   }
-  for (size_t i = 0; i < list.size(); ++i) {
-    YAML::Node element = list[i];
-    if (element.IsScalar()) {
-      YAML::Node map(YAML::NodeType::Map);
-      map["name"] = element;
-      element = map;
-    }
-    ParamReader reader = analysis.ListElement(element, "metrics", i);
-    auto metric = Registry<SensitivityMetric>::Get().CreateFrom(reader, "name", "", "sensitivity metric");
-    if (!metric.ok()) return metric.status();
-    RETURN_IF_ERROR(reader.Finish());
-    out.push_back(std::move(metric).value());
-  }
-  return out;
+  return Registry<SensitivityMetric>::Get().CreateList(analysis, list, "metrics", "sensitivity metric names");
 }
 
 double SpearmanCorrelation(const std::vector<double>& a, const std::vector<double>& b) {

@@ -115,9 +115,10 @@ struct PrepareOptions {
   std::string name;
 };
 
-// The `quant:` section with `bits` set to b for weights and activations (base specs,
-// and removed from every override so that b reaches every layer); "none" specs stay.
-YAML::Node QuantSectionAtBits(const YAML::Node& quant, int bits);
+// The `quant:` section with `bits` set to b for weights and (unless `activations` is
+// false) activations: in the base specs, and removed from every override so that b
+// reaches every layer; "none" specs stay.
+YAML::Node QuantSectionAtBits(const YAML::Node& quant, int bits, bool activations = true);
 
 // `quant` is the experiment's `quant:` section (its file and origins locate errors).
 absl::StatusOr<SensitivityContext> PrepareSensitivity(nn::Model& model, const YAML::Node& quant,

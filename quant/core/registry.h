@@ -112,6 +112,35 @@ class Registry {
     return plugin;
   }
 
+  // A YAML list of plugins, each a name (`cle`: its defaults) or a map naming it
+  // (`{name: gptq, block: 64}`), created in order from `parent`'s list under `key`
+  // (`passes: [...]`, `metrics: [...]`). `list` is that node (read by the caller with its
+  // own help); `what` names the kind in errors ("pass names"). Every element's keys are
+  // checked (Finish), so an unknown one is an error located at it.
+  absl::StatusOr<std::vector<std::unique_ptr<Interface>>> CreateList(ParamReader& parent, const YAML::Node& list,
+                                                                     std::string_view key,
+                                                                     std::string_view what) const {
+    std::vector<std::unique_ptr<Interface>> out;
+    if (!list.IsSequence()) {
+      parent.Fail(key, absl::StrCat("expected a list of ", std::string(what), " or {name: ..., params} maps"));
+      return parent.status();
+    }
+    for (size_t i = 0; i < list.size(); ++i) {
+      YAML::Node element = list[i];
+      if (element.IsScalar()) {
+        YAML::Node map(YAML::NodeType::Map);
+        map["name"] = element;
+        element = map;
+      }
+      ParamReader reader = parent.ListElement(element, key, i);
+      auto plugin = CreateFrom(reader, "name", "", what);
+      if (!plugin.ok()) return plugin.status();
+      if (absl::Status s = reader.Finish(); !s.ok()) return s;
+      out.push_back(std::move(plugin).value());
+    }
+    return out;
+  }
+
   // Runs every factory against a describing reader to list its parameters.
   std::vector<PluginDescription> Describe() const {
     std::vector<PluginDescription> out;

@@ -45,24 +45,7 @@ absl::StatusOr<std::vector<std::unique_ptr<PtqPass>>> ReadPasses(ParamReader& pt
   const YAML::Node list = ptq.Node("passes", "PTQ passes run in order before quantization: [cle, bias_absorption, "
                                              "bias_correction, ...] or {name: ..., params}");
   if (!list.IsDefined() || list.IsNull()) return out;
-  if (!list.IsSequence()) {
-    ptq.Fail("passes", "expected a list of pass names or {name: ..., params} maps");
-    return ptq.status();
-  }
-  for (size_t i = 0; i < list.size(); ++i) {
-    YAML::Node element = list[i];
-    if (element.IsScalar()) {  // `- cle`: a pass with its default settings
-      YAML::Node map(YAML::NodeType::Map);
-      map["name"] = element;
-      element = map;
-    }
-    ParamReader reader = ptq.ListElement(element, "passes", i);
-    auto pass = Registry<PtqPass>::Get().CreateFrom(reader, "name", "", "PTQ pass");
-    if (!pass.ok()) return pass.status();
-    if (absl::Status s = reader.Finish(); !s.ok()) return s;
-    out.push_back(std::move(pass).value());
-  }
-  return out;
+  return Registry<PtqPass>::Get().CreateList(ptq, list, "passes", "PTQ pass names");
 }
 
 absl::Status ForEachInputRows(const backends::QuantizedModel& m, const WeightedLayer& w, const float* images, int64_t n,
