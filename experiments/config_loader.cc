@@ -4,9 +4,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -151,12 +153,130 @@ absl::Status Apply(ExperimentSpec& spec, const Assignment& a) {
   return absl::OkStatus();
 }
 
-void Finalise(ExperimentSpec& spec, const std::vector<std::string>& labels) {
+// The files being loaded, outermost first: a dependency that names one of them is a cycle.
+using LoadStack = std::vector<std::string>;
+
+absl::StatusOr<std::vector<ExperimentSpec>> Load(const std::string& path, const std::vector<std::string>& sets,
+                                                 LoadStack& stack);
+
+// Every `init_from` key of the config (at any depth of maps), with its key path.
+void FindInitFrom(const YAML::Node& node, const std::string& prefix,
+                  std::vector<std::pair<std::string, YAML::Node>>& out) {
+  if (!node.IsMap()) return;
+  for (const auto& kv : node) {
+    if (!kv.first.IsScalar()) continue;
+    const std::string path = prefix.empty() ? kv.first.Scalar() : absl::StrCat(prefix, ".", kv.first.Scalar());
+    if (kv.first.Scalar() == "init_from") {
+      out.emplace_back(path, kv.second);
+    } else {
+      FindInitFrom(kv.second, path, out);
+    }
+  }
+}
+
+// A dependency's config file: beside the file that names it, else beside the top-level
+// config (a sweep's `set:`), else relative to the working directory.
+std::string ResolveDependencyFile(const std::string& spec_file, const std::string& top_file, const std::string& name) {
+  namespace fs = std::filesystem;
+  if (fs::path(name).is_absolute()) return name;
+  for (const std::string& dir_of : {spec_file, top_file}) {
+    const fs::path beside = fs::path(dir_of).parent_path() / name;
+    if (fs::exists(beside)) return beside.lexically_normal().string();
+  }
+  return name;
+}
+
+// Replaces each `init_from: {config: ...}` of `spec` by a marker naming the dependency's
+// run ({experiment, config_id, checkpoint}, so that the dependent's id changes with the
+// dependency's config) and loads the dependency, recursively.
+absl::Status ResolveDependencies(ExperimentSpec& spec, const std::string& top_file, LoadStack& stack) {
+  std::vector<std::pair<std::string, YAML::Node>> keys;
+  FindInitFrom(spec.root, "", keys);
+  for (auto& [key_path, node] : keys) {
+    if (!node.IsMap()) continue;
+    const std::string where = NodeLocation(spec.source_file, node);
+    ParamReader reader(node, spec.source_file, key_path, spec.origins);
+    const std::string config = reader.RequiredString("config", "the experiment file whose checkpoint this starts from");
+    const YAML::Node set = reader.Node("set", "assignments applied to that experiment (key.path: value)");
+    const std::string checkpoint =
+        reader.String("checkpoint", "model.pb", "the file of that experiment's run directory to load");
+    RETURN_IF_ERROR(reader.Finish());
+    if (checkpoint.empty() || checkpoint.find('/') != std::string::npos || checkpoint == "." || checkpoint == "..") {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", key_path, ".checkpoint: '", checkpoint,
+                                                     "' must be a file name in the run directory (e.g. model.pb)"));
+    }
+    std::vector<std::string> sets;
+    if (set.IsDefined()) {
+      if (!set.IsMap()) {
+        return absl::InvalidArgumentError(absl::StrCat(NodeLocation(spec.source_file, set), ": ", key_path,
+                                                       ".set: expected a map of key paths to values"));
+      }
+      for (const auto& kv : set) sets.push_back(absl::StrCat(kv.first.Scalar(), "=", ScalarText(kv.second)));
+    }
+    const std::string file = ResolveDependencyFile(spec.source_file, top_file, config);
+    std::error_code ec;
+    const std::string canonical = std::filesystem::weakly_canonical(file, ec).string();
+    if (std::find(stack.begin(), stack.end(), canonical) != stack.end()) {
+      std::vector<std::string> chain(stack.begin(), stack.end());
+      chain.push_back(canonical);
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", key_path, ".config: ", config,
+                                                     " makes a cycle of dependencies: ", absl::StrJoin(chain, " -> ")));
+    }
+    auto loaded = Load(file, sets, stack);
+    if (!loaded.ok()) {
+      return absl::Status(loaded.status().code(), absl::StrCat(where, ": ", key_path, ".config: ", config, ": ",
+                                                               std::string(loaded.status().message())));
+    }
+    if (loaded->size() != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", key_path, ".config: ", file, " is a sweep of ",
+                                                     loaded->size(),
+                                                     " experiments; a dependency must be one experiment"));
+    }
+    auto dep = std::make_shared<ExperimentSpec>(std::move(loaded->front()));
+    YAML::Node marker(YAML::NodeType::Map);
+    marker["experiment"] = dep->name;
+    marker["config_id"] = dep->config_id;
+    marker["checkpoint"] = checkpoint;
+    RETURN_IF_ERROR(SetAtPath(spec.root, key_path, marker));
+    spec.dependencies.push_back(Dependency{key_path, checkpoint, where, std::move(dep)});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Finalise(ExperimentSpec& spec, const std::vector<std::string>& labels, const std::string& top_file,
+                      LoadStack& stack) {
+  RETURN_IF_ERROR(ResolveDependencies(spec, top_file, stack));
   const YAML::Node name = spec.root["name"];
   std::string base = name && name.IsScalar() ? name.Scalar() : "experiment";
   if (!labels.empty()) base = absl::StrCat(base, "__", absl::StrJoin(labels, "__"));
   spec.name = base;
   spec.config_id = ConfigId(spec.root);
+  return absl::OkStatus();
+}
+
+// `seeds: [0, 1, 2]`: an axis of the key `seed`, each a non-negative integer, none twice.
+absl::StatusOr<Axis> SeedsAxis(const std::string& file, const YAML::Node& values) {
+  if (!values.IsSequence() || values.size() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(file, values), ": seeds: expected a non-empty list of non-negative integers"));
+  }
+  Axis axis;
+  std::map<uint64_t, int> seen;
+  for (size_t i = 0; i < values.size(); ++i) {
+    uint64_t seed = 0;
+    if (!values[i].IsScalar() || values[i].Scalar().empty() || values[i].Scalar()[0] == '-' ||
+        !absl::SimpleAtoi(values[i].Scalar(), &seed) || seed > uint64_t{INT64_MAX}) {
+      return absl::InvalidArgumentError(absl::StrCat(Where(file, values[i]), ": seeds[", i,
+                                                     "]: expected a non-negative integer, not '", ScalarText(values[i]),
+                                                     "'"));
+    }
+    if (!seen.emplace(seed, values[i].Mark().line + 1).second) {
+      return absl::InvalidArgumentError(absl::StrCat(Where(file, values[i]), ": seeds[", i, "]: seed ", seed,
+                                                     " is listed twice (first at line ", seen[seed], ")"));
+    }
+    axis.push_back({Assignment{"seed", values[i], absl::StrCat(Where(file, values[i]), " (seeds)")}});
+  }
+  return axis;
 }
 
 }  // namespace
@@ -303,6 +423,23 @@ absl::StatusOr<std::pair<std::string, YAML::Node>> ParseAssignment(const std::st
 
 absl::StatusOr<std::vector<ExperimentSpec>> LoadExperiments(const std::string& path,
                                                             const std::vector<std::string>& sets) {
+  LoadStack stack;
+  return Load(path, sets, stack);
+}
+
+namespace {
+
+absl::StatusOr<std::vector<ExperimentSpec>> Load(const std::string& path, const std::vector<std::string>& sets,
+                                                 LoadStack& stack) {
+  if (stack.size() > 32) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": dependencies nested deeper than 32 levels"));
+  }
+  std::error_code canonical_error;
+  stack.push_back(std::filesystem::weakly_canonical(path, canonical_error).string());
+  struct Pop {
+    LoadStack& stack;
+    ~Pop() { stack.pop_back(); }
+  } pop{stack};
   ASSIGN_OR_RETURN(YAML::Node doc, LoadYamlFile(path));
   std::vector<Assignment> command_line;
   for (const std::string& s : sets) {
@@ -312,11 +449,29 @@ absl::StatusOr<std::vector<ExperimentSpec>> LoadExperiments(const std::string& p
 
   const bool is_sweep = doc["base"] || doc["sweep"] || doc["zip"];
   std::vector<ExperimentSpec> specs;
-  if (!is_sweep) {
+  if (!is_sweep && !doc["seeds"]) {
     ASSIGN_OR_RETURN(ExperimentSpec spec, MakeSpec(path, doc));
     for (const Assignment& a : command_line) RETURN_IF_ERROR(Apply(spec, a));
-    Finalise(spec, {});
+    RETURN_IF_ERROR(Finalise(spec, {}, path, stack));
     specs.push_back(std::move(spec));
+    return specs;
+  }
+  if (!is_sweep) {
+    // A plain experiment with `seeds:`: one member per seed, the file itself the base.
+    if (doc["seed"]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          NodeLocation(path, doc["seed"]), ": give either seed or seeds (a list: one run per seed), not both"));
+    }
+    ASSIGN_OR_RETURN(Axis seeds, SeedsAxis(path, doc["seeds"]));
+    for (size_t i = 0; i < seeds.size(); ++i) {
+      ASSIGN_OR_RETURN(YAML::Node member, LoadYamlFile(path));
+      member.remove("seeds");
+      ASSIGN_OR_RETURN(ExperimentSpec spec, MakeSpec(path, member));
+      RETURN_IF_ERROR(Apply(spec, seeds[i].front()));
+      for (const Assignment& a : command_line) RETURN_IF_ERROR(Apply(spec, a));
+      RETURN_IF_ERROR(Finalise(spec, {AxisLabel("seed", seeds[i].front().value, {"seed"}, i)}, path, stack));
+      specs.push_back(std::move(spec));
+    }
     return specs;
   }
 
@@ -327,6 +482,7 @@ absl::StatusOr<std::vector<ExperimentSpec>> LoadExperiments(const std::string& p
   const YAML::Node fixed = sweep.Node("set", "assignments applied to every experiment");
   const YAML::Node grid = sweep.Node("sweep", "key path -> list of values (grid product)");
   const YAML::Node zip = sweep.Node("zip", "key path -> equal-length lists that vary together");
+  const YAML::Node seeds = sweep.Node("seeds", "one member per seed (the last axis)");
   RETURN_IF_ERROR(sweep.Finish());
 
   std::vector<Axis> axes;
@@ -351,6 +507,16 @@ absl::StatusOr<std::vector<ExperimentSpec>> LoadExperiments(const std::string& p
       axes.push_back(std::move(axis));
     }
   }
+  if (seeds.IsDefined()) {
+    for (const Axis& axis : axes) {
+      if (!axis.empty() && !axis.front().empty() && axis.front().front().key_path == "seed") {
+        return absl::InvalidArgumentError(
+            absl::StrCat(NodeLocation(path, seeds), ": seeds: the sweep varies `seed` already; give one of the two"));
+      }
+    }
+    ASSIGN_OR_RETURN(Axis axis, SeedsAxis(path, seeds));
+    axes.push_back(std::move(axis));
+  }
   std::vector<Assignment> fixed_assignments;
   if (fixed.IsDefined()) {
     if (!fixed.IsMap()) {
@@ -366,7 +532,7 @@ absl::StatusOr<std::vector<ExperimentSpec>> LoadExperiments(const std::string& p
 
   const std::string base_path = ResolveBase(path, base);
   ASSIGN_OR_RETURN(YAML::Node base_doc, LoadYamlFile(base_path));
-  if (base_doc["base"] || base_doc["sweep"]) {
+  if (base_doc["base"] || base_doc["sweep"] || base_doc["zip"] || base_doc["seeds"]) {
     return absl::InvalidArgumentError(absl::StrCat(sweep.Location("base"), ": ", base_path,
                                                    " is itself a sweep; a base must be one experiment"));
   }
@@ -408,10 +574,99 @@ absl::StatusOr<std::vector<ExperimentSpec>> LoadExperiments(const std::string& p
       }
     }
     for (const Assignment& a : command_line) RETURN_IF_ERROR(Apply(spec, a));
-    Finalise(spec, labels);
+    RETURN_IF_ERROR(Finalise(spec, labels, path, stack));
     specs.push_back(std::move(spec));
   } while (Advance(index, axes));
   return specs;
+}
+
+}  // namespace
+
+namespace {
+
+// Where the value at `key_path` came from: the --set or sweep axis that put it there, else its file:line:col.
+std::string ValueLocation(const ExperimentSpec& spec, const std::string& key_path, const YAML::Node& node) {
+  if (spec.origins != nullptr) {
+    for (const auto& [path, origin] : *spec.origins) {
+      if (key_path == path || absl::StartsWith(key_path, path + ".")) return origin;
+    }
+  }
+  return NodeLocation(spec.source_file, node);
+}
+
+// The configs beside `config_file` whose run directory the checkpoint `path` is in: the
+// folder of the checkpoint is <output_dir>/<name> (the latest run's link) or <name>-<id>.
+std::vector<std::string> ProducersOf(const std::string& path, const std::string& config_file) {
+  namespace fs = std::filesystem;
+  std::string run = fs::path(path).parent_path().filename().string();
+  if (run.size() > 17 && run[run.size() - 17] == '-' &&
+      run.find_first_not_of("0123456789abcdef", run.size() - 16) == std::string::npos) {
+    run.resize(run.size() - 17);
+  }
+  std::vector<std::string> found;
+  if (run.empty()) return found;
+  std::error_code ec;
+  fs::path dir = fs::path(config_file).parent_path();
+  if (dir.empty()) dir = ".";
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().extension() != ".yaml") continue;
+    auto doc = LoadYamlFile(entry.path().string());
+    if (!doc.ok() || (*doc)["base"] || (*doc)["sweep"] || (*doc)["zip"]) continue;
+    const YAML::Node name = (*doc)["name"];
+    if (name.IsScalar() && name.Scalar() == run) found.push_back(entry.path().lexically_normal().string());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+}  // namespace
+
+absl::Status ResolveCheckpoints(ExperimentSpec& spec, const std::string& output_dir) {
+  namespace fs = std::filesystem;
+  std::set<std::string> from_dependency;
+  for (const Dependency& d : spec.dependencies) {
+    RETURN_IF_ERROR(
+        SetAtPath(spec.root, d.key_path,
+                  YAML::Node(absl::StrCat(output_dir, "/", d.spec->name, "-", d.spec->config_id, "/", d.checkpoint))));
+    from_dependency.insert(d.key_path);
+  }
+  std::vector<std::pair<std::string, YAML::Node>> keys;
+  FindInitFrom(spec.root, "", keys);
+  for (auto& [key_path, node] : keys) {
+    // Not a path (a wrong type, or empty: none): the section's reader reports or ignores it.
+    if (from_dependency.count(key_path) > 0 || !node.IsScalar() || node.Scalar().empty()) continue;
+    const std::string path = node.Scalar();
+    std::vector<std::string> tried;
+    if (fs::path(path).is_absolute()) {
+      tried.push_back(path);
+    } else {
+      for (const fs::path& candidate :
+           {fs::path(output_dir) / path, fs::path(spec.source_file).parent_path() / path, fs::path(path)}) {
+        const std::string c = candidate.lexically_normal().string();
+        if (std::find(tried.begin(), tried.end(), c) == tried.end()) tried.push_back(c);
+      }
+    }
+    std::error_code ec;
+    auto it =
+        std::find_if(tried.begin(), tried.end(), [&](const std::string& c) { return fs::is_regular_file(c, ec); });
+    if (it != tried.end()) {
+      if (*it != path) RETURN_IF_ERROR(SetAtPath(spec.root, key_path, YAML::Node(*it)));
+      continue;
+    }
+    std::string hint;
+    const std::vector<std::string> producers = ProducersOf(path, spec.source_file);
+    if (!producers.empty()) {
+      const std::string relative = fs::path(producers.front()).filename().string();
+      hint = absl::StrCat("; ", absl::StrJoin(producers, " and "), " would produce it: write `", key_path,
+                          ": {config: ", relative, "}` to have the driver run it first");
+    } else {
+      hint = absl::StrCat("; give the experiment that produces it as `", key_path,
+                          ": {config: <file>.yaml}` and the driver runs it first");
+    }
+    return absl::NotFoundError(absl::StrCat(ValueLocation(spec, key_path, node), ": ", key_path, ": no checkpoint ",
+                                            path, " (looked for ", absl::StrJoin(tried, ", "), ")", hint));
+  }
+  return absl::OkStatus();
 }
 
 std::string EmitYaml(const YAML::Node& node) {

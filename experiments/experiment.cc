@@ -58,6 +58,13 @@ std::string RunNameProblem(const std::string& name) {
 
 absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& options) {
   ExperimentPlan plan;
+  {
+    // The checkpoints of init_from keys: the output dir must be known to find them.
+    std::string output_dir = options.output_dir;
+    const YAML::Node dir = spec.root["output"].IsMap() ? spec.root["output"]["dir"] : YAML::Node();
+    if (output_dir.empty()) output_dir = dir.IsScalar() && !dir.Scalar().empty() ? dir.Scalar() : "runs";
+    RETURN_IF_ERROR(ResolveCheckpoints(spec, output_dir));
+  }
   ParamReader root(spec.root, spec.source_file, "", spec.origins);
   plan.name = root.RequiredString("name", "experiment name (also names its run directory)");
   root.String("description", "", "free text, kept in the resolved config");

@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,6 +40,7 @@
 #include "experiments/experiment.h"
 #include "experiments/record.h"
 #include "experiments/run_lock.h"
+#include "experiments/sweep_summary.h"
 #include "quant/core/registry.h"
 
 ABSL_FLAG(std::string, config, "", "experiment or sweep YAML file");
@@ -307,25 +309,119 @@ Outcome Reread(const ExperimentPlan& plan, const Outcome& seen) {
   return Outcome{plan.spec.name, plan.spec.config_id, "failed", seen.seconds, std::string(r.status().message())};
 }
 
-void PrintSummary(const std::vector<Outcome>& outcomes, size_t duplicates) {
-  int ok = 0, failed = 0, skipped = 0, elsewhere = 0, running = 0;
-  std::printf("\n%-48s %-16s %-8s %9s  %s\n", "experiment", "id", "status", "seconds", "result");
-  for (const Outcome& o : outcomes) {
-    std::printf("%-48s %-16s %-8s %9.1f  %s\n", o.name.c_str(), o.config_id.c_str(),
-                o.status.c_str(), o.seconds, o.summary.c_str());
-    if (o.status == "ok") ++ok;
-    if (o.status == "failed") ++failed;
-    if (o.status == "skipped") ++skipped;
-    if (o.status == "elsewhere") ++elsewhere;
-    if (o.status == "running") ++running;
+// The experiments of a run: the config's members and what they start from
+// (init_from: {config: ...}), each distinct run directory once, every node after the
+// nodes it depends on.
+struct Node {
+  ExperimentPlan plan;
+  std::vector<size_t> deps;  // nodes whose checkpoints this one starts from
+  bool member = false;       // one of the config's own experiments
+  size_t member_number = 0;  // 1-based position in the config, for messages
+};
+struct Graph {
+  std::vector<Node> nodes;
+  std::map<std::string, size_t> by_run_dir;
+};
+
+// Validates `spec` and, first, what it starts from (into the same output dir).
+absl::StatusOr<size_t> AddNode(ExperimentSpec spec, const RunOptions& options, bool member, Graph& graph,
+                               size_t member_number = 0, int depth = 0) {
+  const std::vector<Dependency> dependencies = spec.dependencies;
+  auto plan = Validate(std::move(spec), options);
+  if (!plan.ok()) return plan.status();
+  std::vector<size_t> deps;
+  const RunOptions dep_options{plan->output_dir, options.threads};
+  for (const Dependency& d : dependencies) {
+    auto added = AddNode(*d.spec, dep_options, /*member=*/false, graph, 0, depth + 1);
+    if (!added.ok()) {
+      return absl::Status(added.status().code(),
+                          absl::StrCat(d.location, ": ", d.key_path, ": ", std::string(added.status().message())));
+    }
+    deps.push_back(*added);
   }
-  std::string more;
-  if (elsewhere > 0) absl::StrAppend(&more, ", ", elsewhere, " ok, run by another process");
-  if (running > 0) absl::StrAppend(&more, ", ", running, " still running in another process");
-  if (duplicates > 0) absl::StrAppend(&more, ", ", duplicates, " duplicate member(s) not run again");
-  std::printf("%zu experiments: %d ran ok, %d failed, %d skipped (already done)%s\n",
-              outcomes.size(), ok, failed, skipped, more.c_str());
+  if (auto it = graph.by_run_dir.find(plan->run_dir); it != graph.by_run_dir.end()) {
+    Node& existing = graph.nodes[it->second];
+    if (member && !existing.member) {
+      existing.member = true;
+      existing.member_number = member_number;
+    }
+    return it->second;
+  }
+  graph.nodes.push_back(Node{*std::move(plan), std::move(deps), member, member_number});
+  graph.by_run_dir[graph.nodes.back().plan.run_dir] = graph.nodes.size() - 1;
+  return graph.nodes.size() - 1;
 }
+
+// The sweep's progress: each event on its own line, and (on a terminal) one live line
+// under them: done / running / failed of N, elapsed, and an ETA from the finished
+// members' times.
+class Progress {
+ public:
+  Progress(size_t total, int jobs)
+      : total_(total), jobs_(jobs), start_(std::chrono::steady_clock::now()), tty_(isatty(fileno(stdout)) != 0) {}
+  void Started() { ++running_; }
+  void Finished(bool ok, double seconds) {
+    running_ = running_ > 0 ? running_ - 1 : 0;
+    ++done_;
+    if (!ok) ++failed_;
+    if (seconds > 0) {
+      ++timed_;
+      seconds_ += seconds;
+    }
+  }
+  size_t done() const { return done_; }
+  // `with_progress`: off a terminal, the progress line follows this one (members that end).
+  void Say(const std::string& line, bool with_progress = false) {
+    Clear();
+    std::printf("%s\n", line.c_str());
+    if (!tty_ && with_progress) std::printf("  %s\n", Line().c_str());
+    Draw();
+  }
+  void Tick() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_draw_ < std::chrono::seconds(1)) return;
+    Clear();
+    Draw();
+  }
+  void End() { Clear(); }
+
+ private:
+  std::string Line() const {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    std::string eta = "?";
+    if (timed_ > 0) {
+      const double per_member = seconds_ / timed_;
+      const double left = static_cast<double>(total_ - done_) * per_member / std::max(1, jobs_);
+      eta = Duration(left);
+    }
+    return absl::StrCat("sweep: ", done_ - failed_, " done, ", running_, " running, ", failed_, " failed of ", total_,
+                        " | elapsed ", Duration(elapsed), " | ETA ", done_ == total_ ? "0s" : eta);
+  }
+  static std::string Duration(double s) {
+    const int64_t t = static_cast<int64_t>(s + 0.5);
+    if (t >= 3600) return absl::StrFormat("%dh%02dm", t / 3600, (t / 60) % 60);
+    if (t >= 60) return absl::StrFormat("%dm%02ds", t / 60, t % 60);
+    return absl::StrFormat("%ds", t);
+  }
+  void Clear() {
+    if (tty_ && drawn_) std::printf("\r\033[K");
+    drawn_ = false;
+  }
+  void Draw() {
+    if (tty_) {
+      std::printf("%s", Line().c_str());
+      drawn_ = true;
+    }
+    last_draw_ = std::chrono::steady_clock::now();
+    std::fflush(stdout);
+  }
+
+  size_t total_, done_ = 0, failed_ = 0, running_ = 0, timed_ = 0;
+  double seconds_ = 0;
+  int jobs_;
+  std::chrono::steady_clock::time_point start_, last_draw_;
+  bool tty_, drawn_ = false;
+};
 
 int Main(int argc, char** argv) {
   const auto started = std::chrono::system_clock::now();
@@ -378,53 +474,58 @@ int Main(int argc, char** argv) {
   auto specs = LoadExperiments(config, sets);
   if (!specs.ok()) return Fail(specs.status());
 
-  // Every experiment is checked before any runs: a typo in the 9th of 12 is
-  // found now, not an hour from now.
+  // Every experiment, and every experiment one starts from, is checked before any
+  // runs: a typo in the 9th of 12 is found now, not an hour from now.
   RunOptions options{absl::GetFlag(FLAGS_output_dir), threads};
-  std::vector<ExperimentPlan> plans;
-  for (ExperimentSpec& spec : *specs) {
-    auto plan = Validate(std::move(spec), options);
-    if (!plan.ok()) return Fail(plan.status());
-    plans.push_back(std::move(plan).value());
+  Graph graph;
+  size_t duplicates = 0;
+  for (size_t m = 0; m < specs->size(); ++m) {
+    const std::string name = (*specs)[m].name;
+    const size_t before = graph.nodes.size();
+    auto added = AddNode(std::move((*specs)[m]), options, /*member=*/true, graph, m + 1);
+    if (!added.ok()) return Fail(added.status());
+    if (graph.nodes.size() == before && graph.nodes[*added].member_number != m + 1) {
+      ++duplicates;
+      std::printf("%s: %s (member %zu) is the same experiment as member %zu (config id %s): run once\n", config.c_str(),
+                  name.c_str(), m + 1, graph.nodes[*added].member_number,
+                  graph.nodes[*added].plan.spec.config_id.c_str());
+    }
   }
+  size_t members = 0;
+  for (const Node& n : graph.nodes) members += n.member ? 1 : 0;
 
   if (absl::GetFlag(FLAGS_validate)) {
-    for (const ExperimentPlan& plan : plans) {
-      std::printf("# resolved config of %s\n%s", plan.spec.name.c_str(),
-                  EmitYaml(plan.spec.root).c_str());
-      std::printf("# plan\n%s\n", DescribePlan(plan).c_str());
+    for (const Node& n : graph.nodes) {
+      std::printf("# resolved config of %s\n%s", n.plan.spec.name.c_str(), EmitYaml(n.plan.spec.root).c_str());
+      std::printf("# plan\n%s", DescribePlan(n.plan).c_str());
+      for (size_t d : n.deps) {
+        const ExperimentPlan& dep = graph.nodes[d].plan;
+        auto done = ReadRunRecord(dep.run_dir, dep.spec.config_id);
+        std::printf("  starts from %s: %s\n", dep.spec.name.c_str(),
+                    done.ok() && done->status() == quantlab::ResultRecord::OK
+                        ? ("its record in " + dep.run_dir + " says OK: reused").c_str()
+                        : "runs first (no OK record yet)");
+      }
+      std::printf("\n");
     }
-    std::printf("%s: %zu experiment(s) valid\n", config.c_str(), plans.size());
+    std::printf("%s: %zu experiment(s) valid", config.c_str(), members);
+    if (graph.nodes.size() > members) {
+      std::printf(", starting from %zu other(s):", graph.nodes.size() - members);
+      for (const Node& n : graph.nodes) {
+        if (!n.member) std::printf(" %s", n.plan.spec.name.c_str());
+      }
+    }
+    std::printf("\n");
     return 0;
   }
 
-  // The same experiment twice in a sweep (the same resolved config, so the
-  // same run directory and results) runs once: two workers of one driver
-  // would otherwise run it side by side, or one after the other for nothing.
-  const bool batch = plans.size() > 1;
-  size_t duplicates = 0;
-  {
-    std::map<std::string, size_t> first_member;  // config id -> member number
-    std::vector<ExperimentPlan> distinct;
-    for (size_t i = 0; i < plans.size(); ++i) {
-      const auto [first, fresh] = first_member.emplace(plans[i].spec.config_id, i + 1);
-      if (fresh) {
-        distinct.push_back(std::move(plans[i]));
-        continue;
-      }
-      ++duplicates;
-      std::printf("%s: %s (member %zu) is the same experiment as member %zu (config id %s): run once\n",
-                  config.c_str(), plans[i].spec.name.c_str(), i + 1, first->second, plans[i].spec.config_id.c_str());
-    }
-    plans = std::move(distinct);
-  }
-
-  if (!batch) {
-    std::fprintf(stderr, "%s", DescribePlan(plans[0]).c_str());
+  if (graph.nodes.size() == 1) {
+    ExperimentPlan& plan = graph.nodes[0].plan;
+    std::fprintf(stderr, "%s", DescribePlan(plan).c_str());
     // A single experiment always runs (force), in this process, under its lock.
-    const LockedRun locked = RunUnderLock(plans[0], /*force=*/true, /*quiet=*/false, started);
+    const LockedRun locked = RunUnderLock(plan, /*force=*/true, /*quiet=*/false, started);
     const quantlab::ResultRecord& r = locked.record;
-    const std::string record_path = plans[0].run_dir + "/result.json";
+    const std::string record_path = plan.run_dir + "/result.json";
     std::error_code ec;
     if (std::filesystem::exists(record_path, ec)) {
       std::printf("%s: %s (%.1f s%s) -> %s\n", r.name().c_str(),
@@ -437,63 +538,127 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "error: %s\n", r.error().c_str());
       return 1;
     }
-    LinkLatest(plans[0]);
+    LinkLatest(plan);
     for (const std::string& n : r.not_available()) std::printf("not run: %s\n", n.c_str());
     return 0;
   }
 
-  // A batch: skip finished runs, run the rest in worker processes.
-  std::vector<Outcome> outcomes(plans.size());
-  std::vector<size_t> todo;
+  // A batch: skip finished runs, run the rest in worker processes, each once all the
+  // experiments it starts from are done. --force re-runs the config's own members, not
+  // what they start from; a config of one experiment always runs it.
   const bool force = absl::GetFlag(FLAGS_force);
-  for (size_t i = 0; i < plans.size(); ++i) {
-    auto done = ReadRunRecord(plans[i].run_dir, plans[i].spec.config_id);
-    if (!force && done.ok() && done->status() == quantlab::ResultRecord::OK) {
+  const bool force_members = force || members == 1;
+  std::vector<Outcome> outcomes(graph.nodes.size());
+  enum class State { kWaiting, kRunning, kOk, kFailed };
+  std::vector<State> state(graph.nodes.size(), State::kWaiting);
+  size_t todo = 0;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const ExperimentPlan& plan = graph.nodes[i].plan;
+    const bool forced = graph.nodes[i].member && force_members;
+    auto done = ReadRunRecord(plan.run_dir, plan.spec.config_id);
+    if (!forced && done.ok() && done->status() == quantlab::ResultRecord::OK) {
       outcomes[i] = FromRecord(*done, "skipped");
-      LinkLatest(plans[i]);
+      state[i] = State::kOk;
+      LinkLatest(plan);
       continue;
     }
     // A record that is there but does not count: say why the member runs again.
-    if (!force && !done.ok() && !absl::IsNotFound(done.status())) {
+    if (!forced && !done.ok() && !absl::IsNotFound(done.status())) {
       std::printf("%s; running it again\n", std::string(done.status().message()).c_str());
     }
-    todo.push_back(i);
+    ++todo;
   }
-  std::printf("%s: %zu experiments, %zu already done, running %zu with --jobs=%d\n", config.c_str(),
-              plans.size(), plans.size() - todo.size(), todo.size(), jobs);
+  std::printf("%s: %zu experiments%s, %zu already done, running %zu with --jobs=%d\n", config.c_str(),
+              graph.nodes.size(),
+              graph.nodes.size() > members
+                  ? absl::StrCat(" (", graph.nodes.size() - members, " of them what the others start from)").c_str()
+                  : "",
+              graph.nodes.size() - todo, todo, jobs);
+  Progress progress(todo, jobs);
   std::map<pid_t, size_t> running;
-  size_t next = 0, finished = 0;
   const bool quiet = jobs > 1;  // parallel workers log to their run directory
-  while (finished < todo.size()) {
-    while (running.size() < static_cast<size_t>(jobs) && next < todo.size()) {
-      const size_t i = todo[next++];
-      std::printf("[start %zu/%zu] %s\n", next, todo.size(), plans[i].spec.name.c_str());
-      std::fflush(stdout);
-      const pid_t pid = StartWorker(plans[i], force, quiet, started);
+  size_t started_count = 0;
+  while (true) {
+    // Members whose dependencies failed never run: say so, and what it waited for.
+    for (size_t i = 0; i < graph.nodes.size(); ++i) {
+      if (state[i] != State::kWaiting) continue;
+      for (size_t d : graph.nodes[i].deps) {
+        if (state[d] != State::kFailed) continue;
+        state[i] = State::kFailed;
+        outcomes[i] =
+            Outcome{graph.nodes[i].plan.spec.name, graph.nodes[i].plan.spec.config_id, "failed", 0,
+                    absl::StrCat("not run: it starts from ", graph.nodes[d].plan.spec.name, ", which failed")};
+        progress.Finished(false, 0);
+        progress.Say(absl::StrCat("[not run] ", graph.nodes[i].plan.spec.name, ": ", outcomes[i].summary),
+                     /*with_progress=*/true);
+        break;
+      }
+    }
+    for (size_t i = 0; i < graph.nodes.size() && running.size() < static_cast<size_t>(jobs); ++i) {
+      if (state[i] != State::kWaiting) continue;
+      bool ready = true;
+      for (size_t d : graph.nodes[i].deps) ready = ready && state[d] == State::kOk;
+      if (!ready) continue;
+      ++started_count;
+      progress.Say(absl::StrCat("[start ", started_count, "/", todo, "] ", graph.nodes[i].plan.spec.name));
+      const bool forced = graph.nodes[i].member && force_members;
+      const pid_t pid = StartWorker(graph.nodes[i].plan, forced, quiet, started);
       if (pid < 0) return Fail(absl::ResourceExhaustedError("fork failed"));
       running[pid] = i;
+      state[i] = State::kRunning;
+      progress.Started();
     }
+    if (running.empty()) break;  // nothing runs and nothing can start: all done
     int wait_status = 0;
-    const pid_t pid = wait(&wait_status);
+    const pid_t pid = waitpid(-1, &wait_status, WNOHANG);
+    if (pid == 0) {
+      progress.Tick();
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
+    }
     if (pid < 0) break;
     auto it = running.find(pid);
     if (it == running.end()) continue;
     const size_t i = it->second;
     running.erase(it);
-    outcomes[i] = CollectWorker(plans[i], pid, wait_status);
-    if (outcomes[i].status == "ok" || outcomes[i].status == "elsewhere") LinkLatest(plans[i]);
-    ++finished;
-    std::printf("[done %zu/%zu] %s: %s (%.1f s) %s\n", finished, todo.size(),
-                outcomes[i].name.c_str(), outcomes[i].status.c_str(), outcomes[i].seconds,
-                outcomes[i].summary.c_str());
-    std::fflush(stdout);
+    outcomes[i] = CollectWorker(graph.nodes[i].plan, pid, wait_status);
+    const bool ok = outcomes[i].status == "ok" || outcomes[i].status == "elsewhere";
+    state[i] = ok ? State::kOk : State::kFailed;
+    if (ok) LinkLatest(graph.nodes[i].plan);
+    progress.Finished(ok, outcomes[i].seconds);
+    progress.Say(absl::StrCat("[done ", progress.done(), "/", todo, "] ", outcomes[i].name, ": ", outcomes[i].status,
+                              absl::StrFormat(" (%.1f s) ", outcomes[i].seconds), outcomes[i].summary),
+                 /*with_progress=*/true);
   }
-  for (size_t i = 0; i < plans.size(); ++i) outcomes[i] = Reread(plans[i], outcomes[i]);
-  PrintSummary(outcomes, duplicates);
-  for (const Outcome& o : outcomes) {
-    if (o.status == "failed") return 1;
+  progress.End();
+  std::vector<SummaryRow> rows;
+  int ok = 0, failed = 0, skipped = 0, elsewhere = 0, still_running = 0;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    if (state[i] != State::kFailed || outcomes[i].summary.rfind("not run:", 0) != 0) {
+      outcomes[i] = Reread(graph.nodes[i].plan, outcomes[i]);
+    }
+    const Outcome& o = outcomes[i];
+    SummaryRow row{o.name, o.config_id, o.status, o.seconds, "", std::nullopt};
+    auto record = ReadRunRecord(graph.nodes[i].plan.run_dir, graph.nodes[i].plan.spec.config_id);
+    if (record.ok()) row.record = *std::move(record);
+    if (o.status != "ok" && o.status != "skipped") row.note = o.summary;
+    if (!graph.nodes[i].member)
+      row.note = absl::StrCat("what the others start from", row.note.empty() ? "" : ": ", row.note);
+    rows.push_back(std::move(row));
+    ok += o.status == "ok";
+    failed += o.status == "failed";
+    skipped += o.status == "skipped";
+    elsewhere += o.status == "elsewhere";
+    still_running += o.status == "running";
   }
-  return 0;
+  std::printf("\n%s", FormatSummary(rows).c_str());
+  std::string more;
+  if (elsewhere > 0) absl::StrAppend(&more, ", ", elsewhere, " ok, run by another process");
+  if (still_running > 0) absl::StrAppend(&more, ", ", still_running, " still running in another process");
+  if (duplicates > 0) absl::StrAppend(&more, ", ", duplicates, " duplicate member(s) not run again");
+  std::printf("%zu experiments: %d ran ok, %d failed, %d skipped (already done)%s\n", graph.nodes.size(), ok, failed,
+              skipped, more.c_str());
+  return failed > 0 ? 1 : 0;
 }
 
 }  // namespace

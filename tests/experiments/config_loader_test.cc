@@ -198,6 +198,134 @@ TEST(ConfigLoaderTest, SweepFileKeysAreChecked) {
               HasSubstr("sweep.seed: expected a non-empty list of values"));
 }
 
+TEST(ConfigLoaderTest, SeedsAreAnAxisOfSweepsAndOfPlainFiles) {
+  Write("seeds_base.yaml", kBase);
+  const std::string sweep = Write("seeds_sweep.yaml",
+                                  "base: seeds_base.yaml\n"
+                                  "sweep: {dataset.train_size: [32, 64]}\n"
+                                  "seeds: [0, 1, 2]\n");
+  auto specs = LoadExperiments(sweep, {});
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  ASSERT_EQ(specs->size(), 6u);
+  // The seed varies fastest.
+  EXPECT_EQ((*specs)[0].name, "base__train_size=32__seed=0");
+  EXPECT_EQ((*specs)[2].name, "base__train_size=32__seed=2");
+  EXPECT_EQ((*specs)[3].name, "base__train_size=64__seed=0");
+  EXPECT_EQ((*specs)[4].root["seed"].as<int>(), 1);
+
+  const std::string plain = Write("seeds_plain.yaml",
+                                  "name: p\n"
+                                  "seeds: [3, 5]\n"
+                                  "dataset: {name: synthetic, train_size: 64}\n");
+  specs = LoadExperiments(plain, {});
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  ASSERT_EQ(specs->size(), 2u);
+  EXPECT_EQ((*specs)[1].name, "p__seed=5");
+  EXPECT_EQ((*specs)[1].root["seed"].as<int>(), 5);
+  EXPECT_FALSE((*specs)[1].root["seeds"].IsDefined());
+
+  struct Case {
+    const char* text;
+    const char* error;
+  };
+  for (const Case& c : {
+           Case{"name: p\nseeds: [1, -2]\n",
+                "seeds_bad.yaml:2:12: seeds[1]: expected a non-negative integer, not '-2'"},
+           Case{"name: p\nseeds: [1, 2, 1]\n", "seeds[2]: seed 1 is listed twice (first at line 2)"},
+           Case{"name: p\nseeds: []\n", "seeds: expected a non-empty list"},
+           Case{"name: p\nseed: 1\nseeds: [1, 2]\n", "give either seed or seeds"},
+           Case{"base: seeds_base.yaml\nsweep: {seed: [1, 2]}\nseeds: [3]\n", "the sweep varies `seed` already"},
+       }) {
+    const std::string path = Write("seeds_bad.yaml", c.text);
+    auto bad = LoadExperiments(path, {});
+    ASSERT_FALSE(bad.ok()) << c.text;
+    EXPECT_THAT(bad.status().message(), HasSubstr(c.error)) << c.text;
+  }
+}
+
+TEST(ConfigLoaderTest, DependenciesAreLoadedAndTheirIdIsPartOfTheDependents) {
+  Write("dep_fp.yaml", kBase);
+  const std::string dependent = Write("dep_q.yaml",
+                                      "name: q\n"
+                                      "dataset: {name: synthetic, train_size: 64}\n"
+                                      "train: {init_from: {config: dep_fp.yaml}}\n");
+  auto specs = LoadExperiments(dependent, {});
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  ASSERT_EQ((*specs)[0].dependencies.size(), 1u);
+  const Dependency& d = (*specs)[0].dependencies[0];
+  EXPECT_EQ(d.key_path, "train.init_from");
+  EXPECT_EQ(d.checkpoint, "model.pb");
+  EXPECT_EQ(d.spec->name, "base");
+  EXPECT_THAT(d.location, HasSubstr("dep_q.yaml:3:"));
+
+  // The dependency's config is part of the dependent's id (through the dependency's id).
+  const std::string id = (*specs)[0].config_id;
+  auto changed = LoadExperiments(Write("dep_q2.yaml",
+                                       "name: q\n"
+                                       "dataset: {name: synthetic, train_size: 64}\n"
+                                       "train: {init_from: {config: dep_fp.yaml, set: {dataset.train_size: 32}}}\n"),
+                                 {});
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_NE((*changed)[0].config_id, id);
+  EXPECT_EQ((*changed)[0].dependencies[0].spec->root["dataset"]["train_size"].as<int>(), 32);
+
+  // The path goes in once the output dir is known.
+  ExperimentSpec spec = (*specs)[0];
+  ASSERT_TRUE(ResolveCheckpoints(spec, "OUT").ok());
+  EXPECT_EQ(spec.root["train"]["init_from"].as<std::string>(), "OUT/base-" + d.spec->config_id + "/model.pb");
+
+  // A cycle, a sweep as a dependency, a missing file, an unknown key.
+  Write("cycle_a.yaml", "name: a\ntrain: {init_from: {config: cycle_b.yaml}}\n");
+  Write("cycle_b.yaml", "name: b\ntrain: {init_from: {config: cycle_a.yaml}}\n");
+  Write("dep_sweep.yaml", "base: dep_fp.yaml\nseeds: [1, 2]\n");
+  struct Case {
+    const char* file;
+    const char* text;
+    const char* error;
+  };
+  for (const Case& c : {
+           Case{"cycle_a.yaml", nullptr, "makes a cycle of dependencies"},
+           Case{"dep_bad.yaml", "name: q\ntrain: {init_from: {config: dep_sweep.yaml}}\n",
+                "is a sweep of 2 experiments; a dependency must be one experiment"},
+           Case{"dep_bad.yaml", "name: q\ntrain: {init_from: {config: absent.yaml}}\n",
+                "train.init_from.config: absent.yaml: absent.yaml: cannot open the config file"},
+           Case{"dep_bad.yaml", "name: q\ntrain: {init_from: {config: dep_fp.yaml, file: x}}\n",
+                "dep_bad.yaml:2:42: train.init_from.file: unknown key"},
+           Case{"dep_bad.yaml", "name: q\ntrain: {init_from: {config: dep_fp.yaml, checkpoint: ../x.pb}}\n",
+                "must be a file name in the run directory"},
+       }) {
+    const std::string path = c.text != nullptr ? Write(c.file, c.text) : TmpDir() + "/" + c.file;
+    auto bad = LoadExperiments(path, {});
+    ASSERT_FALSE(bad.ok()) << c.file;
+    EXPECT_THAT(std::string(bad.status().message()), HasSubstr(c.error)) << c.file;
+  }
+}
+
+TEST(ConfigLoaderTest, AMissingCheckpointNamesTheKeyTheLineAndTheConfigThatProducesIt) {
+  Write("ckpt_fp32.yaml", "name: ckpt_fp32\ndataset: {name: synthetic}\n");
+  const std::string path = Write("ckpt_user.yaml",
+                                 "name: u\n"
+                                 "dataset: {name: synthetic}\n"
+                                 "ptq: {init_from: runs/ckpt_fp32/model.pb}\n");
+  auto specs = LoadExperiments(path, {});
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  ExperimentSpec spec = (*specs)[0];
+  const absl::Status s = ResolveCheckpoints(spec, TmpDir() + "/out");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("ckpt_user.yaml:3:18: ptq.init_from: no checkpoint runs/ckpt_fp32/model.pb"));
+  EXPECT_THAT(s.message(), HasSubstr(TmpDir() + "/out/runs/ckpt_fp32/model.pb"));
+  EXPECT_THAT(s.message(),
+              HasSubstr("ckpt_fp32.yaml would produce it: write `ptq.init_from: {config: ckpt_fp32.yaml}`"));
+
+  // Found in the output dir: the path becomes that file.
+  std::filesystem::create_directories(TmpDir() + "/out/runs/ckpt_fp32");
+  std::ofstream(TmpDir() + "/out/runs/ckpt_fp32/model.pb") << "x";
+  spec = (*specs)[0];
+  ASSERT_TRUE(ResolveCheckpoints(spec, TmpDir() + "/out").ok());
+  EXPECT_EQ(spec.root["ptq"]["init_from"].as<std::string>(), TmpDir() + "/out/runs/ckpt_fp32/model.pb");
+}
+
 TEST(ConfigLoaderTest, FileErrors) {
   EXPECT_EQ(LoadExperiments("/no/such.yaml", {}).status().code(), absl::StatusCode::kNotFound);
   const std::string bad = Write("syntax.yaml", "name: x\ndataset: {name: [a}\n");

@@ -20,6 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
+using driver_test::Read;
 using driver_test::Result;
 using driver_test::RunDriver;
 using driver_test::TmpDir;
@@ -315,6 +316,75 @@ TEST(DriverTest, SweepRunsInBatchResumesAndSurvivesAFailure) {
   // Re-running retries only the failed one.
   const Result retry = RunDriver("--config=" + dir + "/fails.yaml --output_dir=" + out + "3");
   EXPECT_THAT(retry.output, HasSubstr("3 experiments: 0 ran ok, 1 failed, 2 skipped"));
+}
+
+// init_from: {config: ...}: the experiment started from runs first, once, into the same
+// output dir; a second run reuses it; a failing one stops its dependents, named.
+TEST(DriverTest, DependenciesRunFirstOnceAndAreReused) {
+  const std::string dir = TmpDir("deps");
+  const std::string out = dir + "/out";
+  Write(dir + "/fp.yaml",
+        "name: fp\nseed: 0\ndataset: {name: synthetic, train_size: 128, test_size: 32}\n"
+        "model: {name: mlp}\ntrain: {epochs: 1, batch_size: 64}\n");
+  Write(dir + "/ft.yaml",
+        "name: ft\nseed: 0\ndataset: {name: synthetic, train_size: 128, test_size: 32}\n"
+        "model: {name: mlp}\ntrain: {epochs: 1, batch_size: 64, init_from: {config: fp.yaml}}\n");
+  Write(dir + "/sweep.yaml", "base: ft.yaml\nseeds: [1, 2, 3]\n");
+  const Result plan = RunDriver("--validate --config=" + dir + "/sweep.yaml --output_dir=" + out);
+  ASSERT_EQ(plan.exit_code, 0) << plan.output;
+  EXPECT_THAT(plan.output, HasSubstr("3 experiment(s) valid, starting from 1 other(s): fp"));
+  EXPECT_THAT(plan.output, HasSubstr("starts from fp: runs first (no OK record yet)"));
+  EXPECT_EQ(CountRunDirs(out), 0);
+
+  const Result first = RunDriver("--config=" + dir + "/sweep.yaml --jobs=2 --output_dir=" + out);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_THAT(first.output, HasSubstr("4 experiments: 4 ran ok, 0 failed, 0 skipped"));
+  // fp ran before every member, once.
+  EXPECT_LT(first.output.find("[done 1/4] fp: ok"), first.output.find("[start 2/4]")) << first.output;
+  EXPECT_EQ(CountRunDirs(out), 4);
+  std::string fp_dir;
+  for (const fs::path& run : RunDirs(out)) {
+    if (run.filename().string().rfind("fp-", 0) == 0) fp_dir = run.string();
+  }
+  ASSERT_FALSE(fp_dir.empty());
+  for (const fs::path& run : RunDirs(out)) {
+    if (run.filename().string().rfind("ft__seed=", 0) != 0) continue;
+    EXPECT_THAT(Read(run / "config.yaml"), HasSubstr("init_from: " + fp_dir + "/model.pb")) << run;
+    EXPECT_THAT(Read(run / "log.txt"), HasSubstr("starting from " + fp_dir + "/model.pb")) << run;
+  }
+  // The seeds are aggregated in the summary.
+  EXPECT_THAT(first.output, HasSubstr("over seeds"));
+  EXPECT_THAT(first.output, HasSubstr("(n=3)"));
+
+  const Result again = RunDriver("--config=" + dir + "/sweep.yaml --jobs=2 --output_dir=" + out);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_THAT(again.output, HasSubstr("4 experiments: 0 ran ok, 0 failed, 4 skipped"));
+  // One experiment with a dependency: the dependency is reused, the experiment runs (as always alone).
+  const Result single = RunDriver("--config=" + dir + "/ft.yaml --output_dir=" + out);
+  ASSERT_EQ(single.exit_code, 0) << single.output;
+  EXPECT_THAT(single.output, HasSubstr("2 experiments: 1 ran ok, 0 failed, 1 skipped"));
+
+  // A dependency that fails: its dependents do not run, and say why.
+  Write(dir + "/bad_fp.yaml",
+        "name: bad_fp\ndataset: {name: fashion_mnist, dir: /absent}\nmodel: {name: mlp}\n"
+        "train: {epochs: 1}\n");
+  Write(dir + "/bad_ft.yaml",
+        "name: bad_ft\ndataset: {name: synthetic, train_size: 64, test_size: 16}\n"
+        "model: {name: mlp}\ntrain: {epochs: 1, init_from: {config: bad_fp.yaml}}\n");
+  const Result failed = RunDriver("--config=" + dir + "/bad_ft.yaml --output_dir=" + out + "2");
+  EXPECT_EQ(failed.exit_code, 1) << failed.output;
+  EXPECT_THAT(failed.output, HasSubstr("bad_ft: not run: it starts from bad_fp, which failed"));
+  EXPECT_THAT(failed.output, HasSubstr("2 experiments: 0 ran ok, 2 failed"));
+
+  // A plain path that is not there: a validation error naming the producer, nothing run.
+  Write(dir + "/plain.yaml",
+        "name: plain\ndataset: {name: synthetic, train_size: 64, test_size: 16}\n"
+        "model: {name: mlp}\ntrain: {epochs: 1, init_from: runs/fp/model.pb}\n");
+  const Result missing = RunDriver("--validate --config=" + dir + "/plain.yaml --output_dir=" + out + "3");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.output, HasSubstr("plain.yaml:4:31: train.init_from: no checkpoint runs/fp/model.pb"));
+  EXPECT_THAT(missing.output, HasSubstr("fp.yaml would produce it: write `train.init_from: {config: fp.yaml}`"));
+  EXPECT_FALSE(fs::exists(out + "3"));
 }
 
 TEST(DriverTest, TrainsAndRecordsEpochs) {

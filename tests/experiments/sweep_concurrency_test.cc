@@ -69,7 +69,7 @@ std::vector<std::string> Temporaries(const std::string& dir) {
   return out;
 }
 
-// Every summary row ("<name> <id> <status> <seconds> <result>") agrees with the
+// Every summary row ("<name> <id> <status> <seconds> <metrics...>") agrees with the
 // record on disk: ok/skipped/elsewhere rows have an OK record, failed rows do not.
 void ExpectSummaryMatchesDisk(const std::string& output, const std::string& out_dir, int members) {
   int rows = 0;
@@ -79,6 +79,7 @@ void ExpectSummaryMatchesDisk(const std::string& output, const std::string& out_
       table = true;
       continue;
     }
+    if (table && line.empty()) break;  // the member table ends; the seed groups follow
     if (!table || absl::StrContains(line, " experiments: ")) continue;
     const std::vector<std::string> cols = absl::StrSplit(line, ' ', absl::SkipEmpty());
     if (cols.size() < 4) continue;
