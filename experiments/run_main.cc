@@ -39,6 +39,7 @@
 #include "experiments/config_loader.h"
 #include "experiments/experiment.h"
 #include "experiments/record.h"
+#include "experiments/results_db.h"
 #include "experiments/run_lock.h"
 #include "experiments/sweep_summary.h"
 #include "quant/core/registry.h"
@@ -154,6 +155,38 @@ void LinkLatest(const ExperimentPlan& plan) {
   }
 }
 
+// Writes the record of `plan`'s run into <output_dir>/results.db. A database that cannot
+// be written is a warning, not a failed run: the record on disk is the source of truth,
+// and the next driver over this output dir imports what the database misses.
+void StoreInDatabase(const ExperimentPlan& plan, const quantlab::ResultRecord& record) {
+  auto db = ResultsDb::Open(plan.output_dir + "/" + kResultsDbFile);
+  absl::Status s = db.ok() ? db->Insert(record, plan.run_dir, EmitYaml(plan.spec.root)) : db.status();
+  if (!s.ok()) std::fprintf(stderr, "warning: %s\n", std::string(s.message()).c_str());
+}
+
+// The records of `plans` that the databases of their output dirs miss (a worker killed
+// between writing its record and the database, a run of an older build): imported.
+void SyncDatabases(const std::vector<const ExperimentPlan*>& plans) {
+  std::map<std::string, std::optional<ResultsDb>> open;
+  for (const ExperimentPlan* plan : plans) {
+    auto record = ReadRunRecord(plan->run_dir, plan->spec.config_id);
+    if (!record.ok()) continue;
+    auto& db = open[plan->output_dir];
+    if (!db.has_value()) {
+      auto opened = ResultsDb::Open(plan->output_dir + "/" + kResultsDbFile);
+      if (!opened.ok()) {
+        std::fprintf(stderr, "warning: %s\n", std::string(opened.status().message()).c_str());
+        continue;
+      }
+      db.emplace(*std::move(opened));
+    }
+    auto has = db->Has(plan->run_dir, record->start_time());
+    absl::Status s = has.ok() ? absl::OkStatus() : has.status();
+    if (s.ok() && !*has) s = db->Insert(*record, plan->run_dir, EmitYaml(plan->spec.root));
+    if (!s.ok()) std::fprintf(stderr, "warning: %s\n", std::string(s.message()).c_str());
+  }
+}
+
 struct LockedRun {
   quantlab::ResultRecord record;
   bool elsewhere = false;  // the record is another process's run, not this one's
@@ -215,6 +248,7 @@ LockedRun RunUnderLock(ExperimentPlan& plan, bool force, bool quiet,
     if (std::freopen(log.c_str(), "w", stderr) == nullptr) _exit(3);
   }
   out.record = Run(plan);
+  StoreInDatabase(plan, out.record);
   return out;
 }
 
@@ -613,7 +647,7 @@ int Main(int argc, char** argv) {
     const pid_t pid = waitpid(-1, &wait_status, WNOHANG);
     if (pid == 0) {
       progress.Tick();
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a finished worker is replaced at once
       continue;
     }
     if (pid < 0) break;
@@ -650,6 +684,11 @@ int Main(int argc, char** argv) {
     skipped += o.status == "skipped";
     elsewhere += o.status == "elsewhere";
     still_running += o.status == "running";
+  }
+  {
+    std::vector<const ExperimentPlan*> all;
+    for (const Node& n : graph.nodes) all.push_back(&n.plan);
+    SyncDatabases(all);
   }
   std::printf("\n%s", FormatSummary(rows).c_str());
   std::string more;

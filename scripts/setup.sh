@@ -13,6 +13,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # the ILP solver of mixed-precision bit allocation (quant/analysis)
   libglpk-dev
+  # the results database (experiments/results_db.h) and the report's plots (//experiments:report)
+  libsqlite3-dev python3-matplotlib
   # CI checks (scripts/test.sh): libFuzzer targets built with clang (scripts/fuzz.sh), the
   # format check of changed lines (scripts/format_check.sh)
   clang-14 libclang-rt-14-dev clang-format-14

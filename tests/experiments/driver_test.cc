@@ -31,7 +31,7 @@ std::vector<fs::path> RunDirs(const std::string& dir) {
   std::vector<fs::path> out;
   if (!fs::exists(dir)) return out;
   for (const auto& e : fs::directory_iterator(dir)) {
-    if (!e.is_symlink()) out.push_back(e.path());
+    if (!e.is_symlink() && e.is_directory()) out.push_back(e.path());
   }
   std::sort(out.begin(), out.end());
   return out;

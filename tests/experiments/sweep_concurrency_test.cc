@@ -3,6 +3,7 @@
 // the same experiment twice: the binary is run as a user would.
 #include <fcntl.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -69,6 +70,8 @@ std::vector<std::string> Temporaries(const std::string& dir) {
   return out;
 }
 
+void ExpectDatabaseMatchesDisk(const std::string& out_dir);
+
 // Every summary row ("<name> <id> <status> <seconds> <metrics...>") agrees with the
 // record on disk: ok/skipped/elsewhere rows have an OK record, failed rows do not.
 void ExpectSummaryMatchesDisk(const std::string& output, const std::string& out_dir, int members) {
@@ -90,6 +93,33 @@ void ExpectSummaryMatchesDisk(const std::string& output, const std::string& out_
     EXPECT_EQ(ok_on_disk, ok_in_summary) << cols[0] << " is '" << cols[2] << "' in the summary:\n" << output;
   }
   EXPECT_EQ(rows, members) << output;
+  ExpectDatabaseMatchesDisk(out_dir);
+}
+
+// The results database of `out_dir` holds every record on disk exactly once, the same
+// attempt (start time) and status, and nothing else.
+void ExpectDatabaseMatchesDisk(const std::string& out_dir) {
+  std::map<std::string, std::pair<std::string, std::string>> on_disk;  // run -> (start time, status)
+  for (const auto& e : fs::directory_iterator(out_dir)) {
+    if (e.is_symlink() || !e.is_directory()) continue;
+    auto r = ReadRecordJson((e.path() / "result.json").string());
+    if (!r.ok()) continue;
+    on_disk[e.path().filename().string()] = {r->start_time(),
+                                             r->status() == quantlab::ResultRecord::OK ? "OK" : "FAILED"};
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2((out_dir + "/results.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK)
+      << out_dir;
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT run, start_time, status FROM runs", -1, &q, nullptr), SQLITE_OK);
+  std::map<std::string, std::pair<std::string, std::string>> in_db;
+  while (sqlite3_step(q) == SQLITE_ROW) {
+    auto text = [&](int c) { return std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, c))); };
+    EXPECT_TRUE(in_db.emplace(text(0), std::make_pair(text(1), text(2))).second) << "twice: " << text(0);
+  }
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  EXPECT_EQ(in_db, on_disk);
 }
 
 // "N experiments: A ran ok, ..." -> A
