@@ -363,6 +363,9 @@ absl::Status RunDebugger(const ExperimentPlan& plan, const ptq::PtqResult& r,
     d->set_sqnr_db(t.sqnr_db);
     d->set_clipped(t.clipped);
     d->set_saturated(t.saturated);
+    d->set_histogram_min(t.histogram_min);
+    d->set_histogram_max(t.histogram_max);
+    for (int64_t c : t.histogram) d->add_histogram(c);
   }
   const std::string summary = ptq::DebugSummary(tensors, evals);
   record->set_debug_summary(summary);

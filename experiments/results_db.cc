@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "experiments/record.h"
 #include "experiments/sweep_summary.h"
 #include "quant/core/status_macros.h"
@@ -62,7 +63,8 @@ CREATE TABLE IF NOT EXISTS allocation(
 CREATE TABLE IF NOT EXISTS debug_tensors(
   run TEXT NOT NULL REFERENCES runs(run) ON DELETE CASCADE, tensor TEXT NOT NULL, op TEXT NOT NULL,
   kind TEXT NOT NULL, scale REAL, zero_point INTEGER, quant_min INTEGER, quant_max INTEGER, value_count INTEGER,
-  sqnr_db REAL, clipped REAL, saturated REAL);
+  sqnr_db REAL, clipped REAL, saturated REAL,
+  histogram_min REAL, histogram_max REAL, histogram TEXT);  -- comma-separated bin counts
 CREATE TABLE IF NOT EXISTS notes(
   run TEXT NOT NULL REFERENCES runs(run) ON DELETE CASCADE, section TEXT NOT NULL, position INTEGER NOT NULL,
   text TEXT NOT NULL);
@@ -268,11 +270,13 @@ absl::Status ResultsDb::Insert(const quantlab::ResultRecord& r, const std::strin
     }
     Statement debug(db_,
                     "INSERT INTO debug_tensors(run, tensor, op, kind, scale, zero_point, quant_min, quant_max, "
-                    "value_count, sqnr_db, clipped, saturated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                    "value_count, sqnr_db, clipped, saturated, histogram_min, histogram_max, histogram) VALUES (?, ?, ?, ?, ?, "
+                    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     for (const auto& t : r.debug_tensors()) {
       RETURN_IF_ERROR(debug.Run({run, t.tensor(), t.op(), t.kind(), static_cast<double>(t.scale()),
                                  int64_t{t.zero_point()}, int64_t{t.quant_min()}, int64_t{t.quant_max()},
-                                 static_cast<int64_t>(t.values()), t.sqnr_db(), t.clipped(), t.saturated()}));
+                                 static_cast<int64_t>(t.values()), t.sqnr_db(), t.clipped(), t.saturated(),
+                                 t.histogram_min(), t.histogram_max(), absl::StrJoin(t.histogram(), ",")}));
     }
     Statement notes(db_, "INSERT INTO notes(run, section, position, text) VALUES (?, ?, ?, ?)");
     auto add_notes = [&](const char* section, const auto& list) -> absl::Status {

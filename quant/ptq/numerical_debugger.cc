@@ -40,6 +40,17 @@ TensorDebug Measure(const backends::QuantizedModel& model, int tensor, const std
   }
   d.sqnr_db = noise > 0 ? 10.0 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
   if (d.values > 0) {
+    const auto [min_it, max_it] = std::minmax_element(x.begin(), x.begin() + d.values);
+    d.histogram_min = *min_it;
+    d.histogram_max = *max_it;
+    d.histogram.assign(TensorDebug::kHistogramBins, 0);
+    const double width = (d.histogram_max - d.histogram_min) / TensorDebug::kHistogramBins;
+    for (int64_t i = 0; i < d.values; ++i) {
+      const int bin = width > 0 ? static_cast<int>((x[i] - d.histogram_min) / width) : 0;
+      ++d.histogram[std::min(bin, TensorDebug::kHistogramBins - 1)];
+    }
+  }
+  if (d.values > 0) {
     d.clipped = static_cast<double>(clipped) / d.values;
     d.saturated = static_cast<double>(saturated) / d.values;
   }

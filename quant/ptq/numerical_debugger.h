@@ -40,6 +40,11 @@ struct TensorDebug {
   double sqnr_db = 0;      // +inf when identical
   double clipped = 0;      // fraction of float values outside the range
   double saturated = 0;    // fraction of codes at quant_min or quant_max (unless that end is the zero point)
+  // The float values' histogram: kHistogramBins equal bins over [histogram_min, histogram_max]
+  // (the values' own range), for plotting against the calibrated range s * ([qmin, qmax] - z).
+  static constexpr int kHistogramBins = 64;
+  double histogram_min = 0, histogram_max = 0;
+  std::vector<int64_t> histogram;
 };
 
 // Float net vs the integer model on the reference backend, per tensor (the input

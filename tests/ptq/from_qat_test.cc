@@ -414,6 +414,27 @@ TEST_F(DebuggerTest, ARangeTooSmallShowsUpAsClippingAndLowSqnrAtThatTensor) {
   EXPECT_TRUE(summary.find("most clipped: conv1") != std::string::npos ||
               summary.find("most clipped: pool1") != std::string::npos)
       << summary;
+  // The histogram counts every value, from the smallest (first bin) to the largest (last bin), and
+  // the clipped fraction lies between the mass of the bins wholly beyond the narrow range and
+  // that of the bins reaching beyond it.
+  ASSERT_EQ(b->histogram.size(), static_cast<size_t>(TensorDebug::kHistogramBins));
+  int64_t total = 0;
+  for (int64_t c : b->histogram) total += c;
+  EXPECT_EQ(total, b->values);
+  EXPECT_GT(b->histogram.front(), 0);
+  EXPECT_GT(b->histogram.back(), 0);
+  EXPECT_EQ(b->histogram_min, g->histogram_min);  // the same float values
+  const double top = b->scale * (b->quant_max - b->zero_point + 0.5);
+  const double bottom = b->scale * (b->quant_min - b->zero_point - 0.5);
+  const double width = (b->histogram_max - b->histogram_min) / TensorDebug::kHistogramBins;
+  int64_t surely = 0, maybe = 0;
+  for (int k = 0; k < TensorDebug::kHistogramBins; ++k) {
+    const double lo = b->histogram_min + k * width, hi = lo + width;
+    if (lo > top || hi < bottom) surely += b->histogram[k];
+    if (hi > top || lo < bottom) maybe += b->histogram[k];
+  }
+  EXPECT_LE(static_cast<double>(surely) / total, b->clipped);
+  EXPECT_GE(static_cast<double>(maybe) / total, b->clipped);
   // The input tensor comes first, with the model input's grid.
   EXPECT_EQ((*good)[0].name, "input");
   EXPECT_GT((*good)[0].sqnr_db, 30.0);
