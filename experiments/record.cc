@@ -73,13 +73,16 @@ absl::StatusOr<quantlab::ResultRecord> ReadRecordJson(const std::string& path) {
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": no result record"));
   std::stringstream text;
   text << in.rdbuf();
+  return RecordFromJson(text.str(), path);
+}
+
+absl::StatusOr<quantlab::ResultRecord> RecordFromJson(const std::string& json, const std::string& where) {
   quantlab::ResultRecord record;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
-  auto status = google::protobuf::util::JsonStringToMessage(text.str(), &record, options);
+  auto status = google::protobuf::util::JsonStringToMessage(json, &record, options);
   if (!status.ok()) {
-    return absl::DataLossError(absl::StrCat(path, ": not a valid result record: ",
-                                            std::string(status.message())));
+    return absl::DataLossError(absl::StrCat(where, ": not a valid result record: ", std::string(status.message())));
   }
   return record;
 }

@@ -22,6 +22,8 @@ std::string NowRfc3339();
 // with status OK is what marks a run as done).
 absl::Status WriteRecord(const std::string& run_dir, const quantlab::ResultRecord& record);
 absl::StatusOr<quantlab::ResultRecord> ReadRecordJson(const std::string& path);
+// A record from its JSON text; errors name `where` (a file, a database row).
+absl::StatusOr<quantlab::ResultRecord> RecordFromJson(const std::string& json, const std::string& where);
 // The record in `run_dir` if it is one of this experiment's: it parses and its
 // config_id is `config_id` (a record copied from or left by another config does
 // not count). NotFound when there is none; the error names the file and why.

@@ -36,6 +36,9 @@ inline Result Finish(FILE* pipe) {
 
 inline Result RunDriver(const std::string& args) { return Finish(StartDriver(args)); }
 
+// Any command line, its stdout and stderr together.
+inline Result RunCommand(const std::string& command) { return Finish(popen((command + " 2>&1").c_str(), "r")); }
+
 // A fresh, empty directory `name` under TEST_TMPDIR (or /tmp).
 inline std::string TmpDir(const std::string& name) {
   const char* dir = std::getenv("TEST_TMPDIR");
