@@ -268,10 +268,11 @@ absl::Status ResultsDb::Insert(const quantlab::ResultRecord& r, const std::strin
                                       static_cast<int64_t>(a.weights()), static_cast<int64_t>(a.size_bytes()), a.bops(),
                                       a.cost()}));
     }
-    Statement debug(db_,
-                    "INSERT INTO debug_tensors(run, tensor, op, kind, scale, zero_point, quant_min, quant_max, "
-                    "value_count, sqnr_db, clipped, saturated, histogram_min, histogram_max, histogram) VALUES (?, ?, ?, ?, ?, "
-                    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    Statement debug(
+        db_,
+        "INSERT INTO debug_tensors(run, tensor, op, kind, scale, zero_point, quant_min, quant_max, "
+        "value_count, sqnr_db, clipped, saturated, histogram_min, histogram_max, histogram) VALUES (?, ?, ?, ?, ?, "
+        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     for (const auto& t : r.debug_tensors()) {
       RETURN_IF_ERROR(debug.Run({run, t.tensor(), t.op(), t.kind(), static_cast<double>(t.scale()),
                                  int64_t{t.zero_point()}, int64_t{t.quant_min()}, int64_t{t.quant_max()},
