@@ -53,6 +53,12 @@ ABSL_FLAG(int, jobs, 1, "experiments of a sweep run at once, each in its own pro
 ABSL_FLAG(int, threads, 1, "intra-op threads per experiment (at most the machine's hardware threads)");
 ABSL_FLAG(bool, oversubscribe, false, "allow --threads and --jobs * --threads beyond the hardware threads");
 ABSL_FLAG(bool, force, false, "re-run experiments whose record already says OK");
+ABSL_FLAG(std::string, shard, "",
+          "I/N: run only members I, I+N, I+2N, ... (0-based, in the config's order) and what they start from");
+ABSL_FLAG(bool, slurm, false,
+          "write an sbatch job-array script (one task per shard, --jobs per task) into <output_dir>/slurm/ and "
+          "say how to submit it; runs nothing");
+ABSL_FLAG(int, shards, 0, "with --slurm: the number of array tasks (default: the members, at most 8)");
 
 namespace quant {
 namespace {
@@ -343,6 +349,79 @@ Outcome Reread(const ExperimentPlan& plan, const Outcome& seen) {
   return Outcome{plan.spec.name, plan.spec.config_id, "failed", seen.seconds, std::string(r.status().message())};
 }
 
+// --shard=I/N -> (I, N); "" -> (0, 1).
+absl::StatusOr<std::pair<size_t, size_t>> ParseShard(const std::string& text) {
+  if (text.empty()) return std::make_pair(size_t{0}, size_t{1});
+  const size_t slash = text.find('/');
+  uint64_t i = 0, n = 0;
+  if (slash == std::string::npos || !absl::SimpleAtoi(text.substr(0, slash), &i) ||
+      !absl::SimpleAtoi(text.substr(slash + 1), &n) || n == 0 || i >= n || n > 100000) {
+    return absl::InvalidArgumentError(absl::StrCat("--shard=", text, ": expected I/N with 0 <= I < N (e.g. 0/3)"));
+  }
+  return std::make_pair(static_cast<size_t>(i), static_cast<size_t>(n));
+}
+
+// A shell word: 'text' with every ' written as '\''.
+std::string ShellQuote(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// --slurm: an sbatch job array, task k running --shard=k/N of this sweep with the same
+// flags. Resumable: a task re-run (or the array re-submitted) skips what has an OK record;
+// every task writes into the one output dir and its results database.
+bool WriteSlurmScript(int argc, char** argv, const std::string& config, const std::vector<std::string>& sets,
+                      const std::vector<ExperimentSpec>& specs) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::string output_dir = absl::GetFlag(FLAGS_output_dir);
+  if (output_dir.empty()) {
+    const YAML::Node dir = specs.front().root["output"].IsMap() ? specs.front().root["output"]["dir"] : YAML::Node();
+    output_dir = dir.IsScalar() && !dir.Scalar().empty() ? dir.Scalar() : "runs";
+  }
+  const std::string out = fs::absolute(output_dir, ec).lexically_normal().string();
+  int shards = absl::GetFlag(FLAGS_shards);
+  if (shards <= 0) shards = static_cast<int>(std::min<size_t>(specs.size(), 8));
+  shards = std::min<int>(shards, static_cast<int>(specs.size()));
+  const std::string binary = fs::read_symlink("/proc/self/exe", ec).string();
+  std::string name = fs::path(config).stem().string();
+  for (char& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') c = '_';
+  }
+  const int jobs = absl::GetFlag(FLAGS_jobs), threads = absl::GetFlag(FLAGS_threads);
+  std::string command = absl::StrCat(ShellQuote(binary), " --config=", ShellQuote(fs::absolute(config, ec).string()),
+                                     " --output_dir=", ShellQuote(out), " --jobs=", jobs, " --threads=", threads);
+  for (const std::string& s : sets) absl::StrAppend(&command, " --set ", ShellQuote(s));
+  if (absl::GetFlag(FLAGS_force)) absl::StrAppend(&command, " --force");
+  if (absl::GetFlag(FLAGS_oversubscribe)) absl::StrAppend(&command, " --oversubscribe");
+  absl::StrAppend(&command, " --shard=\"${SLURM_ARRAY_TASK_ID}/", shards, "\"");
+  (void)argc;
+  (void)argv;
+  const std::string dir = out + "/slurm";
+  fs::create_directories(dir, ec);
+  const std::string script_path = absl::StrCat(dir, "/", name, ".sbatch");
+  const std::string script = absl::StrCat(
+      "#!/bin/bash\n"
+      "# quantlab sweep ",
+      config, ": ", specs.size(), " experiments in ", shards, " array tasks (task k runs --shard=k/", shards,
+      ").\n# Resumable: re-submit it after a failure or a cancel; finished members are skipped.\n",
+      "#SBATCH --job-name=quantlab-", name, "\n#SBATCH --array=0-", shards - 1,
+      "\n#SBATCH --cpus-per-task=", jobs * threads, "\n#SBATCH --output=", dir, "/", name, "-%A_%a.log\n", "cd ",
+      ShellQuote(fs::current_path(ec).string()), "\nexec ", command, "\n");
+  if (absl::Status s = WriteFileAtomically(script_path, script); !s.ok()) {
+    Fail(s);
+    return false;
+  }
+  fs::permissions(script_path, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add, ec);
+  std::printf(
+      "%s: %zu experiments in %d Slurm array tasks (--jobs=%d each)\nwrote %s\nsubmit with: sbatch %s\n"
+      "results: %s (and %s/%s)\n",
+      config.c_str(), specs.size(), shards, jobs, script_path.c_str(), script_path.c_str(), out.c_str(), out.c_str(),
+      kResultsDbFile);
+  return true;
+}
+
 // The experiments of a run: the config's members and what they start from
 // (init_from: {config: ...}), each distinct run directory once, every node after the
 // nodes it depends on.
@@ -465,7 +544,7 @@ int Main(int argc, char** argv) {
   signal(SIGXFSZ, SIG_IGN);
   absl::SetProgramUsageMessage(
       "quantlab experiment driver: --config=FILE [--set key.path=value ...] [--validate] "
-      "[--jobs=N] [--output_dir=DIR] [--seed=N] [--threads=N] | --list");
+      "[--jobs=N] [--output_dir=DIR] [--seed=N] [--threads=N] [--shard=I/N | --slurm [--shards=N]] | --list");
   std::vector<std::string> sets = ExtractSets(&argc, argv);
   absl::ParseCommandLine(argc, argv);
   // Under `bazel run`, relative paths mean the user's working directory.
@@ -507,6 +586,12 @@ int Main(int argc, char** argv) {
 
   auto specs = LoadExperiments(config, sets);
   if (!specs.ok()) return Fail(specs.status());
+  auto shard = ParseShard(absl::GetFlag(FLAGS_shard));
+  if (!shard.ok()) return Fail(shard.status());
+  if (absl::GetFlag(FLAGS_slurm)) {
+    if (shard->second > 1) return Fail(absl::InvalidArgumentError("--slurm writes the shards' script: drop --shard"));
+    return WriteSlurmScript(argc, argv, config, sets, *specs) ? 0 : 1;
+  }
 
   // Every experiment, and every experiment one starts from, is checked before any
   // runs: a typo in the 9th of 12 is found now, not an hour from now.
@@ -515,6 +600,11 @@ int Main(int argc, char** argv) {
   size_t duplicates = 0;
   for (size_t m = 0; m < specs->size(); ++m) {
     const std::string name = (*specs)[m].name;
+    if (m % shard->second != shard->first) {
+      // Another shard's member: checked all the same, so that every shard fails on a bad sweep.
+      if (auto plan = Validate((*specs)[m], options); !plan.ok()) return Fail(plan.status());
+      continue;
+    }
     const size_t before = graph.nodes.size();
     auto added = AddNode(std::move((*specs)[m]), options, /*member=*/true, graph, m + 1);
     if (!added.ok()) return Fail(added.status());
@@ -553,7 +643,13 @@ int Main(int argc, char** argv) {
     return 0;
   }
 
-  if (graph.nodes.size() == 1) {
+  if (graph.nodes.empty()) {
+    std::printf("%s: shard %zu/%zu has no members (the sweep has %zu)\n", config.c_str(), shard->first, shard->second,
+                specs->size());
+    return 0;
+  }
+  // A shard always runs as a batch: it skips what is done, so a re-submitted array resumes.
+  if (graph.nodes.size() == 1 && shard->second == 1) {
     ExperimentPlan& plan = graph.nodes[0].plan;
     std::fprintf(stderr, "%s", DescribePlan(plan).c_str());
     // A single experiment always runs (force), in this process, under its lock.
@@ -581,7 +677,7 @@ int Main(int argc, char** argv) {
   // experiments it starts from are done. --force re-runs the config's own members, not
   // what they start from; a config of one experiment always runs it.
   const bool force = absl::GetFlag(FLAGS_force);
-  const bool force_members = force || members == 1;
+  const bool force_members = force || (members == 1 && shard->second == 1);
   std::vector<Outcome> outcomes(graph.nodes.size());
   enum class State { kWaiting, kRunning, kOk, kFailed };
   std::vector<State> state(graph.nodes.size(), State::kWaiting);

@@ -99,6 +99,11 @@ if [ "${QUANTLAB_CHECKS:-1}" != 0 ]; then
   bash scripts/fuzz.sh 2>&1 | tee "$log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || rc_all=1
   count_check
+  echo "== Slurm (scripts/slurm_test.sh: a single-node Slurm on localhost, a sweep as a job array)"
+  # Its "N passed, N failed" line counts its checks.
+  bash scripts/slurm_test.sh 2>&1 | tee "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || rc_all=1
+  count_check
   echo "== format check (scripts/format_check.sh)"
   if bash scripts/format_check.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); rc_all=1; fi
 fi
