@@ -314,21 +314,39 @@ Json BackendSpeed(const std::vector<ReportRun>& runs) {
           {"groups", groups}};
 }
 
-// Per sweep whose runs kept the debugger's tensors: the float histograms of up to four
-// tensors (those with the lowest SQNR in any run) with every run's calibrated range.
+// Per sweep and model whose runs kept the debugger's tensors: the float histograms of up to
+// four tensors (those with the lowest SQNR in any run) with every run's calibrated range,
+// labelled by what varies between the runs. Only ops that choose their output grid count:
+// a max pool or a flatten passes its input's values on in a wider container.
 std::vector<Json> Histograms(const std::vector<ReportRun>& runs) {
-  std::map<std::string, std::vector<const ReportRun*>> families;
+  static const std::set<std::string>* requantizing = new std::set<std::string>{
+      "fully_connected", "conv2d", "average_pool2d", "global_average_pool", "add", "concat", "hardswish",
+      "sigmoid",         "tanh"};
+  std::map<std::pair<std::string, std::string>, std::vector<const ReportRun*>> groups;  // (family, model)
   for (const ReportRun& r : runs) {
     bool has = false;
     for (const auto& t : r.record.debug_tensors()) has = has || t.histogram_size() > 0;
-    if (has) families[r.family].push_back(&r);
+    if (has) groups[{r.family, Scalar(Get(r.config, {"model", "name"}), "model")}].push_back(&r);
   }
   std::vector<Json> plots;
-  for (const auto& [family, members] : families) {
+  for (const auto& [key, members] : groups) {
+    const auto& [family, model] = key;
+    // What tells the runs apart: the axes whose values differ among them.
+    std::map<std::string, std::set<std::string>> values;
+    for (const ReportRun* r : members) {
+      for (const auto& [k, v] : Axes(*r)) values[k].insert(v);
+    }
+    auto label_of = [&](const ReportRun& r) {
+      std::vector<std::string> parts;
+      for (const auto& [k, v] : Axes(r)) {
+        if (values[k].size() > 1) parts.push_back(absl::StrCat(k.substr(k.rfind('.') + 1), "=", v));
+      }
+      return parts.empty() ? r.record.name() : absl::StrJoin(parts, ", ");
+    };
     std::map<std::string, double> lowest;  // tensor -> lowest SQNR over runs
     for (const ReportRun* r : members) {
       for (const auto& t : r->record.debug_tensors()) {
-        if (t.histogram_size() == 0 || t.op().empty()) continue;
+        if (t.histogram_size() == 0 || requantizing->count(t.kind()) == 0) continue;
         auto [it, fresh] = lowest.emplace(t.tensor(), t.sqnr_db());
         if (!fresh) it->second = std::min(it->second, t.sqnr_db());
       }
@@ -338,7 +356,7 @@ std::vector<Json> Histograms(const std::vector<ReportRun>& runs) {
     std::sort(ranked.begin(), ranked.end());
     Json panels = Json::array();
     for (size_t k = 0; k < ranked.size() && k < 4; ++k) {
-      Json panel = {{"tensor", ranked[k].second}, {"ranges", Json::array()}};
+      Json panel = {{"tensor", absl::StrCat(model, " ", ranked[k].second)}, {"ranges", Json::array()}};
       for (const ReportRun* r : members) {
         for (const auto& t : r->record.debug_tensors()) {
           if (t.tensor() != ranked[k].second) continue;
@@ -347,8 +365,7 @@ std::vector<Json> Histograms(const std::vector<ReportRun>& runs) {
             panel["max"] = t.histogram_max();
             panel["counts"] = Json(std::vector<int64_t>(t.histogram().begin(), t.histogram().end()));
           }
-          const std::string label = r->record.name() == family ? family : r->record.name().substr(family.size() + 2);
-          panel["ranges"].push_back({{"label", label},
+          panel["ranges"].push_back({{"label", label_of(*r)},
                                      {"lo", t.scale() * (t.quant_min() - t.zero_point())},
                                      {"hi", t.scale() * (t.quant_max() - t.zero_point())},
                                      {"sqnr_db", std::isfinite(t.sqnr_db()) ? t.sqnr_db() : 999.0}});
@@ -358,8 +375,10 @@ std::vector<Json> Histograms(const std::vector<ReportRun>& runs) {
     }
     if (panels.empty()) continue;
     plots.push_back({{"kind", "histograms"},
-                     {"file", "histograms_" + family + ".png"},
-                     {"title", absl::StrCat(family, ": float values (64 test images) and each run's calibrated range")},
+                     {"file", absl::StrCat("histograms_", family, "_", model, ".png")},
+                     {"title", absl::StrCat(family, " (", model,
+                                            "): float values on 64 test images, and each run's "
+                                            "calibrated range (its SQNR)")},
                      {"panels", panels}});
   }
   return plots;

@@ -128,8 +128,8 @@ TEST(ReportTest, WritesTablesPlotsAndASelfContainedPage) {
   EXPECT_THAT(md, HasSubstr("| bits=4 | 90.00 ± 0.00 (n=3) | 87.00 ± 4.97 (n=3) | 1.50 ± 0.00 (n=3) |"));
   EXPECT_THAT(md, HasSubstr("| what | q__bits=4 reference | base reference |\n| --- | --- | --- |\n"
                             "| accuracy | 87.00 ± 4.97 (n=3) | 90.50 (n=1) |"));
-  for (const char* png :
-       {"accuracy_vs_bits.png", "accuracy_vs_size.png", "backend_speed.png", "training_q.png", "histograms_q.png"}) {
+  for (const char* png : {"accuracy_vs_bits.png", "accuracy_vs_size.png", "backend_speed.png", "training_q.png",
+                          "histograms_q_cnn.png"}) {
     const std::string bytes = Read(out + "/plots/" + png);
     ASSERT_GT(bytes.size(), 1000u) << png;
     EXPECT_EQ(bytes.substr(1, 3), "PNG") << png;
