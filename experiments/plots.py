@@ -35,8 +35,8 @@ def lines(spec, ax):
 
 
 def panels(spec, fig):
-    """A panel per model: each configuration a point (with its CI), a line per series
-    through the mean of its points at each x."""
+    """A panel per model: each configuration a point (with its CI), joined by a line per
+    series where the series has one configuration per x."""
     ps = spec["panels"]
     cols = 2 if len(ps) > 1 else 1
     rows = (len(ps) + cols - 1) // cols
@@ -50,8 +50,11 @@ def panels(spec, fig):
             for q in pts:
                 line.setdefault(q["x"], []).append(q["y"])
             xs = sorted(line)
-            (l,) = ax.plot(xs, [sum(line[x]) / len(line[x]) for x in xs], marker="", linewidth=1,
-                           label=s["label"])
+            # A line only where each bit width has one configuration: a mean over different
+            # configurations would be a point no run measured.
+            single = all(len(v) == 1 for v in line.values())
+            (l,) = ax.plot(xs if single else [], [line[x][0] for x in xs] if single else [], marker="",
+                           linewidth=1, label=s["label"])
             ax.errorbar([q["x"] for q in pts], [q["y"] for q in pts], yerr=[q.get("err", 0) for q in pts],
                         fmt="o", ms=3, capsize=2, color=l.get_color())
         ax.set_title(p["title"], fontsize=10)

@@ -202,14 +202,28 @@ Json Point(double x, const std::vector<double>& ys, const std::string& label = "
 Json AccuracyVsBits(const std::vector<ReportRun>& runs) {
   // model -> series -> seed group -> (bits, accuracies)
   std::map<std::string, std::map<std::string, std::map<std::string, std::pair<int, std::vector<double>>>>> models;
+  // Per sweep, the axes that vary other than the bits and what the scheme label says
+  // (ptq.passes, the model): they tell its series apart (LSQ's every-layer W4A4 row, ...).
+  std::map<std::string, std::map<std::string, std::set<std::string>>> family_axes;
+  for (const ReportRun& r : runs) {
+    for (const auto& [k, v] : Axes(r)) family_axes[r.family][k].insert(v);
+  }
   for (const ReportRun& r : runs) {
     const int w = WeightBits(r.config);
     const double acc = DeployedAccuracy(r.record);
     if (w <= 0 || std::isnan(acc) || Get(r.config, {"analysis"}).IsDefined()) continue;
     const int a = ActivationBits(r.config);
     const std::string model = Scalar(Get(r.config, {"model", "name"}), "model");
-    const std::string series =
-        absl::StrCat(SchemeLabel(r.config).substr(model.size() + 1), a > 0 ? absl::StrCat(" A", a) : "");
+    // Activations at the weights' bits (W8A8, W4A4, ...) are one series, others one per activation width.
+    std::string series = absl::StrCat(SchemeLabel(r.config).substr(model.size() + 1),
+                                      a == w ? " A=W" : a > 0 ? absl::StrCat(" A", a) : "");
+    for (const auto& [k, v] : Axes(r)) {
+      if (k == "quant.weights.bits" || k == "quant.activations.bits" || k == "ptq.passes" || k == "model.name" ||
+          family_axes[r.family][k].size() < 2) {
+        continue;
+      }
+      absl::StrAppend(&series, " ", k.substr(k.rfind('.') + 1), "=", v.size() > 24 ? v.substr(0, 21) + "..." : v);
+    }
     auto& point = models[model][series][r.seed_group];
     point.first = w;
     point.second.push_back(acc);
@@ -228,7 +242,7 @@ Json AccuracyVsBits(const std::vector<ReportRun>& runs) {
           {"file", "accuracy_vs_bits.png"},
           {"title",
            "Test accuracy vs weight bits (integer model where deployed)\na point per configuration, "
-           "mean ± 95 % CI over its seeds; the line joins each bit width's mean"},
+           "mean ± 95 % CI over its seeds; lines join a series with one configuration per bit width"},
           {"xlabel", "weight bits"},
           {"ylabel", "test accuracy (%)"},
           {"panels", panels}};
