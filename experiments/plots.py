@@ -8,6 +8,8 @@ plots.json is a list of plot specs written by experiments/report.cc; each has a
 data. Seeds are already aggregated: a point's `err` is its 95 % CI half-width.
 """
 import json
+import multiprocessing
+import os
 import sys
 
 import matplotlib
@@ -135,32 +137,44 @@ def histograms(spec, fig):
         ax.legend(fontsize=6, loc="upper right")
 
 
+def draw(job):
+    spec, out = job
+    kind = spec["kind"]
+    if kind == "speed":
+        fig = plt.figure(figsize=(11, 4.5))
+        speed(spec, fig)
+    elif kind == "panels":
+        rows = (len(spec["panels"]) + 1) // 2
+        fig = plt.figure(figsize=(12, 4.8 * rows))
+        panels(spec, fig)
+    elif kind == "histograms":
+        rows = (len(spec["panels"]) + 1) // 2
+        fig = plt.figure(figsize=(11, 3.6 * rows))
+        histograms(spec, fig)
+    else:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        {"lines": lines, "pareto": pareto}[kind](spec, ax)
+        ax.set_xlabel(spec["xlabel"])
+        ax.set_ylabel(spec["ylabel"])
+    fig.suptitle(spec["title"], fontsize=11)
+    fig.tight_layout()
+    fig.savefig("%s/%s" % (out, spec["file"]), dpi=DPI)
+    plt.close(fig)
+
+
 def main():
     with open(sys.argv[1]) as f:
         specs = json.load(f)
     out = sys.argv[2]
-    for spec in specs:
-        kind = spec["kind"]
-        if kind in ("speed",):
-            fig = plt.figure(figsize=(11, 4.5))
-            speed(spec, fig)
-        elif kind == "panels":
-            rows = (len(spec["panels"]) + 1) // 2
-            fig = plt.figure(figsize=(12, 4.8 * rows))
-            panels(spec, fig)
-        elif kind == "histograms":
-            rows = (len(spec["panels"]) + 1) // 2
-            fig = plt.figure(figsize=(11, 3.6 * rows))
-            histograms(spec, fig)
-        else:
-            fig, ax = plt.subplots(figsize=(8, 5))
-            {"lines": lines, "pareto": pareto}[kind](spec, ax)
-            ax.set_xlabel(spec["xlabel"])
-            ax.set_ylabel(spec["ylabel"])
-        fig.suptitle(spec["title"], fontsize=11)
-        fig.tight_layout()
-        fig.savefig("%s/%s" % (out, spec["file"]), dpi=DPI)
-        plt.close(fig)
+    jobs = [(spec, out) for spec in specs]
+    # Figures are independent: one process per core (a sweep of 50 sweeps has ~100 figures).
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers <= 1:
+        for job in jobs:
+            draw(job)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.map(draw, jobs, chunksize=1)
 
 
 if __name__ == "__main__":
