@@ -36,16 +36,21 @@ def lines(spec, ax):
     ax.legend(fontsize=7, ncol=2 if len(spec["series"]) > 8 else 1, loc="best")
 
 
+def grid(fig, n):
+    """n axes in two columns (one if n == 1); the spare cell of an odd n is hidden."""
+    cols = 2 if n > 1 else 1
+    rows = (n + cols - 1) // cols
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return list(axes.flat[:n])
+
+
 def panels(spec, fig):
     """A panel per model: each configuration a point (with its CI), joined by a line per
     series where the series has one configuration per x."""
     ps = spec["panels"]
-    cols = 2 if len(ps) > 1 else 1
-    rows = (len(ps) + cols - 1) // cols
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat[len(ps):]:
-        ax.axis("off")
-    for ax, p in zip(axes.flat, ps):
+    for ax, p in zip(grid(fig, len(ps)), ps):
         for s in p["series"]:
             pts = s["points"]
             line = {}
@@ -113,12 +118,7 @@ def speed(spec, fig):
 
 def histograms(spec, fig):
     panels = spec["panels"]
-    cols = 2 if len(panels) > 1 else 1
-    rows = (len(panels) + cols - 1) // cols
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
-    for ax, p in zip(axes.flat, panels):
+    for ax, p in zip(grid(fig, len(panels)), panels):
         counts = p["counts"]
         lo, hi = p["min"], p["max"]
         width = (hi - lo) / len(counts) if hi > lo else 1.0
