@@ -578,7 +578,9 @@ absl::Status WriteReport(const std::vector<ReportRun>& runs, const ReportOptions
   html += "<h2>Plots</h2>\n";
   for (const Json& p : drawn) {
     const std::string file = p["file"].get<std::string>();
-    const std::string title = p["title"].get<std::string>();
+    // Plot titles may break lines for the figure; the page's headings do not.
+    std::string title = p["title"].get<std::string>();
+    std::replace(title.begin(), title.end(), '\n', ' ');
     absl::StrAppend(&md, "![", title, "](plots/", file, ")\n\n");
     const std::string png = ReadFile(plot_dir + "/" + file);
     if (png.size() < 8 || png.compare(1, 3, "PNG") != 0) {
@@ -587,7 +589,8 @@ absl::Status WriteReport(const std::vector<ReportRun>& runs, const ReportOptions
     absl::StrAppend(&html, "<h3>", HtmlEscape(title), "</h3>\n<img alt=\"", HtmlEscape(title),
                     "\" src=\"data:image/png;base64,", absl::Base64Escape(png), "\">\n");
   }
-  for (const std::string& e : empty) {
+  for (std::string e : empty) {
+    std::replace(e.begin(), e.end(), '\n', ' ');
     absl::StrAppend(&md, "(", e, ": no run has the figures for it.)\n\n");
     absl::StrAppend(&html, "<p>(", HtmlEscape(e), ": no run has the figures for it.)</p>\n");
   }
