@@ -215,8 +215,9 @@ Json AccuracyVsBits(const std::vector<ReportRun>& runs) {
     const int a = ActivationBits(r.config);
     const std::string model = Scalar(Get(r.config, {"model", "name"}), "model");
     // Activations at the weights' bits (W8A8, W4A4, ...) are one series, others one per activation width.
-    std::string series = absl::StrCat(SchemeLabel(r.config).substr(model.size() + 1),
-                                      a == w ? " A=W" : a > 0 ? absl::StrCat(" A", a) : "");
+    std::string series = absl::StrCat(SchemeLabel(r.config).substr(model.size() + 1), a == w  ? " A=W"
+                                                                                      : a > 0 ? absl::StrCat(" A", a)
+                                                                                              : "");
     for (const auto& [k, v] : Axes(r)) {
       if (k == "quant.weights.bits" || k == "quant.activations.bits" || k == "ptq.passes" || k == "model.name" ||
           family_axes[r.family][k].size() < 2) {
