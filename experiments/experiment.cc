@@ -348,7 +348,7 @@ absl::Status RunDebugger(const ExperimentPlan& plan, const ptq::PtqResult& r,
   }
   const DataSplit& test = plan.dataset->test();
   const int64_t n = std::min<int64_t>(64, test.size());
-  const std::vector<float> x = ptq::ToNhwc(test.images.data(), n, plan.dataset->sample_shape());
+  const std::vector<float> x = test.Nhwc(0, n);
   ASSIGN_OR_RETURN(std::vector<ptq::TensorDebug> tensors, ptq::CompareWithFloat(r.float_model, r.model, x.data(), n));
   for (const ptq::TensorDebug& t : tensors) {
     quantlab::TensorDebug* d = record->add_debug_tensors();
@@ -494,7 +494,7 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
         const analysis::AllocateSpec& al = *plan.analysis->allocate;
         const DataSplit& test = plan.dataset->test();
         const int64_t n = std::min<int64_t>(64, test.size());
-        const std::vector<float> x = ptq::ToNhwc(test.images.data(), n, plan.dataset->sample_shape());
+        const std::vector<float> x = test.Nhwc(0, n);
         ASSIGN_OR_RETURN(analysis::LatencyProfile lat,
                          analysis::MeasureLatency(r.model, al.latency_backend, x.data(), n, al.latency_repeats));
         metrics["mp_measured_latency_ms"] = 1e3 * lat.total_seconds;

@@ -45,20 +45,82 @@ bool BatchIterator::Next(Tensor* images, std::vector<int32_t>* labels) {
   const int64_t remaining = n - next_;
   if (remaining <= 0 || (drop_last_ && remaining < batch_size_)) return false;
   const int64_t b = std::min(batch_size_, remaining);
-  std::vector<int64_t> shape = split_.images.shape();
-  const int64_t sample = n > 0 ? split_.images.numel() / n : 0;
+  std::vector<int64_t> shape = split_.shape();
+  const int64_t sample = split_.sample_numel();
   shape[0] = b;
   images->Resize(std::move(shape));
   labels->resize(b);
-  const float* src = split_.images.data();
   float* dst = images->data();
   for (int64_t i = 0; i < b; ++i) {
     const int64_t idx = order_[next_ + i];
-    std::memcpy(dst + i * sample, src + idx * sample, sample * sizeof(float));
+    split_.ReadOne(idx, dst + i * sample);
     (*labels)[i] = split_.labels[idx];
   }
   next_ += b;
   return true;
+}
+
+int64_t DataSplit::sample_numel() const {
+  if (!pixels.empty() || images.numel() == 0) {
+    int64_t n = 1;
+    for (int64_t d : pixel_shape) n *= d;
+    return pixel_shape.empty() ? 0 : n;
+  }
+  return size() > 0 ? images.numel() / size() : 0;
+}
+
+std::vector<int64_t> DataSplit::shape() const {
+  if (images.numel() > 0 || pixel_shape.empty()) {
+    std::vector<int64_t> s = images.shape();
+    if (s.empty()) s = {0};
+    s[0] = size();
+    return s;
+  }
+  std::vector<int64_t> s = {size()};
+  s.insert(s.end(), pixel_shape.begin(), pixel_shape.end());
+  return s;
+}
+
+void DataSplit::Read(int64_t begin, int64_t n, float* out) const {
+  const int64_t per = sample_numel();
+  if (pixels.empty()) {
+    std::memcpy(out, images.data() + begin * per, static_cast<size_t>(n * per) * sizeof(float));
+    return;
+  }
+  const uint8_t* p = pixels.data() + begin * per;
+  for (int64_t i = 0; i < n * per; ++i) out[i] = (p[i] / 255.0f - pixel_mean) / pixel_std;
+}
+
+void DataSplit::ReadNhwc(int64_t begin, int64_t n, float* out) const {
+  const std::vector<int64_t> s = shape();
+  const int64_t per = sample_numel();
+  if (s.size() != 4 || s[1] == 1) {  // one channel: NCHW and NHWC are the same order
+    Read(begin, n, out);
+    return;
+  }
+  const int64_t channels = s[1], pixels_per_channel = s[2] * s[3];
+  std::vector<float> sample(per);
+  for (int64_t i = 0; i < n; ++i) {
+    ReadOne(begin + i, sample.data());
+    float* dst = out + i * per;
+    for (int64_t c = 0; c < channels; ++c) {
+      for (int64_t p = 0; p < pixels_per_channel; ++p) dst[p * channels + c] = sample[c * pixels_per_channel + p];
+    }
+  }
+}
+
+std::vector<float> DataSplit::Nhwc(int64_t begin, int64_t n) const {
+  std::vector<float> out(static_cast<size_t>(n * sample_numel()));
+  ReadNhwc(begin, n, out.data());
+  return out;
+}
+
+Tensor DataSplit::Slice(int64_t begin, int64_t n) const {
+  std::vector<int64_t> s = shape();
+  s[0] = n;
+  Tensor t(std::move(s));
+  Read(begin, n, t.data());
+  return t;
 }
 
 }  // namespace quant

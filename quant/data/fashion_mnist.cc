@@ -159,11 +159,11 @@ absl::StatusOr<DataSplit> FashionMnist::LoadSplit(const std::string& prefix, int
   }
   DataSplit split;
   const int64_t n = images.dims[0];
-  split.images = Tensor({n, 1, 28, 28});
-  float* out = split.images.data();
-  for (size_t i = 0; i < images.bytes.size(); ++i) {
-    out[i] = (images.bytes[i] / 255.0f - kFashionMnistMean) / kFashionMnistStd;
-  }
+  // Kept as bytes, normalised when read (DataSplit::Read): a quarter of the memory.
+  split.pixels = std::move(images.bytes);
+  split.pixel_shape = {1, 28, 28};
+  split.pixel_mean = kFashionMnistMean;
+  split.pixel_std = kFashionMnistStd;
   split.labels.resize(n);
   for (int64_t i = 0; i < n; ++i) {
     if (labels.bytes[i] > 9) {

@@ -109,7 +109,7 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
   int64_t per = 1;
   for (int64_t d : chw) per *= d;
   const int64_t n = test.size();
-  const std::vector<float> x = ToNhwc(test.images.data(), n, chw);
+  const std::vector<float> x = test.Nhwc(0, n);
   constexpr int64_t kBatch = 256;
   // Runs the whole test set; returns int outputs + logits, and the time of the full batches.
   auto run_all = [&](backends::Backend& b, std::vector<int32_t>* q, std::vector<float>* logits,

@@ -26,7 +26,7 @@ absl::StatusOr<double> FloatNetAccuracy(const backends::QuantizedModel& net, con
   std::vector<float> logits;
   for (int64_t start = 0; start < split.size(); start += batch_size) {
     const int64_t b = std::min(batch_size, split.size() - start);
-    std::vector<float> x = ToNhwc(split.images.data() + start * per, b, chw);
+    std::vector<float> x = split.Nhwc(start, b);
     RETURN_IF_ERROR(FloatForward(net, x.data(), b, &logits, before));
     std::vector<int32_t> labels(split.labels.begin() + start, split.labels.begin() + start + b);
     correct += static_cast<int64_t>(Top1Accuracy(logits, b, labels) * b + 0.5);

@@ -77,7 +77,7 @@ absl::StatusOr<PtqResult> StaticPtq::Apply(const PtqContext& ctx) {
   backends::RunOutput out;
   for (int64_t start = 0; start < test.size(); start += 256) {
     const int64_t b = std::min<int64_t>(256, test.size() - start);
-    std::vector<float> x = ToNhwc(test.images.data() + start * per, b, net.nn_input_shape);
+    std::vector<float> x = test.Nhwc(start, b);
     RETURN_IF_ERROR(sim.Run(x.data(), b, &out));
     std::vector<int32_t> labels(test.labels.begin() + start, test.labels.begin() + start + b);
     correct += static_cast<int64_t>(Top1Accuracy(out.logits, b, labels) * b + 0.5);

@@ -85,3 +85,36 @@ TEST(SyntheticDatasetTest, DeterministicAndShaped) {
 
 }  // namespace
 }  // namespace quant
+
+namespace quant {
+namespace {
+
+// 8-bit samples [3 images, 2 channels, 1 x 2]: read normalised, in NCHW and in NHWC order,
+// and batched, all with the load-time arithmetic (p / 255 - mean) / std.
+TEST(DataSplitTest, BytesAreNormalisedWhenReadInEitherLayout) {
+  DataSplit s;
+  s.pixel_shape = {2, 1, 2};
+  s.pixel_mean = 0.25f;
+  s.pixel_std = 0.5f;
+  for (int i = 0; i < 12; ++i) s.pixels.push_back(static_cast<uint8_t>(20 * i));
+  s.labels = {0, 1, 2};
+  auto value = [&](int byte) { return (s.pixels[byte] / 255.0f - 0.25f) / 0.5f; };
+  EXPECT_EQ(s.sample_numel(), 4);
+  EXPECT_EQ(s.shape(), (std::vector<int64_t>{3, 2, 1, 2}));
+  const Tensor t = s.Slice(1, 2);
+  EXPECT_EQ(t.shape(), (std::vector<int64_t>{2, 2, 1, 2}));
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(t.values()[i], value(4 + i)) << i;
+  // NHWC: sample 1's (c0 p0, c1 p0, c0 p1, c1 p1) = bytes 4, 6, 5, 7.
+  const std::vector<float> nhwc = s.Nhwc(1, 1);
+  EXPECT_EQ(nhwc, (std::vector<float>{value(4), value(6), value(5), value(7)}));
+  BatchIterator it(s, 2, /*shuffle=*/false, 0);
+  it.StartEpoch(0);
+  Tensor x;
+  std::vector<int32_t> y;
+  ASSERT_TRUE(it.Next(&x, &y));
+  EXPECT_EQ(x.shape(), (std::vector<int64_t>{2, 2, 1, 2}));
+  EXPECT_EQ(x.values()[7], value(7));
+}
+
+}  // namespace
+}  // namespace quant

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <numeric>
@@ -146,13 +147,17 @@ TEST(FashionMnistTest, LoadsNormalisedSplitsThroughRegistry) {
   ASSERT_TRUE((*ds)->Load().ok());
   EXPECT_EQ((*ds)->train().size(), 1000);
   EXPECT_EQ((*ds)->test().size(), 10000);
-  EXPECT_EQ((*ds)->train().images.shape(), (std::vector<int64_t>{1000, 1, 28, 28}));
+  EXPECT_EQ((*ds)->train().shape(), (std::vector<int64_t>{1000, 1, 28, 28}));
+  // Held as bytes (a quarter of the memory of floats), normalised when read.
+  EXPECT_EQ((*ds)->train().pixels.size(), 1000u * 784u);
+  EXPECT_EQ((*ds)->train().images.numel(), 0);
   // Pixel 0 maps to -mean/std, pixel 255 to (1-mean)/std.
   const float lo = (0.0f - kFashionMnistMean) / kFashionMnistStd;
   const float hi = (1.0f - kFashionMnistMean) / kFashionMnistStd;
   float mn = 1e9f, mx = -1e9f;
   double sum = 0;
-  for (float v : (*ds)->test().images.values()) {
+  const Tensor test = (*ds)->test().Slice(0, (*ds)->test().size());
+  for (float v : test.values()) {
     mn = std::min(mn, v);
     mx = std::max(mx, v);
     sum += v;
@@ -160,7 +165,20 @@ TEST(FashionMnistTest, LoadsNormalisedSplitsThroughRegistry) {
   EXPECT_FLOAT_EQ(mn, lo);
   EXPECT_FLOAT_EQ(mx, hi);
   // Normalised with the dataset's own statistics: the mean is near zero.
-  EXPECT_NEAR(sum / (*ds)->test().images.numel(), 0.0, 0.02);
+  EXPECT_NEAR(sum / test.numel(), 0.0, 0.02);
+  // Every value is exactly what normalising each byte at load time gave (bit for bit).
+  const std::vector<uint8_t>& bytes = (*ds)->test().pixels;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    const float at_load = (bytes[i] / 255.0f - kFashionMnistMean) / kFashionMnistStd;
+    ASSERT_EQ(std::memcmp(&test.values()[i], &at_load, sizeof(float)), 0) << i;
+  }
+  // A slice and a single sample read the same values as the whole split.
+  float one[784];
+  (*ds)->test().ReadOne(1234, one);
+  EXPECT_EQ(std::memcmp(one, test.data() + 1234 * 784, sizeof one), 0);
+  const Tensor slice = (*ds)->test().Slice(1230, 10);
+  EXPECT_EQ(slice.shape(), (std::vector<int64_t>{10, 1, 28, 28}));
+  EXPECT_EQ(std::memcmp(slice.data(), test.data() + 1230 * 784, 10 * 784 * sizeof(float)), 0);
 }
 
 TEST(FashionMnistTest, MissingDirectoryErrorOnLoad) {

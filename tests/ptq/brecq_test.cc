@@ -44,7 +44,7 @@ class BrecqTest : public ::testing::Test {
     auto net = ExtractFloatNet(*model_);
     ASSERT_TRUE(net.ok()) << net.status();
     net_ = *net;
-    x_ = ToNhwc(ds_->train().images.data(), 256, ds_->sample_shape());
+    x_ = ToNhwc(ds_->train().Slice(0, 256).data(), 256, ds_->sample_shape());
   }
   absl::Status Run(PtqPass& pass, const QuantConfig* quant) {
     PtqPassContext ctx{&net_, quant, x_.data(), 256, &notes_};
@@ -160,7 +160,7 @@ TEST(BrecqBlocksTest, ABlockWithoutADifferentiableFormIsSkippedAndSaid) {
   ptq_test::TrainFp32(model.get(), *ds, 1);
   auto net = ExtractFloatNet(*model);
   ASSERT_TRUE(net.ok()) << net.status();
-  const std::vector<float> x = ToNhwc(ds->train().images.data(), 64, ds->sample_shape());
+  const std::vector<float> x = ToNhwc(ds->train().Slice(0, 64).data(), 64, ds->sample_shape());
   std::vector<std::string> notes;
   auto quant = Config("{weights: {bits: 4, symmetric: true}, activations: {bits: 8}}");
   PtqPassContext ctx{&*net, quant.get(), x.data(), 64, &notes};
@@ -187,7 +187,7 @@ TEST(BrecqBlocksTest, ALinearAfterAFlattenSeesItsInputsInTheLoweredOrder) {
   ptq_test::TrainFp32(model.get(), *ds, 1);
   auto net = ExtractFloatNet(*model);
   ASSERT_TRUE(net.ok()) << net.status();
-  const std::vector<float> x = ToNhwc(ds->train().images.data(), 64, ds->sample_shape());
+  const std::vector<float> x = ToNhwc(ds->train().Slice(0, 64).data(), 64, ds->sample_shape());
   auto quant = Config("{weights: {bits: 3, symmetric: true}, activations: {bits: 8}}");
   const WeightedLayer& fc = net->weighted[0];
   ASSERT_NE(fc.perm[1], 1);  // the columns are permuted

@@ -249,12 +249,9 @@ Exactness CompareLogits(nn::Model& model, const backends::QuantizedModel& int_mo
   EXPECT_TRUE(ref.ok());
   EXPECT_TRUE((*ref)->Prepare(int_model).ok());
   const DataSplit& test = ds.test();
-  const int64_t per = test.images.numel() / test.size();
   for (int64_t start = 0; start < test.size(); start += 250) {
     const int64_t b = std::min<int64_t>(250, test.size() - start);
-    std::vector<int64_t> shape = test.images.shape();
-    shape[0] = b;
-    Tensor x(shape, std::vector<float>(test.images.data() + start * per, test.images.data() + (start + b) * per));
+    const Tensor x = test.Slice(start, b);
     const Tensor& logits = model.Forward(x);
     const std::vector<float> nhwc = ToNhwc(x);
     backends::RunOutput out;
@@ -320,7 +317,7 @@ TEST_F(FromQatTest, IntegerExactQatComputesWhatTheIntegerModelComputes) {
     // The exact float simulation agrees with the reference on every op.
     BackendEvaluation fq;
     fq.backend = "fake_quant_exact";
-    const std::vector<float> x = ToNhwc(ds_->test().images.data(), 64, ds_->sample_shape());
+    const std::vector<float> x = ToNhwc(ds_->test().Slice(0, 64).data(), 64, ds_->sample_shape());
     ASSERT_TRUE(ComparePerOp(d.r.model, d.r.model, "fake_quant_exact", x.data(), 64, &fq).ok());
     for (const OpAgreement& o : fq.per_op) {
       if (!c.every_op_exact && (o.kind == "add")) continue;
@@ -343,7 +340,7 @@ class DebuggerTest : public FromQatTest {
     auto r = m->Apply(ctx);
     ASSERT_TRUE(r.ok()) << r.status();
     r_ = *r;
-    x_ = ToNhwc(ds_->test().images.data(), kImages, ds_->sample_shape());
+    x_ = ToNhwc(ds_->test().Slice(0, kImages).data(), kImages, ds_->sample_shape());
   }
   int OpIndex(const std::string& name) const {
     for (int i = 0; i < r_.model.ops_size(); ++i) {

@@ -49,7 +49,7 @@ class PassesTest : public ::testing::Test {
     auto net = ExtractFloatNet(*model_);
     ASSERT_TRUE(net.ok()) << net.status();
     net_ = *net;
-    x_ = ToNhwc(ds_->test().images.data(), 256, ds_->sample_shape());
+    x_ = ToNhwc(ds_->test().Slice(0, 256).data(), 256, ds_->sample_shape());
   }
   std::vector<float> Logits(const FloatNet& net) {
     std::vector<float> logits;
@@ -205,7 +205,7 @@ TEST(BiasAbsorptionTest, MovesTheSureOffsetIntoTheNextLayer) {
   for (int64_t c = 0; c < 4; ++c) bn.weight().value[c] = 0.01f, bn.bias().value[c] = 5.0f;
   auto net = ExtractFloatNet(*model);
   ASSERT_TRUE(net.ok());
-  const std::vector<float> x = ToNhwc(ds->test().images.data(), 64, ds->sample_shape());
+  const std::vector<float> x = ToNhwc(ds->test().Slice(0, 64).data(), 64, ds->sample_shape());
   std::vector<float> before, after;
   ASSERT_TRUE(FloatForward(net->model, x.data(), 64, &before).ok());
   const float b1 = net->weighted[0].bias[0];
