@@ -88,7 +88,13 @@ void DataSplit::Read(int64_t begin, int64_t n, float* out) const {
     return;
   }
   const uint8_t* p = pixels.data() + begin * per;
-  for (int64_t i = 0; i < n * per; ++i) out[i] = (p[i] / 255.0f - pixel_mean) / pixel_std;
+  for (int64_t i = 0; i < n * per; ++i) out[i] = pixel_values[p[i]];
+}
+
+void DataSplit::SetPixelNormalisation(float mean, float stddev) {
+  pixel_mean = mean;
+  pixel_std = stddev;
+  for (int p = 0; p < 256; ++p) pixel_values[p] = (p / 255.0f - mean) / stddev;
 }
 
 void DataSplit::ReadNhwc(int64_t begin, int64_t n, float* out) const {

@@ -7,6 +7,7 @@
 #ifndef QUANT_DATA_DATASET_H_
 #define QUANT_DATA_DATASET_H_
 
+#include <array>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -28,8 +29,12 @@ struct DataSplit {
   std::vector<uint8_t> pixels;       // N x C x H x W bytes, or empty
   std::vector<int64_t> pixel_shape;  // C, H, W of `pixels`
   float pixel_mean = 0, pixel_std = 1;
+  // (p / 255 - pixel_mean) / pixel_std for each byte p, by SetPixelNormalisation: a lookup
+  // per value when read instead of a division (the same floats, computed once).
+  std::array<float, 256> pixel_values{};
   std::vector<int32_t> labels;  // N labels in [0, num_classes)
   int64_t size() const { return static_cast<int64_t>(labels.size()); }
+  void SetPixelNormalisation(float mean, float stddev);
   // Values per sample (C * H * W).
   int64_t sample_numel() const;
   // [N, C, H, W] with N = size().

@@ -162,8 +162,7 @@ absl::StatusOr<DataSplit> FashionMnist::LoadSplit(const std::string& prefix, int
   // Kept as bytes, normalised when read (DataSplit::Read): a quarter of the memory.
   split.pixels = std::move(images.bytes);
   split.pixel_shape = {1, 28, 28};
-  split.pixel_mean = kFashionMnistMean;
-  split.pixel_std = kFashionMnistStd;
+  split.SetPixelNormalisation(kFashionMnistMean, kFashionMnistStd);
   split.labels.resize(n);
   for (int64_t i = 0; i < n; ++i) {
     if (labels.bytes[i] > 9) {

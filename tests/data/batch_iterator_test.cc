@@ -94,8 +94,7 @@ namespace {
 TEST(DataSplitTest, BytesAreNormalisedWhenReadInEitherLayout) {
   DataSplit s;
   s.pixel_shape = {2, 1, 2};
-  s.pixel_mean = 0.25f;
-  s.pixel_std = 0.5f;
+  s.SetPixelNormalisation(0.25f, 0.5f);
   for (int i = 0; i < 12; ++i) s.pixels.push_back(static_cast<uint8_t>(20 * i));
   s.labels = {0, 1, 2};
   auto value = [&](int byte) { return (s.pixels[byte] / 255.0f - 0.25f) / 0.5f; };
