@@ -656,6 +656,8 @@ quantlab::ResultRecord Run(ExperimentPlan& plan) {
   }
 
   std::fprintf(stderr, "[%s] loading %s ...\n", plan.spec.name.c_str(), plan.dataset_name.c_str());
+  // Decoded data is kept for the next runs in the output dir (a sweep decodes once).
+  plan.dataset->set_cache_dir(plan.output_dir + "/.cache");
   if (absl::Status s = plan.dataset->Load(); !s.ok()) return finish(s);
   record.set_dataset(plan.dataset->Describe());
   std::fprintf(stderr, "[%s] %s\n", plan.spec.name.c_str(), record.dataset().c_str());

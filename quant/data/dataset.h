@@ -64,6 +64,14 @@ class Dataset {
   virtual std::vector<int64_t> sample_shape() const = 0;
   // One line for logs and records, e.g. "fashion_mnist (60000 train, 10000 test)".
   virtual std::string Describe() const = 0;
+
+  // Where a dataset that decodes files may keep the decoded data for later runs (the
+  // driver gives <output_dir>/.cache, shared by a sweep's runs); "" (the default) for none.
+  // Before Load().
+  void set_cache_dir(std::string dir) { cache_dir_ = std::move(dir); }
+
+ protected:
+  std::string cache_dir_;
 };
 
 // Mini-batches over a split. The order of epoch e is a permutation drawn from

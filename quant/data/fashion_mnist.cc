@@ -1,11 +1,18 @@
 #include "quant/data/fashion_mnist.h"
 
+#include <sys/stat.h>
 #include <zlib.h>
 
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "quant/core/atomic_file.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
 
@@ -174,15 +181,100 @@ absl::StatusOr<DataSplit> FashionMnist::LoadSplit(const std::string& prefix, int
   return split;
 }
 
+namespace {
+
+constexpr char kCacheMagic[] = "quantlab fashion_mnist cache v1\n";
+constexpr int64_t kPixelsPerImage = 28 * 28;
+const char* const kIdxFiles[] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
+
+void AppendInt64(std::string* out, int64_t v) { out->append(reinterpret_cast<const char*>(&v), sizeof v); }
+
+}  // namespace
+
+std::string FashionMnist::CachePath() const {
+  std::string key = absl::StrCat(kCacheMagic, dir_, "|", train_limit_, "|", test_limit_);
+  for (const char* f : kIdxFiles) {
+    const std::string path = absl::StrCat(dir_, "/", f);
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) return "";  // decoding will say what is missing
+    absl::StrAppend(&key, "|", f, ":", st.st_size, ":", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec);
+  }
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return absl::StrFormat("%s/fashion_mnist-%016x.u8", cache_dir_, h);
+}
+
+std::string FashionMnist::SerialiseCache() const {
+  std::string out(kCacheMagic);
+  AppendInt64(&out, train_.size());
+  AppendInt64(&out, test_.size());
+  for (const DataSplit* s : {&train_, &test_}) {
+    out.append(reinterpret_cast<const char*>(s->pixels.data()), s->pixels.size());
+    for (int32_t label : s->labels) out.push_back(static_cast<char>(label));
+  }
+  return out;
+}
+
+absl::Status FashionMnist::ReadCache(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(path);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t header = sizeof(kCacheMagic) - 1;
+  if (bytes.size() < header + 16 || bytes.compare(0, header, kCacheMagic) != 0) {
+    return absl::DataLossError(path);
+  }
+  int64_t counts[2];
+  std::memcpy(counts, bytes.data() + header, sizeof counts);
+  if (counts[0] < 0 || counts[1] < 0 || counts[0] > 60000 || counts[1] > 10000 ||
+      bytes.size() != header + 16 + static_cast<size_t>((counts[0] + counts[1]) * (kPixelsPerImage + 1))) {
+    return absl::DataLossError(path);
+  }
+  size_t at = header + 16;
+  DataSplit* splits[] = {&train_, &test_};
+  for (int k = 0; k < 2; ++k) {
+    DataSplit& s = *splits[k];
+    const int64_t n = counts[k];
+    s = DataSplit();
+    s.pixels.assign(bytes.begin() + static_cast<std::ptrdiff_t>(at),
+                    bytes.begin() + static_cast<std::ptrdiff_t>(at + n * kPixelsPerImage));
+    at += n * kPixelsPerImage;
+    s.labels.resize(n);
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t label = static_cast<uint8_t>(bytes[at + i]);
+      if (label > 9) return absl::DataLossError(path);
+      s.labels[i] = label;
+    }
+    at += n;
+    s.pixel_shape = {1, 28, 28};
+    s.SetPixelNormalisation(kFashionMnistMean, kFashionMnistStd);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status FashionMnist::Load() {
+  const std::string cache = cache_dir_.empty() ? "" : CachePath();
+  if (!cache.empty() && ReadCache(cache).ok()) {
+    loaded_from_ = cache;
+    return absl::OkStatus();
+  }
   ASSIGN_OR_RETURN(train_, LoadSplit("train", train_limit_));
   ASSIGN_OR_RETURN(test_, LoadSplit("t10k", test_limit_));
+  if (!cache.empty()) {
+    // Best effort: a cache that cannot be written only costs the next run the decoding.
+    std::error_code ec;
+    std::filesystem::create_directories(cache_dir_, ec);
+    (void)WriteFileAtomically(cache, SerialiseCache());
+  }
   return absl::OkStatus();
 }
 
 std::string FashionMnist::Describe() const {
-  return absl::StrCat("fashion_mnist (", train_.size(), " train, ", test_.size(), " test, from ",
-                      dir_, ")");
+  return absl::StrCat("fashion_mnist (", train_.size(), " train, ", test_.size(), " test, from ", dir_,
+                      loaded_from_.empty() ? "" : absl::StrCat("; decoded copy ", loaded_from_), ")");
 }
 
 QUANTLAB_REGISTER(Dataset, "fashion_mnist", FashionMnist::Create,

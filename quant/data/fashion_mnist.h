@@ -45,12 +45,20 @@ class FashionMnist : public Dataset {
   FashionMnist(std::string dir, int64_t train_limit, int64_t test_limit)
       : dir_(std::move(dir)), train_limit_(train_limit), test_limit_(test_limit) {}
   absl::StatusOr<DataSplit> LoadSplit(const std::string& prefix, int64_t limit) const;
+  // The decoded-dataset cache: <cache_dir>/fashion_mnist-<key>.u8, the key a hash of the
+  // four files' paths, sizes and modification times and the limits (a changed file is a
+  // new key). Written atomically (a temporary renamed into place), so concurrent runs that
+  // both decode never see a partial file; a file that does not check out is ignored.
+  std::string CachePath() const;
+  absl::Status ReadCache(const std::string& path);
+  std::string SerialiseCache() const;
 
   std::string dir_;
   int64_t train_limit_;
   int64_t test_limit_;
   DataSplit train_;
   DataSplit test_;
+  std::string loaded_from_;  // the cache file, when the data came from it
 };
 
 }  // namespace quant

@@ -1,11 +1,14 @@
 #include "quant/data/fashion_mnist.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <numeric>
@@ -195,6 +198,79 @@ TEST(FashionMnistTest, BadLimitNamesKey) {
   auto ds = FashionMnist::Create(p);
   EXPECT_THAT(p.Finish().message(),
               HasSubstr("cfg.yaml:1:15: dataset.train_limit: expected an integer in [0, 60000]"));
+}
+
+}  // namespace
+}  // namespace quant
+
+namespace quant {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::unique_ptr<Dataset> Fashion(const std::string& cache_dir) {
+  ParamReader p(YAML::Load("{name: fashion_mnist, train_limit: 2000, test_limit: 500}"), "t.yaml", "dataset");
+  auto ds = Registry<Dataset>::Get().CreateFrom(p, "name", "", "dataset");
+  EXPECT_TRUE(ds.ok()) << ds.status();
+  (*ds)->set_cache_dir(cache_dir);
+  return std::move(ds).value();
+}
+
+// The decoded-dataset cache: the second load reads the decoded bytes back, identical to
+// decoding; a damaged cache file is ignored and rewritten; runs decoding at once agree.
+TEST(FashionMnistTest, DecodedCacheIsReusedCheckedAndSafeUnderConcurrentWriters) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp ? tmp : "/tmp") + "/fashion_cache";
+  std::filesystem::remove_all(dir);
+  auto decoded = Fashion(dir);
+  ASSERT_TRUE(decoded->Load().ok());
+  EXPECT_THAT(decoded->Describe(), Not(HasSubstr("decoded copy")));
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) files.push_back(e.path());
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(std::filesystem::file_size(files[0]), 32u + 16u + 2500u * 785u);
+
+  auto cached = Fashion(dir);
+  ASSERT_TRUE(cached->Load().ok());
+  EXPECT_THAT(cached->Describe(), HasSubstr("decoded copy " + files[0].string()));
+  EXPECT_EQ(cached->train().pixels, decoded->train().pixels);
+  EXPECT_EQ(cached->test().labels, decoded->test().labels);
+  const Tensor a = decoded->test().Slice(0, 500), b = cached->test().Slice(0, 500);
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.numel() * sizeof(float)), 0);
+
+  // Damaged (truncated): ignored, decoded again, rewritten whole.
+  std::filesystem::resize_file(files[0], 1000);
+  auto again = Fashion(dir);
+  ASSERT_TRUE(again->Load().ok());
+  EXPECT_THAT(again->Describe(), Not(HasSubstr("decoded copy")));
+  EXPECT_EQ(again->train().pixels, decoded->train().pixels);
+  EXPECT_EQ(std::filesystem::file_size(files[0]), 32u + 16u + 2500u * 785u);
+
+  // Four processes decoding into an empty cache at once: each loads the same data and the
+  // file left behind is whole.
+  std::filesystem::remove_all(dir);
+  std::vector<pid_t> pids;
+  for (int k = 0; k < 4; ++k) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      auto ds = Fashion(dir);
+      _exit(ds->Load().ok() && ds->train().pixels == decoded->train().pixels ? 0 : 1);
+    }
+    pids.push_back(pid);
+  }
+  for (pid_t pid : pids) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  auto last = Fashion(dir);
+  ASSERT_TRUE(last->Load().ok());
+  EXPECT_THAT(last->Describe(), HasSubstr("decoded copy"));
+  EXPECT_EQ(last->train().pixels, decoded->train().pixels);
+  int left = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) left += e.is_regular_file();
+  EXPECT_EQ(left, 1) << "temporaries left behind";
 }
 
 }  // namespace

@@ -16,6 +16,7 @@ namespace {
 namespace fs = std::filesystem;
 using driver_test::Read;
 using driver_test::Result;
+using driver_test::RunDirs;
 using driver_test::RunDriver;
 using driver_test::TmpDir;
 using driver_test::Write;
@@ -42,14 +43,6 @@ analysis:
 evaluate: {backends: [reference], batch1_images: 10}
 output: {dir: runs}
 )";
-
-std::vector<fs::path> RunDirs(const std::string& dir) {
-  std::vector<fs::path> out;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.is_directory() && !e.is_symlink()) out.push_back(e.path());
-  }
-  return out;
-}
 
 TEST(AnalysisDriverTest, EmittedConfigReproducesThePredictedSize) {
   const std::string dir = TmpDir("mp");

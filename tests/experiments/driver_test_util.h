@@ -5,12 +5,14 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace quant::driver_test {
 
@@ -46,6 +48,19 @@ inline std::string TmpDir(const std::string& name) {
   std::filesystem::remove_all(path);
   std::filesystem::create_directories(path);
   return path;
+}
+
+// The run directories under an output dir, sorted: not the <name> links to the latest
+// runs, nor .cache (the decoded datasets).
+inline std::vector<std::filesystem::path> RunDirs(const std::string& dir) {
+  std::vector<std::filesystem::path> out;
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) return out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.is_directory() && !e.is_symlink() && e.path().filename().string()[0] != '.') out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 inline std::string Write(const std::string& path, const std::string& text) {

@@ -34,21 +34,11 @@ using ::testing::HasSubstr;
 using driver_test::Finish;
 using driver_test::Read;
 using driver_test::Result;
+using driver_test::RunDirs;
 using driver_test::RunDriver;
 using driver_test::StartDriver;
 using driver_test::TmpDir;
 using driver_test::Write;
-
-// The run directories under an output dir (not the <name> links to the latest runs).
-std::vector<fs::path> RunDirs(const std::string& dir) {
-  std::vector<fs::path> out;
-  if (!fs::exists(dir)) return out;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.is_directory() && !e.is_symlink()) out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 // Run directories whose record parses, says OK and carries the directory's config id.
 int OkRecords(const std::string& dir) {
