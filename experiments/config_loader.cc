@@ -134,7 +134,8 @@ std::string ResolveBase(const std::string& sweep_file, const std::string& base) 
   namespace fs = std::filesystem;
   if (fs::path(base).is_absolute()) return base;
   const fs::path beside = fs::path(sweep_file).parent_path() / base;
-  if (fs::exists(beside)) return beside.lexically_normal().string();
+  std::error_code ec;  // a name too long for the file system is "not there", not an exception
+  if (fs::exists(beside, ec)) return beside.lexically_normal().string();
   return base;  // relative to the working directory (the workspace root under bazel run)
 }
 
@@ -181,7 +182,8 @@ std::string ResolveDependencyFile(const std::string& spec_file, const std::strin
   if (fs::path(name).is_absolute()) return name;
   for (const std::string& dir_of : {spec_file, top_file}) {
     const fs::path beside = fs::path(dir_of).parent_path() / name;
-    if (fs::exists(beside)) return beside.lexically_normal().string();
+    std::error_code ec;
+    if (fs::exists(beside, ec)) return beside.lexically_normal().string();
   }
   return name;
 }
@@ -348,10 +350,10 @@ absl::Status CheckFlowDepth(const std::string& path, const std::string& text) {
 absl::StatusOr<YAML::Node> LoadYamlFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) {
-    return absl::NotFoundError(absl::StrCat(path, ": cannot open the config file (",
-                                            std::filesystem::exists(path) ? "not readable"
-                                                                          : "no such file",
-                                            ")"));
+    std::error_code exists_error;
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open the config file (",
+                     std::filesystem::exists(path, exists_error) ? "not readable" : "no such file", ")"));
   }
   // Read with a bound: --config=/dev/zero (or a huge file by mistake) must
   // not grow until the machine runs out of memory.

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
     if (chdir(wd) != 0) std::fprintf(stderr, "warning: cannot enter %s\n", wd);
   }
   namespace fs = std::filesystem;
+  std::error_code ec_exists;  // a path the file system refuses (too long, ...) is "not there"
   std::vector<std::string> dirs(args.begin() + 1, args.end());
   if (dirs.empty()) {
     std::fprintf(stderr, "error: give the run folders or output dirs to import (e.g. runs)\n");
@@ -36,7 +37,7 @@ int main(int argc, char** argv) {
   std::string db_path = absl::GetFlag(FLAGS_db);
   if (db_path.empty()) {
     const fs::path first(dirs[0]);
-    db_path = (fs::exists(first / "result.json") ? first.parent_path() : first) / quant::kResultsDbFile;
+    db_path = (fs::exists(first / "result.json", ec_exists) ? first.parent_path() : first) / quant::kResultsDbFile;
   }
   std::vector<std::string> runs;
   for (const std::string& d : dirs) {
@@ -45,13 +46,13 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "error: %s: not a directory\n", d.c_str());
       return 1;
     }
-    if (fs::exists(fs::path(d) / "result.json")) {
+    if (fs::exists(fs::path(d) / "result.json", ec_exists)) {
       runs.push_back(d);
       continue;
     }
     for (const auto& e : fs::directory_iterator(d, ec)) {
       if (e.is_symlink() || !e.is_directory()) continue;
-      if (fs::exists(e.path() / "result.json")) runs.push_back(e.path().string());
+      if (fs::exists(e.path() / "result.json", ec_exists)) runs.push_back(e.path().string());
     }
   }
   std::sort(runs.begin(), runs.end());

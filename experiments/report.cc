@@ -422,7 +422,8 @@ absl::Status RunPlotter(const ReportOptions& options, const std::string& spec_pa
   int status = 0;
   waitpid(pid, &status, 0);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-    std::filesystem::remove(log);
+    std::error_code ec;
+    std::filesystem::remove(log, ec);
     return absl::OkStatus();
   }
   std::string text = ReadFile(log);
@@ -465,7 +466,8 @@ double DeployedAccuracy(const quantlab::ResultRecord& r) {
 }
 
 absl::StatusOr<std::vector<ReportRun>> LoadReportRuns(const std::string& db_path, const std::string& name_filter) {
-  if (!std::filesystem::exists(db_path)) {
+  std::error_code ec_exists;
+  if (!std::filesystem::exists(db_path, ec_exists)) {
     return absl::NotFoundError(absl::StrCat(db_path,
                                             ": no results database (a run's output dir has results.db; "
                                             "//experiments:import makes one from run folders)"));

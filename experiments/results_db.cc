@@ -301,7 +301,8 @@ absl::Status ResultsDb::Insert(const quantlab::ResultRecord& r, const std::strin
 
 absl::Status ResultsDb::ImportRunDir(const std::string& run_dir) {
   const std::string json = run_dir + "/result.json";
-  if (!std::filesystem::exists(json)) return absl::NotFoundError(absl::StrCat(run_dir, ": no result.json"));
+  std::error_code ec_exists;
+  if (!std::filesystem::exists(json, ec_exists)) return absl::NotFoundError(absl::StrCat(run_dir, ": no result.json"));
   ASSIGN_OR_RETURN(quantlab::ResultRecord record, ReadRecordJson(json));
   return Insert(record, run_dir, ReadFile(run_dir + "/config.yaml"));
 }

@@ -465,13 +465,18 @@ absl::StatusOr<size_t> AddNode(ExperimentSpec spec, const RunOptions& options, b
   return graph.nodes.size() - 1;
 }
 
-// The sweep's progress: each event on its own line, and (on a terminal) one live line
-// under them: done / running / failed of N, elapsed, and an ETA from the finished
-// members' times.
+// The sweep's progress: each event on its own line, and (on a terminal, with --jobs > 1,
+// when the workers log to their run directories) one live line under them: done /
+// running / failed of N, elapsed, and an ETA from the finished members' times; otherwise
+// that line follows each finished member.
 class Progress {
  public:
   Progress(size_t total, int jobs)
-      : total_(total), jobs_(jobs), start_(std::chrono::steady_clock::now()), tty_(isatty(fileno(stdout)) != 0) {}
+      // With --jobs=1 the worker's own progress goes to the terminal: no line is redrawn under it.
+      : total_(total),
+        jobs_(jobs),
+        start_(std::chrono::steady_clock::now()),
+        tty_(jobs > 1 && isatty(fileno(stdout)) != 0) {}
   void Started() { ++running_; }
   void Finished(bool ok, double seconds) {
     running_ = running_ > 0 ? running_ - 1 : 0;
