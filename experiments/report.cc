@@ -482,7 +482,7 @@ absl::StatusOr<std::vector<ReportRun>> LoadReportRuns(const std::string& db_path
   sqlite3_stmt* q = nullptr;
   const char* sql =
       "SELECT run, seed_group, config_yaml, record_json FROM runs WHERE status = 'OK' AND instr(name, ?) > 0 "
-      "ORDER BY name, start_time";
+      "ORDER BY start_time, name";
   if (sqlite3_prepare_v2(db, sql, -1, &q, nullptr) != SQLITE_OK) {
     const std::string message = sqlite3_errmsg(db);
     sqlite3_close(db);

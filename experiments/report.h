@@ -28,7 +28,8 @@ struct ReportRun {
   YAML::Node config;  // the resolved config
 };
 
-// The OK runs of the database whose names contain `name_filter` ("" for all), by name.
+// The OK runs of the database whose names contain `name_filter` ("" for all), in the order they
+// started (a sweep's members in its order; of one name, the latest last).
 absl::StatusOr<std::vector<ReportRun>> LoadReportRuns(const std::string& db_path, const std::string& name_filter);
 
 // "<model> <scheme>": e.g. "cnn qat/lsq", "resnet_mini static+gptq", "mlp fp32".

@@ -25,7 +25,7 @@ namespace {
 std::vector<const ReportRun*> RunsOf(const std::string& experiment, const std::vector<ReportRun>& runs) {
   const ReportRun* exact = nullptr;
   std::map<std::string, const ReportRun*> seeds;
-  for (const ReportRun& r : runs) {  // ordered by name, then start time: the last wins
+  for (const ReportRun& r : runs) {  // in start order: of one name, the latest wins
     if (r.record.name() == experiment) exact = &r;
     if (r.seed_group == experiment) seeds[r.record.name()] = &r;
   }
