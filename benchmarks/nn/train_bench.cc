@@ -3,13 +3,15 @@
 // Fashion-MNIST) with the same training loop the driver runs, and prints per
 // epoch the time, samples/s and achieved GFLOP/s of the whole training pass,
 // next to the GEMM library's own single-core GFLOP/s measured in the same
-// process, and the peak RSS (getrusage).
+// process, the single-core memory bandwidth (a STREAM triad), and the peak RSS (getrusage).
 //
 //   bazel run //benchmarks/nn:train_bench -- [--epochs=N] [--threads=T] [--seed=S] [config.yaml ...]
 //
 // Relative config paths are looked up in the workspace (BUILD_WORKSPACE_DIRECTORY)
 // when run through `bazel run`.
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -56,6 +58,46 @@ double SgemmGflops(int m, int n, int k, bool trans_a = false, bool trans_b = fal
   return best;
 }
 
+// Single-core memory bandwidth, STREAM's triad a = b + s * c over three 32 MiB arrays (far
+// beyond the caches): bytes moved (two reads, one write) per second, best of 5 passes. The
+// limit of the memory-bound parts of an epoch (ReLU, pooling, fake quantization passes).
+// Measured in a child process, so its 96 MiB do not count in this process's peak RSS.
+double TriadGBsInChild();
+
+double TriadGBs() {
+  const size_t n = size_t{8} << 20;  // 8 M floats = 32 MiB per array
+  std::vector<float> a(n, 0.0f), b(n, 1.0f), c(n, 2.0f);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto start = std::chrono::steady_clock::now();
+    float* __restrict pa = a.data();
+    const float* __restrict pb = b.data();
+    const float* __restrict pc = c.data();
+    for (size_t i = 0; i < n; ++i) pa[i] = pb[i] + 0.5f * pc[i];
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::max(best, 3.0 * n * sizeof(float) / seconds / 1e9);
+  }
+  if (a[n / 2] != 2.0f) std::printf("(triad check failed)\n");  // keeps the loop from being dropped
+  return best;
+}
+
+double TriadGBsInChild() {
+  int fds[2];
+  if (pipe(fds) != 0) return 0;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const double gbs = TriadGBs();
+    (void)!write(fds[1], &gbs, sizeof gbs);
+    _exit(0);
+  }
+  close(fds[1]);
+  double gbs = 0;
+  if (pid < 0 || read(fds[0], &gbs, sizeof gbs) != static_cast<ssize_t>(sizeof gbs)) gbs = 0;
+  close(fds[0]);
+  if (pid > 0) waitpid(pid, nullptr, 0);
+  return gbs;
+}
+
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
   return 1;
@@ -86,8 +128,12 @@ int Main(int argc, char** argv) {
     if (workspace != nullptr && !c.empty() && c[0] != '/') c = std::string(workspace) + "/" + c;
   }
 
+  // First: OpenBLAS's fork handlers rebuild its thread pool at its default size, so the
+  // child that measures the bandwidth is forked before the GEMM threads are set.
+  const double triad = TriadGBsInChild();
   nn::SetGemmThreads(threads);
   std::printf("gemm library: %s, threads %d\n", nn::GemmLibraryDescription().c_str(), threads);
+  std::printf("memory bandwidth, single-core triad (3 x 32 MiB): %.1f GB/s\n", triad);
   nn::SetGemmThreads(1);
   const double peak = SgemmGflops(512, 512, 512);
   std::printf("gemm single-core sgemm 512x512x512: %.1f GFLOP/s (wall; best of 3 x 0.3 s)\n", peak);
@@ -104,7 +150,7 @@ int Main(int argc, char** argv) {
                           Shape3{"cnn fc1 forward   (128x128x1568, B^T)", 128, 128, 1568, false, true}}) {
     std::printf("gemm single-core %-45s %.1f GFLOP/s\n", s.what, SgemmGflops(s.m, s.n, s.k, s.ta, s.tb));
   }
-  std::printf("peak RSS after the GEMM benchmark: %.1f MiB\n", PeakRssMiB());
+  std::printf("peak RSS after the GEMM and bandwidth benchmarks: %.1f MiB\n", PeakRssMiB());
   std::fflush(stdout);
 
   for (const std::string& path : configs) {
