@@ -49,13 +49,6 @@ YAML::Node Get(const YAML::Node& node, std::initializer_list<const char*> path) 
   return cur;
 }
 
-// A plain table, rendered as Markdown and as HTML.
-struct Table {
-  std::string title;
-  std::vector<std::string> header;
-  std::vector<std::vector<std::string>> rows;
-};
-
 std::string HtmlEscape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -72,24 +65,7 @@ std::string HtmlEscape(const std::string& s) {
   return out;
 }
 
-std::string MarkdownCell(std::string s) {
-  absl::StrReplaceAll({{"|", "\\|"}}, &s);
-  return s;
-}
-
-std::string ToMarkdown(const Table& t) {
-  std::string out = absl::StrCat("| ", absl::StrJoin(t.header, " | "), " |\n|");
-  for (size_t i = 0; i < t.header.size(); ++i) out += " --- |";
-  out += "\n";
-  for (const auto& row : t.rows) {
-    std::vector<std::string> cells;
-    for (const std::string& c : row) cells.push_back(MarkdownCell(c));
-    absl::StrAppend(&out, "| ", absl::StrJoin(cells, " | "), " |\n");
-  }
-  return out;
-}
-
-std::string ToHtml(const Table& t) {
+std::string ToHtml(const CuratedTable& t) {
   std::string out = "<table>\n<tr>";
   for (const std::string& h : t.header) absl::StrAppend(&out, "<th>", HtmlEscape(h), "</th>");
   out += "</tr>\n";
@@ -117,10 +93,10 @@ std::map<std::string, std::string> Axes(const ReportRun& r) {
 
 // One table per sweep: a row per seed group, a column per axis that varies in it,
 // then the headline figures (mean ± 95 % CI over seeds, n).
-std::vector<Table> SweepTables(const std::vector<ReportRun>& runs) {
+std::vector<CuratedTable> SweepTables(const std::vector<ReportRun>& runs) {
   std::map<std::string, std::vector<const ReportRun*>> families;
   for (const ReportRun& r : runs) families[r.family].push_back(&r);
-  std::vector<Table> tables;
+  std::vector<CuratedTable> tables;
   for (const auto& [family, members] : families) {
     std::map<std::string, std::set<std::string>> values;
     for (const ReportRun* r : members) {
@@ -145,7 +121,8 @@ std::vector<Table> SweepTables(const std::vector<ReportRun>& runs) {
     std::stable_partition(columns.begin(), columns.end(), [](const std::string& c) { return c != "epoch_s"; });
     int max_seeds = 0;
     for (const auto& [g, list] : groups) max_seeds = std::max<int>(max_seeds, static_cast<int>(list.size()));
-    Table t;
+    CuratedTable t;
+    t.id = family;
     t.title = absl::StrCat(family, " (", members.size(), " run", members.size() == 1 ? "" : "s",
                            max_seeds > 1 ? absl::StrCat(", up to ", max_seeds, " seeds: mean ± 95 % CI") : "", ")");
     t.header.push_back("run");
@@ -551,12 +528,11 @@ absl::Status WriteReport(const std::vector<ReportRun>& runs, const ReportOptions
   RETURN_IF_ERROR(WriteFileAtomically(spec_path, Json(drawn).dump(1) + "\n"));
   if (!drawn.empty()) RETURN_IF_ERROR(RunPlotter(options, spec_path, plot_dir));
 
-  std::vector<Table> curated;
+  std::vector<CuratedTable> curated;
   if (!options.tables_file.empty()) {
-    ASSIGN_OR_RETURN(std::vector<CuratedTable> tables, BuildCuratedTables(options.tables_file, runs));
-    for (CuratedTable& t : tables) curated.push_back(Table{t.title, std::move(t.header), std::move(t.rows)});
+    ASSIGN_OR_RETURN(curated, BuildCuratedTables(options.tables_file, runs));
   }
-  const std::vector<Table> sweeps = SweepTables(runs);
+  const std::vector<CuratedTable> sweeps = SweepTables(runs);
 
   std::string md = absl::StrCat("# ", options.title, "\n\n", runs.size(), " OK runs. Accuracies in %; ",
                                 "seed groups (runs that differ only in their seed) as mean ± 95 % confidence ",
@@ -572,8 +548,8 @@ absl::Status WriteReport(const std::vector<ReportRun>& runs, const ReportOptions
   if (!curated.empty()) {
     md += "## Tables\n\n";
     html += "<h2>Tables</h2>\n";
-    for (const Table& t : curated) {
-      absl::StrAppend(&md, "### ", t.title, "\n\n", ToMarkdown(t), "\n");
+    for (const CuratedTable& t : curated) {
+      absl::StrAppend(&md, "### ", t.title, "\n\n", CuratedMarkdown(t), "\n");
       absl::StrAppend(&html, "<h3>", HtmlEscape(t.title), "</h3>\n", ToHtml(t));
     }
   }
@@ -599,8 +575,8 @@ absl::Status WriteReport(const std::vector<ReportRun>& runs, const ReportOptions
   }
   md += "## Sweeps\n\n";
   html += "<h2>Sweeps</h2>\n";
-  for (const Table& t : sweeps) {
-    absl::StrAppend(&md, "### ", t.title, "\n\n", ToMarkdown(t), "\n");
+  for (const CuratedTable& t : sweeps) {
+    absl::StrAppend(&md, "### ", t.title, "\n\n", CuratedMarkdown(t), "\n");
     absl::StrAppend(&html, "<h3>", HtmlEscape(t.title), "</h3>\n", ToHtml(t));
   }
   html += "</body></html>\n";

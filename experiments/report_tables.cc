@@ -237,10 +237,16 @@ absl::StatusOr<std::vector<CuratedTable>> BuildCuratedTables(const std::string& 
 }
 
 std::string CuratedMarkdown(const CuratedTable& table) {
-  std::string out = absl::StrCat("| ", absl::StrJoin(table.header, " | "), " |\n|");
+  // A "|" inside a cell (a regex in an axis value) would end the cell: escaped.
+  auto cells = [](const std::vector<std::string>& row) {
+    std::vector<std::string> escaped;
+    for (const std::string& c : row) escaped.push_back(absl::StrReplaceAll(c, {{"|", "\\|"}}));
+    return absl::StrJoin(escaped, " | ");
+  };
+  std::string out = absl::StrCat("| ", cells(table.header), " |\n|");
   for (size_t i = 0; i < table.header.size(); ++i) out += " --- |";
   out += "\n";
-  for (const auto& row : table.rows) absl::StrAppend(&out, "| ", absl::StrJoin(row, " | "), " |\n");
+  for (const auto& row : table.rows) absl::StrAppend(&out, "| ", cells(row), " |\n");
   return out;
 }
 

@@ -30,6 +30,7 @@
 
 namespace quant {
 
+// A table of the report: a curated one (from --tables) or a sweep's.
 struct CuratedTable {
   std::string id;
   std::string title;
@@ -48,6 +49,7 @@ absl::StatusOr<std::string> EvaluateCell(const std::string& text, const std::vec
 // table whose markers are missing, is an error; the file is replaced atomically.
 absl::Status UpdateMarkdown(const std::string& path, const std::vector<CuratedTable>& tables);
 
+// The table as Markdown ("|" inside a cell escaped).
 std::string CuratedMarkdown(const CuratedTable& table);
 
 }  // namespace quant
