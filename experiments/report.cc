@@ -110,10 +110,12 @@ std::vector<CuratedTable> SweepTables(const std::vector<ReportRun>& runs) {
     std::vector<std::string> order;
     std::map<std::string, std::vector<const ReportRun*>> groups;
     std::vector<std::string> columns;
+    std::map<const ReportRun*, std::map<std::string, double>> headline;  // each run's, computed once
     for (const ReportRun* r : members) {
       if (groups[r->seed_group].empty()) order.push_back(r->seed_group);
       groups[r->seed_group].push_back(r);
       for (const auto& [k, v] : Headline(r->record)) {
+        headline[r][k] = v;
         if (std::find(columns.begin(), columns.end(), k) == columns.end()) columns.push_back(k);
       }
     }
@@ -136,9 +138,7 @@ std::vector<CuratedTable> SweepTables(const std::vector<ReportRun>& runs) {
       for (const std::string& c : columns) {
         std::vector<double> xs;
         for (const ReportRun* r : list) {
-          for (const auto& [k, v] : Headline(r->record)) {
-            if (k == c) xs.push_back(v);
-          }
+          if (auto it = headline[r].find(c); it != headline[r].end()) xs.push_back(it->second);
         }
         const bool percent = c != "epoch_s";
         if (xs.empty()) {
