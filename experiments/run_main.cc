@@ -170,13 +170,12 @@ void StoreInDatabase(const ExperimentPlan& plan, const quantlab::ResultRecord& r
   if (!s.ok()) std::fprintf(stderr, "warning: %s\n", std::string(s.message()).c_str());
 }
 
-// The records of `plans` that the databases of their output dirs miss (a worker killed
-// between writing its record and the database, a run of an older build): imported.
-void SyncDatabases(const std::vector<const ExperimentPlan*>& plans) {
+// The records on disk (each plan's, already read) that the databases of their output dirs
+// miss (a worker killed between writing its record and the database, a run of an older
+// build): imported.
+void SyncDatabases(const std::vector<std::pair<const ExperimentPlan*, const quantlab::ResultRecord*>>& runs) {
   std::map<std::string, std::optional<ResultsDb>> open;
-  for (const ExperimentPlan* plan : plans) {
-    auto record = ReadRunRecord(plan->run_dir, plan->spec.config_id);
-    if (!record.ok()) continue;
+  for (const auto& [plan, record] : runs) {
     auto& db = open[plan->output_dir];
     if (!db.has_value()) {
       auto opened = ResultsDb::Open(plan->output_dir + "/" + kResultsDbFile);
@@ -787,9 +786,11 @@ int Main(int argc, char** argv) {
     still_running += o.status == "running";
   }
   {
-    std::vector<const ExperimentPlan*> all;
-    for (const Node& n : graph.nodes) all.push_back(&n.plan);
-    SyncDatabases(all);
+    std::vector<std::pair<const ExperimentPlan*, const quantlab::ResultRecord*>> on_disk;
+    for (size_t i = 0; i < graph.nodes.size(); ++i) {
+      if (rows[i].record.has_value()) on_disk.emplace_back(&graph.nodes[i].plan, &*rows[i].record);
+    }
+    SyncDatabases(on_disk);
   }
   std::printf("\n%s", FormatSummary(rows).c_str());
   std::string more;
