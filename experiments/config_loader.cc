@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "quant/core/fnv_hash.h"
 #include "quant/core/status_macros.h"
 
 namespace quant {
@@ -680,13 +681,7 @@ std::string EmitYaml(const YAML::Node& node) {
 std::string ConfigId(const YAML::Node& root) {
   YAML::Node copy = YAML::Clone(root);
   copy.remove("output");  // where results go does not change them
-  const std::string text = EmitYaml(copy);
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64: stable across builds and machines
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return absl::StrFormat("%016x", h);
+  return absl::StrFormat("%016x", Fnv1a64(EmitYaml(copy)));
 }
 
 }  // namespace quant

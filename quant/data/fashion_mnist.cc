@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "quant/core/atomic_file.h"
+#include "quant/core/fnv_hash.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
 
@@ -200,12 +201,7 @@ std::string FashionMnist::CachePath() const {
     if (stat(path.c_str(), &st) != 0) return "";  // decoding will say what is missing
     absl::StrAppend(&key, "|", f, ":", st.st_size, ":", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec);
   }
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
-  for (unsigned char c : key) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return absl::StrFormat("%s/fashion_mnist-%016x.u8", cache_dir_, h);
+  return absl::StrFormat("%s/fashion_mnist-%016x.u8", cache_dir_, Fnv1a64(key));
 }
 
 std::string FashionMnist::SerialiseCache() const {
