@@ -60,24 +60,21 @@ bool BatchIterator::Next(Tensor* images, std::vector<int32_t>* labels) {
   return true;
 }
 
+// The float tensor when it holds the samples, else the bytes (`pixels` and `pixel_shape`).
 int64_t DataSplit::sample_numel() const {
-  if (!pixels.empty() || images.numel() == 0) {
-    int64_t n = 1;
-    for (int64_t d : pixel_shape) n *= d;
-    return pixel_shape.empty() ? 0 : n;
-  }
-  return size() > 0 ? images.numel() / size() : 0;
+  if (pixels.empty()) return size() > 0 ? images.numel() / size() : 0;
+  int64_t n = 1;
+  for (int64_t d : pixel_shape) n *= d;
+  return n;
 }
 
 std::vector<int64_t> DataSplit::shape() const {
-  if (images.numel() > 0 || pixel_shape.empty()) {
-    std::vector<int64_t> s = images.shape();
-    if (s.empty()) s = {0};
-    s[0] = size();
-    return s;
-  }
   std::vector<int64_t> s = {size()};
-  s.insert(s.end(), pixel_shape.begin(), pixel_shape.end());
+  if (pixels.empty()) {
+    if (images.shape().size() > 1) s.insert(s.end(), images.shape().begin() + 1, images.shape().end());
+  } else {
+    s.insert(s.end(), pixel_shape.begin(), pixel_shape.end());
+  }
   return s;
 }
 
