@@ -8,7 +8,7 @@ PACKAGES=(
   bazel-bootstrap bazel-rules-java g++ protobuf-compiler pkg-config
   # libraries (see third_party/system_libs.BUILD)
   libabsl-dev libyaml-cpp-dev libprotobuf-dev
-  libxnnpack-dev libpthreadpool-dev libcpuinfo-dev libfp16-dev
+  libxnnpack-dev libpthreadpool-dev libcpuinfo-dev libfp16-dev libdnnl-dev
   libgemmlowp-dev libopenblas-dev libeigen3-dev zlib1g-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # the ILP solver of mixed-precision bit allocation (quant/analysis)

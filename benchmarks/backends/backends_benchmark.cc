@@ -180,7 +180,7 @@ std::string ModelName(const std::string& backend, const ModelCase& c, int64_t ba
   return absl::StrCat("Model/", backend, "/", c.model, c.per_channel ? "" : "_per_tensor", "/batch:", batch);
 }
 
-const std::vector<std::string> kBackends = {"reference", "gemmlowp", "xnnpack", "xnnpack_f32", "xnnpack_f16"};
+const std::vector<std::string> kBackends = {"reference", "gemmlowp", "xnnpack", "onednn", "xnnpack_f32", "xnnpack_f16"};
 
 // Runs each fast backend with stage timing on and prints the share of each stage.
 void PrintWhereTheTimeGoes() {
@@ -193,7 +193,7 @@ void PrintWhereTheTimeGoes() {
   for (const char* model : {"mlp", "cnn"}) {
     for (int64_t batch : {int64_t{1}, int64_t{256}}) {
       for (const Entry& e : {Entry{"gemmlowp", true}, Entry{"xnnpack", true}, Entry{"xnnpack", false},
-                             Entry{"xnnpack_f32", true}}) {
+                             Entry{"onednn", true}, Entry{"xnnpack_f32", true}}) {
         const QuantizedModel m = BuildModel({model, e.per_channel});
         const std::string name = absl::StrCat(e.backend, e.per_channel ? "" : "(pt)");
         auto b = CreateBackend(e.backend);
@@ -245,8 +245,11 @@ void PrintSummary(const SummaryReporter& r) {
       const double pt = r.Items(ModelName("xnnpack", {model, false}, batch));
       const double x8 = r.Items(ModelName("xnnpack", {model, true}, batch));
       const double f32 = r.Items(ModelName("xnnpack_f32", {model, true}, batch));
-      std::printf(" xnnpack per-tensor %.0f\n  ratio xnnpack int8 / xnnpack_f32 = %.2fx (per-tensor %.2fx)\n", pt,
-                  f32 > 0 ? x8 / f32 : 0, f32 > 0 ? pt / f32 : 0);
+      const double dnn = r.Items(ModelName("onednn", {model, true}, batch));
+      std::printf(
+          " xnnpack per-tensor %.0f\n  ratio xnnpack int8 / xnnpack_f32 = %.2fx (per-tensor %.2fx); "
+          "onednn int8 / xnnpack_f32 = %.2fx; onednn / xnnpack int8 = %.2fx\n",
+          pt, f32 > 0 ? x8 / f32 : 0, f32 > 0 ? pt / f32 : 0, f32 > 0 ? dnn / f32 : 0, x8 > 0 ? dnn / x8 : 0);
     }
   }
 }

@@ -1,9 +1,11 @@
 #include "quant/backends/backend.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
@@ -386,6 +388,33 @@ void Backend::QuantizeInputInt32(const float* input, int64_t count, int32_t* out
   const float inv_scale = 1.0f / TensorScale(q);
   const int32_t zp = TensorZeroPoint(q), qmin = DTypeMin(q.dtype()), qmax = DTypeMax(q.dtype());
   for (int64_t i = 0; i < count; ++i) out[i] = QuantizeInputValue(input[i], inv_scale, zp, qmin, qmax);
+}
+
+void Backend::QuantizeInputBytes(const float* input, int64_t count, uint8_t* out) const {
+  const Tensor& q = model_.tensors(InputTensor(model_));
+  const float inv_scale = 1.0f / TensorScale(q);
+  const int32_t zp = TensorZeroPoint(q), qmin = DTypeMin(q.dtype()), qmax = DTypeMax(q.dtype());
+  const bool s8 = q.dtype() == INT8;
+  int64_t i = 0;
+#ifdef __AVX2__
+  // The same float steps as QuantizeInputValue, 32 values at a time: multiply,
+  // round half to even, + zero point, clamp (exact: small integers in float), narrow.
+  const __m256 inv = _mm256_set1_ps(inv_scale), zpf = _mm256_set1_ps(static_cast<float>(zp));
+  const __m256 lo = _mm256_set1_ps(static_cast<float>(qmin)), hi = _mm256_set1_ps(static_cast<float>(qmax));
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // undoes the per-lane packing
+  auto quantize8 = [&](const float* x) {
+    __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x), inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r, zpf), lo), hi);
+    return _mm256_cvtps_epi32(r);
+  };
+  for (; i + 32 <= count; i += 32) {
+    const __m256i a = _mm256_packs_epi32(quantize8(input + i), quantize8(input + i + 8));
+    const __m256i b = _mm256_packs_epi32(quantize8(input + i + 16), quantize8(input + i + 24));
+    const __m256i bytes = s8 ? _mm256_packs_epi16(a, b) : _mm256_packus_epi16(a, b);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_permutevar8x32_epi32(bytes, order));
+  }
+#endif
+  for (; i < count; ++i) out[i] = static_cast<uint8_t>(QuantizeInputValue(input[i], inv_scale, zp, qmin, qmax));
 }
 
 void Backend::FinishIntegerOutput(const int32_t* q, int64_t batch, RunOutput* output) const {

@@ -2,61 +2,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
 
 namespace quant::backends {
-namespace {
-
-// Convs with fewer input channels than this run as im2col + fully connected.
-constexpr int kIm2colBelowChannels = 8;
-
-}  // namespace
-
-void XnnpackBackend::Im2col(const Conv2DOptions& c, const Shape& in, const Shape& out, int64_t batch, const uint8_t* src,
-                            Step* st) {
-  const int64_t H = in[0], W = in[1], C = in[2], OH = out[0], OW = out[1];
-  const int64_t PW = W + c.pad_left() + c.pad_right();
-  const int64_t row = c.kernel_w() * C;  // contiguous bytes of one kernel row of a patch
-  const int64_t k = c.kernel_h() * row;
-  uint8_t* dst = st->patches.data();
-  for (int64_t b = 0; b < batch; ++b) {
-    // The image into the interior of the padded buffer (borders keep the zero point).
-    for (int64_t y = 0; y < H; ++y) {
-      std::memcpy(st->padded.data() + ((y + c.pad_top()) * PW + c.pad_left()) * C, src + (b * H + y) * W * C, W * C);
-    }
-    if (row == 3 && c.kernel_h() == 3 && c.stride_w() == 1) {
-      // The common first layer (3x3 over one channel, stride 1): three 4-byte moves per
-      // patch (each 4th byte is rewritten by the next move; the buffers have slack).
-      for (int64_t oy = 0; oy < OH; ++oy) {
-        const uint8_t* r0 = st->padded.data() + oy * c.stride_h() * PW;
-        const uint8_t* r1 = r0 + PW;
-        const uint8_t* r2 = r1 + PW;
-        for (int64_t ox = 0; ox < OW; ++ox, dst += 9) {
-          uint32_t v0, v1, v2;
-          std::memcpy(&v0, r0 + ox, 4);
-          std::memcpy(&v1, r1 + ox, 4);
-          std::memcpy(&v2, r2 + ox, 4);
-          std::memcpy(dst, &v0, 4);
-          std::memcpy(dst + 3, &v1, 4);
-          std::memcpy(dst + 6, &v2, 4);
-        }
-      }
-      continue;
-    }
-    for (int64_t oy = 0; oy < OH; ++oy) {
-      for (int64_t ox = 0; ox < OW; ++ox, dst += k) {
-        const uint8_t* p = st->padded.data() + (oy * c.stride_h() * PW + ox * c.stride_w()) * C;
-        for (int ky = 0; ky < c.kernel_h(); ++ky, p += PW * C) {
-          std::memcpy(dst + ky * row, p, row);
-        }
-      }
-    }
-  }
-}
-
 const BackendProfile& XnnpackBackend::Profile() {
   static const BackendProfile* profile = [] {
     auto* p = new BackendProfile;
@@ -188,18 +140,10 @@ absl::Status XnnpackBackend::PrepareOp(int i) {
     case Op::kConv2D: {
       const Conv2DOptions& c = l.conv2d();
       if (c.groups() == 1 && in_shape[2] < kIm2colBelowChannels) {
-        // XNNPACK's int8 conv kernels on x86 process the reduction in blocks of 8 bytes
-        // per kernel tap (kr = 8), so a conv over 1..7 input channels (a first layer on
-        // images) wastes most of each block: 8x for one channel. As im2col + a fully
-        // connected layer, the reduction is all kh*kw*C values of a patch, padded once.
-        // Padding uses the input zero point, exactly like XNNPACK's own convolution,
-        // and the weights (OHWI) are already the [out][kh*kw*in] matrix: same results.
-        step.im2col = true;
-        step.pixels = out_shape[0] * out_shape[1];
+        // XNNPACK's int8 conv kernels on x86 reduce in blocks of 8 bytes per kernel tap
+        // (kr = 8): 8x waste for one channel. See im2col.h.
+        step.im2col = std::make_unique<Im2col>(c, in_shape, out_shape, zp_in);
         weighted(true, 1, 1, 1, 0, 0, 0, 0, 1, 1);
-        step.padded.assign((in_shape[0] + c.pad_top() + c.pad_bottom()) * (in_shape[1] + c.pad_left() + c.pad_right()) *
-                                   in_shape[2] + XNN_EXTRA_BYTES,
-                           static_cast<uint8_t>(zp_in));
       } else {
         weighted(false, c.groups(), c.kernel_h(), c.kernel_w(), c.pad_top(), c.pad_right(), c.pad_bottom(),
                  c.pad_left(), c.stride_h(), c.stride_w());
@@ -304,10 +248,9 @@ absl::Status XnnpackBackend::SetUpBatch(int64_t batch) {
         }
         size_t rows = n;
         if (st.im2col) {  // rows are the patches of every output pixel
-          rows = n * st.pixels;
-          const Tensor& w = m.tensors(WeightTensor(l));
-          xnn::ResizePadded(&st.patches, rows * (Numel(TensorShape(w)) / w.shape(0)));
-          in = st.patches.data();
+          rows = n * st.im2col->pixels();
+          st.im2col->Reserve(n);  // with slack for XNNPACK's reads past the end (im2col.cc)
+          in = st.im2col->patches();
           i8 = reinterpret_cast<const int8_t*>(in);
         }
         if (st.conv_api) {  // per-channel FC as a 1x1 convolution over a batch*1x1 image
@@ -383,7 +326,7 @@ absl::Status XnnpackBackend::RunOp(int i, int64_t batch) {
     }
     return absl::OkStatus();
   }
-  if (st.im2col) Im2col(l.conv2d(), shapes()[l.inputs(0)], shapes()[l.outputs(0)], batch, in, &st);
+  if (st.im2col) st.im2col->Run(in, batch);
   const xnn_status s = xnn_run_operator(st.op.get(), nullptr);
   return s == xnn_status_success ? absl::OkStatus() : xnn::Check(s, name(), OpLabel(m, i), "xnn_run_operator");
 }

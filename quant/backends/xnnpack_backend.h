@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "quant/backends/backend.h"
+#include "quant/backends/im2col.h"
 #include "quant/backends/xnnpack_util.h"
 #include "quant/core/params.h"
 
@@ -51,13 +52,9 @@ class XnnpackBackend : public Backend {
     xnn::Operator op;        // null for flatten/reshape (a copy + clamp in C++)
     bool conv_api = false;   // runs through the convolution API (conv, or a per-channel FC)
     bool clamp = false;      // flatten/reshape: a clamp narrower than the dtype range
-    // A conv with few input channels runs as im2col + fully connected (see the .cc).
-    bool im2col = false;
-    int64_t pixels = 0;                   // OH*OW per image
-    std::vector<uint8_t> padded;          // one padded image, borders = input zero point
-    std::vector<uint8_t> patches;         // [batch*OH*OW][kh*kw*in_c]
+    // A conv with few input channels runs as im2col + fully connected (im2col.h).
+    std::unique_ptr<Im2col> im2col;
   };
-  void Im2col(const Conv2DOptions& c, const Shape& in, const Shape& out, int64_t batch, const uint8_t* src, Step* st);
 
   bool s8_ = true;
   xnn::Operator convert_;

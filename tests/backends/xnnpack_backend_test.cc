@@ -92,8 +92,12 @@ TEST(XnnpackBackendTest, AreRegistered) {
 // diagonal, weight scale 1, output qparams = input's): its requantization multiplier is
 // exactly 1, which both requantizations apply without rounding, so the outputs are
 // the quantized inputs. (XNNPACK rejects a 1x1 max pool, which would be simpler.)
+// oneDNN's backend quantizes with the shared AVX2 loop (Backend::QuantizeInputBytes),
+// checked the same way; 3600 values also run its scalar tail.
 TEST(XnnpackBackendTest, InputQuantizationIsIdentical) {
-  for (DType dtype : {INT8, UINT8}) {
+  for (const auto& [backend, dtype] : std::vector<std::pair<std::string, DType>>{
+           {"xnnpack", INT8}, {"xnnpack", UINT8}, {"onednn", INT8}, {"onednn", UINT8}}) {
+    const DType weight_dtype = backend == "onednn" ? INT8 : dtype;  // oneDNN takes int8 weights only
     const int c = 90;
     QuantizedModel m = EmptyModel();
     const float scale = 0.0173f;
@@ -101,7 +105,7 @@ TEST(XnnpackBackendTest, InputQuantizationIsIdentical) {
     const int xt = AddActivation(&m, "x", {c}, dtype, scale, zp);
     std::vector<int32_t> w(c * c, 0);
     for (int i = 0; i < c; ++i) w[i * c + i] = 1;
-    const int wt = AddWeights(&m, "w", {c, c}, dtype, {1.0f}, {0}, w);
+    const int wt = AddWeights(&m, "w", {c, c}, weight_dtype, {1.0f}, {0}, w);
     const int yt = AddActivation(&m, "y", {c}, dtype, scale, zp);
     FullyConnectedOptions* fc = AddOp(&m, "identity", {xt, wt}, yt, DTypeMin(dtype), DTypeMax(dtype))
                                     ->mutable_fully_connected();
@@ -116,9 +120,10 @@ TEST(XnnpackBackendTest, InputQuantizationIsIdentical) {
       if (i % 3 == 1) x[i] = x[i] * 6 - 3;                                       // beyond the range: clamps
     }
     const RunOutput ref = RunBackend("reference", m, x, batch);
-    const RunOutput xnn = RunBackend("xnnpack", m, x, batch);
-    const Stats s = Compare(ref.quantized, xnn.quantized);
-    EXPECT_EQ(s.identical, s.total) << DTypeName(dtype) << ": " << s.ToString();
+    const RunOutput other = RunBackend(backend, m, x, batch);
+    const Stats s = Compare(ref.quantized, other.quantized);
+    EXPECT_EQ(s.identical, s.total) << backend << ", " << DTypeName(dtype) << ": " << s.ToString();
+    EXPECT_EQ(s.total, 3600);
     std::set<int32_t> distinct(ref.quantized.begin(), ref.quantized.end());
     EXPECT_GT(distinct.size(), 100u);
   }

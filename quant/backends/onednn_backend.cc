@@ -1,0 +1,592 @@
+#include "quant/backends/onednn_backend.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <unordered_map>
+
+#include "absl/strings/str_cat.h"
+#include "quant/backends/im2col.h"
+#include "quant/core/registry.h"
+#include "quant/core/status_macros.h"
+
+namespace quant::backends {
+namespace {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+
+// Max pools over fewer channels than this run a byte-max loop instead of oneDNN's
+// pooling: its int8 kernel works on 64 channels per AVX-512 vector and took 0.85 ms
+// of the cnn's 2.7 ms at batch 256 (16 channels); max pooling involves no rounding,
+// so the result is the same.
+constexpr int64_t kOnednnMaxPoolChannels = 64;
+
+const char* DnnlStatusName(dnnl_status_t s) {
+  switch (s) {
+    case dnnl_success:
+      return "dnnl_success";
+    case dnnl_out_of_memory:
+      return "dnnl_out_of_memory";
+    case dnnl_invalid_arguments:
+      return "dnnl_invalid_arguments";
+    case dnnl_unimplemented:
+      return "dnnl_unimplemented";
+    case dnnl_iterator_ends:
+      return "dnnl_iterator_ends";
+    case dnnl_runtime_error:
+      return "dnnl_runtime_error";
+    case dnnl_not_required:
+      return "dnnl_not_required";
+  }
+  return "unknown dnnl status";
+}
+
+absl::Status Failed(const std::string& where, const dnnl::error& e) {
+  const std::string message =
+      absl::StrCat("backend 'onednn': ", where, ": ", e.what(), " (", DnnlStatusName(e.status), ")");
+  return e.status == dnnl_unimplemented ? absl::UnimplementedError(message) : absl::InternalError(message);
+}
+
+// A [H, W, C] activation as oneDNN's {N, C, H, W} in nhwc order, or a [C] vector as {N, C}.
+memory::dims ActivationDims(const Shape& s, int64_t batch) {
+  if (s.size() == 3) return {batch, s[2], s[0], s[1]};
+  return {batch, Numel(s)};
+}
+tag ActivationTag(const Shape& s) { return s.size() == 3 ? tag::nhwc : tag::nc; }
+
+// Whether the op's clamp is narrower than its dtype's range.
+bool Clamps(const Op& l, DType d) { return l.output_min() > DTypeMin(d) || l.output_max() < DTypeMax(d); }
+
+void ClampInPlace(uint8_t* data, size_t count, bool s8, int32_t lo, int32_t hi) {
+  if (s8) {
+    int8_t* p = reinterpret_cast<int8_t*>(data);
+    for (size_t j = 0; j < count; ++j) p[j] = static_cast<int8_t>(std::min<int32_t>(std::max<int32_t>(p[j], lo), hi));
+  } else {
+    for (size_t j = 0; j < count; ++j)
+      data[j] = static_cast<uint8_t>(std::min<int32_t>(std::max<int32_t>(data[j], lo), hi));
+  }
+}
+
+// o[j] = max(o[j], s[j]) over n bytes, as int8 (S8) or uint8.
+template <bool S8>
+void MaxInto(uint8_t* o, const uint8_t* s, int64_t n) {
+  int64_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(o + j));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + j));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + j), S8 ? _mm256_max_epi8(a, b) : _mm256_max_epu8(a, b));
+  }
+  for (; j + 16 <= n; j += 16) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(o + j));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + j));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), S8 ? _mm_max_epi8(a, b) : _mm_max_epu8(a, b));
+  }
+  for (; j < n; ++j) {
+    if (S8) {
+      o[j] = static_cast<uint8_t>(std::max(static_cast<int8_t>(o[j]), static_cast<int8_t>(s[j])));
+    } else {
+      o[j] = std::max(o[j], s[j]);
+    }
+  }
+}
+
+// Max pooling over NHWC bytes: the max over the in-bounds window positions (padding
+// never wins), as the model defines it. Exact in any implementation (no rounding).
+template <bool S8>
+void MaxPoolNhwc(const Pool2DOptions& p, const Shape& in, const Shape& out, int64_t batch, const uint8_t* src,
+                 uint8_t* dst) {
+  const int64_t H = in[0], W = in[1], C = in[2], OH = out[0], OW = out[1];
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t oy = 0; oy < OH; ++oy) {
+      for (int64_t ox = 0; ox < OW; ++ox) {
+        uint8_t* o = dst + ((b * OH + oy) * OW + ox) * C;
+        bool first = true;
+        for (int ky = 0; ky < p.kernel_h(); ++ky) {
+          const int64_t y = oy * p.stride_h() - p.pad_top() + ky;
+          if (y < 0 || y >= H) continue;
+          for (int kx = 0; kx < p.kernel_w(); ++kx) {
+            const int64_t x = ox * p.stride_w() - p.pad_left() + kx;
+            if (x < 0 || x >= W) continue;
+            const uint8_t* s = src + ((b * H + y) * W + x) * C;
+            if (first) {
+              std::memcpy(o, s, C);
+              first = false;
+            } else {
+              MaxInto<S8>(o, s, C);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+struct OnednnBackend::Impl {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  // One primitive and its arguments (concat has one reorder per input).
+  struct Part {
+    dnnl::primitive primitive;
+    std::unordered_map<int, memory> args;
+  };
+  struct Step {
+    enum Kind { kPrimitive, kCopy, kLookup, kMaxPool } kind = kPrimitive;
+    std::vector<Part> parts;
+    bool clamp = false;                         // a clamp in C++ after the primitive / copy
+    std::vector<int8_t> weights;                // OHWI (conv) or [out][in] (fc), as stored in the model
+    std::vector<int32_t> bias;                  // one per output channel (zeros if the model has none)
+    std::vector<float> output_scales;           // s_in * s_w[o] / s_out
+    memory packed_weights;                      // in the layout the primitive chose (set up per batch size)
+    std::vector<std::vector<uint8_t>> scratch;  // concat: requantized inputs before their slice copy
+    std::unique_ptr<Im2col> im2col;             // a conv over few channels as im2col + matmul
+    std::string implementation;
+  };
+  std::vector<Step> steps;
+};
+
+OnednnBackend::OnednnBackend() : impl_(new Impl) {}
+OnednnBackend::~OnednnBackend() = default;
+
+const BackendProfile& OnednnBackend::Profile() {
+  static const BackendProfile* profile = [] {
+    auto* p = new BackendProfile;
+    p->backend = "onednn";
+    const std::string note = "oneDNN s8 weights without a zero point (its convolutions take none)";
+    p->fully_connected = {{INT8, INT8, true, true, false, note}, {UINT8, INT8, true, true, false, note}};
+    p->conv2d = p->fully_connected;
+    p->ops = {
+        {"fully_connected", {}, "matmul u8/s8 x s8 -> s32, output scales, zero points"},
+        {"conv2d", {}, "convolution_forward u8/s8 x s8 (groups: grouped and depthwise)"},
+        {"max_pool2d", {}, "pooling_forward max (under 64 channels a byte-max loop: exact, and faster there)"},
+        {"average_pool2d", {}, "pooling_forward avg + eltwise linear post-op"},
+        {"global_average_pool", {}, "pooling_forward avg over H x W + eltwise linear post-op"},
+        {"add", {}, "binary add with per-input scales + eltwise linear post-op"},
+        {"concat", {}, "a reorder (scale, zero points) into each input's channel slice"},
+        {"hardswish", {}, "the model's lookup table (oneDNN has no int8 table op)"},
+        {"sigmoid", {}, "the model's lookup table (oneDNN has no int8 table op)"},
+        {"tanh", {}, "the model's lookup table (oneDNN has no int8 table op)"},
+        {"flatten", {}, "a copy"},
+        {"reshape", {}, "a copy"},
+    };
+    p->requantization =
+        "oneDNN output scales: float(acc + bias) * float(s_in*s_w/s_out), clip, + zero point, round to nearest even";
+    return p;
+  }();
+  return *profile;
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> OnednnBackend::Create(ParamReader& params) {
+  (void)params;
+  return std::unique_ptr<Backend>(new OnednnBackend());
+}
+
+std::string OnednnBackend::Isa() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    default:
+      return "other";
+  }
+}
+
+std::string OnednnBackend::ImplementationOf(int op) const {
+  return op >= 0 && op < static_cast<int>(impl_->steps.size()) ? impl_->steps[op].implementation : "";
+}
+
+absl::Status OnednnBackend::BeginPrepare() {
+  // One thread per experiment, like every backend (the Debian build runs on OpenMP).
+  omp_set_num_threads(1);
+  s8_ = model().tensors(InputTensor(model())).dtype() == INT8;
+  impl_->steps.clear();
+  impl_->steps.resize(model().ops_size());
+  return absl::OkStatus();
+}
+
+absl::Status OnednnBackend::PrepareOp(int i) {
+  const QuantizedModel& m = model();
+  const Op& l = m.ops(i);
+  Impl::Step& st = impl_->steps[i];
+  const DType dtype = m.tensors(l.inputs(0)).dtype();
+  switch (l.options_case()) {
+    case Op::kFullyConnected:
+    case Op::kConv2D: {
+      const Tensor& w = m.tensors(WeightTensor(l));
+      const Tensor& x = m.tensors(l.inputs(0));
+      const Tensor& y = m.tensors(l.outputs(0));
+      const int64_t out_c = w.shape(0);
+      st.weights.assign(w.data().begin(), w.data().end());
+      st.bias.assign(out_c, 0);
+      if (BiasTensor(l) >= 0) {
+        const auto& b = m.tensors(BiasTensor(l)).int_data();
+        std::copy(b.begin(), b.end(), st.bias.begin());
+      }
+      if (l.has_conv2d() && l.conv2d().groups() == 1 && shapes()[l.inputs(0)][2] < kIm2colBelowChannels) {
+        // oneDNN's VNNI convolutions reduce over input channels 4 at a time across 16+
+        // lanes: one channel wastes most of it (measured 51 GOP/s on the cnn's conv1).
+        st.im2col =
+            std::make_unique<Im2col>(l.conv2d(), shapes()[l.inputs(0)], shapes()[l.outputs(0)], TensorZeroPoint(x));
+      }
+      const int channels = IsPerChannel(w) ? static_cast<int>(out_c) : 1;
+      st.output_scales.resize(channels);
+      for (int o = 0; o < channels; ++o) {
+        st.output_scales[o] = static_cast<float>(static_cast<double>(TensorScale(x)) * TensorScale(w, o) /
+                                                 static_cast<double>(TensorScale(y)));
+      }
+      break;
+    }
+    case Op::kHardswish:
+    case Op::kSigmoid:
+    case Op::kTanh:
+      st.kind = Impl::Step::kLookup;
+      st.clamp = Clamps(l, dtype);
+      return absl::OkStatus();
+    case Op::kFlatten:
+    case Op::kReshape:
+      st.kind = Impl::Step::kCopy;
+      st.clamp = Clamps(l, dtype);
+      return absl::OkStatus();
+    case Op::kMaxPool2D:
+      st.clamp = Clamps(l, dtype);
+      if (shapes()[l.outputs(0)][2] < kOnednnMaxPoolChannels) {
+        st.kind = Impl::Step::kMaxPool;
+        return absl::OkStatus();
+      }
+      break;
+    case Op::kConcat:
+      st.clamp = Clamps(l, dtype);
+      break;
+    case Op::kAveragePool2D:
+    case Op::kGlobalAveragePool:
+    case Op::kAdd:
+      break;
+    default:
+      return absl::UnimplementedError(absl::StrCat("backend 'onednn' cannot run ", OpLabel(m, i), ": rule: ", OpKind(l),
+                                                   " has no oneDNN primitive"));
+  }
+  // Creating the primitive descriptors now (batch 1, nothing bound) turns an attribute
+  // oneDNN does not implement into an error at Prepare, naming the op.
+  return Build(i, 0);
+}
+
+// batch 0: primitive descriptors only (a check at Prepare); otherwise the primitives
+// and their memory objects on the executor's buffers for that batch size.
+absl::Status OnednnBackend::Build(int i, int64_t batch) {
+  const QuantizedModel& m = model();
+  const Op& l = m.ops(i);
+  Impl::Step& st = impl_->steps[i];
+  if (st.kind != Impl::Step::kPrimitive) return absl::OkStatus();
+  const bool bind = batch > 0;
+  const int64_t n = bind ? batch : 1;
+  const memory::data_type dt = s8_ ? memory::data_type::s8 : memory::data_type::u8;
+  const dnnl::engine& engine = impl_->engine;
+  auto md = [&](int tensor) {
+    const Shape& s = shapes()[tensor];
+    return memory::desc(ActivationDims(s, n), dt, ActivationTag(s));
+  };
+  auto mem = [&](int tensor, const memory::desc& d) { return memory(d, engine, Buffer(tensor)); };
+  const int in = l.inputs(0), out = l.outputs(0);
+  const Tensor& xt = m.tensors(in);
+  const Tensor& yt = m.tensors(out);
+  const int32_t zp_in = TensorZeroPoint(xt), zp_out = TensorZeroPoint(yt);
+  const float s_in = TensorScale(xt), s_out = TensorScale(yt);
+  const Shape& is = shapes()[in];
+  const Shape& os = shapes()[out];
+  const bool narrower = Clamps(l, xt.dtype());
+  std::string call;
+  st.parts.clear();
+  try {
+    switch (l.options_case()) {
+      case Op::kFullyConnected:
+      case Op::kConv2D: {
+        const Tensor& w = m.tensors(WeightTensor(l));
+        const int64_t out_c = w.shape(0);
+        dnnl::primitive_attr attr;
+        attr.set_output_scales(st.output_scales.size() > 1 ? 1 << 1 : 0, st.output_scales);
+        if (zp_in != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {zp_in});
+        if (zp_out != 0) attr.set_zero_points(DNNL_ARG_DST, 0, {zp_out});
+        if (narrower) {
+          // Post-ops act before the destination zero point is added: the clamp in those units.
+          dnnl::post_ops ops;
+          ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, static_cast<float>(l.output_min() - zp_out),
+                             static_cast<float>(l.output_max() - zp_out));
+          attr.set_post_ops(ops);
+        }
+        memory::desc user_w, bias_md, src_md, dst_md;
+        memory::desc chosen_w;
+        if (l.has_fully_connected() || st.im2col) {
+          call = "matmul";
+          // im2col: one row per output pixel, the patch matrix as the source.
+          const int64_t k = st.im2col ? st.im2col->patch_size() : Numel(is);
+          const int64_t rows = st.im2col ? n * st.im2col->pixels() : n;
+          src_md = memory::desc({rows, k}, dt, tag::ab);
+          dst_md = memory::desc({rows, out_c}, dt, tag::ab);
+          user_w = memory::desc({k, out_c}, memory::data_type::s8, tag::ba);  // stored [out][in]
+          bias_md = memory::desc({1, out_c}, memory::data_type::s32, tag::ab);
+          const memory::desc any_w({k, out_c}, memory::data_type::s8, tag::any);
+          dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, any_w, bias_md, dst_md), attr, engine);
+          chosen_w = pd.weights_desc();
+          st.implementation = pd.impl_info_str();
+          if (bind) st.parts.push_back({dnnl::matmul(pd), {}});
+        } else {
+          call = "convolution_forward";
+          const Conv2DOptions& c = l.conv2d();
+          const int64_t g = c.groups(), in_c = is[2];
+          memory::dims wdims;
+          if (g == 1) {
+            wdims = {out_c, in_c, c.kernel_h(), c.kernel_w()};
+            user_w = memory::desc(wdims, memory::data_type::s8, tag::ohwi);
+          } else {
+            wdims = {g, out_c / g, in_c / g, c.kernel_h(), c.kernel_w()};
+            user_w = memory::desc(wdims, memory::data_type::s8, tag::gohwi);
+          }
+          src_md = md(in);
+          dst_md = md(out);
+          bias_md = memory::desc({out_c}, memory::data_type::s32, tag::x);
+          const memory::desc any_w(wdims, memory::data_type::s8, tag::any);
+          dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                            src_md, any_w, bias_md, dst_md, {c.stride_h(), c.stride_w()},
+                                            {c.pad_top(), c.pad_left()}, {c.pad_bottom(), c.pad_right()});
+          dnnl::convolution_forward::primitive_desc pd(d, attr, engine);
+          chosen_w = pd.weights_desc();
+          st.implementation = pd.impl_info_str();
+          if (bind) st.parts.push_back({dnnl::convolution_forward(pd), {}});
+        }
+        if (!bind) break;
+        memory user(user_w, engine, st.weights.data());
+        if (chosen_w != user_w) {
+          call = "reorder of the weights";
+          st.packed_weights = memory(chosen_w, engine);
+          dnnl::reorder(user, st.packed_weights).execute(impl_->stream, user, st.packed_weights);
+          impl_->stream.wait();
+        } else {
+          st.packed_weights = user;
+        }
+        void* src = Buffer(in);
+        if (st.im2col) {
+          st.im2col->Reserve(n);
+          src = st.im2col->patches();
+        }
+        st.parts[0].args = {{DNNL_ARG_SRC, memory(src_md, engine, src)},
+                            {DNNL_ARG_WEIGHTS, st.packed_weights},
+                            {DNNL_ARG_BIAS, memory(bias_md, engine, st.bias.data())},
+                            {DNNL_ARG_DST, memory(dst_md, engine, Buffer(out))}};
+        break;
+      }
+      case Op::kMaxPool2D:
+      case Op::kAveragePool2D:
+      case Op::kGlobalAveragePool: {
+        call = "pooling_forward";
+        memory::dims kernel, strides, pad_l{0, 0}, pad_r{0, 0};
+        memory::desc dst_md = md(out);
+        dnnl::primitive_attr attr;
+        dnnl::algorithm alg = dnnl::algorithm::pooling_avg_exclude_padding;
+        if (l.has_global_average_pool()) {
+          kernel = strides = {is[0], is[1]};
+          dst_md = memory::desc({n, is[2], 1, 1}, dt, tag::nhwc);  // the same bytes as [C]
+        } else {
+          const Pool2DOptions& p = l.has_max_pool2d() ? l.max_pool2d() : l.average_pool2d();
+          kernel = {p.kernel_h(), p.kernel_w()};
+          strides = {p.stride_h(), p.stride_w()};
+          pad_l = {p.pad_top(), p.pad_left()};
+          pad_r = {p.pad_bottom(), p.pad_right()};
+          if (l.has_max_pool2d()) alg = dnnl::algorithm::pooling_max;
+        }
+        if (alg != dnnl::algorithm::pooling_max) {
+          // mean in float, then out = mean * s_in/s_out + (zp_out - zp_in * s_in/s_out), clamped.
+          const double a = static_cast<double>(s_in) / s_out;
+          dnnl::post_ops ops;
+          ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, static_cast<float>(a),
+                             static_cast<float>(zp_out - zp_in * a));
+          if (narrower) {
+            ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, static_cast<float>(l.output_min()),
+                               static_cast<float>(l.output_max()));
+          }
+          attr.set_post_ops(ops);
+        }
+        dnnl::pooling_forward::primitive_desc pd(
+            dnnl::pooling_forward::desc(dnnl::prop_kind::forward_inference, alg, md(in), dst_md, strides, kernel, pad_l,
+                                        pad_r),
+            attr, engine);
+        st.implementation = pd.impl_info_str();
+        if (bind) {
+          st.parts.push_back(
+              {dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, mem(in, md(in))}, {DNNL_ARG_DST, mem(out, dst_md)}}});
+        }
+        break;
+      }
+      case Op::kAdd: {
+        call = "binary";
+        const Tensor& x2 = m.tensors(l.inputs(1));
+        const memory::desc flat({n, Numel(os)}, dt, tag::ab);
+        const double a1 = static_cast<double>(s_in) / s_out, a2 = static_cast<double>(TensorScale(x2)) / s_out;
+        dnnl::primitive_attr attr;
+        attr.set_scales(DNNL_ARG_SRC_0, 0, {static_cast<float>(a1)});
+        attr.set_scales(DNNL_ARG_SRC_1, 0, {static_cast<float>(a2)});
+        dnnl::post_ops ops;
+        ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f,
+                           static_cast<float>(zp_out - zp_in * a1 - TensorZeroPoint(x2) * a2));
+        if (narrower) {
+          ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, static_cast<float>(l.output_min()),
+                             static_cast<float>(l.output_max()));
+        }
+        attr.set_post_ops(ops);
+        dnnl::binary::primitive_desc pd(dnnl::binary::desc(dnnl::algorithm::binary_add, flat, flat, flat), attr,
+                                        engine);
+        st.implementation = pd.impl_info_str();
+        if (bind) {
+          st.parts.push_back({dnnl::binary(pd),
+                              {{DNNL_ARG_SRC_0, mem(in, flat)},
+                               {DNNL_ARG_SRC_1, mem(l.inputs(1), flat)},
+                               {DNNL_ARG_DST, mem(out, flat)}}});
+        }
+        break;
+      }
+      case Op::kConcat: {
+        // An input with the output's qparams is one plain reorder into its channel slice.
+        // Any other is requantized by a reorder (output scale, zero points) into a dense
+        // scratch buffer first: oneDNN 2.6's reorder drops the zero points when the
+        // destination is a strided slice (measured: the offsets vanish), while scales alone
+        // and dense destinations are right.
+        call = "reorder into a channel slice";
+        const memory::desc dst_md = md(out);
+        int64_t offset = 0;
+        st.scratch.resize(l.inputs_size());
+        for (int k = 0; k < l.inputs_size(); ++k) {
+          const int t = l.inputs(k);
+          const Tensor& xk = m.tensors(t);
+          const memory::desc src_md = md(t);
+          memory::dims dims = src_md.dims();
+          memory::dims offsets(dims.size(), 0);
+          offsets[1] = offset;
+          offset += dims[1];
+          const memory::desc slice = dst_md.submemory_desc(dims, offsets);
+          const bool same = TensorScale(xk) == s_out && TensorZeroPoint(xk) == zp_out;
+          memory from = bind ? mem(t, src_md) : memory();
+          if (!same) {
+            dnnl::primitive_attr attr;
+            attr.set_output_scales(0, {static_cast<float>(static_cast<double>(TensorScale(xk)) / s_out)});
+            if (TensorZeroPoint(xk) != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {TensorZeroPoint(xk)});
+            if (zp_out != 0) attr.set_zero_points(DNNL_ARG_DST, 0, {zp_out});
+            dnnl::reorder::primitive_desc pd(engine, src_md, engine, src_md, attr);
+            st.implementation = pd.impl_info_str();
+            if (bind) {
+              st.scratch[k].resize(static_cast<size_t>(n * Numel(shapes()[t])));
+              memory dense(src_md, engine, st.scratch[k].data());
+              st.parts.push_back({dnnl::reorder(pd), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, dense}}});
+              from = dense;
+            }
+          }
+          dnnl::reorder::primitive_desc pd(engine, src_md, engine, slice);
+          if (same) st.implementation = pd.impl_info_str();
+          if (bind) st.parts.push_back({dnnl::reorder(pd), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, mem(out, slice)}}});
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  } catch (const dnnl::error& e) {
+    return Failed(absl::StrCat(OpLabel(m, i), ": ", call), e);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status OnednnBackend::SetUpBatch(int64_t batch) {
+  for (int i = 0; i < model().ops_size(); ++i) RETURN_IF_ERROR(Build(i, batch));
+  return absl::OkStatus();
+}
+
+absl::Status OnednnBackend::RunInput(const float* input, int64_t batch, void* out) {
+  QuantizeInputBytes(input, batch * Numel(input_shape()), static_cast<uint8_t*>(out));
+  return absl::OkStatus();
+}
+
+absl::Status OnednnBackend::RunOp(int i, int64_t batch) {
+  const QuantizedModel& m = model();
+  const Op& l = m.ops(i);
+  Impl::Step& st = impl_->steps[i];
+  const uint8_t* in = Data<uint8_t>(l.inputs(0));
+  uint8_t* out = Data<uint8_t>(l.outputs(0));
+  const size_t count = static_cast<size_t>(batch * Numel(shapes()[l.outputs(0)]));
+  switch (st.kind) {
+    case Impl::Step::kCopy:
+      std::memcpy(out, in, count);
+      break;
+    case Impl::Step::kLookup: {
+      const LookupTableOptions& t = l.has_hardswish() ? l.hardswish() : (l.has_sigmoid() ? l.sigmoid() : l.tanh());
+      uint8_t table[256];
+      const int32_t qmin = DTypeMin(m.tensors(l.inputs(0)).dtype());
+      for (int k = 0; k < 256; ++k) table[k] = static_cast<uint8_t>(t.table(k));
+      if (s8_) {
+        const int8_t* x = reinterpret_cast<const int8_t*>(in);
+        for (size_t j = 0; j < count; ++j) out[j] = table[x[j] - qmin];
+      } else {
+        for (size_t j = 0; j < count; ++j) out[j] = table[in[j]];
+      }
+      break;
+    }
+    case Impl::Step::kMaxPool:
+      if (s8_) {
+        MaxPoolNhwc<true>(l.max_pool2d(), shapes()[l.inputs(0)], shapes()[l.outputs(0)], batch, in, out);
+      } else {
+        MaxPoolNhwc<false>(l.max_pool2d(), shapes()[l.inputs(0)], shapes()[l.outputs(0)], batch, in, out);
+      }
+      break;
+    case Impl::Step::kPrimitive:
+      if (st.im2col) st.im2col->Run(in, batch);
+      try {
+        for (Impl::Part& p : st.parts) p.primitive.execute(impl_->stream, p.args);
+        impl_->stream.wait();
+      } catch (const dnnl::error& e) {
+        return Failed(absl::StrCat(OpLabel(m, i), ": execute"), e);
+      }
+      break;
+  }
+  if (st.clamp) ClampInPlace(out, count, s8_, l.output_min(), l.output_max());
+  return absl::OkStatus();
+}
+
+void OnednnBackend::WriteOutput(const void* out, int64_t batch, RunOutput* output) {
+  const size_t count = static_cast<size_t>(batch * Numel(output_shape()));
+  q_.resize(count);
+  ReadBuffer(OutputTensor(model()), out, static_cast<int64_t>(count), q_.data());
+  FinishIntegerOutput(q_.data(), batch, output);
+}
+
+bool OnednnBackend::ReadBuffer(int tensor, const void* data, int64_t count, int32_t* out) const {
+  (void)tensor;
+  const uint8_t* o = static_cast<const uint8_t*>(data);
+  for (int64_t j = 0; j < count; ++j) out[j] = s8_ ? static_cast<int8_t>(o[j]) : o[j];
+  return true;
+}
+
+bool OnednnBackend::WriteBuffer(int tensor, const int32_t* values, int64_t count, void* data) const {
+  (void)tensor;
+  uint8_t* o = static_cast<uint8_t*>(data);
+  for (int64_t j = 0; j < count; ++j) {
+    o[j] = s8_ ? static_cast<uint8_t>(static_cast<int8_t>(values[j])) : static_cast<uint8_t>(values[j]);
+  }
+  return true;
+}
+
+QUANTLAB_REGISTER(Backend, "onednn", OnednnBackend::Create,
+                  "oneDNN 2.6 int8 primitives (VNNI): convolution, matmul, pooling, binary add, reorders for concat");
+
+}  // namespace quant::backends
