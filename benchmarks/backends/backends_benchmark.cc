@@ -10,7 +10,10 @@
 // Usage: bazel run -c opt //benchmarks/backends:backends_benchmark -- --benchmark_repetitions=5
 #include <benchmark/benchmark.h>
 #include <gemmlowp/public/gemmlowp.h>
+#include <omp.h>
 #include <xnnpack.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -19,6 +22,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -108,9 +112,44 @@ void BM_GemmGemmlowp(benchmark::State& state) {
   SetGemmCounters(state, m);
 }
 
+// oneDNN's s8 matmul (u8 x s8 -> s8 with output scales and zero points, VNNI): the int8
+// GEMM limit of this CPU next to XNNPACK's 16-bit-multiply kernels.
+void BM_GemmOnednnS8(benchmark::State& state) {
+  const int64_t m = state.range(0);
+  omp_set_num_threads(1);
+  using dnnl::memory;
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  auto w = RandomBytes<int8_t>(kK * kN, -127, 127, 1);
+  auto x = RandomBytes<uint8_t>(m * kK, 0, 255, 2);
+  std::vector<uint8_t> y(m * kN);
+  const memory::desc src({m, kK}, memory::data_type::u8, memory::format_tag::ab);
+  const memory::desc user_w({kK, kN}, memory::data_type::s8, memory::format_tag::ba);
+  const memory::desc any_w({kK, kN}, memory::data_type::s8, memory::format_tag::any);
+  const memory::desc dst({m, kN}, memory::data_type::u8, memory::format_tag::ab);
+  dnnl::primitive_attr attr;
+  attr.set_output_scales(0, {0.001f});
+  attr.set_zero_points(DNNL_ARG_SRC, 0, {128});
+  attr.set_zero_points(DNNL_ARG_DST, 0, {128});
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, any_w, dst), attr, engine);
+  memory packed(pd.weights_desc(), engine), user(user_w, engine, w.data());
+  dnnl::reorder(user, packed).execute(stream, user, packed);
+  dnnl::matmul mm(pd);
+  const std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, memory(src, engine, x.data())},
+                                                {DNNL_ARG_WEIGHTS, packed},
+                                                {DNNL_ARG_DST, memory(dst, engine, y.data())}};
+  for (auto _ : state) {
+    mm.execute(stream, args);
+    stream.wait();
+    benchmark::DoNotOptimize(y.data());
+  }
+  SetGemmCounters(state, m);
+}
+
 BENCHMARK(BM_GemmXnnpackQs8)->Arg(256)->Arg(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GemmXnnpackF32)->Arg(256)->Arg(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GemmGemmlowp)->Arg(256)->Arg(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GemmOnednnS8)->Arg(256)->Arg(1)->Unit(benchmark::kMicrosecond);
 
 struct ModelCase {
   std::string model;   // mlp | cnn
@@ -231,10 +270,11 @@ void PrintSummary(const SummaryReporter& r) {
               GemmlowpBackend::KernelPath());
   for (int64_t m : {256, 1}) {
     const double q = r.Gops(absl::StrCat("BM_GemmXnnpackQs8/", m)), f = r.Gops(absl::StrCat("BM_GemmXnnpackF32/", m)),
-                 g = r.Gops(absl::StrCat("BM_GemmGemmlowp/", m));
-    std::printf("raw GEMM %lldx784x256: xnnpack qs8 %.1f GOP/s, f32 %.1f GOP/s, gemmlowp %.1f GOP/s; "
-                "qs8/f32 = %.2fx, gemmlowp/f32 = %.2fx\n",
-                static_cast<long long>(m), q, f, g, f > 0 ? q / f : 0, f > 0 ? g / f : 0);
+                 g = r.Gops(absl::StrCat("BM_GemmGemmlowp/", m)),
+                 d = r.Gops(absl::StrCat("BM_GemmOnednnS8/", m));
+    std::printf("raw GEMM %lldx784x256: xnnpack qs8 %.1f GOP/s, f32 %.1f GOP/s, gemmlowp %.1f GOP/s, onednn s8 (VNNI) "
+                "%.1f GOP/s; qs8/f32 = %.2fx, gemmlowp/f32 = %.2fx, onednn s8/f32 = %.2fx\n",
+                static_cast<long long>(m), q, f, g, d, f > 0 ? q / f : 0, f > 0 ? g / f : 0, f > 0 ? d / f : 0);
   }
   for (const char* model : {"mlp", "cnn"}) {
     for (int64_t batch : {int64_t{1}, int64_t{256}}) {
