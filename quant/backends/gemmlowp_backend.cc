@@ -41,8 +41,22 @@ struct GemmlowpBackend::Impl {
 
   // output[rows x cols] (ColMajor, leading dimension `ld`) = lhs[rows x depth] (RowMajor)
   // * rhs[depth x cols] (ColMajor) through the quantized output pipeline.
+  // Columns per gemmlowp call. gemmlowp sizes its packed blocks from the L2 budget over the
+  // depth, so a shallow GEMM over many columns (conv1's 9-deep im2col of 256 images: 200k
+  // columns) packed and accumulated all of them at once: 34 MB in one call, plus as much
+  // again in per-channel accumulators. Columns are independent, so the results are the same.
+  static constexpr int kMaxColumns = 8192;
+
   void Gemm(const LayerPlan& p, int row0, int rows, int depth, int cols, const uint8_t* lhs, const uint8_t* rhs,
             int32_t rhs_offset, const Op& l, int32_t output_zero_point, uint8_t* out, int ld) {
+    for (int c0 = 0; c0 < cols; c0 += kMaxColumns) {
+      GemmColumns(p, row0, rows, depth, std::min(kMaxColumns, cols - c0), lhs, rhs + static_cast<size_t>(c0) * depth,
+                  rhs_offset, l, output_zero_point, out + static_cast<size_t>(c0) * ld, ld);
+    }
+  }
+
+  void GemmColumns(const LayerPlan& p, int row0, int rows, int depth, int cols, const uint8_t* lhs, const uint8_t* rhs,
+                   int32_t rhs_offset, const Op& l, int32_t output_zero_point, uint8_t* out, int ld) {
     gemmlowp::MatrixMap<const std::uint8_t, gemmlowp::MapOrder::RowMajor> lhs_map(lhs, rows, depth, depth);
     gemmlowp::MatrixMap<const std::uint8_t, gemmlowp::MapOrder::ColMajor> rhs_map(rhs, depth, cols, depth);
     gemmlowp::MatrixMap<std::uint8_t, gemmlowp::MapOrder::ColMajor> result(out, rows, cols, ld);

@@ -25,6 +25,10 @@ std::string DirectoryOf(const std::string& path) {
 }  // namespace
 
 absl::Status WriteFileAtomically(const std::string& path, std::string_view bytes) {
+  return WriteFileAtomically(path, std::vector<std::string_view>{bytes});
+}
+
+absl::Status WriteFileAtomically(const std::string& path, const std::vector<std::string_view>& parts) {
   static std::atomic<uint64_t> counter{0};
   const std::string tmp = absl::StrCat(path, ".tmp.", getpid(), ".", counter++);
   const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -35,12 +39,17 @@ absl::Status WriteFileAtomically(const std::string& path, std::string_view bytes
     unlink(tmp.c_str());
     return absl::DataLossError(absl::StrCat(path, ": ", what, ": ", reason));
   };
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return fail(absl::StrCat("write failed after ", done, " of ", bytes.size(), " bytes"));
-    done += static_cast<size_t>(n);
+  size_t total = 0, written = 0;
+  for (std::string_view bytes : parts) total += bytes.size();
+  for (std::string_view bytes : parts) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return fail(absl::StrCat("write failed after ", written + done, " of ", total, " bytes"));
+      done += static_cast<size_t>(n);
+    }
+    written += done;
   }
   if (fsync(fd) != 0) return fail("fsync failed");
   if (close(fd) != 0) {

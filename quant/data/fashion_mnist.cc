@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <iterator>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -204,47 +203,55 @@ std::string FashionMnist::CachePath() const {
   return absl::StrFormat("%s/fashion_mnist-%016x.u8", cache_dir_, Fnv1a64(key));
 }
 
-std::string FashionMnist::SerialiseCache() const {
-  std::string out(kCacheMagic);
-  AppendInt64(&out, train_.size());
-  AppendInt64(&out, test_.size());
-  for (const DataSplit* s : {&train_, &test_}) {
-    out.append(reinterpret_cast<const char*>(s->pixels.data()), s->pixels.size());
-    for (int32_t label : s->labels) out.push_back(static_cast<char>(label));
+absl::Status FashionMnist::WriteCache(const std::string& path) const {
+  std::string header(kCacheMagic);
+  AppendInt64(&header, train_.size());
+  AppendInt64(&header, test_.size());
+  std::string labels[2];
+  std::vector<std::string_view> parts = {header};
+  const DataSplit* splits[] = {&train_, &test_};
+  for (int k = 0; k < 2; ++k) {
+    for (int32_t label : splits[k]->labels) labels[k].push_back(static_cast<char>(label));
+    parts.emplace_back(reinterpret_cast<const char*>(splits[k]->pixels.data()), splits[k]->pixels.size());
+    parts.emplace_back(labels[k]);
   }
-  return out;
+  return WriteFileAtomically(path, parts);
 }
 
 absl::Status FashionMnist::ReadCache(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return absl::NotFoundError(path);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t file_size = static_cast<size_t>(in.tellg());
+  in.seekg(0);
   const size_t header = sizeof(kCacheMagic) - 1;
-  if (bytes.size() < header + 16 || bytes.compare(0, header, kCacheMagic) != 0) {
+  std::string head(header + 16, '\0');
+  if (file_size < head.size() || !in.read(head.data(), static_cast<std::streamsize>(head.size())) ||
+      head.compare(0, header, kCacheMagic) != 0) {
     return absl::DataLossError(path);
   }
   int64_t counts[2];
-  std::memcpy(counts, bytes.data() + header, sizeof counts);
+  std::memcpy(counts, head.data() + header, sizeof counts);
   if (counts[0] < 0 || counts[1] < 0 || counts[0] > 60000 || counts[1] > 10000 ||
-      bytes.size() != header + 16 + static_cast<size_t>((counts[0] + counts[1]) * (kPixelsPerImage + 1))) {
+      file_size != head.size() + static_cast<size_t>((counts[0] + counts[1]) * (kPixelsPerImage + 1))) {
     return absl::DataLossError(path);
   }
-  size_t at = header + 16;
   DataSplit* splits[] = {&train_, &test_};
   for (int k = 0; k < 2; ++k) {
     DataSplit& s = *splits[k];
     const int64_t n = counts[k];
     s = DataSplit();
-    s.pixels.assign(bytes.begin() + static_cast<std::ptrdiff_t>(at),
-                    bytes.begin() + static_cast<std::ptrdiff_t>(at + n * kPixelsPerImage));
-    at += n * kPixelsPerImage;
+    s.pixels.resize(static_cast<size_t>(n * kPixelsPerImage));
+    std::string labels(static_cast<size_t>(n), '\0');
+    if (!in.read(reinterpret_cast<char*>(s.pixels.data()), static_cast<std::streamsize>(s.pixels.size())) ||
+        !in.read(labels.data(), static_cast<std::streamsize>(n))) {
+      return absl::DataLossError(path);
+    }
     s.labels.resize(n);
     for (int64_t i = 0; i < n; ++i) {
-      const uint8_t label = static_cast<uint8_t>(bytes[at + i]);
+      const uint8_t label = static_cast<uint8_t>(labels[i]);
       if (label > 9) return absl::DataLossError(path);
       s.labels[i] = label;
     }
-    at += n;
     s.pixel_shape = {1, 28, 28};
     s.SetPixelNormalisation(kFashionMnistMean, kFashionMnistStd);
   }
@@ -263,7 +270,7 @@ absl::Status FashionMnist::Load() {
     // Best effort: a cache that cannot be written only costs the next run the decoding.
     std::error_code ec;
     std::filesystem::create_directories(cache_dir_, ec);
-    (void)WriteFileAtomically(cache, SerialiseCache());
+    (void)WriteCache(cache);
   }
   return absl::OkStatus();
 }

@@ -51,7 +51,9 @@ class FashionMnist : public Dataset {
   // both decode never see a partial file; a file that does not check out is ignored.
   std::string CachePath() const;
   absl::Status ReadCache(const std::string& path);
-  std::string SerialiseCache() const;
+  // Written from the splits' own bytes, and read straight into them: a whole-file
+  // buffer next to the 55 MB dataset doubled the peak memory of a first run.
+  absl::Status WriteCache(const std::string& path) const;
 
   std::string dir_;
   int64_t train_limit_;

@@ -404,6 +404,14 @@ const Tensor& Model::Forward(const Tensor& x) {
   return *value_ptr_[output_value_];
 }
 
+void Model::ReleaseBuffers() {
+  for (std::vector<Tensor>* v : {&out_, &post_, &grad_slots_}) {
+    for (Tensor& t : *v) t = Tensor();  // elements replaced, not removed: the plans point at them
+  }
+  input_post_ = Tensor();
+  values_kept_ = false;  // a Backward now needs a Forward first
+}
+
 void Model::Backward(const Tensor& x, const Tensor& dlogits) {
   using Clock = std::chrono::steady_clock;
   Clock::time_point t0;

@@ -56,6 +56,11 @@ class Model {
   void Backward(const Tensor& x, const Tensor& dlogits);
 
   void set_training(bool training);
+  // Frees the activation and gradient buffers (they are allocated again by the next
+  // Forward/Backward, which then computes the same values). For the phases after
+  // training, so that conversion and backend evaluation do not run next to a full
+  // training batch's worth of memory.
+  void ReleaseBuffers();
   bool training() const { return training_; }
 
   // Nodes, in topological order. ("Layer" is the op of a node.)

@@ -109,7 +109,8 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
   int64_t per = 1;
   for (int64_t d : chw) per *= d;
   const int64_t n = test.size();
-  const std::vector<float> x = test.Nhwc(0, n);
+  // The test set stays uint8 (DataSplit); each batch is normalised to float NHWC when it
+  // is run (outside the timing): the whole split as float was 31 MiB of the quickstart's peak.
   constexpr int64_t kBatch = 256;
   // Runs the whole test set; returns int outputs + logits, and the time of the full batches.
   auto run_all = [&](backends::Backend& b, std::vector<int32_t>* q, std::vector<float>* logits,
@@ -119,8 +120,9 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
     backends::RunOutput out;
     for (int64_t start = 0; start < n; start += kBatch) {
       const int64_t bs = std::min(kBatch, n - start);
+      const std::vector<float> x = test.Nhwc(start, bs);
       const auto t0 = Clock::now();
-      RETURN_IF_ERROR(b.Run(x.data() + start * per, bs, &out));
+      RETURN_IF_ERROR(b.Run(x.data(), bs, &out));
       if (bs == kBatch) full_batch_seconds->push_back(std::chrono::duration<double>(Clock::now() - t0).count());
       q->insert(q->end(), out.quantized.begin(), out.quantized.end());
       logits->insert(logits->end(), out.logits.begin(), out.logits.end());
@@ -158,12 +160,14 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
     e.images_per_s_batch256 = m256 > 0 ? kBatch / m256 : 0.0;
     // Batch 1: one image at a time, median per image (operators are set up for batch 1 once, untimed).
     backends::RunOutput out;
+    const int64_t first = std::min(n, std::max<int64_t>(options.batch1_images, 1));
+    const std::vector<float> x = test.Nhwc(0, first);
     RETURN_IF_ERROR(b->Run(x.data(), 1, &out));
     const auto start = Clock::now();
     std::vector<double> image_seconds;
     for (int64_t i = 0; i < options.batch1_images; ++i) {
       const auto t0 = Clock::now();
-      RETURN_IF_ERROR(b->Run(x.data() + (i % n) * per, 1, &out));
+      RETURN_IF_ERROR(b->Run(x.data() + (i % first) * per, 1, &out));
       const auto t1 = Clock::now();
       image_seconds.push_back(std::chrono::duration<double>(t1 - t0).count());
       if (std::chrono::duration<double>(t1 - start).count() > options.batch1_seconds) break;
@@ -173,7 +177,10 @@ absl::StatusOr<std::vector<BackendEvaluation>> EvaluateBackends(const backends::
     // 64 images: every tensor is kept apart in two backends (int32 in the reference), and at
     // 256 images that raised the quickstart's peak RSS by ~80 MiB.
     constexpr int64_t kPerOpImages = 64;
-    if (e.integer_outputs) RETURN_IF_ERROR(ComparePerOp(model, model, name, x.data(), std::min(kPerOpImages, n), &e));
+    if (e.integer_outputs) {
+      const std::vector<float> xp = test.Nhwc(0, std::min(kPerOpImages, n));
+      RETURN_IF_ERROR(ComparePerOp(model, model, name, xp.data(), std::min(kPerOpImages, n), &e));
+    }
     if (b->profile().float_model) {
       e.model_size_bytes = FloatModelBytes(model, name.size() > 4 && name.substr(name.size() - 4) == "_f16" ? 2 : 4);
     } else {
