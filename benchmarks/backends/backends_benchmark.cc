@@ -13,13 +13,12 @@
 #include <omp.h>
 #include <xnnpack.h>
 
-#include <oneapi/dnnl/dnnl.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -270,11 +269,11 @@ void PrintSummary(const SummaryReporter& r) {
               GemmlowpBackend::KernelPath());
   for (int64_t m : {256, 1}) {
     const double q = r.Gops(absl::StrCat("BM_GemmXnnpackQs8/", m)), f = r.Gops(absl::StrCat("BM_GemmXnnpackF32/", m)),
-                 g = r.Gops(absl::StrCat("BM_GemmGemmlowp/", m)),
-                 d = r.Gops(absl::StrCat("BM_GemmOnednnS8/", m));
-    std::printf("raw GEMM %lldx784x256: xnnpack qs8 %.1f GOP/s, f32 %.1f GOP/s, gemmlowp %.1f GOP/s, onednn s8 (VNNI) "
-                "%.1f GOP/s; qs8/f32 = %.2fx, gemmlowp/f32 = %.2fx, onednn s8/f32 = %.2fx\n",
-                static_cast<long long>(m), q, f, g, d, f > 0 ? q / f : 0, f > 0 ? g / f : 0, f > 0 ? d / f : 0);
+                 g = r.Gops(absl::StrCat("BM_GemmGemmlowp/", m)), d = r.Gops(absl::StrCat("BM_GemmOnednnS8/", m));
+    std::printf(
+        "raw GEMM %lldx784x256: xnnpack qs8 %.1f GOP/s, f32 %.1f GOP/s, gemmlowp %.1f GOP/s, onednn s8 (VNNI) "
+        "%.1f GOP/s; qs8/f32 = %.2fx, gemmlowp/f32 = %.2fx, onednn s8/f32 = %.2fx\n",
+        static_cast<long long>(m), q, f, g, d, f > 0 ? q / f : 0, f > 0 ? g / f : 0, f > 0 ? d / f : 0);
   }
   for (const char* model : {"mlp", "cnn"}) {
     for (int64_t batch : {int64_t{1}, int64_t{256}}) {
