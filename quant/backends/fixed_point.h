@@ -5,6 +5,8 @@
 #ifndef QUANT_BACKENDS_FIXED_POINT_H_
 #define QUANT_BACKENDS_FIXED_POINT_H_
 
+#include <immintrin.h>
+
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -80,6 +82,38 @@ inline int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t quantized_multip
   return RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(shifted, quantized_multiplier),
                              right_shift);
 }
+
+#ifdef __AVX2__
+// Eight lanes of MultiplyByQuantizedMultiplier, each with its own multiplier and shift,
+// identical to the scalar function lane for lane (tests/backends/fixed_point_test.cc).
+// For per-channel output stages, which gemmlowp 2021-12 cannot vectorise on x86.
+// SaturatingRoundingDoublingHighMul's truncating division of ab + nudge by 2^31 equals
+// floor((ab + 2^30) / 2^31) for both signs of ab (for ab < 0 the nudge is 1 - 2^30 and
+// truncation is a ceiling: ceil(y / d) = floor((y + d - 1) / d)), and the low 32 bits of a
+// 64-bit logical shift are those of the arithmetic one, so AVX2's 64-bit ops suffice.
+inline __m256i MultiplyByQuantizedMultiplierX8(__m256i x, __m256i multiplier, __m256i shift) {
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i left_shift = _mm256_max_epi32(shift, zero);
+  const __m256i right_shift = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+  const __m256i a = _mm256_sllv_epi32(x, left_shift);  // wraps, like the scalar uint32 shift
+  const __m256i nudge = _mm256_set1_epi64x(int64_t{1} << 30);
+  const __m256i even = _mm256_add_epi64(_mm256_mul_epi32(a, multiplier), nudge);
+  const __m256i odd =
+      _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(multiplier, 32)), nudge);
+  __m256i high =
+      _mm256_blend_epi32(_mm256_srli_epi64(even, 31), _mm256_slli_epi64(_mm256_srli_epi64(odd, 31), 32), 0xAA);
+  const __m256i min = _mm256_set1_epi32(std::numeric_limits<int32_t>::min());
+  const __m256i overflow = _mm256_and_si256(_mm256_cmpeq_epi32(a, min), _mm256_cmpeq_epi32(multiplier, min));
+  high = _mm256_blendv_epi8(high, _mm256_set1_epi32(std::numeric_limits<int32_t>::max()), overflow);
+  // RoundingDivideByPOT, per lane.
+  const __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right_shift), one);
+  const __m256i remainder = _mm256_and_si256(high, mask);
+  const __m256i threshold =
+      _mm256_add_epi32(_mm256_srli_epi32(mask, 1), _mm256_and_si256(_mm256_cmpgt_epi32(zero, high), one));
+  return _mm256_sub_epi32(_mm256_srav_epi32(high, right_shift), _mm256_cmpgt_epi32(remainder, threshold));
+}
+#endif
 
 }  // namespace quant::backends
 

@@ -83,7 +83,22 @@ struct GemmlowpBackend::Impl {
       for (int c = 0; c < cols; ++c) {
         const int32_t* a = acc.data() + static_cast<size_t>(c) * rows;
         uint8_t* o = out + static_cast<size_t>(c) * ld;
-        for (int r = 0; r < rows; ++r) {
+        int r = 0;
+#ifdef __AVX2__
+        // Eight channels at a time, identical to the scalar formula (fixed_point.h); this
+        // loop was a fifth of the cnn's time when scalar.
+        const __m256i vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
+        const __m256i voff = _mm256_set1_epi32(offset_after_shift);
+        for (; r + 8 <= rows; r += 8) {
+          __m256i v = MultiplyByQuantizedMultiplierX8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + r)),
+                                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mult + r)),
+                                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(expo + r)));
+          v = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(v, voff), vlo), vhi);
+          const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(o + r), _mm_packus_epi16(words, words));
+        }
+#endif
+        for (; r < rows; ++r) {
           const int32_t v = MultiplyByQuantizedMultiplier(a[r], mult[r], expo[r]) + offset_after_shift;
           o[r] = static_cast<uint8_t>(std::min(std::max(v, lo), hi));
         }

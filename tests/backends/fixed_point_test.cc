@@ -135,5 +135,60 @@ TEST(FixedPointTest, MultiplyByQuantizedMultiplierIsGemmlowpsOutputStageAndClose
   }
 }
 
+// The AVX2 eight-lane version equals the scalar one lane for lane: random accumulators
+// over the whole int32 range and near it, every shift from -31 to +4 (mixed within a
+// vector), multipliers from QuantizeMultiplier and the extremes (INT32_MIN for the
+// saturating case, INT32_MAX), ties of the rounding division, and 0 / -1 / INT32_MIN inputs.
+TEST(FixedPointTest, EightLaneMultiplyByQuantizedMultiplierEqualsScalar) {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int32_t> any(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
+  std::uniform_int_distribution<int> shifts(-31, 4);
+  std::uniform_int_distribution<int> pick(0, 9);
+  const int32_t kMin = std::numeric_limits<int32_t>::min(), kMax = std::numeric_limits<int32_t>::max();
+  int64_t checked = 0, saturated = 0, ties = 0;
+  for (int iter = 0; iter < 200000; ++iter) {
+    alignas(32) int32_t x[8], m[8], sh[8], out[8];
+    for (int l = 0; l < 8; ++l) {
+      sh[l] = shifts(rng);
+      int32_t q = 0;
+      int s = 0;
+      const int kind = pick(rng);
+      if (kind == 0) {
+        q = kMin, s = sh[l];
+      } else if (kind == 1) {
+        q = kMax, s = sh[l];
+      } else {
+        ASSERT_TRUE(QuantizeMultiplier(std::ldexp(0.5 + (any(rng) & 0xffff) / 131072.0, sh[l]), &q, &s));
+      }
+      m[l] = q;
+      sh[l] = s;
+      const int which = pick(rng);
+      if (which == 0) {
+        x[l] = kMin;
+      } else if (which == 1) {
+        x[l] = (any(rng) % 3) - 1;  // -1, 0, 1
+      } else {
+        x[l] = any(rng) >> (s > 0 ? s : 0);
+      }
+    }
+    const __m256i r = MultiplyByQuantizedMultiplierX8(_mm256_load_si256(reinterpret_cast<const __m256i*>(x)),
+                                                      _mm256_load_si256(reinterpret_cast<const __m256i*>(m)),
+                                                      _mm256_load_si256(reinterpret_cast<const __m256i*>(sh)));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out), r);
+    for (int l = 0; l < 8; ++l) {
+      const int32_t want = MultiplyByQuantizedMultiplier(x[l], m[l], sh[l]);
+      ASSERT_EQ(out[l], want) << "x " << x[l] << " multiplier " << m[l] << " shift " << sh[l] << " lane " << l;
+      ++checked;
+      const int32_t shifted = static_cast<int32_t>(static_cast<uint32_t>(x[l]) << std::max(sh[l], 0));
+      saturated += shifted == kMin && m[l] == kMin;
+      const int64_t unit = int64_t{1} << std::max(-sh[l], 0);  // 2^right_shift
+      ties += sh[l] < 0 && (SaturatingRoundingDoublingHighMul(shifted, m[l]) & (unit - 1)) == unit / 2;
+    }
+  }
+  EXPECT_EQ(checked, 1600000);
+  EXPECT_GT(saturated, 100);  // the saturating case was reached
+  EXPECT_GT(ties, 100);       // and exact ties of the rounding division
+}
+
 }  // namespace
 }  // namespace quant::backends
