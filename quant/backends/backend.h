@@ -245,10 +245,11 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& name);
 
 // Input quantization, the definition every integer backend follows:
 // q = clamp(zero_point + nearbyint(x * (1.0f / scale)), dtype range), float math,
-// round half to even (PyTorch/fbgemm's quantize_val and XNNPACK's convert).
+// round half to even (PyTorch/fbgemm's quantize_val and XNNPACK's convert). A NaN
+// input gives qmin (as the AVX2 loop's max(r, qmin) does), never an undefined cast.
 inline int32_t QuantizeInputValue(float x, float inv_scale, int32_t zero_point, int32_t qmin, int32_t qmax) {
   const float r = std::nearbyint(x * inv_scale) + static_cast<float>(zero_point);
-  return r < qmin ? qmin : (r > qmax ? qmax : static_cast<int32_t>(r));
+  return !(r >= qmin) ? qmin : (r > qmax ? qmax : static_cast<int32_t>(r));
 }
 }  // namespace quant::backends
 

@@ -4,9 +4,6 @@
 
 namespace quant::backends {
 
-// The 3x3 fast path writes 4 bytes where a row holds 3: buffers keep this much slack.
-constexpr int64_t kSlack = 16;
-
 Im2col::Im2col(const Conv2DOptions& c, const Shape& in, const Shape& out, int32_t zero_point)
     : c_(c), h_(in[0]), w_(in[1]), ch_(in[2]), oh_(out[0]), ow_(out[1]) {
   pixels_ = oh_ * ow_;
@@ -27,7 +24,7 @@ void Im2col::Run(const uint8_t* src, int64_t batch) {
       std::memcpy(padded_.data() + ((y + c_.pad_top()) * PW + c_.pad_left()) * ch_, src + (b * h_ + y) * w_ * ch_,
                   w_ * ch_);
     }
-    if (row == 3 && c_.kernel_h() == 3 && c_.stride_w() == 1) {
+    if (ch_ == 1 && c_.kernel_w() == 3 && c_.kernel_h() == 3 && c_.stride_w() == 1) {
       // The common first layer (3x3 over one channel, stride 1): three 4-byte moves per
       // patch (each 4th byte is rewritten by the next move; the buffers have slack).
       for (int64_t oy = 0; oy < oh_; ++oy) {

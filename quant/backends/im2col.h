@@ -20,6 +20,11 @@ inline constexpr int kIm2colBelowChannels = 8;
 
 class Im2col {
  public:
+  // Bytes of slack after the padded image and the patch matrix: the one-channel 3x3 fast
+  // path moves 4 bytes where a row holds 3, and XNNPACK reads up to XNN_EXTRA_BYTES past
+  // its input (xnnpack_backend.cc asserts this covers it).
+  static constexpr int64_t kSlack = 16;
+
   // For a conv with options `c` from per-sample input shape `in` [H, W, C] to `out`.
   Im2col(const Conv2DOptions& c, const Shape& in, const Shape& out, int32_t zero_point);
   int64_t pixels() const { return pixels_; }     // OH*OW per image

@@ -129,8 +129,8 @@ void MaxPoolNhwc(const Pool2DOptions& p, const Shape& in, const Shape& out, int6
 }  // namespace
 
 struct OnednnBackend::Impl {
-  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-  dnnl::stream stream{engine};
+  dnnl::engine engine;  // created at the first Prepare (it can throw)
+  dnnl::stream stream;
   // One primitive and its arguments (concat has one reorder per input).
   struct Part {
     dnnl::primitive primitive;
@@ -210,9 +210,38 @@ std::string OnednnBackend::ImplementationOf(int op) const {
   return op >= 0 && op < static_cast<int>(impl_->steps.size()) ? impl_->steps[op].implementation : "";
 }
 
+bool OnednnBackend::HasVnni() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core_vnni:
+    case dnnl::cpu_isa::avx512_core_bf16:
+    case dnnl::cpu_isa::avx512_core_amx:
+    case dnnl::cpu_isa::avx2_vnni:
+      return true;
+    default:
+      return false;
+  }
+}
+
 absl::Status OnednnBackend::BeginPrepare() {
+  // Without VNNI, oneDNN 2.6's x86 int8 kernels multiply u8 x s8 pairs into saturating
+  // int16 (vpmaddubsw) or halve the weights to avoid it: results that are not the model's.
+  // Probed with ONEDNN_MAX_CPU_ISA=AVX2 / AVX512_CORE: a 1x1 conv gave 1048544 for 2061420.
+  if (!HasVnni()) {
+    return absl::UnimplementedError(
+        absl::StrCat("backend 'onednn' needs a CPU with VNNI (AVX512_VNNI or AVX_VNNI) for exact int8 results; oneDNN "
+                     "dispatches to '",
+                     Isa(), "' here, where its int8 kernels saturate or rescale the products"));
+  }
   // One thread per experiment, like every backend (the Debian build runs on OpenMP).
   omp_set_num_threads(1);
+  if (!impl_->engine) {
+    try {
+      impl_->engine = dnnl::engine(dnnl::engine::kind::cpu, 0);
+      impl_->stream = dnnl::stream(impl_->engine);
+    } catch (const dnnl::error& e) {
+      return Failed("creating the CPU engine", e);
+    }
+  }
   s8_ = model().tensors(InputTensor(model())).dtype() == INT8;
   impl_->steps.clear();
   impl_->steps.resize(model().ops_size());

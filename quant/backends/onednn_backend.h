@@ -39,6 +39,8 @@ class OnednnBackend : public Backend {
   const BackendProfile& profile() const override { return Profile(); }
   // The ISA oneDNN dispatches to on this machine, e.g. "Intel AVX-512 with Intel DL Boost".
   static std::string Isa();
+  // Whether that ISA has VNNI; Prepare refuses to run without it (see BeginPrepare).
+  static bool HasVnni();
   // The implementation oneDNN chose for op `op` after Prepare (e.g. "brgconv:avx512_core_vnni"),
   // empty for ops that run in C++ (copies, lookup tables).
   std::string ImplementationOf(int op) const;

@@ -9,6 +9,8 @@
 #include "quant/core/status_macros.h"
 
 namespace quant::backends {
+
+static_assert(Im2col::kSlack >= XNN_EXTRA_BYTES, "XNNPACK reads past the end of the im2col patches");
 const BackendProfile& XnnpackBackend::Profile() {
   static const BackendProfile* profile = [] {
     auto* p = new BackendProfile;

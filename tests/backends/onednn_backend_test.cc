@@ -294,6 +294,72 @@ TEST(OnednnBackendTest, ClampsAreApplied) {
   }
 }
 
+// A NaN input is defined (qmin) in the shared scalar definition and the AVX2 loop alike,
+// in the vectorised body and the scalar tail of a row.
+TEST(OnednnBackendTest, NanInputsQuantizeToQmin) {
+  for (DType dtype : {INT8, UINT8}) {
+    QuantizedModel m = EmptyModel();
+    const int x = AddActivation(&m, "x", {5, 5, 3}, dtype, 0.05f, dtype == INT8 ? 2 : 130);
+    const int y = AddActivation(&m, "y", {5, 5, 3}, dtype, 0.05f, dtype == INT8 ? 2 : 130);
+    Pool2DOptions* p = AddOp(&m, "pool", {x}, y, DTypeMin(dtype), DTypeMax(dtype))->mutable_max_pool2d();
+    p->set_kernel_h(1);
+    p->set_kernel_w(1);
+    p->set_stride_h(1);
+    p->set_stride_w(1);
+    m.add_inputs(x);
+    m.add_outputs(y);
+    ASSERT_TRUE(ValidateQuantizedModel(m).ok()) << ValidateQuantizedModel(m);
+    std::vector<float> in = RandomImages(m, 2, 41);  // 150 values: 4 AVX2 steps and a tail of 22
+    for (int i : {0, 31, 64, 140, 149}) in[i] = std::nanf("");
+    const RunOutput ref = RunBackend("reference", m, in, 2);
+    const RunOutput dnn = RunBackend("onednn", m, in, 2);
+    EXPECT_EQ(ref.quantized, dnn.quantized) << DTypeName(dtype);
+    for (int i : {0, 31, 64, 140, 149}) EXPECT_EQ(dnn.quantized[i], DTypeMin(dtype)) << i;
+  }
+}
+
+// Max pooling has no rounding, so onednn must equal reference exactly: 3x3 stride 2 with
+// padding 1 (padding never wins), under 64 channels (the byte-max loop) and over
+// (oneDNN's pooling_max), int8 and uint8, with a clamp narrower than the input's range.
+TEST(OnednnBackendTest, MaxPoolingIsExact) {
+  for (int channels : {8, 70}) {
+    for (DType dtype : {INT8, UINT8}) {
+      QuantizedModel m = EmptyModel();
+      const int32_t zp = dtype == INT8 ? -3 : 120;
+      const int x = AddActivation(&m, "x", {9, 9, channels}, dtype, 0.01f, zp);
+      const int y = AddActivation(&m, "y", {5, 5, channels}, dtype, 0.01f, zp);
+      const int32_t lo = DTypeMin(dtype) + 40, hi = DTypeMax(dtype) - 30;
+      Pool2DOptions* p = AddOp(&m, "pool", {x}, y, lo, hi)->mutable_max_pool2d();
+      p->set_kernel_h(3);
+      p->set_kernel_w(3);
+      p->set_stride_h(2);
+      p->set_stride_w(2);
+      p->set_pad_top(1);
+      p->set_pad_bottom(1);
+      p->set_pad_left(1);
+      p->set_pad_right(1);
+      m.add_inputs(x);
+      m.add_outputs(y);
+      ASSERT_TRUE(ValidateQuantizedModel(m).ok());
+      const int64_t batch = 5;
+      std::vector<float> in = RandomImages(m, batch, 31);
+      for (float& v : in) v = (v - 0.5f) * 3.0f;  // covers the whole int8/uint8 range: both clamp ends
+      const RunOutput ref = RunBackend("reference", m, in, batch);
+      const RunOutput dnn = RunBackend("onednn", m, in, batch);
+      const Stats s = Compare(ref.quantized, dnn.quantized);
+      EXPECT_EQ(s.identical, s.total) << channels << " channels " << DTypeName(dtype) << ": " << s.ToString();
+      int at_lo = 0, at_hi = 0;
+      for (int32_t v : dnn.quantized) at_lo += v == lo, at_hi += v == hi;
+      EXPECT_GT(at_lo, 0);
+      EXPECT_GT(at_hi, 0);
+      OnednnBackend b;
+      ASSERT_TRUE(b.Prepare(m).ok());
+      std::printf("max pool over %d channels, %s: %s [%s]\n", channels, DTypeName(dtype).c_str(), s.ToString().c_str(),
+                  channels < 64 ? "byte-max loop" : b.ImplementationOf(0).c_str());
+    }
+  }
+}
+
 TEST(OnednnBackendTest, PrimitivesAreRebuiltAcrossBatchSizes) {
   QuantizedModel f = MakeFloatCnn(11);
   std::vector<float> calib = RandomImages(f, 16, 12);
@@ -316,17 +382,20 @@ TEST(OnednnBackendTest, PrimitivesAreRebuiltAcrossBatchSizes) {
   EXPECT_NE(ry.logits, r3.logits);
 }
 
-// On a machine with AVX-512 VNNI every weighted op must get oneDNN's VNNI kernels: an
-// attribute combination without a JIT kernel would silently fall back to its reference
-// code (ref:any), orders of magnitude slower.
-TEST(OnednnBackendTest, WeightedOpsUseJitKernels) {
+// Every weighted op must get oneDNN's VNNI kernels: an attribute combination without a
+// JIT kernel would fall back to its reference code (ref:any), orders of magnitude slower,
+// and a non-VNNI kernel would saturate (the backend refuses such a machine; this machine
+// class has AVX-512 VNNI).
+TEST(OnednnBackendTest, WeightedOpsUseVnniKernels) {
+  ASSERT_TRUE(OnednnBackend::HasVnni()) << OnednnBackend::Isa();
   for (bool cnn : {false, true}) {
     QuantizedModel f = cnn ? MakeFloatCnn(3) : MakeFloatMlp(3);
     std::vector<float> calib = RandomImages(f, 16, 4);
-    for (DType act : {INT8, UINT8}) {
+    for (auto [act, per_channel] :
+         std::vector<std::pair<DType, bool>>{{INT8, true}, {UINT8, true}, {INT8, false}, {UINT8, false}}) {
       QuantizeOptions o;
       o.activation_dtype = act;
-      o.per_channel = true;
+      o.per_channel = per_channel;
       auto m = QuantizeMinMax(f, calib.data(), 16, o);
       ASSERT_TRUE(m.ok());
       OnednnBackend dnn;
@@ -337,6 +406,7 @@ TEST(OnednnBackendTest, WeightedOpsUseJitKernels) {
                     impl.c_str());
         const Op& op = m->ops(i);
         if (op.has_fully_connected() || op.has_conv2d()) {
+          EXPECT_THAT(impl, HasSubstr("vnni")) << OpLabel(*m, i);
           EXPECT_THAT(impl, ::testing::Not(HasSubstr("ref"))) << OpLabel(*m, i);
         }
       }
