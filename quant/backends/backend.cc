@@ -417,6 +417,18 @@ void Backend::QuantizeInputBytes(const float* input, int64_t count, uint8_t* out
   for (; i < count; ++i) out[i] = static_cast<uint8_t>(QuantizeInputValue(input[i], inv_scale, zp, qmin, qmax));
 }
 
+void Backend::WidenBytes(const void* data, int64_t count, bool s8, int32_t* out) {
+  const uint8_t* o = static_cast<const uint8_t*>(data);
+  for (int64_t j = 0; j < count; ++j) out[j] = s8 ? static_cast<int8_t>(o[j]) : o[j];
+}
+
+void Backend::NarrowToBytes(const int32_t* values, int64_t count, bool s8, void* data) {
+  uint8_t* o = static_cast<uint8_t*>(data);
+  for (int64_t j = 0; j < count; ++j) {
+    o[j] = s8 ? static_cast<uint8_t>(static_cast<int8_t>(values[j])) : static_cast<uint8_t>(values[j]);
+  }
+}
+
 void Backend::FinishIntegerOutput(const int32_t* q, int64_t batch, RunOutput* output) const {
   output->shape = {batch};
   for (int64_t d : output_shape()) output->shape.push_back(d);

@@ -216,6 +216,10 @@ class Backend {
   void QuantizeInputInt32(const float* input, int64_t count, int32_t* out) const;
   // The same into int8/uint8 bytes (AVX2, 32 values per step; identical results).
   void QuantizeInputBytes(const float* input, int64_t count, uint8_t* out) const;
+  // For backends whose buffers hold int8 (s8) or uint8 bytes (xnnpack, onednn): widening
+  // to int32 (ReadBuffer, the output) and back (WriteBuffer).
+  static void WidenBytes(const void* data, int64_t count, bool s8, int32_t* out);
+  static void NarrowToBytes(const int32_t* values, int64_t count, bool s8, void* data);
   void FinishIntegerOutput(const int32_t* q, int64_t batch, RunOutput* output) const;
 
  private:

@@ -334,26 +334,21 @@ absl::Status XnnpackBackend::RunOp(int i, int64_t batch) {
 }
 
 void XnnpackBackend::WriteOutput(const void* out, int64_t batch, RunOutput* output) {
-  const size_t count = static_cast<size_t>(batch * Numel(output_shape()));
-  const uint8_t* o = static_cast<const uint8_t*>(out);
-  q_.resize(count);
-  for (size_t j = 0; j < count; ++j) q_[j] = s8_ ? static_cast<int8_t>(o[j]) : o[j];
+  const int64_t count = batch * Numel(output_shape());
+  q_.resize(static_cast<size_t>(count));
+  WidenBytes(out, count, s8_, q_.data());
   FinishIntegerOutput(q_.data(), batch, output);
 }
 
 bool XnnpackBackend::ReadBuffer(int tensor, const void* data, int64_t count, int32_t* out) const {
   (void)tensor;
-  const uint8_t* o = static_cast<const uint8_t*>(data);
-  for (int64_t j = 0; j < count; ++j) out[j] = s8_ ? static_cast<int8_t>(o[j]) : o[j];
+  WidenBytes(data, count, s8_, out);
   return true;
 }
 
 bool XnnpackBackend::WriteBuffer(int tensor, const int32_t* values, int64_t count, void* data) const {
   (void)tensor;
-  uint8_t* o = static_cast<uint8_t*>(data);
-  for (int64_t j = 0; j < count; ++j) {
-    o[j] = s8_ ? static_cast<uint8_t>(static_cast<int8_t>(values[j])) : static_cast<uint8_t>(values[j]);
-  }
+  NarrowToBytes(values, count, s8_, data);
   return true;
 }
 
