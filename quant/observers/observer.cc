@@ -1,5 +1,7 @@
 #include "quant/observers/observer.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -23,10 +25,61 @@ double HistogramStats::total() const {
 }
 
 bool AllFinite(const float* x, int64_t n) {
+  int64_t i = 0;
   bool ok = true;
-  for (int64_t i = 0; i < n; ++i) ok &= std::fabs(x[i]) <= FLT_MAX;  // false for NaN
+#ifdef __AVX2__
+  // |x| <= FLT_MAX, ordered (false for NaN), 8 lanes at a time: the same predicate.
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 limit = _mm256_set1_ps(FLT_MAX);
+  __m256 all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (; i + 8 <= n; i += 8) {
+    all = _mm256_and_ps(all, _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask), limit, _CMP_LE_OQ));
+  }
+  ok = _mm256_movemask_ps(all) == 0xff;
+#endif
+  for (; i < n; ++i) ok &= std::fabs(x[i]) <= FLT_MAX;  // false for NaN
   return ok;
 }
+
+namespace {
+
+// *mn = std::min(*mn, x[0], x[1], ...) and *mx likewise, applied in that order, on finite
+// values (CheckInput has refused others). The order cannot change the minimum's value, only
+// which of +0 / -0 a sequential std::min keeps: it keeps the first element equal to the
+// minimum (a tie never replaces). So after the 8-lane reduction a zero result is replaced by
+// the first zero of the sequence, and the results equal the sequential loop bit for bit.
+void MinMaxSpan(const float* x, int64_t n, float* mn, float* mx) {
+  float lo = *mn, hi = *mx;
+  int64_t i = 0;
+#ifdef __AVX2__
+  if (n >= 16) {
+    __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    for (; i + 8 <= n; i += 8) {
+      const __m256 v = _mm256_loadu_ps(x + i);
+      vlo = _mm256_min_ps(vlo, v);
+      vhi = _mm256_max_ps(vhi, v);
+    }
+    alignas(32) float l[8], h[8];
+    _mm256_store_ps(l, vlo);
+    _mm256_store_ps(h, vhi);
+    for (int k = 0; k < 8; ++k) lo = std::min(lo, l[k]), hi = std::max(hi, h[k]);
+  }
+#endif
+  for (; i < n; ++i) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
+  auto first_equal = [&](float init, float value) {
+    if (init == value) return init;
+    for (int64_t j = 0; j < n; ++j) {
+      if (x[j] == value) return x[j];
+    }
+    return value;
+  };
+  if (lo == 0.0f) lo = first_equal(*mn, lo);
+  if (hi == 0.0f) hi = first_equal(*mx, hi);
+  *mn = lo;
+  *mx = hi;
+}
+
+}  // namespace
 
 absl::Status Observer::Bind(const QuantSpec& spec) {
   spec_ = spec;
@@ -76,10 +129,7 @@ absl::Status Observer::GroupMinMax(const Tensor& x, std::vector<float>* mins,
   const float* d = x.data();
   if (spec_.granularity == Granularity::kPerTensor) {
     float mn = inf, mx = -inf;
-    for (int64_t i = 0; i < x.numel(); ++i) {
-      mn = std::min(mn, d[i]);
-      mx = std::max(mx, d[i]);
-    }
+    MinMaxSpan(d, x.numel(), &mn, &mx);
     (*mins)[0] = mn;
     (*maxs)[0] = mx;
     return absl::OkStatus();
@@ -100,10 +150,7 @@ absl::Status Observer::GroupMinMax(const Tensor& x, std::vector<float>* mins,
       const float* row = d + (o * s.dim + dd) * s.inner;
       if (spec_.granularity == Granularity::kPerChannel) {
         float mn = (*mins)[dd], mx = (*maxs)[dd];
-        for (int64_t i = 0; i < s.inner; ++i) {
-          mn = std::min(mn, row[i]);
-          mx = std::max(mx, row[i]);
-        }
+        MinMaxSpan(row, s.inner, &mn, &mx);
         (*mins)[dd] = mn;
         (*maxs)[dd] = mx;
       } else {

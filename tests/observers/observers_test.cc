@@ -2,6 +2,7 @@
 // grouping, the Distiller batch average, fixed qparams, histogram growth.
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -144,6 +145,63 @@ TEST(Observers, TorchSumIsTheCascadeOrder) {
   EXPECT_EQ(seq, 1.0f);
   EXPECT_GT(TorchSum(v.data(), v.size()), 1.0f);
   EXPECT_EQ(TorchSum(v.data(), 3), 1.0f);
+}
+
+// The min/max reduction runs 8 lanes at a time; it must equal the sequential std::min /
+// std::max loop bit for bit, including which zero (+0 or -0) it keeps when the minimum or
+// maximum is zero (the sequential loop keeps the first one; the lanes may meet another
+// first). Per tensor and per channel, on lengths with and without a tail, and on a NaN or
+// an inf, which the observer refuses before reducing anything.
+TEST(Observers, MinMaxEqualsTheSequentialLoopIncludingSignedZeros) {
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  int zero_cases = 0;
+  for (int64_t inner : {5, 8, 17, 64, 301}) {
+    for (int pattern = 0; pattern < 6; ++pattern) {
+      const int64_t channels = 3;
+      Tensor x({channels, inner});
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        float v = u(rng);
+        if (pattern == 1) v = std::fabs(v);   // min 0 once zeros appear
+        if (pattern == 2) v = -std::fabs(v);  // max 0
+        if (pattern >= 1 && (i * 7 + pattern) % 5 == 0) v = ((i / 5 + pattern) % 2 == 0) ? 0.0f : -0.0f;
+        if (pattern == 3) v = (i % 3 == 0) ? -0.0f : 0.0f;  // only zeros
+        if (pattern == 4) v = (i % 2 == 0) ? 0.0f : -0.0f;
+        if (pattern == 5) v = (i % 4 == 1) ? -0.0f : std::fabs(v) + 1.0f;  // min -0 late
+        x.data()[i] = v;
+      }
+      for (bool per_channel : {false, true}) {
+        auto obs = Make(per_channel ? "{observer: per_channel_minmax}" : "{observer: minmax}",
+                        Spec(per_channel ? Granularity::kPerChannel : Granularity::kPerTensor));
+        ASSERT_TRUE(obs->Observe(x).ok());
+        auto ranges = obs->Ranges();
+        ASSERT_TRUE(ranges.ok()) << ranges.status();
+        const int64_t groups = per_channel ? channels : 1, per = x.numel() / groups;
+        ASSERT_EQ(static_cast<int64_t>(ranges->size()), groups);
+        for (int64_t g = 0; g < groups; ++g) {
+          float mn = std::numeric_limits<float>::infinity(), mx = -mn;
+          for (int64_t i = g * per; i < (g + 1) * per; ++i) {
+            mn = std::min(mn, x.data()[i]);
+            mx = std::max(mx, x.data()[i]);
+          }
+          const float want_lo = mn, want_hi = mx;
+          const Range& r = (*ranges)[g];
+          EXPECT_EQ(r.lo, want_lo) << inner << " " << pattern << " " << g;
+          EXPECT_EQ(r.hi, want_hi) << inner << " " << pattern << " " << g;
+          EXPECT_EQ(std::signbit(r.lo), std::signbit(want_lo)) << inner << " " << pattern << " " << g;
+          EXPECT_EQ(std::signbit(r.hi), std::signbit(want_hi)) << inner << " " << pattern << " " << g;
+          zero_cases += mn == 0.0f || mx == 0.0f;
+        }
+      }
+    }
+  }
+  EXPECT_GT(zero_cases, 20);
+  for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+    Tensor x({40});
+    x.data()[33] = bad;  // in the 8-lane part, not the tail
+    auto obs = Make("{observer: minmax}", Spec());
+    EXPECT_THAT(std::string(obs->Observe(x).message()), HasSubstr("contains inf or NaN"));
+  }
 }
 
 }  // namespace
