@@ -374,7 +374,19 @@ absl::Status FakeQuantizeBackward(const Tensor& grad_y, const std::vector<uint8_
   if (grad_x != &grad_y) grad_x->Resize(grad_y.shape());
   const float* g = grad_y.data();
   float* out = grad_x->data();
-  for (int64_t i = 0; i < grad_y.numel(); ++i) out[i] = mask[i] ? g[i] : 0.0f;
+  const int64_t n = grad_y.numel();
+  int64_t i = 0;
+#if defined(__AVX2__)
+  // 8 mask bytes widened to lane masks; and-ing keeps g or writes +0.0f, as the select does.
+  for (; i + 8 <= n; i += 8) {
+    int64_t bytes;
+    std::memcpy(&bytes, mask.data() + i, 8);
+    const __m256i lanes = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes));
+    const __m256i keep = _mm256_cmpgt_epi32(lanes, _mm256_setzero_si256());
+    _mm256_storeu_ps(out + i, _mm256_and_ps(_mm256_loadu_ps(g + i), _mm256_castsi256_ps(keep)));
+  }
+#endif
+  for (; i < n; ++i) out[i] = mask[i] ? g[i] : 0.0f;
   return absl::OkStatus();
 }
 

@@ -201,5 +201,31 @@ TEST(FakeQuant, BackwardIsMaskedGradient) {
   EXPECT_EQ(FakeQuantizeBackward(wrong, mask, &gx).code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// The 8-lane backward equals the elementwise select on every length (vector part and tail),
+// for any nonzero mask byte, in place too; a masked-out gradient is +0.0f, never -0.0f.
+TEST(FakeQuantTest, BackwardLanesEqualTheSelect) {
+  for (int64_t n : {1, 7, 8, 9, 64, 203}) {
+    Tensor gy({n});
+    std::vector<uint8_t> mask(n);
+    for (int64_t i = 0; i < n; ++i) {
+      gy[i] = (i % 3 == 0) ? -0.0f : static_cast<float>(i) * (i % 2 ? -0.75f : 1.25f);
+      mask[i] = static_cast<uint8_t>((i * 5) % 7 < 3 ? 0 : (i % 2 ? 1 : 255));
+    }
+    Tensor gx;
+    ASSERT_TRUE(FakeQuantizeBackward(gy, mask, &gx).ok());
+    Tensor in_place = gy;
+    ASSERT_TRUE(FakeQuantizeBackward(in_place, mask, &in_place).ok());
+    for (int64_t i = 0; i < n; ++i) {
+      const float want = mask[i] ? gy[i] : 0.0f;
+      uint32_t a, b, c;
+      std::memcpy(&a, &want, 4);
+      std::memcpy(&b, &gx[i], 4);
+      std::memcpy(&c, &in_place[i], 4);
+      EXPECT_EQ(b, a) << n << " " << i;
+      EXPECT_EQ(c, a) << n << " " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace quant
