@@ -429,6 +429,18 @@ void Backend::NarrowToBytes(const int32_t* values, int64_t count, bool s8, void*
   }
 }
 
+bool Backend::ClampIsNarrower(const Op& l, DType dtype) {
+  return l.output_min() > DTypeMin(dtype) || l.output_max() < DTypeMax(dtype);
+}
+
+void Backend::ClampBytes(void* data, int64_t count, bool s8, int32_t lo, int32_t hi) {
+  uint8_t* o = static_cast<uint8_t*>(data);
+  for (int64_t j = 0; j < count; ++j) {
+    const int32_t v = s8 ? static_cast<int8_t>(o[j]) : o[j];
+    o[j] = static_cast<uint8_t>(std::min(std::max(v, lo), hi));
+  }
+}
+
 void Backend::FinishIntegerOutput(const int32_t* q, int64_t batch, RunOutput* output) const {
   output->shape = {batch};
   for (int64_t d : output_shape()) output->shape.push_back(d);

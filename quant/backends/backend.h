@@ -220,6 +220,10 @@ class Backend {
   // to int32 (ReadBuffer, the output) and back (WriteBuffer).
   static void WidenBytes(const void* data, int64_t count, bool s8, int32_t* out);
   static void NarrowToBytes(const int32_t* values, int64_t count, bool s8, void* data);
+  // Whether op `l`'s clamp is narrower than the range of `dtype` (a fused ReLU/ReLU6), and
+  // that clamp applied in place to `count` bytes (for ops a library runs without one).
+  static bool ClampIsNarrower(const Op& l, DType dtype);
+  static void ClampBytes(void* data, int64_t count, bool s8, int32_t lo, int32_t hi);
   void FinishIntegerOutput(const int32_t* q, int64_t batch, RunOutput* output) const;
 
  private:

@@ -59,19 +59,6 @@ memory::dims ActivationDims(const Shape& s, int64_t batch) {
 }
 tag ActivationTag(const Shape& s) { return s.size() == 3 ? tag::nhwc : tag::nc; }
 
-// Whether the op's clamp is narrower than its dtype's range.
-bool Clamps(const Op& l, DType d) { return l.output_min() > DTypeMin(d) || l.output_max() < DTypeMax(d); }
-
-void ClampInPlace(uint8_t* data, size_t count, bool s8, int32_t lo, int32_t hi) {
-  if (s8) {
-    int8_t* p = reinterpret_cast<int8_t*>(data);
-    for (size_t j = 0; j < count; ++j) p[j] = static_cast<int8_t>(std::min<int32_t>(std::max<int32_t>(p[j], lo), hi));
-  } else {
-    for (size_t j = 0; j < count; ++j)
-      data[j] = static_cast<uint8_t>(std::min<int32_t>(std::max<int32_t>(data[j], lo), hi));
-  }
-}
-
 // o[j] = max(o[j], s[j]) over n bytes, as int8 (S8) or uint8.
 template <bool S8>
 void MaxInto(uint8_t* o, const uint8_t* s, int64_t n) {
@@ -146,6 +133,7 @@ struct OnednnBackend::Impl {
     memory packed_weights;                      // in the layout the primitive chose (set up per batch size)
     std::vector<std::vector<uint8_t>> scratch;  // concat: requantized inputs before their slice copy
     std::unique_ptr<Im2col> im2col;             // a conv over few channels as im2col + matmul
+    uint8_t table[256] = {};  // lookup ops: the model's table, indexed by the byte (uint8) or byte ^ 0x80 (int8)
     std::string implementation;
   };
   std::vector<Step> steps;
@@ -168,7 +156,9 @@ const BackendProfile& OnednnBackend::Profile() {
         {"average_pool2d", {}, "pooling_forward avg + eltwise linear post-op"},
         {"global_average_pool", {}, "pooling_forward avg over H x W + eltwise linear post-op"},
         {"add", {}, "binary add with per-input scales + eltwise linear post-op"},
-        {"concat", {}, "a reorder (scale, zero points) into each input's channel slice"},
+        {"concat",
+         {},
+         "reorders into each input's channel slice (requantized into scratch first if its qparams differ)"},
         {"hardswish", {}, "the model's lookup table (oneDNN has no int8 table op)"},
         {"sigmoid", {}, "the model's lookup table (oneDNN has no int8 table op)"},
         {"tanh", {}, "the model's lookup table (oneDNN has no int8 table op)"},
@@ -187,39 +177,44 @@ absl::StatusOr<std::unique_ptr<Backend>> OnednnBackend::Create(ParamReader& para
   return std::unique_ptr<Backend>(new OnednnBackend());
 }
 
-std::string OnednnBackend::Isa() {
-  switch (dnnl::get_effective_cpu_isa()) {
-    case dnnl::cpu_isa::avx512_core_vnni:
-      return "avx512_core_vnni";
-    case dnnl::cpu_isa::avx512_core_bf16:
-      return "avx512_core_bf16";
-    case dnnl::cpu_isa::avx512_core_amx:
-      return "avx512_core_amx";
-    case dnnl::cpu_isa::avx512_core:
-      return "avx512_core";
-    case dnnl::cpu_isa::avx2_vnni:
-      return "avx2_vnni";
-    case dnnl::cpu_isa::avx2:
-      return "avx2";
-    default:
-      return "other";
+namespace {
+
+struct IsaInfo {
+  dnnl::cpu_isa isa;
+  const char* name;
+  bool vnni;
+};
+constexpr IsaInfo kIsas[] = {
+    {dnnl::cpu_isa::avx512_core_amx, "avx512_core_amx", true},
+    {dnnl::cpu_isa::avx512_core_bf16, "avx512_core_bf16", true},
+    {dnnl::cpu_isa::avx512_core_vnni, "avx512_core_vnni", true},
+    {dnnl::cpu_isa::avx2_vnni, "avx2_vnni", true},
+    {dnnl::cpu_isa::avx512_core, "avx512_core", false},
+    {dnnl::cpu_isa::avx2, "avx2", false},
+};
+
+const IsaInfo* EffectiveIsa() {
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  for (const IsaInfo& i : kIsas) {
+    if (i.isa == isa) return &i;
   }
+  return nullptr;
+}
+
+}  // namespace
+
+std::string OnednnBackend::Isa() {
+  const IsaInfo* i = EffectiveIsa();
+  return i != nullptr ? i->name : "other";
+}
+
+bool OnednnBackend::HasVnni() {
+  const IsaInfo* i = EffectiveIsa();
+  return i != nullptr && i->vnni;
 }
 
 std::string OnednnBackend::ImplementationOf(int op) const {
   return op >= 0 && op < static_cast<int>(impl_->steps.size()) ? impl_->steps[op].implementation : "";
-}
-
-bool OnednnBackend::HasVnni() {
-  switch (dnnl::get_effective_cpu_isa()) {
-    case dnnl::cpu_isa::avx512_core_vnni:
-    case dnnl::cpu_isa::avx512_core_bf16:
-    case dnnl::cpu_isa::avx512_core_amx:
-    case dnnl::cpu_isa::avx2_vnni:
-      return true;
-    default:
-      return false;
-  }
 }
 
 absl::Status OnednnBackend::BeginPrepare() {
@@ -282,24 +277,29 @@ absl::Status OnednnBackend::PrepareOp(int i) {
     }
     case Op::kHardswish:
     case Op::kSigmoid:
-    case Op::kTanh:
+    case Op::kTanh: {
       st.kind = Impl::Step::kLookup;
-      st.clamp = Clamps(l, dtype);
+      st.clamp = ClampIsNarrower(l, dtype);
+      const LookupTableOptions& t = l.has_hardswish() ? l.hardswish() : (l.has_sigmoid() ? l.sigmoid() : l.tanh());
+      // table(k) is for q = qmin + k; an int8 byte b holds q = b - 256 * (b >= 128), so k = b ^ 0x80.
+      const int flip = dtype == INT8 ? 0x80 : 0;
+      for (int b = 0; b < 256; ++b) st.table[b] = static_cast<uint8_t>(t.table(b ^ flip));
       return absl::OkStatus();
+    }
     case Op::kFlatten:
     case Op::kReshape:
       st.kind = Impl::Step::kCopy;
-      st.clamp = Clamps(l, dtype);
+      st.clamp = ClampIsNarrower(l, dtype);
       return absl::OkStatus();
     case Op::kMaxPool2D:
-      st.clamp = Clamps(l, dtype);
+      st.clamp = ClampIsNarrower(l, dtype);
       if (shapes()[l.outputs(0)][2] < kOnednnMaxPoolChannels) {
         st.kind = Impl::Step::kMaxPool;
         return absl::OkStatus();
       }
       break;
     case Op::kConcat:
-      st.clamp = Clamps(l, dtype);
+      st.clamp = ClampIsNarrower(l, dtype);
       break;
     case Op::kAveragePool2D:
     case Op::kGlobalAveragePool:
@@ -337,7 +337,7 @@ absl::Status OnednnBackend::Build(int i, int64_t batch) {
   const float s_in = TensorScale(xt), s_out = TensorScale(yt);
   const Shape& is = shapes()[in];
   const Shape& os = shapes()[out];
-  const bool narrower = Clamps(l, xt.dtype());
+  const bool narrower = ClampIsNarrower(l, xt.dtype());
   std::string call;
   st.parts.clear();
   try {
@@ -399,13 +399,14 @@ absl::Status OnednnBackend::Build(int i, int64_t batch) {
         }
         if (!bind) break;
         memory user(user_w, engine, st.weights.data());
-        if (chosen_w != user_w) {
+        if (chosen_w == user_w) {
+          st.packed_weights = user;
+        } else if (!st.packed_weights || st.packed_weights.get_desc() != chosen_w) {
+          // Packed once per layout: a new batch size usually keeps the primitive's layout.
           call = "reorder of the weights";
           st.packed_weights = memory(chosen_w, engine);
           dnnl::reorder(user, st.packed_weights).execute(impl_->stream, user, st.packed_weights);
           impl_->stream.wait();
-        } else {
-          st.packed_weights = user;
         }
         void* src = Buffer(in);
         if (st.im2col) {
@@ -558,19 +559,9 @@ absl::Status OnednnBackend::RunOp(int i, int64_t batch) {
     case Impl::Step::kCopy:
       std::memcpy(out, in, count);
       break;
-    case Impl::Step::kLookup: {
-      const LookupTableOptions& t = l.has_hardswish() ? l.hardswish() : (l.has_sigmoid() ? l.sigmoid() : l.tanh());
-      uint8_t table[256];
-      const int32_t qmin = DTypeMin(m.tensors(l.inputs(0)).dtype());
-      for (int k = 0; k < 256; ++k) table[k] = static_cast<uint8_t>(t.table(k));
-      if (s8_) {
-        const int8_t* x = reinterpret_cast<const int8_t*>(in);
-        for (size_t j = 0; j < count; ++j) out[j] = table[x[j] - qmin];
-      } else {
-        for (size_t j = 0; j < count; ++j) out[j] = table[in[j]];
-      }
+    case Impl::Step::kLookup:
+      for (size_t j = 0; j < count; ++j) out[j] = st.table[in[j]];
       break;
-    }
     case Impl::Step::kMaxPool:
       if (s8_) {
         MaxPoolNhwc<true>(l.max_pool2d(), shapes()[l.inputs(0)], shapes()[l.outputs(0)], batch, in, out);
@@ -588,7 +579,7 @@ absl::Status OnednnBackend::RunOp(int i, int64_t batch) {
       }
       break;
   }
-  if (st.clamp) ClampInPlace(out, count, s8_, l.output_min(), l.output_max());
+  if (st.clamp) ClampBytes(out, static_cast<int64_t>(count), s8_, l.output_min(), l.output_max());
   return absl::OkStatus();
 }
 

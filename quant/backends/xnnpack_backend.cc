@@ -209,7 +209,7 @@ absl::Status XnnpackBackend::PrepareOp(int i) {
     case Op::kFlatten:
     case Op::kReshape: {
       const DType d = x.dtype();
-      step.clamp = l.output_min() > DTypeMin(d) || l.output_max() < DTypeMax(d);
+      step.clamp = ClampIsNarrower(l, d);
       break;
     }
     default:
@@ -319,13 +319,7 @@ absl::Status XnnpackBackend::RunOp(int i, int64_t batch) {
   if (!st.op) {  // flatten / reshape: NHWC data is already in order (plus a clamp if the model has one)
     const size_t count = static_cast<size_t>(batch * Numel(shapes()[l.outputs(0)]));
     std::memcpy(out, in, count);
-    if (st.clamp) {
-      for (size_t j = 0; j < count; ++j) {
-        int32_t v = s8_ ? static_cast<int8_t>(out[j]) : out[j];
-        v = std::min(std::max(v, l.output_min()), l.output_max());
-        out[j] = static_cast<uint8_t>(v);
-      }
-    }
+    if (st.clamp) ClampBytes(out, static_cast<int64_t>(count), s8_, l.output_min(), l.output_max());
     return absl::OkStatus();
   }
   if (st.im2col) st.im2col->Run(in, batch);
