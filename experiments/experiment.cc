@@ -677,6 +677,14 @@ quantlab::ResultRecord Run(ExperimentPlan& plan) {
     context.model = plan.model.get();
     context.seed = plan.seed;
     context.threads = plan.threads;
+    // Replicas for data-parallel training: the same `model:` section built again.
+    context.make_replica = [&plan]() -> absl::StatusOr<std::unique_ptr<nn::Model>> {
+      ParamReader reader(plan.spec.root["model"], plan.spec.source_file, "model", plan.spec.origins);
+      ASSIGN_OR_RETURN(std::unique_ptr<nn::Model> m,
+                       Registry<nn::Model>::Get().CreateFrom(reader, "name", "", "which model"));
+      RETURN_IF_ERROR(m->Build(plan.dataset->sample_shape(), plan.dataset->num_classes(), plan.seed));
+      return m;
+    };
     context.run_dir = plan.run_dir;
     context.name = plan.spec.name;
     context.quant = plan.quant.get();

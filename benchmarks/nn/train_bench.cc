@@ -196,6 +196,15 @@ int Main(int argc, char** argv) {
     TrainContext ctx{.dataset = dataset->get(), .model = model->get(), .seed = run_seed,
                      .threads = threads, .run_dir = "", .name = name,
                      .progress = TrainContext::Progress::kSummary, .log = stderr};
+    // Replicas for --threads > 1 (data-parallel float training), as the driver builds them.
+    Dataset* data = dataset->get();
+    ctx.make_replica = [&root, &path, data, run_seed]() -> absl::StatusOr<std::unique_ptr<nn::Model>> {
+      ParamReader reader(root["model"], path, "model");
+      absl::StatusOr<std::unique_ptr<nn::Model>> m = Registry<nn::Model>::Get().CreateFrom(reader, "name", "", "model");
+      if (!m.ok()) return m.status();
+      if (absl::Status s = (*m)->Build(data->sample_shape(), data->num_classes(), run_seed); !s.ok()) return s;
+      return m;
+    };
     nn::ResetGemmStats();
     nn::SetGemmCounting(true);
     (*model)->set_profiling(true);

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 
 namespace quant::nn {
 namespace {
@@ -18,6 +19,8 @@ void EnsureThreads() {
 
 bool g_counting = false;
 GemmStats g_stats;
+// Data-parallel training calls Sgemm from several threads at once.
+std::mutex g_stats_mu;
 
 }  // namespace
 
@@ -35,6 +38,7 @@ void Sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const f
   if (g_counting) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::lock_guard<std::mutex> lock(g_stats_mu);
     g_stats.calls += 1;
     g_stats.flops += 2.0 * m * n * k;
     g_stats.seconds += seconds;

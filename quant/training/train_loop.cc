@@ -3,8 +3,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <ctime>
 #include <cmath>
+#include <ctime>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +14,7 @@
 #include "quant/nn/checkpoint.h"
 #include "quant/nn/gemm.h"
 #include "quant/nn/loss.h"
+#include "quant/training/data_parallel.h"
 
 namespace quant {
 namespace {
@@ -31,6 +32,38 @@ double CpuSeconds() {
 }
 
 std::string Prefix(const TrainContext& c) { return c.name.empty() ? "" : absl::StrCat("[", c.name, "] "); }
+
+// The data-parallel trainer for ctx.threads > 1, or null (with the reason on
+// the log) where the batch is not split: then the GEMM library gets the threads.
+absl::StatusOr<std::unique_ptr<DataParallel>> MakeDataParallel(TrainContext& ctx, const TrainHooks* hooks,
+                                                               const std::string& prefix, bool quiet) {
+  if (ctx.threads <= 1) return nullptr;
+  std::string obstacle;
+  if (!ctx.make_replica) {
+    obstacle = "no replica of the model can be built here";
+  } else if (hooks != nullptr) {
+    obstacle = "this scheme's hooks keep state of one model";
+  } else {
+    obstacle = DataParallel::Obstacle(*ctx.model);
+  }
+  if (!obstacle.empty()) {
+    if (!quiet)
+      std::fprintf(ctx.log, "%s%d threads: the batch is not split (%s); the GEMMs use the threads\n", prefix.c_str(),
+                   ctx.threads, obstacle.c_str());
+    return nullptr;
+  }
+  std::vector<std::unique_ptr<nn::Model>> replicas;
+  for (int t = 1; t < ctx.threads; ++t) {
+    absl::StatusOr<std::unique_ptr<nn::Model>> r = ctx.make_replica();
+    if (!r.ok())
+      return absl::Status(r.status().code(),
+                          absl::StrCat("building a replica for data-parallel training: ", r.status().message()));
+    replicas.push_back(std::move(r).value());
+  }
+  if (!quiet)
+    std::fprintf(ctx.log, "%sdata-parallel: each batch split across %d threads\n", prefix.c_str(), ctx.threads);
+  return DataParallel::Create(ctx.model, std::move(replicas));
+}
 
 }  // namespace
 
@@ -84,7 +117,6 @@ absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& ctx, TrainSettings& s,
     return absl::FailedPreconditionError("training needs a loaded dataset and a built model");
   }
   nn::Model& model = *ctx.model;
-  nn::SetGemmThreads(ctx.threads);
   const std::string prefix = Prefix(ctx);
   if (!s.init_from.empty()) {
     RETURN_IF_ERROR(nn::LoadCheckpoint(s.init_from, &model));
@@ -93,6 +125,9 @@ absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& ctx, TrainSettings& s,
   const bool live = ctx.progress == TrainContext::Progress::kLive ||
                     (ctx.progress == TrainContext::Progress::kAuto && isatty(fileno(ctx.log)));
   const bool quiet = ctx.progress == TrainContext::Progress::kQuiet;
+  ASSIGN_OR_RETURN(std::unique_ptr<DataParallel> parallel, MakeDataParallel(ctx, hooks, prefix, quiet));
+  // Data-parallel parts call the GEMM library from every thread, one thread each.
+  nn::SetGemmThreads(parallel != nullptr ? 1 : ctx.threads);
 
   const DataSplit& train = ctx.dataset->train();
   const DataSplit& test = ctx.dataset->test();
@@ -117,7 +152,7 @@ absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& ctx, TrainSettings& s,
     int64_t correct_sum = 0, seen = 0;
     for (int64_t b = 0; batches.Next(&images, &labels); ++b, ++step) {
       if (hooks != nullptr && hooks->step_begin) RETURN_IF_ERROR(hooks->step_begin(step));
-      const Tensor& logits = model.Forward(images);
+      const Tensor& logits = parallel != nullptr ? parallel->Forward(images) : model.Forward(images);
       int64_t correct = 0;
       const double l = loss.Forward(logits, labels, &correct);
       const int64_t n = logits.dim(0);
@@ -131,11 +166,16 @@ absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& ctx, TrainSettings& s,
       }
       loss.Backward(&dlogits);
       if (hooks != nullptr && hooks->before_backward) RETURN_IF_ERROR(hooks->before_backward(&dlogits));
-      model.Backward(images, dlogits);
+      if (parallel != nullptr) {
+        parallel->Backward(dlogits);
+      } else {
+        model.Backward(images, dlogits);
+      }
       bool apply = true;
       if (hooks != nullptr && hooks->after_backward) RETURN_IF_ERROR(hooks->after_backward(step, &apply));
       if (apply) {
         s.optimizer->Step(lr);
+        if (parallel != nullptr) parallel->Sync();
         if (hooks != nullptr && hooks->after_step) RETURN_IF_ERROR(hooks->after_step(step));
       }
       loss_sum += l * n;
@@ -165,7 +205,10 @@ absl::StatusOr<TrainResult> RunTrainingLoop(TrainContext& ctx, TrainSettings& s,
     rec.train_loss = seen ? loss_sum / seen : 0.0;
     rec.train_accuracy = seen ? static_cast<double>(correct_sum) / seen : 0.0;
     rec.samples_per_s = seen / std::max(rec.seconds, 1e-9);
+    // Evaluation is not split: the GEMM library gets the threads meanwhile.
+    if (parallel != nullptr) nn::SetGemmThreads(ctx.threads);
     rec.test_accuracy = EvaluateAccuracy(model, test, s.batch_size);
+    if (parallel != nullptr) nn::SetGemmThreads(1);
     rec.eval_seconds = Seconds(trained, Clock::now());
     result.epochs.push_back(rec);
     if (!quiet) {

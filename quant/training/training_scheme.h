@@ -8,7 +8,9 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,7 +25,13 @@ struct TrainContext {
   const Dataset* dataset = nullptr;  // loaded
   nn::Model* model = nullptr;        // built for the dataset
   uint64_t seed = 0;
-  int threads = 1;       // intra-op threads (the GEMM library's)
+  // Threads of the run (--threads). Float training splits each batch across
+  // them (quant/training/data_parallel.h) when make_replica is set; schemes
+  // with hook transforms give them to the GEMM library instead.
+  int threads = 1;
+  // Builds another model of the same architecture (any parameters): the
+  // replicas of data-parallel training. Empty: no data parallelism.
+  std::function<absl::StatusOr<std::unique_ptr<nn::Model>>()> make_replica;
   std::string run_dir;   // the checkpoint goes to run_dir/model.pb; "" = none
   std::string name;      // prefixes log lines, e.g. the experiment name
   // The experiment's `quant:` section (null when it has none); schemes that

@@ -33,6 +33,8 @@ TrainRun Train(const std::string& train_yaml, const std::string& model_yaml, con
   FILE* log = std::tmpfile();
   TrainContext ctx{.dataset = &ds, .model = run.model.get(), .seed = seed, .threads = threads,
                    .run_dir = run_dir, .name = "t", .progress = progress, .log = log};
+  // With threads > 1 the batch is split across replicas of the same model.
+  ctx.make_replica = [&]() -> absl::StatusOr<std::unique_ptr<nn::Model>> { return Model(model_yaml, ds, seed); };
   run.result = (*scheme)->Train(ctx);
   std::rewind(log);
   char buf[4096];
@@ -104,6 +106,12 @@ TEST(Fp32SchemeTest, TwoThreadsAreReproducibleToo) {
     }
   }
   EXPECT_TRUE(a.log.empty()) << a.log;  // kQuiet
+  // Split across two replicas: close to one thread's result, not the same bits.
+  TrainRun one = Train(train, model, *ds, 1, "", TrainContext::Progress::kQuiet, 1);
+  ASSERT_TRUE(one.result.ok());
+  EXPECT_NEAR(a.result->epochs[0].train_loss, one.result->epochs[0].train_loss, 0.05);
+  TrainRun loud = Train(train, model, *ds, 1, "", TrainContext::Progress::kSummary, 2);
+  EXPECT_NE(loud.log.find("data-parallel: each batch split across 2 threads"), std::string::npos) << loud.log;
 }
 
 TEST(Fp32SchemeTest, NanLossStopsWithEpochAndBatchAndNoCheckpoint) {
