@@ -15,6 +15,8 @@ PACKAGES=(
   libglpk-dev
   # the results database (experiments/results_db.h) and the report's plots (//experiments:report)
   libsqlite3-dev python3-matplotlib
+  # ONNX import/export (quant/onnx) and ONNX's own conformance data (tests/onnx)
+  libonnx-dev libonnx-testdata
   # CI checks (scripts/test.sh): libFuzzer targets built with clang (scripts/fuzz.sh), the
   # format check of changed lines (scripts/format_check.sh)
   clang-14 libclang-rt-14-dev clang-format-14
