@@ -30,24 +30,22 @@ std::string DataParallel::Obstacle(const nn::Model& model) {
   return "";
 }
 
-absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
-    nn::Model* master, std::vector<std::unique_ptr<nn::Model>> replicas) {
+absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(nn::Model* master,
+                                                                   std::vector<std::unique_ptr<nn::Model>> replicas) {
   if (replicas.empty()) return absl::InvalidArgumentError("data-parallel training needs at least one replica");
   const auto master_state = master->StateTensors();
   for (const auto& r : replicas) {
     if (r == nullptr || !r->built()) return absl::InvalidArgumentError("a replica is not a built model");
     const auto state = r->StateTensors();
     if (state.size() != master_state.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("a replica has ", state.size(), " state tensors, the model ",
-                                                     master_state.size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("a replica has ", state.size(), " state tensors, the model ", master_state.size()));
     }
     for (size_t i = 0; i < state.size(); ++i) {
-      if (state[i].first != master_state[i].first ||
-          state[i].second->shape() != master_state[i].second->shape()) {
-        return absl::InvalidArgumentError(absl::StrCat("replica state tensor ", state[i].first, " ",
-                                                       state[i].second->ShapeString(), " differs from the model's ",
-                                                       master_state[i].first, " ",
-                                                       master_state[i].second->ShapeString()));
+      if (state[i].first != master_state[i].first || state[i].second->shape() != master_state[i].second->shape()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "replica state tensor ", state[i].first, " ", state[i].second->ShapeString(), " differs from the model's ",
+            master_state[i].first, " ", master_state[i].second->ShapeString()));
       }
     }
   }

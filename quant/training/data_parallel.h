@@ -46,7 +46,7 @@ class DataParallel {
   // their parameters are overwritten with the master's. Errors name the first
   // state tensor whose name or size differs.
   static absl::StatusOr<std::unique_ptr<DataParallel>> Create(nn::Model* master,
-                                                               std::vector<std::unique_ptr<nn::Model>> replicas);
+                                                              std::vector<std::unique_ptr<nn::Model>> replicas);
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
@@ -72,8 +72,8 @@ class DataParallel {
   std::vector<std::unique_ptr<nn::Model>> owned_;
   std::vector<std::vector<std::pair<std::string, Tensor*>>> state_;  // per model: StateTensors()
   std::vector<std::vector<nn::Parameter*>> params_;                  // per model
-  std::vector<int> buffer_begin_;  // index in state_ where the buffers start
-  std::vector<int64_t> rows_begin_, rows_;  // the last batch's parts
+  std::vector<int> buffer_begin_;                                    // index in state_ where the buffers start
+  std::vector<int64_t> rows_begin_, rows_;                           // the last batch's parts
   std::vector<Tensor> part_images_, part_dlogits_;
   Tensor logits_;
   int64_t batch_ = 0;

@@ -18,8 +18,7 @@ namespace {
 constexpr char kCnn[] = "{name: cnn, channels: [4, 8], hidden: 16}";
 constexpr char kCnnBn[] = "{name: cnn_bn, channels: [4], hidden: 8}";
 
-std::unique_ptr<DataParallel> Parallel(nn::Model* master, const std::string& yaml, const Dataset& ds,
-                                       int threads) {
+std::unique_ptr<DataParallel> Parallel(nn::Model* master, const std::string& yaml, const Dataset& ds, int threads) {
   std::vector<std::unique_ptr<nn::Model>> replicas;
   for (int t = 1; t < threads; ++t) replicas.push_back(Model(yaml, ds, /*seed=*/100 + t));
   auto dp = DataParallel::Create(master, std::move(replicas));
@@ -160,7 +159,8 @@ TEST(DataParallel, TrainingLoopWithTwoThreadsLearnsAndRepeats) {
     ASSERT_TRUE(r.ok()) << r.status();
     accuracy.push_back(r->final_test_accuracy);
     std::string bytes;
-    for (auto& [name, t] : model->StateTensors()) bytes.append(reinterpret_cast<const char*>(t->data()), t->numel() * sizeof(float));
+    for (auto& [name, t] : model->StateTensors())
+      bytes.append(reinterpret_cast<const char*>(t->data()), t->numel() * sizeof(float));
     checkpoints.push_back(bytes);
   }
   // As well as one thread (to a few test images) and far above chance (0.1).
