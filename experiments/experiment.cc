@@ -518,11 +518,25 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
   // The float model's training-batch buffers are not needed while the backends run (the
   // quickstart's peak RSS was the cnn's ~50 MiB of them next to the evaluation).
   if (plan.model != nullptr) plan.model->ReleaseBuffers();
-  std::fprintf(stderr, "[%s] evaluating on %s ...\n", name, absl::StrJoin(plan.eval_backends, ", ").c_str());
+  // A backend this machine cannot run (a missing CPU feature) is said in the record and
+  // on the terminal, and the others are evaluated.
+  std::vector<std::string> runnable;
+  for (const std::string& b : plan.eval_backends) {
+    ASSIGN_OR_RETURN(std::unique_ptr<backends::Backend> backend, backends::CreateBackend(b));
+    const absl::Status here = backend->CanRunHere();
+    if (here.ok()) {
+      runnable.push_back(b);
+      continue;
+    }
+    record->add_not_available(absl::StrCat("evaluate on ", b, ": ", here.message()));
+    std::fprintf(stderr, "[%s] not evaluated on this machine: %s\n", name, std::string(here.message()).c_str());
+  }
+  if (runnable.empty()) return absl::OkStatus();
+  std::fprintf(stderr, "[%s] evaluating on %s ...\n", name, absl::StrJoin(runnable, ", ").c_str());
   const auto eval_start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(std::vector<ptq::BackendEvaluation> evals,
-                   ptq::EvaluateBackends(r.model, plan.dataset->test(), plan.dataset->sample_shape(),
-                                         plan.eval_backends, plan.eval_options));
+  ASSIGN_OR_RETURN(
+      std::vector<ptq::BackendEvaluation> evals,
+      ptq::EvaluateBackends(r.model, plan.dataset->test(), plan.dataset->sample_shape(), runnable, plan.eval_options));
   metrics["evaluate_seconds"] =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
   const ptq::BackendEvaluation* f32 = nullptr;

@@ -122,6 +122,10 @@ class Backend {
   virtual const BackendProfile& profile() const = 0;
   const std::string& name() const { return profile().backend; }
 
+  // Whether this machine can run the backend at all (a CPU feature it needs):
+  // Unimplemented with the reason if not. Prepare fails the same way.
+  virtual absl::Status CanRunHere() const { return absl::OkStatus(); }
+
   // Validates `model`, checks it against profile(), plans the buffers, then
   // prepares every op (PrepareOp). The model is copied; call again to switch models.
   absl::Status Prepare(const QuantizedModel& model);

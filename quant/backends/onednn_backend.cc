@@ -217,7 +217,7 @@ std::string OnednnBackend::ImplementationOf(int op) const {
   return op >= 0 && op < static_cast<int>(impl_->steps.size()) ? impl_->steps[op].implementation : "";
 }
 
-absl::Status OnednnBackend::BeginPrepare() {
+absl::Status OnednnBackend::CanRunHere() const {
   // Without VNNI, oneDNN 2.6's x86 int8 kernels multiply u8 x s8 pairs into saturating
   // int16 (vpmaddubsw) or halve the weights to avoid it: results that are not the model's.
   // Probed with ONEDNN_MAX_CPU_ISA=AVX2 / AVX512_CORE: a 1x1 conv gave 1048544 for 2061420.
@@ -227,6 +227,12 @@ absl::Status OnednnBackend::BeginPrepare() {
                      "dispatches to '",
                      Isa(), "' here, where its int8 kernels saturate or rescale the products"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status OnednnBackend::BeginPrepare() {
+  const absl::Status here = CanRunHere();
+  if (!here.ok()) return here;
   // One thread per experiment, like every backend (the Debian build runs on OpenMP).
   omp_set_num_threads(1);
   if (!impl_->engine) {

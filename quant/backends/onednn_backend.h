@@ -41,6 +41,7 @@ class OnednnBackend : public Backend {
   static std::string Isa();
   // Whether that ISA has VNNI; Prepare refuses to run without it (see BeginPrepare).
   static bool HasVnni();
+  absl::Status CanRunHere() const override;
   // The implementation oneDNN chose for op `op` after Prepare (e.g. "brgconv:avx512_core_vnni"),
   // empty for ops that run in C++ (copies, lookup tables).
   std::string ImplementationOf(int op) const;

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "quant/backends/fixed_point.h"
 #include "quant/backends/model_builder.h"
+#include "quant/backends/onednn_backend.h"
 #include "quant/backends/reference_backend.h"
 #include "quant/backends/reference_kernels.h"
 #include "quant/backends/xnnpack_float_backend.h"
@@ -58,6 +59,13 @@ TEST(XnnpackBackendTest, AreRegistered) {
 TEST(XnnpackBackendTest, InputQuantizationIsIdentical) {
   for (const auto& [backend, dtype] : std::vector<std::pair<std::string, DType>>{
            {"xnnpack", INT8}, {"xnnpack", UINT8}, {"onednn", INT8}, {"onednn", UINT8}}) {
+    if (backend == "onednn" && !OnednnBackend::HasVnni()) {
+      // Refused on a CPU without VNNI (tests/backends/onednn_backend_test.cc checks how).
+      auto b = CreateBackend("onednn");
+      ASSERT_TRUE(b.ok());
+      EXPECT_EQ((*b)->CanRunHere().code(), absl::StatusCode::kUnimplemented);
+      continue;
+    }
     const DType weight_dtype = backend == "onednn" ? INT8 : dtype;  // oneDNN takes int8 weights only
     const int c = 90;
     QuantizedModel m = EmptyModel();

@@ -12,6 +12,7 @@
 #include "experiments/record.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "quant/backends/onednn_backend.h"
 #include "tests/experiments/driver_test_util.h"
 
 namespace quant {
@@ -494,6 +495,34 @@ TEST(DriverTest, StaticPtqAndEvaluateRecordEveryBackend) {
   const auto& xnn = record->backends(3);
   EXPECT_LE(xnn.agreement_with_reference().max_abs_steps(), 1);
   EXPECT_LT(gl.model_size_bytes(), record->backends(4).model_size_bytes());
+}
+
+// onednn needs VNNI: where the CPU lacks it, the run still succeeds, the record and the
+// terminal say why onednn was not evaluated, and the other backends are.
+TEST(DriverTest, BackendThisMachineCannotRunIsSaidAndTheOthersRun) {
+  const std::string dir = TmpDir("no_vnni");
+  Write(dir + "/p.yaml",
+        std::string(kPtqBase) +
+            "quant:\n"
+            "  weights: {bits: 8, symmetric: true, granularity: per_channel, observer: per_channel_minmax}\n"
+            "  activations: {bits: 8, signed: false, observer: minmax}\n"
+            "ptq: {method: static, calibration_batches: 2, batch_size: 64}\n"
+            "evaluate: {backends: [reference, onednn], batch1_images: 5}\n");
+  const Result r = RunDriver("--config=" + dir + "/p.yaml --output_dir=" + dir + "/runs");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto record = ReadRecordJson((OnlyRun(dir + "/runs") / "result.json").string());
+  ASSERT_TRUE(record.ok()) << record.status();
+  if (backends::OnednnBackend::HasVnni()) {
+    EXPECT_EQ(record->not_available_size(), 0);
+    ASSERT_EQ(record->backends_size(), 2);
+    EXPECT_EQ(record->backends(1).backend(), "onednn");
+  } else {
+    ASSERT_EQ(record->not_available_size(), 1);
+    EXPECT_THAT(record->not_available(0), HasSubstr("evaluate on onednn: backend 'onednn' needs a CPU with VNNI"));
+    EXPECT_THAT(r.output, HasSubstr("not evaluated on this machine: backend 'onednn' needs a CPU with VNNI"));
+    ASSERT_EQ(record->backends_size(), 1);
+    EXPECT_EQ(record->backends(0).backend(), "reference");
+  }
 }
 
 TEST(DriverTest, QatRunDeploysItsOwnQuantizersAndRecordsBothAccuraciesAndTheDebugger) {
