@@ -73,6 +73,10 @@ absl::Status Model::Build(const Shape& sample_shape, int num_classes, uint64_t s
   PlanEval();
   built_ = true;
   set_training(training_);
+  if (absl::Status s = AfterBuild(); !s.ok()) {
+    built_ = false;
+    return absl::InvalidArgumentError(absl::StrCat("model ", name(), ": ", s.message()));
+  }
   return absl::OkStatus();
 }
 

@@ -135,6 +135,9 @@ class Model {
  protected:
   // The graph for this input and class count (ops unbuilt). Errors are InvalidArgument.
   virtual absl::StatusOr<GraphSpec> MakeGraph(const Shape& sample_shape, int num_classes) = 0;
+  // Called at the end of Build, after every parameter was initialised from the
+  // seed: a model whose weights come from a file (ONNX import) sets them here.
+  virtual absl::Status AfterBuild() { return absl::OkStatus(); }
 
  private:
   struct Node {
