@@ -24,29 +24,6 @@ namespace {
   if (!tmp.ok()) return tmp.status(); \
   lhs = std::move(tmp).value()
 
-const onnx::AttributeProto* Attr(const onnx::NodeProto& n, const std::string& name) {
-  for (const onnx::AttributeProto& a : n.attribute()) {
-    if (a.name() == name) return &a;
-  }
-  return nullptr;
-}
-
-int64_t IntAttr(const onnx::NodeProto& n, const std::string& name, int64_t dflt) {
-  const onnx::AttributeProto* a = Attr(n, name);
-  return a != nullptr ? a->i() : dflt;
-}
-
-float FloatAttr(const onnx::NodeProto& n, const std::string& name, float dflt) {
-  const onnx::AttributeProto* a = Attr(n, name);
-  return a != nullptr ? a->f() : dflt;
-}
-
-std::vector<int64_t> IntsAttr(const onnx::NodeProto& n, const std::string& name) {
-  const onnx::AttributeProto* a = Attr(n, name);
-  if (a == nullptr) return {};
-  return std::vector<int64_t>(a->ints().begin(), a->ints().end());
-}
-
 bool AllEqual(const std::vector<int64_t>& v, int64_t x) {
   for (int64_t e : v) {
     if (e != x) return false;
@@ -396,10 +373,7 @@ class Importer {
     return Add(k, name, "conv2d", p, {x}, 3);
   }
 
-  static std::string AutoPad(const onnx::NodeProto& n) {
-    const onnx::AttributeProto* a = Attr(n, "auto_pad");
-    return a == nullptr ? "NOTSET" : a->s();
-  }
+  static std::string AutoPad(const onnx::NodeProto& n) { return StringAttr(n, "auto_pad", "NOTSET"); }
 
   // Gemm (alpha = beta = 1, transA = 0) or MatMul with a constant weight, and
   // the Add of a constant bias that follows a MatMul: linear.

@@ -13,36 +13,6 @@ namespace quant {
 namespace onnx_io {
 namespace {
 
-// ---------------------------------------------------------------- attributes
-
-const onnx::AttributeProto* Attr(const onnx::NodeProto& n, const std::string& name) {
-  for (const onnx::AttributeProto& a : n.attribute()) {
-    if (a.name() == name) return &a;
-  }
-  return nullptr;
-}
-
-int64_t IntAttr(const onnx::NodeProto& n, const std::string& name, int64_t dflt) {
-  const onnx::AttributeProto* a = Attr(n, name);
-  return a != nullptr ? a->i() : dflt;
-}
-
-float FloatAttr(const onnx::NodeProto& n, const std::string& name, float dflt) {
-  const onnx::AttributeProto* a = Attr(n, name);
-  return a != nullptr ? a->f() : dflt;
-}
-
-std::string StringAttr(const onnx::NodeProto& n, const std::string& name, const std::string& dflt) {
-  const onnx::AttributeProto* a = Attr(n, name);
-  return a != nullptr ? a->s() : dflt;
-}
-
-std::vector<int64_t> IntsAttr(const onnx::NodeProto& n, const std::string& name) {
-  const onnx::AttributeProto* a = Attr(n, name);
-  if (a == nullptr) return {};
-  return std::vector<int64_t>(a->ints().begin(), a->ints().end());
-}
-
 absl::Status Bad(const std::string& what) { return absl::InvalidArgumentError(what); }
 absl::Status Unimpl(const std::string& what) { return absl::UnimplementedError(what); }
 

@@ -1,4 +1,4 @@
-// Typed tensors as ONNX sees them, and the reading of ONNX files.
+// Typed tensors as ONNX sees them, the reading of ONNX files, and node attributes.
 //
 // An OnnxTensor holds float32 values in `f` and every integer type (bool,
 // int8, uint8, int32, int64) exactly in `i`, so the ONNX runner's integer ops
@@ -54,6 +54,13 @@ onnx::TensorProto ToProto(const OnnxTensor& t, const std::string& name);
 // corrupt file is an InvalidArgument error naming it.
 absl::StatusOr<onnx::ModelProto> ReadModelFile(const std::string& path);
 absl::StatusOr<OnnxTensor> ReadTensorFile(const std::string& path);
+
+// A node's attributes: the attribute named `name`, or null; typed readers with defaults.
+const onnx::AttributeProto* Attr(const onnx::NodeProto& n, const std::string& name);
+int64_t IntAttr(const onnx::NodeProto& n, const std::string& name, int64_t dflt);
+float FloatAttr(const onnx::NodeProto& n, const std::string& name, float dflt);
+std::string StringAttr(const onnx::NodeProto& n, const std::string& name, const std::string& dflt);
+std::vector<int64_t> IntsAttr(const onnx::NodeProto& n, const std::string& name);
 
 }  // namespace onnx_io
 }  // namespace quant
