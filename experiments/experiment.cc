@@ -10,10 +10,12 @@
 #include "absl/strings/str_join.h"
 #include "experiments/record.h"
 #include "quant/backends/backend.h"
+#include "quant/core/atomic_file.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
 #include "quant/core/suggest.h"
 #include "quant/nn/checkpoint.h"
+#include "quant/onnx/onnx_export.h"
 #include "quant/ptq/numerical_debugger.h"
 #include "quant/training/train_loop.h"
 
@@ -116,6 +118,10 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
     plan.eval_debug = evaluate.Bool(
         "debug", false, "per-tensor numerical debugger: float vs integer SQNR, clipping and saturation of every "
                         "tensor, every backend vs reference per op (64 test images)");
+    plan.export_onnx =
+        evaluate.Bool("export_onnx", false,
+                      "write the integer model as ONNX QDQ (model.qdq.onnx, checked by onnx::checker) and "
+                      "its encodings (encodings.json) into the run directory");
     if (!evaluate.describing()) {
       for (const std::string& b : plan.eval_backends) {
         if (!Registry<backends::Backend>::Get().Contains(b)) {
@@ -514,6 +520,16 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
                r.test_accuracy, static_cast<long long>(r.model_bytes));
   if (!r.has_integer_model) return absl::OkStatus();
   RETURN_IF_ERROR(backends::SaveQuantizedModel(r.model, plan.run_dir + "/model.qlq"));
+  if (plan.export_onnx) {
+    absl::StatusOr<onnx::ModelProto> qdq = onnx_io::ExportQdq(r.model);
+    if (!qdq.ok())
+      return absl::Status(qdq.status().code(), absl::StrCat("evaluate.export_onnx: ", qdq.status().message()));
+    RETURN_IF_ERROR(onnx_io::WriteModelFile(*qdq, plan.run_dir + "/model.qdq.onnx"));
+    RETURN_IF_ERROR(WriteFileAtomically(plan.run_dir + "/encodings.json", onnx_io::EncodingsJson(r.model)));
+    std::fprintf(stderr, "[%s] exported %s/model.qdq.onnx (ONNX QDQ, opset %lld, %d nodes) and encodings.json\n", name,
+                 plan.run_dir.c_str(), static_cast<long long>(qdq->opset_import(0).version()),
+                 qdq->graph().node_size());
+  }
   if (plan.eval_backends.empty()) return absl::OkStatus();
   // The float model's training-batch buffers are not needed while the backends run (the
   // quickstart's peak RSS was the cnn's ~50 MiB of them next to the evaluation).

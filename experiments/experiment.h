@@ -55,6 +55,7 @@ struct ExperimentPlan {
   bool analysis_before_training = false;
   std::string analysis_checkpoint;  // train.init_from, when before training
   bool eval_debug = false;  // evaluate.debug: the per-tensor numerical debugger
+  bool export_onnx = false;                    // evaluate.export_onnx: model.qdq.onnx + encodings.json in the run dir
   std::vector<std::string> warnings;           // e.g. overrides that match no layer
   std::vector<std::string> steps;          // what Run will do, in order
   std::vector<std::string> not_available;  // sections this build cannot run yet

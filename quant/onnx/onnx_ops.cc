@@ -163,6 +163,19 @@ absl::Status RunHardSwish(const OpCall& c, std::vector<OnnxTensor>* out) {
   return absl::OkStatus();
 }
 
+// Sigmoid 1 / (1 + exp(-x)) and Tanh, in double, rounded once.
+template <bool kSigmoid>
+absl::Status RunSigmoidTanh(const OpCall& c, std::vector<OnnxTensor>* out) {
+  RETURN_IF_ERROR_(NeedInputs(c, 1));
+  RETURN_IF_ERROR_(NeedFloat(*c.input(0), "X"));
+  OnnxTensor y = *c.input(0);
+  for (float& v : y.f)
+    v = static_cast<float>(kSigmoid ? 1.0 / (1.0 + std::exp(-static_cast<double>(v)))
+                                    : std::tanh(static_cast<double>(v)));
+  out->push_back(std::move(y));
+  return absl::OkStatus();
+}
+
 absl::Status RunIdentity(const OpCall& c, std::vector<OnnxTensor>* out) {
   RETURN_IF_ERROR_(NeedInputs(c, 1));
   out->push_back(*c.input(0));
@@ -1174,7 +1187,9 @@ const std::vector<OpSpec>& Specs() {
       {"Relu", 6, {}, NoCheck, RunRelu},
       {"Reshape", 5, {"allowzero"}, NoCheck, RunReshape},
       {"Round", 11, {}, NoCheck, RunRound},
+      {"Sigmoid", 6, {}, NoCheck, RunSigmoidTanh<true>},
       {"Sub", 7, {}, NoCheck, RunBinary<1>},
+      {"Tanh", 6, {}, NoCheck, RunSigmoidTanh<false>},
   };
   return kSpecs;
 }

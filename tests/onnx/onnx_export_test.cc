@@ -1,0 +1,180 @@
+// QDQ export of QuantizedModels: every exported file passes onnx::checker and
+// ONNX's strict shape inference (inside ExportQdq), and the ONNX runner,
+// executing it by ONNX's semantics (float requantization), reproduces the
+// reference backend's integer outputs: identical where no rounding tie lies
+// between gemmlowp's fixed point and ONNX's float, at most a few steps apart.
+#include "quant/onnx/onnx_export.h"
+
+#include <cmath>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "quant/backends/model_builder.h"
+#include "quant/onnx/onnx_runner.h"
+#include "tests/backends/backend_compare.h"
+#include "tests/backends/test_models.h"
+
+namespace quant {
+namespace onnx_io {
+namespace {
+
+using backends::QuantizedModel;
+
+// NHWC images (the backends' input) -> an NCHW OnnxTensor.
+OnnxTensor ToNchw(const QuantizedModel& m, const std::vector<float>& x, int64_t batch) {
+  const backends::Shape s = backends::TensorShape(m.tensors(backends::InputTensor(m)));
+  OnnxTensor t = OnnxTensor::Zeros(onnx_io::DType::kFloat, {batch});
+  if (s.size() == 3) {
+    t.shape.insert(t.shape.end(), {s[2], s[0], s[1]});
+  } else {
+    t.shape.insert(t.shape.end(), s.begin(), s.end());
+  }
+  t.f.assign(t.numel(), 0.0f);
+  const int64_t per = backends::Numel(s);
+  for (int64_t b = 0; b < batch; ++b) {
+    if (s.size() != 3) {
+      std::copy(x.begin() + b * per, x.begin() + (b + 1) * per, t.f.begin() + b * per);
+      continue;
+    }
+    for (int64_t h = 0; h < s[0]; ++h)
+      for (int64_t w = 0; w < s[1]; ++w)
+        for (int64_t c = 0; c < s[2]; ++c)
+          t.f[b * per + (c * s[0] + h) * s[1] + w] = x[b * per + (h * s[1] + w) * s[2] + c];
+  }
+  return t;
+}
+
+// The exported model's outputs, as integers of the output tensor.
+backends::Stats ExportAndCompare(const QuantizedModel& m, const std::string& what) {
+  backends::Stats s;
+  absl::StatusOr<onnx::ModelProto> e = ExportQdq(m);
+  EXPECT_TRUE(e.ok()) << what << ": " << e.status();
+  if (!e.ok()) return s;
+  OnnxRunner runner(*e, what);
+  EXPECT_EQ(runner.Unsupported(), "") << what;
+  const int64_t batch = 7;
+  const std::vector<float> x = backends::Inputs(m, batch, 5);
+  const backends::RunOutput ref = backends::RunBackend("reference", m, x, batch);
+  absl::StatusOr<std::vector<OnnxTensor>> got = runner.Run({ToNchw(m, x, batch)});
+  EXPECT_TRUE(got.ok()) << what << ": " << got.status();
+  if (!got.ok()) return s;
+  const backends::Tensor& out = m.tensors(backends::OutputTensor(m));
+  const float scale = backends::TensorScale(out);
+  const int32_t zp = backends::TensorZeroPoint(out);
+  // NCHW back to the backends' NHWC.
+  const OnnxTensor& y = (*got)[0];
+  std::vector<float> nhwc = y.f;
+  if (y.shape.size() == 4) {
+    const int64_t C = y.shape[1], H = y.shape[2], W = y.shape[3];
+    for (int64_t b = 0; b < y.shape[0]; ++b)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t w = 0; w < W; ++w) nhwc[((b * H + h) * W + w) * C + c] = y.f[((b * C + c) * H + h) * W + w];
+  }
+  std::vector<int32_t> q;
+  for (float v : nhwc) q.push_back(static_cast<int32_t>(std::lround(v / scale)) + zp);
+  return backends::Compare(ref.quantized, q);
+}
+
+TEST(OnnxExportTest, CnnAndMlpMatchTheReferenceBackend) {
+  for (bool cnn : {false, true}) {
+    QuantizedModel f = cnn ? backends::MakeFloatCnn(8) : backends::MakeFloatMlp(8);
+    std::vector<float> calib = backends::RandomImages(f, 32, 9);
+    for (backends::DType act : {backends::INT8, backends::UINT8}) {
+      for (bool per_channel : {false, true}) {
+        backends::QuantizeOptions o;
+        o.activation_dtype = act;
+        o.per_channel = per_channel;
+        auto m = backends::QuantizeMinMax(f, calib.data(), 32, o);
+        ASSERT_TRUE(m.ok());
+        const std::string what =
+            absl::StrCat(cnn ? "cnn " : "mlp ", backends::DTypeName(act), per_channel ? " per-channel" : " per-tensor");
+        const backends::Stats s = ExportAndCompare(*m, what);
+        std::printf("onnx qdq vs reference, %s: %s\n", what.c_str(), s.ToString().c_str());
+        EXPECT_EQ(s.total, 7 * 10) << what;
+        EXPECT_GE(s.identical, s.total * 9 / 10) << what << ": " << s.ToString();
+        EXPECT_LE(s.max_steps, 2) << what << ": " << s.ToString();
+      }
+    }
+  }
+}
+
+TEST(OnnxExportTest, GraphOpsMatchTheReferenceBackend) {
+  int graphs = 0;
+  for (const auto& [name, f0] : backends::GraphModels()) {
+    QuantizedModel f = f0;
+    backends::RandomizeFloatWeights(&f, 51);
+    const std::vector<float> calib = backends::RandomImages(f, 16, 52);
+    backends::QuantizeOptions o;
+    auto m = backends::QuantizeMinMax(f, calib.data(), 16, o);
+    ASSERT_TRUE(m.ok()) << name;
+    const backends::Stats s = ExportAndCompare(*m, name);
+    std::printf("onnx qdq vs reference, %s: %s\n", name.c_str(), s.ToString().c_str());
+    EXPECT_GT(s.total, 0) << name;
+    EXPECT_LE(s.max_steps, 2) << name << ": " << s.ToString();
+    ++graphs;
+  }
+  EXPECT_GE(graphs, 5);
+}
+
+TEST(OnnxExportTest, LayoutIsWhatOnnxRuntimesQdqOptimiserExpects) {
+  QuantizedModel f = backends::MakeFloatCnn(8);
+  std::vector<float> calib = backends::RandomImages(f, 16, 9);
+  backends::QuantizeOptions o;
+  o.per_channel = true;
+  auto m = backends::QuantizeMinMax(f, calib.data(), 16, o);
+  ASSERT_TRUE(m.ok());
+  absl::StatusOr<onnx::ModelProto> e = ExportQdq(*m);
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::map<std::string, const onnx::NodeProto*> producer;
+  for (const onnx::NodeProto& n : e->graph().node()) producer[n.output(0)] = &n;
+  int weighted = 0;
+  for (const onnx::NodeProto& n : e->graph().node()) {
+    if (n.op_type() != "Conv" && n.op_type() != "Gemm") continue;
+    ++weighted;
+    // Every input of a Conv/Gemm is a DequantizeLinear's output; the weight's reads an initializer.
+    for (const std::string& in : n.input()) {
+      ASSERT_TRUE(producer.count(in)) << n.name() << " reads " << in;
+      EXPECT_EQ(producer[in]->op_type(), "DequantizeLinear") << n.name() << " input " << in;
+    }
+    const onnx::NodeProto* wdq = producer[n.input(1)];
+    bool axis0 = false;
+    for (const onnx::AttributeProto& a : wdq->attribute()) axis0 = axis0 || (a.name() == "axis" && a.i() == 0);
+    EXPECT_TRUE(axis0) << n.name() << ": per-channel weights dequantize along axis 0";
+  }
+  EXPECT_EQ(weighted, 4);  // 2 convs + 2 fully connected
+  const nlohmann::json enc = nlohmann::json::parse(EncodingsJson(*m));
+  int listed = 0;
+  for (const backends::Tensor& t : m->tensors()) {
+    if (t.scale_size() == 0) continue;
+    ASSERT_TRUE(enc["tensors"].contains(t.name())) << t.name();
+    EXPECT_EQ(enc["tensors"][t.name()]["scale"].size(), static_cast<size_t>(t.scale_size())) << t.name();
+    ++listed;
+  }
+  EXPECT_EQ(static_cast<int>(enc["tensors"].size()), listed);
+  EXPECT_GT(listed, 8);
+}
+
+TEST(OnnxExportTest, LowBitWeightsStateTheirRangeInMetadata) {
+  QuantizedModel f = backends::MakeFloatMlp(8);
+  std::vector<float> calib = backends::RandomImages(f, 16, 9);
+  backends::QuantizeOptions o;
+  o.weight_bits = 4;
+  auto m = backends::QuantizeMinMax(f, calib.data(), 16, o);
+  ASSERT_TRUE(m.ok());
+  absl::StatusOr<onnx::ModelProto> e = ExportQdq(*m);
+  ASSERT_TRUE(e.ok()) << e.status();
+  int found = 0;
+  for (const onnx::StringStringEntryProto& p : e->metadata_props()) {
+    if (p.key().rfind("quantlab.bits.", 0) == 0) {
+      EXPECT_THAT(p.value(), ::testing::HasSubstr("4 bits: values in [-8, 7] of int8"));
+      ++found;
+    }
+  }
+  EXPECT_EQ(found, 3);  // three fully connected weights
+}
+
+}  // namespace
+}  // namespace onnx_io
+}  // namespace quant
