@@ -591,7 +591,7 @@ absl::Status OnnxModel::AfterBuild() {
       return absl::InvalidArgumentError(absl::StrCat(file_, ": ", name, " is ", v.ShapeString(), " in the file, ",
                                                      ShapeToString(tensor->shape()), " in the imported layer"));
     }
-    std::memcpy(tensor->data(), v.f.data(), v.f.size() * sizeof(float));
+    if (!v.f.empty()) std::memcpy(tensor->data(), v.f.data(), v.f.size() * sizeof(float));
     set.insert(name);
   }
   for (const auto& [name, v] : state_) {

@@ -111,7 +111,7 @@ template <typename T>
 bool ReadRaw(const std::string& raw, int64_t n, std::vector<T>* out) {
   if (static_cast<int64_t>(raw.size()) != n * static_cast<int64_t>(sizeof(T))) return false;
   out->resize(n);
-  std::memcpy(out->data(), raw.data(), raw.size());
+  if (n > 0) std::memcpy(out->data(), raw.data(), raw.size());  // an empty vector's data() may be null
   return true;
 }
 
