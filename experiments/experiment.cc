@@ -120,8 +120,8 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
                         "tensor, every backend vs reference per op (64 test images)");
     plan.export_onnx =
         evaluate.Bool("export_onnx", false,
-                      "write the integer model as ONNX QDQ (model.qdq.onnx, checked by onnx::checker) and "
-                      "its encodings (encodings.json) into the run directory");
+                      "write the integer model as ONNX QDQ (model.qdq.onnx) and QOperator (model.qop.onnx), both "
+                      "checked by onnx::checker, and its encodings (encodings.json) into the run directory");
     if (!evaluate.describing()) {
       for (const std::string& b : plan.eval_backends) {
         if (!Registry<backends::Backend>::Get().Contains(b)) {
@@ -525,6 +525,10 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
     if (!qdq.ok())
       return absl::Status(qdq.status().code(), absl::StrCat("evaluate.export_onnx: ", qdq.status().message()));
     RETURN_IF_ERROR(onnx_io::WriteModelFile(*qdq, plan.run_dir + "/model.qdq.onnx"));
+    absl::StatusOr<onnx::ModelProto> qop = onnx_io::ExportQOperator(r.model);
+    if (!qop.ok())
+      return absl::Status(qop.status().code(), absl::StrCat("evaluate.export_onnx: ", qop.status().message()));
+    RETURN_IF_ERROR(onnx_io::WriteModelFile(*qop, plan.run_dir + "/model.qop.onnx"));
     RETURN_IF_ERROR(WriteFileAtomically(plan.run_dir + "/encodings.json", onnx_io::EncodingsJson(r.model)));
     std::fprintf(stderr, "[%s] exported %s/model.qdq.onnx (ONNX QDQ, opset %lld, %d nodes) and encodings.json\n", name,
                  plan.run_dir.c_str(), static_cast<long long>(qdq->opset_import(0).version()),

@@ -40,7 +40,9 @@ onnx_io::DType Io(DType t) {
 
 class Exporter {
  public:
-  explicit Exporter(const QuantizedModel& m) : m_(m) {}
+  // qoperator: QLinearConv / MatMulInteger on integer values between ops
+  // instead of float ops between QuantizeLinear / DequantizeLinear pairs.
+  Exporter(const QuantizedModel& m, bool qoperator) : m_(m), qop_(qoperator) {}
 
   absl::StatusOr<onnx::ModelProto> Run() {
     absl::StatusOr<std::vector<Shape>> shapes = backends::InferShapes(m_);
@@ -62,13 +64,13 @@ class Exporter {
     x->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_param("N");
     for (int64_t d : Nchw(shapes_[in]))
       x->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(d);
-    QuantizeDequantize("input", in);
+    Quantize("input", in);
     for (int k = 0; k < m_.ops_size(); ++k) {
       if (absl::Status s = ExportOp(k); !s.ok()) return s;
     }
     const int out = backends::OutputTensor(m_);
     onnx::ValueInfoProto* y = g_->add_output();
-    y->set_name(FloatName(out));
+    y->set_name(FloatOf(out));
     y->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
     y->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_param("N");
     for (int64_t d : Nchw(shapes_[out]))
@@ -97,7 +99,39 @@ class Exporter {
   }
 
   std::string TName(int t) const { return m_.tensors(t).name().empty() ? absl::StrCat("t", t) : m_.tensors(t).name(); }
-  std::string FloatName(int t) const { return float_name_.count(t) ? float_name_.at(t) : TName(t); }
+  std::string IntName(int t) const { return TName(t) + "_q"; }  // tensor t's integers (QOperator form)
+  // The float value carrying tensor t: its DequantizeLinear (made once, on demand, in the QOperator form).
+  std::string FloatOf(int t) {
+    auto it = float_name_.find(t);
+    if (it != float_name_.end()) return it->second;
+    auto [sc, zp] = QParams(t);
+    const std::string base = TName(t);
+    Node("DequantizeLinear", {IntName(t), sc, zp}, base + "_dq", base + "_dequantize");
+    return float_name_[t] = base + "_dq";
+  }
+  // The float `value` quantized as tensor t: Q + DQ (QDQ form) or Q alone (QOperator form).
+  void Quantize(const std::string& value, int t) {
+    if (!qop_) {
+      QuantizeDequantize(value, t);
+      return;
+    }
+    auto [sc, zp] = QParams(t);
+    Node("QuantizeLinear", {value, sc, zp}, IntName(t), TName(t) + "_quantize");
+  }
+  // Whether op's clamp is narrower than its output type.
+  bool NeedsClamp(const Op& op, int out) const {
+    const DType t = m_.tensors(out).dtype();
+    return op.output_min() > DTypeMin(t) || op.output_max() < DTypeMax(t);
+  }
+  // QOperator form: the op wrote `raw` (integers); its clamp as an integer Clip into IntName(out).
+  void IntClamp(const Op& op, const std::string& raw, int out) {
+    if (!NeedsClamp(op, out)) return;
+    const std::string base = TName(out);
+    const onnx_io::DType t = Io(m_.tensors(out).dtype());
+    *g_->add_initializer() = IntTensor(base + "_clip_min", t, {}, {op.output_min()});
+    *g_->add_initializer() = IntTensor(base + "_clip_max", t, {}, {op.output_max()});
+    Node("Clip", {raw, base + "_clip_min", base + "_clip_max"}, IntName(out), base + "_clip");
+  }
 
   onnx::NodeProto* Node(const std::string& op, std::vector<std::string> in, const std::string& out,
                         const std::string& name) {
@@ -123,6 +157,7 @@ class Exporter {
 
   // Scale and zero point initializers of tensor t: scalars, or 1-D per channel.
   std::pair<std::string, std::string> QParams(int t) {
+    if (auto it = qparams_.find(t); it != qparams_.end()) return it->second;
     const Tensor& q = m_.tensors(t);
     const std::string base = TName(t);
     std::vector<float> s(q.scale().begin(), q.scale().end());
@@ -137,21 +172,22 @@ class Exporter {
     }
     *g_->add_initializer() = FloatTensor(base + "_scale", shape, s);
     *g_->add_initializer() = IntTensor(base + "_zero_point", Io(q.dtype()), shape, z);
-    return {base + "_scale", base + "_zero_point"};
+    return qparams_[t] = {base + "_scale", base + "_zero_point"};
   }
 
   // `value` (float) -> QuantizeLinear -> "<t>_q" -> DequantizeLinear -> the float name of t.
   void QuantizeDequantize(const std::string& value, int t) {
     auto [s, z] = QParams(t);
     const std::string base = TName(t);
-    Node("QuantizeLinear", {value, s, z}, base + "_q", base + "_quantize");
+    Node("QuantizeLinear", {value, s, z}, IntName(t), base + "_quantize");
     Node("DequantizeLinear", {base + "_q", s, z}, base + "_dq", base + "_dequantize");
     float_name_[t] = base + "_dq";
   }
 
   // A constant (weights, bias) as integer initializer + DequantizeLinear.
+  // With dequantize false (QOperator form) only the initializers: "<t>_q", "<t>_scale", "<t>_zero_point".
   std::string ConstantDq(int t, const std::vector<int64_t>& shape, const std::vector<int64_t>& values,
-                         const std::vector<float>& scales, int64_t axis) {
+                         const std::vector<float>& scales, int64_t axis, bool dequantize = true) {
     const Tensor& q = m_.tensors(t);
     const std::string base = TName(t);
     *g_->add_initializer() = IntTensor(base + "_q", Io(q.dtype()), shape, values);
@@ -163,9 +199,11 @@ class Exporter {
     for (size_t c = 0; c < z.size() && c < static_cast<size_t>(q.zero_point_size()); ++c) z[c] = q.zero_point(c);
     if (q.zero_point_size() == 1) z.assign(scales.size(), q.zero_point(0));
     *g_->add_initializer() = IntTensor(base + "_zero_point", Io(q.dtype()), sshape, z);
-    onnx::NodeProto* n = Node("DequantizeLinear", {base + "_q", base + "_scale", base + "_zero_point"}, base + "_dq",
-                              base + "_dequantize");
-    if (per_channel) Int(n, "axis", axis);
+    if (dequantize) {
+      onnx::NodeProto* n = Node("DequantizeLinear", {base + "_q", base + "_scale", base + "_zero_point"}, base + "_dq",
+                                base + "_dequantize");
+      if (per_channel) Int(n, "axis", axis);
+    }
     const int bits = q.bits() == 0 ? 8 : q.bits();
     if (bits < 8) {
       const bool is_signed = q.dtype() == backends::INT8;
@@ -220,7 +258,7 @@ class Exporter {
         v = base + "_clip";
       }
     }
-    QuantizeDequantize(v, out);
+    Quantize(v, out);
   }
 
   // Index of the op producing tensor t, or -1.
@@ -236,7 +274,9 @@ class Exporter {
     const std::string label = backends::OpLabel(m_, k);
     const std::string name = op.name().empty() ? absl::StrCat("op", k) : op.name();
     const int out = op.outputs(0);
-    const std::string x = op.inputs_size() > 0 ? FloatName(op.inputs(0)) : "";
+    const int in0 = op.inputs_size() > 0 ? op.inputs(0) : -1;
+    // The float input (made on demand in the QOperator form, where only float ops read it).
+    auto x = [&]() { return FloatOf(in0); };
     switch (op.options_case()) {
       case Op::kConv2D: {
         const backends::Conv2DOptions& c = op.conv2d();
@@ -252,14 +292,35 @@ class Exporter {
                 oihw[((o * ws[3] + i) * ws[1] + h) * ws[2] + ww] = wv[((o * ws[1] + h) * ws[2] + ww) * ws[3] + i];
         std::vector<float> scales(wt.scale().begin(), wt.scale().end());
         if (!backends::IsPerChannel(wt)) scales.resize(1);
-        std::vector<std::string> ins = {x, ConstantDq(w, {ws[0], ws[3], ws[1], ws[2]}, oihw, scales, 0)};
-        if (b >= 0) ins.push_back(BiasDq(b, op.inputs(0), w, ws[0]));
-        onnx::NodeProto* n = Node("Conv", ins, name + "_out", name);
+        onnx::NodeProto* n;
+        if (qop_) {
+          // QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, B) requantizes itself.
+          ConstantDq(w, {ws[0], ws[3], ws[1], ws[2]}, oihw, scales, 0, /*dequantize=*/false);
+          auto [xs, xz] = QParams(in0);
+          auto [ys, yz] = QParams(out);
+          const std::string wb = TName(w);
+          std::vector<std::string> ins = {IntName(in0), xs, xz, wb + "_q", wb + "_scale", wb + "_zero_point", ys, yz};
+          if (b >= 0) {
+            const std::vector<int32_t> bv = backends::TensorValues(m_.tensors(b));
+            *g_->add_initializer() =
+                IntTensor(TName(b) + "_q", onnx_io::DType::kInt32, {ws[0]}, std::vector<int64_t>(bv.begin(), bv.end()));
+            ins.push_back(TName(b) + "_q");
+          }
+          n = Node("QLinearConv", ins, NeedsClamp(op, out) ? name + "_raw" : IntName(out), name);
+        } else {
+          std::vector<std::string> ins = {x(), ConstantDq(w, {ws[0], ws[3], ws[1], ws[2]}, oihw, scales, 0)};
+          if (b >= 0) ins.push_back(BiasDq(b, op.inputs(0), w, ws[0]));
+          n = Node("Conv", ins, name + "_out", name);
+        }
         Ints(n, "kernel_shape", {c.kernel_h(), c.kernel_w()});
         Ints(n, "strides", {c.stride_h(), c.stride_w()});
         Ints(n, "pads", {c.pad_top(), c.pad_left(), c.pad_bottom(), c.pad_right()});
         Int(n, "group", std::max(c.groups(), 1));
-        Finish(op, name + "_out", out);
+        if (qop_) {
+          IntClamp(op, name + "_raw", out);
+        } else {
+          Finish(op, name + "_out", out);
+        }
         return absl::OkStatus();
       }
       case Op::kFullyConnected: {
@@ -283,7 +344,36 @@ class Exporter {
         }
         std::vector<float> scales(wt.scale().begin(), wt.scale().end());
         if (!backends::IsPerChannel(wt)) scales.resize(1);
-        std::vector<std::string> ins = {x, ConstantDq(w, {ws[0], ws[1]}, v, scales, 0)};
+        if (qop_) {
+          // MatMulInteger(x, W^T, x_zp, w_zp) (+ the int32 bias), dequantized at s_x * s_w[o], then quantized.
+          std::vector<int64_t> vt(v.size());
+          for (int64_t o = 0; o < ws[0]; ++o)
+            for (int64_t i = 0; i < ws[1]; ++i) vt[i * ws[0] + o] = v[o * ws[1] + i];
+          ConstantDq(w, {ws[1], ws[0]}, vt, scales, 1, /*dequantize=*/false);
+          auto [xs, xz] = QParams(in0);
+          const std::string wb = TName(w);
+          Node("MatMulInteger", {IntName(in0), wb + "_q", xz, wb + "_zero_point"}, name + "_acc", name);
+          std::string acc = name + "_acc";
+          if (b >= 0) {
+            const std::vector<int32_t> bv = backends::TensorValues(m_.tensors(b));
+            *g_->add_initializer() =
+                IntTensor(TName(b) + "_q", onnx_io::DType::kInt32, {ws[0]}, std::vector<int64_t>(bv.begin(), bv.end()));
+            Node("Add", {acc, TName(b) + "_q"}, name + "_acc_bias", name + "_bias");
+            acc = name + "_acc_bias";
+          }
+          std::vector<float> acc_scale(scales.size());
+          for (size_t o = 0; o < scales.size(); ++o) acc_scale[o] = backends::TensorScale(m_.tensors(in0)) * scales[o];
+          std::vector<int64_t> sshape = acc_scale.size() > 1 ? std::vector<int64_t>{ws[0]} : std::vector<int64_t>{};
+          *g_->add_initializer() = FloatTensor(name + "_acc_scale", sshape, acc_scale);
+          *g_->add_initializer() = IntTensor(name + "_acc_zero_point", onnx_io::DType::kInt32, sshape,
+                                             std::vector<int64_t>(acc_scale.size(), 0));
+          onnx::NodeProto* dq = Node("DequantizeLinear", {acc, name + "_acc_scale", name + "_acc_zero_point"},
+                                     name + "_out", name + "_dequantize");
+          if (acc_scale.size() > 1) Int(dq, "axis", 1);
+          Finish(op, name + "_out", out);
+          return absl::OkStatus();
+        }
+        std::vector<std::string> ins = {x(), ConstantDq(w, {ws[0], ws[1]}, v, scales, 0)};
         if (b >= 0) ins.push_back(BiasDq(b, op.inputs(0), w, ws[0]));
         Int(Node("Gemm", ins, name + "_out", name), "transB", 1);
         Finish(op, name + "_out", out);
@@ -292,27 +382,34 @@ class Exporter {
       case Op::kMaxPool2D:
       case Op::kAveragePool2D: {
         const backends::Pool2DOptions& c = op.options_case() == Op::kMaxPool2D ? op.max_pool2d() : op.average_pool2d();
-        onnx::NodeProto* n =
-            Node(op.options_case() == Op::kMaxPool2D ? "MaxPool" : "AveragePool", {x}, name + "_out", name);
+        const bool max = op.options_case() == Op::kMaxPool2D;
+        // QOperator form: MaxPool runs on the integers (same qparams); AveragePool in float.
+        const bool integer = qop_ && max;
+        onnx::NodeProto* n = Node(max ? "MaxPool" : "AveragePool", {integer ? IntName(in0) : x()},
+                                  integer ? (NeedsClamp(op, out) ? name + "_raw" : IntName(out)) : name + "_out", name);
         Ints(n, "kernel_shape", {c.kernel_h(), c.kernel_w()});
         Ints(n, "strides", {c.stride_h(), c.stride_w()});
         Ints(n, "pads", {c.pad_top(), c.pad_left(), c.pad_bottom(), c.pad_right()});
-        Finish(op, name + "_out", out);
+        if (integer) {
+          IntClamp(op, name + "_raw", out);
+        } else {
+          Finish(op, name + "_out", out);
+        }
         return absl::OkStatus();
       }
       case Op::kGlobalAveragePool: {
-        Node("GlobalAveragePool", {x}, name + "_pool", name);
+        Node("GlobalAveragePool", {x()}, name + "_pool", name);
         Int(Node("Flatten", {name + "_pool"}, name + "_out", name + "_flatten"), "axis", 1);
         Finish(op, name + "_out", out);
         return absl::OkStatus();
       }
       case Op::kAdd:
-        Node("Add", {x, FloatName(op.inputs(1))}, name + "_out", name);
+        Node("Add", {x(), FloatOf(op.inputs(1))}, name + "_out", name);
         Finish(op, name + "_out", out);
         return absl::OkStatus();
       case Op::kConcat: {
         std::vector<std::string> ins;
-        for (int i : op.inputs()) ins.push_back(FloatName(i));
+        for (int i : op.inputs()) ins.push_back(FloatOf(i));
         Int(Node("Concat", ins, name + "_out", name), "axis", 1);
         Finish(op, name + "_out", out);
         return absl::OkStatus();
@@ -323,12 +420,17 @@ class Exporter {
         Node(op.options_case() == Op::kHardswish ? "HardSwish"
              : op.options_case() == Op::kSigmoid ? "Sigmoid"
                                                  : "Tanh",
-             {x}, name + "_out", name);
+             {x()}, name + "_out", name);
         Finish(op, name + "_out", out);
         return absl::OkStatus();
       case Op::kFlatten:
         // Same qparams, so the Q/DQ after it is exact; it gives the next Gemm a DequantizeLinear input.
-        Int(Node("Flatten", {x}, name + "_out", name), "axis", 1);
+        if (qop_) {  // the integers flattened (same qparams)
+          Int(Node("Flatten", {IntName(in0)}, NeedsClamp(op, out) ? name + "_raw" : IntName(out), name), "axis", 1);
+          IntClamp(op, name + "_raw", out);
+          return absl::OkStatus();
+        }
+        Int(Node("Flatten", {x()}, name + "_out", name), "axis", 1);
         QuantizeDequantize(name + "_out", out);
         return absl::OkStatus();
       default:
@@ -340,7 +442,9 @@ class Exporter {
   std::vector<Shape> shapes_;
   onnx::ModelProto out_;
   onnx::GraphProto* g_ = nullptr;
-  std::map<int, std::string> float_name_;  // tensor -> the ONNX float value carrying it
+  const bool qop_;
+  std::map<int, std::string> float_name_;                       // tensor -> the ONNX float value carrying it
+  std::map<int, std::pair<std::string, std::string>> qparams_;  // tensor -> its scale / zero point initializers
   std::map<std::string, std::string> metadata_;
 };
 
@@ -348,7 +452,13 @@ class Exporter {
 
 absl::StatusOr<onnx::ModelProto> ExportQdq(const QuantizedModel& model) {
   if (absl::Status s = backends::ValidateQuantizedModel(model); !s.ok()) return s;
-  Exporter e(model);
+  Exporter e(model, /*qoperator=*/false);
+  return e.Run();
+}
+
+absl::StatusOr<onnx::ModelProto> ExportQOperator(const QuantizedModel& model) {
+  if (absl::Status s = backends::ValidateQuantizedModel(model); !s.ok()) return s;
+  Exporter e(model, /*qoperator=*/true);
   return e.Run();
 }
 

@@ -34,6 +34,13 @@ inline constexpr int kExportOpset = 13;  // 14 where the model has a hardswish
 // The QDQ model, checked by onnx::checker and ONNX's shape inference (strict);
 // an op or layout that cannot be exported is Unimplemented naming the op.
 absl::StatusOr<onnx::ModelProto> ExportQdq(const backends::QuantizedModel& model);
+// The QOperator form: integer values flow between ops. Conv is QLinearConv (it
+// requantizes itself); FullyConnected is MatMulInteger + the int32 bias Add,
+// dequantized per output channel and quantized; MaxPool and Flatten run on the
+// integers; ops without an integer ONNX form at these opsets (Add, Concat,
+// AveragePool, GlobalAveragePool, the lookup-table ops) are DequantizeLinear ->
+// float op -> QuantizeLinear. Clamps are integer Clips. Checked like ExportQdq.
+absl::StatusOr<onnx::ModelProto> ExportQOperator(const backends::QuantizedModel& model);
 
 // Per quantized tensor (activations, weights, biases): bitwidth, dtype, scale
 // and offset (per channel where the tensor is), is_symmetric, the integer

@@ -46,9 +46,9 @@ OnnxTensor ToNchw(const QuantizedModel& m, const std::vector<float>& x, int64_t 
 }
 
 // The exported model's outputs, as integers of the output tensor.
-backends::Stats ExportAndCompare(const QuantizedModel& m, const std::string& what) {
+backends::Stats ExportAndCompare(const QuantizedModel& m, const std::string& what, bool qoperator = false) {
   backends::Stats s;
-  absl::StatusOr<onnx::ModelProto> e = ExportQdq(m);
+  absl::StatusOr<onnx::ModelProto> e = qoperator ? ExportQOperator(m) : ExportQdq(m);
   EXPECT_TRUE(e.ok()) << what << ": " << e.status();
   if (!e.ok()) return s;
   OnnxRunner runner(*e, what);
@@ -90,11 +90,13 @@ TEST(OnnxExportTest, CnnAndMlpMatchTheReferenceBackend) {
         ASSERT_TRUE(m.ok());
         const std::string what =
             absl::StrCat(cnn ? "cnn " : "mlp ", backends::DTypeName(act), per_channel ? " per-channel" : " per-tensor");
-        const backends::Stats s = ExportAndCompare(*m, what);
-        std::printf("onnx qdq vs reference, %s: %s\n", what.c_str(), s.ToString().c_str());
-        EXPECT_EQ(s.total, 7 * 10) << what;
-        EXPECT_GE(s.identical, s.total * 9 / 10) << what << ": " << s.ToString();
-        EXPECT_LE(s.max_steps, 2) << what << ": " << s.ToString();
+        for (bool qop : {false, true}) {
+          const backends::Stats s = ExportAndCompare(*m, what, qop);
+          std::printf("onnx %s vs reference, %s: %s\n", qop ? "qoperator" : "qdq", what.c_str(), s.ToString().c_str());
+          EXPECT_EQ(s.total, 7 * 10) << what;
+          EXPECT_GE(s.identical, s.total * 9 / 10) << what << ": " << s.ToString();
+          EXPECT_LE(s.max_steps, 2) << what << ": " << s.ToString();
+        }
       }
     }
   }
@@ -109,10 +111,12 @@ TEST(OnnxExportTest, GraphOpsMatchTheReferenceBackend) {
     backends::QuantizeOptions o;
     auto m = backends::QuantizeMinMax(f, calib.data(), 16, o);
     ASSERT_TRUE(m.ok()) << name;
-    const backends::Stats s = ExportAndCompare(*m, name);
-    std::printf("onnx qdq vs reference, %s: %s\n", name.c_str(), s.ToString().c_str());
-    EXPECT_GT(s.total, 0) << name;
-    EXPECT_LE(s.max_steps, 2) << name << ": " << s.ToString();
+    for (bool qop : {false, true}) {
+      const backends::Stats s = ExportAndCompare(*m, name, qop);
+      std::printf("onnx %s vs reference, %s: %s\n", qop ? "qoperator" : "qdq", name.c_str(), s.ToString().c_str());
+      EXPECT_GT(s.total, 0) << name;
+      EXPECT_LE(s.max_steps, 2) << name << ": " << s.ToString();
+    }
     ++graphs;
   }
   EXPECT_GE(graphs, 5);
@@ -154,6 +158,24 @@ TEST(OnnxExportTest, LayoutIsWhatOnnxRuntimesQdqOptimiserExpects) {
   }
   EXPECT_EQ(static_cast<int>(enc["tensors"].size()), listed);
   EXPECT_GT(listed, 8);
+}
+
+TEST(OnnxExportTest, QOperatorFormCarriesIntegersBetweenOps) {
+  QuantizedModel f = backends::MakeFloatCnn(8);
+  std::vector<float> calib = backends::RandomImages(f, 16, 9);
+  backends::QuantizeOptions o;
+  o.per_channel = true;
+  auto m = backends::QuantizeMinMax(f, calib.data(), 16, o);
+  ASSERT_TRUE(m.ok());
+  absl::StatusOr<onnx::ModelProto> e = ExportQOperator(*m);
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::map<std::string, int> ops;
+  for (const onnx::NodeProto& n : e->graph().node()) ++ops[n.op_type()];
+  EXPECT_EQ(ops["QLinearConv"], 2);
+  EXPECT_EQ(ops["MatMulInteger"], 2);
+  EXPECT_EQ(ops["Conv"], 0);
+  EXPECT_EQ(ops["Gemm"], 0);
+  EXPECT_EQ(ops["MaxPool"], 2);  // on the integers
 }
 
 TEST(OnnxExportTest, LowBitWeightsStateTheirRangeInMetadata) {
