@@ -9,6 +9,15 @@
 #include "quant/core/atomic_file.h"
 #include "quant/onnx/onnx_tensor.h"
 
+// ASSIGN_OR(lhs, expr): lhs = the value of the StatusOr expr, or return its status.
+#define ASSIGN_OR(lhs, expr) ASSIGN_OR_IMPL_(QL_EXPORT_CAT(v_, __LINE__), lhs, expr)
+#define QL_EXPORT_CAT_(a, b) a##b
+#define QL_EXPORT_CAT(a, b) QL_EXPORT_CAT_(a, b)
+#define ASSIGN_OR_IMPL_(tmp, lhs, expr) \
+  auto tmp = (expr);                    \
+  if (!tmp.ok()) return tmp.status();   \
+  lhs = std::move(tmp).value()
+
 namespace quant {
 namespace onnx_io {
 namespace {
@@ -499,6 +508,376 @@ absl::Status WriteModelFile(const onnx::ModelProto& model, const std::string& pa
   std::string bytes;
   if (!model.SerializeToString(&bytes)) return absl::InternalError(absl::StrCat(path, ": cannot serialize the model"));
   return WriteFileAtomically(path, bytes);
+}
+
+}  // namespace onnx_io
+}  // namespace quant
+
+namespace quant {
+namespace onnx_io {
+namespace {
+
+using backends::DType;
+using backends::Op;
+using backends::QuantizedModel;
+using backends::Shape;
+using backends::Tensor;
+
+// Reads back the QDQ models ExportQdq writes: every activation a QuantizeLinear ->
+// DequantizeLinear pair, each weight and bias an integer initializer behind a
+// DequantizeLinear, the float ops in between.
+class QdqImporter {
+ public:
+  QdqImporter(const onnx::ModelProto& m, const std::string& file) : m_(m), file_(file) {}
+
+  absl::StatusOr<QuantizedModel> Run() {
+    const onnx::GraphProto& g = m_.graph();
+    for (const onnx::TensorProto& t : g.initializer()) {
+      absl::StatusOr<OnnxTensor> v = FromProto(t, absl::StrCat(file_, ": initializer '", t.name(), "'"));
+      if (!v.ok()) return v.status();
+      init_[t.name()] = std::move(v).value();
+    }
+    for (const onnx::StringStringEntryProto& p : m_.metadata_props()) {
+      if (p.key().rfind("quantlab.bits.", 0) == 0) bits_[p.key().substr(14)] = std::atoi(p.value().c_str());
+    }
+    out_.set_format_version(backends::kQuantizedModelFormatVersion);
+    out_.set_source_model(g.name());
+    if (g.input_size() != 1) return Bad("the graph needs one input");
+    const onnx::TensorShapeProto& s = g.input(0).type().tensor_type().shape();
+    Shape shape;
+    for (int d = 1; d < s.dim_size(); ++d) shape.push_back(s.dim(d).dim_value());
+    if (shape.size() == 3) shape = {shape[1], shape[2], shape[0]};  // CHW -> HWC
+    input_shape_ = shape;
+    pending_[g.input(0).name()] = Pending{-2};
+    for (int k = 0; k < g.node_size(); ++k) {
+      if (absl::Status st = Node(k); !st.ok()) return st;
+    }
+    if (g.output_size() != 1 || !float_.count(g.output(0).name()))
+      return Bad("the graph output is not a dequantized tensor");
+    out_.add_outputs(float_[g.output(0).name()]);
+    if (absl::Status st = backends::ComputeRequantization(&out_); !st.ok()) return st;
+    if (absl::Status st = backends::ValidateQuantizedModel(out_); !st.ok()) return st;
+    return out_;
+  }
+
+ private:
+  // A float op whose output is not quantized yet (Relu/Clip may follow).
+  struct Pending {
+    int op = -1;  // index in out_.ops, or -2 for the model input
+    bool relu = false;
+    const OnnxTensor* clip_lo = nullptr;
+    const OnnxTensor* clip_hi = nullptr;
+  };
+  struct ConstDq {
+    std::string base;
+    const OnnxTensor* q = nullptr;
+    const OnnxTensor* scale = nullptr;
+    const OnnxTensor* zero_point = nullptr;
+  };
+
+  absl::Status Bad(const std::string& what) const {
+    return absl::InvalidArgumentError(absl::StrCat(file_, ": ", what));
+  }
+  const OnnxTensor* Init(const std::string& name) const {
+    auto it = init_.find(name);
+    return it == init_.end() ? nullptr : &it->second;
+  }
+  static std::string Base(const std::string& name, const std::string& suffix) {
+    return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0
+               ? name.substr(0, name.size() - suffix.size())
+               : name;
+  }
+  static DType Dt(onnx_io::DType t) {
+    return t == onnx_io::DType::kInt8    ? backends::INT8
+           : t == onnx_io::DType::kUint8 ? backends::UINT8
+                                         : backends::INT32;
+  }
+
+  // A new constant tensor from an integer initializer and its DQ parameters.
+  int AddConstant(const ConstDq& c, const Shape& shape, const std::vector<int64_t>& values) {
+    Tensor* t = out_.add_tensors();
+    t->set_name(c.base);
+    for (int64_t d : shape) t->add_shape(static_cast<int32_t>(d));
+    t->set_dtype(Dt(c.q->dtype));
+    if (t->dtype() != backends::INT32) {  // int32 biases carry no qparams of their own (s_in * s_w[o])
+      for (float s : c.scale->f) t->add_scale(s);
+      for (int64_t z : c.zero_point->i) t->add_zero_point(static_cast<int32_t>(z));
+      t->set_quantized_dimension(0);
+      t->set_bits(bits_.count(c.base) ? bits_.at(c.base) : 8);
+      std::string bytes;
+      for (int64_t v : values) bytes.push_back(static_cast<char>(v));
+      t->set_data(bytes);
+    } else {
+      for (int64_t v : values) t->add_int_data(static_cast<int32_t>(v));
+    }
+    return out_.tensors_size() - 1;
+  }
+
+  absl::StatusOr<int> Activation(const onnx::NodeProto& n, int input) const {
+    auto it = float_.find(n.input(input));
+    if (it == float_.end())
+      return Bad(absl::StrCat("node '", n.name(), "': input '", n.input(input), "' is not a dequantized activation"));
+    return it->second;
+  }
+
+  Op* NewOp(const onnx::NodeProto& n, std::vector<int> inputs, const std::string& value) {
+    Op* op = out_.add_ops();
+    op->set_name(n.name());
+    for (int i : inputs) op->add_inputs(i);
+    pending_[value] = Pending{out_.ops_size() - 1};
+    return op;
+  }
+
+  absl::Status Node(int k) {
+    const onnx::NodeProto& n = m_.graph().node(k);
+    const std::string& op = n.op_type();
+    if (op == "DequantizeLinear") {
+      if (const OnnxTensor* q = Init(n.input(0))) {  // a weight or bias
+        const_[n.output(0)] =
+            ConstDq{Base(n.input(0), "_q"), q, Init(n.input(1)), n.input_size() > 2 ? Init(n.input(2)) : nullptr};
+        if (const_[n.output(0)].scale == nullptr)
+          return Bad(absl::StrCat("node '", n.name(), "': constant scale expected"));
+        return absl::OkStatus();
+      }
+      auto it = quantized_.find(n.input(0));
+      if (it == quantized_.end())
+        return Bad(
+            absl::StrCat("node '", n.name(), "': dequantizes '", n.input(0), "', which no QuantizeLinear produced"));
+      float_[n.output(0)] = it->second;
+      return absl::OkStatus();
+    }
+    if (op == "QuantizeLinear") {
+      auto it = pending_.find(n.input(0));
+      if (it == pending_.end())
+        return Bad(absl::StrCat("node '", n.name(), "': quantizes '", n.input(0), "', which is not an op's output"));
+      const OnnxTensor* s = Init(n.input(1));
+      const OnnxTensor* z = Init(n.input(2));
+      if (s == nullptr || z == nullptr || s->numel() != 1 || z->numel() != 1)
+        return Bad(absl::StrCat("node '", n.name(), "': per-tensor constant scale and zero point expected"));
+      Tensor* t = out_.add_tensors();
+      const int ti = out_.tensors_size() - 1;
+      t->set_name(Base(n.output(0), "_q"));
+      t->set_dtype(Dt(z->dtype));
+      t->add_scale(s->f[0]);
+      t->add_zero_point(static_cast<int32_t>(z->i[0]));
+      const Pending p = it->second;
+      if (p.op == -2) {
+        for (int64_t d : input_shape_) t->add_shape(static_cast<int32_t>(d));
+        out_.add_inputs(ti);
+      } else {
+        Op* o = out_.mutable_ops(p.op);
+        o->add_outputs(ti);
+        int32_t lo = backends::DTypeMin(t->dtype()), hi = backends::DTypeMax(t->dtype());
+        if (p.relu) lo = t->zero_point(0);
+        if (p.clip_lo != nullptr)
+          lo = std::max<int32_t>(lo, static_cast<int32_t>(std::lround(p.clip_lo->f[0] / s->f[0])) + t->zero_point(0));
+        if (p.clip_hi != nullptr)
+          hi = std::min<int32_t>(hi, static_cast<int32_t>(std::lround(p.clip_hi->f[0] / s->f[0])) + t->zero_point(0));
+        o->set_output_min(lo);
+        o->set_output_max(hi);
+        if (p.relu) o->set_fused_activation(backends::RELU);
+        absl::StatusOr<std::vector<Shape>> shapes = OutputShape(*o);
+        if (!shapes.ok()) return shapes.status();
+        for (int64_t d : shapes->back()) t->add_shape(static_cast<int32_t>(d));
+      }
+      quantized_[n.output(0)] = ti;
+      return absl::OkStatus();
+    }
+    if (op == "Relu" || op == "Clip") {
+      auto it = pending_.find(n.input(0));
+      if (it == pending_.end()) return Bad(absl::StrCat("node '", n.name(), "': ", op, " must follow a float op"));
+      Pending p = it->second;
+      if (op == "Relu") {
+        p.relu = true;
+      } else {
+        p.clip_lo = Init(n.input(1));
+        p.clip_hi = Init(n.input(2));
+      }
+      pending_[n.output(0)] = p;
+      return absl::OkStatus();
+    }
+    if (op == "Conv") {
+      ASSIGN_OR(int x, Activation(n, 0));
+      auto w = const_.find(n.input(1));
+      if (w == const_.end())
+        return Bad(absl::StrCat("node '", n.name(), "': the weight must be a dequantized initializer"));
+      const OnnxTensor& q = *w->second.q;  // OIHW
+      const int64_t O = q.shape[0], I = q.shape[1], H = q.shape[2], W = q.shape[3];
+      std::vector<int64_t> ohwi(q.i.size());
+      for (int64_t o = 0; o < O; ++o)
+        for (int64_t i = 0; i < I; ++i)
+          for (int64_t h = 0; h < H; ++h)
+            for (int64_t ww = 0; ww < W; ++ww)
+              ohwi[((o * H + h) * W + ww) * I + i] = q.i[((o * I + i) * H + h) * W + ww];
+      std::vector<int> ins = {x, AddConstant(w->second, {O, H, W, I}, ohwi)};
+      if (n.input_size() > 2) {
+        auto b = const_.find(n.input(2));
+        if (b == const_.end())
+          return Bad(absl::StrCat("node '", n.name(), "': the bias must be a dequantized initializer"));
+        ins.push_back(AddConstant(b->second, {O}, b->second.q->i));
+      }
+      backends::Conv2DOptions* c = NewOp(n, ins, n.output(0))->mutable_conv2d();
+      const std::vector<int64_t> st = IntsAttr(n, "strides"), pads = IntsAttr(n, "pads");
+      c->set_groups(static_cast<int32_t>(IntAttr(n, "group", 1)));
+      c->set_kernel_h(static_cast<int32_t>(H));
+      c->set_kernel_w(static_cast<int32_t>(W));
+      c->set_stride_h(st.empty() ? 1 : st[0]);
+      c->set_stride_w(st.empty() ? 1 : st[1]);
+      if (pads.size() == 4) {
+        c->set_pad_top(pads[0]);
+        c->set_pad_left(pads[1]);
+        c->set_pad_bottom(pads[2]);
+        c->set_pad_right(pads[3]);
+      }
+      return absl::OkStatus();
+    }
+    if (op == "Gemm") {
+      ASSIGN_OR(int x, Activation(n, 0));
+      auto w = const_.find(n.input(1));
+      if (w == const_.end() || IntAttr(n, "transB", 0) != 1)
+        return Bad(absl::StrCat("node '", n.name(), "': a dequantized [out, in] weight with transB = 1 expected"));
+      const OnnxTensor& q = *w->second.q;
+      const int64_t O = q.shape[0], I = q.shape[1];
+      std::vector<int64_t> v = q.i;
+      // After a Flatten of [H, W, C], quantlab's columns are NHWC.
+      auto f = flatten_of_.find(x);
+      if (f != flatten_of_.end() && f->second.size() == 3) {
+        const int64_t H = f->second[0], W = f->second[1], C = f->second[2];
+        for (int64_t o = 0; o < O; ++o)
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t h = 0; h < H; ++h)
+              for (int64_t ww = 0; ww < W; ++ww) v[o * I + (h * W + ww) * C + c] = q.i[o * I + (c * H + h) * W + ww];
+      }
+      std::vector<int> ins = {x, AddConstant(w->second, {O, I}, v)};
+      if (n.input_size() > 2) {
+        auto b = const_.find(n.input(2));
+        if (b == const_.end())
+          return Bad(absl::StrCat("node '", n.name(), "': the bias must be a dequantized initializer"));
+        ins.push_back(AddConstant(b->second, {O}, b->second.q->i));
+      }
+      NewOp(n, ins, n.output(0))->mutable_fully_connected();
+      return absl::OkStatus();
+    }
+    if (op == "MaxPool" || op == "AveragePool") {
+      ASSIGN_OR(int x, Activation(n, 0));
+      Op* o = NewOp(n, {x}, n.output(0));
+      backends::Pool2DOptions* p = op == "MaxPool" ? o->mutable_max_pool2d() : o->mutable_average_pool2d();
+      const std::vector<int64_t> ks = IntsAttr(n, "kernel_shape"), st = IntsAttr(n, "strides"),
+                                 pads = IntsAttr(n, "pads");
+      p->set_kernel_h(ks[0]);
+      p->set_kernel_w(ks[1]);
+      p->set_stride_h(st.empty() ? 1 : st[0]);
+      p->set_stride_w(st.empty() ? 1 : st[1]);
+      if (pads.size() == 4) {
+        p->set_pad_top(pads[0]);
+        p->set_pad_left(pads[1]);
+        p->set_pad_bottom(pads[2]);
+        p->set_pad_right(pads[3]);
+      }
+      return absl::OkStatus();
+    }
+    if (op == "GlobalAveragePool") {
+      ASSIGN_OR(int x, Activation(n, 0));
+      NewOp(n, {x}, n.output(0))->mutable_global_average_pool();
+      return absl::OkStatus();
+    }
+    if (op == "Flatten") {
+      if (pending_.count(n.input(0))) {  // GlobalAveragePool's [N, C, 1, 1] -> [N, C]: part of that op
+        pending_[n.output(0)] = pending_[n.input(0)];
+        return absl::OkStatus();
+      }
+      ASSIGN_OR(int x, Activation(n, 0));
+      NewOp(n, {x}, n.output(0))->mutable_flatten();
+      flatten_input_[out_.ops_size() - 1] = x;
+      return absl::OkStatus();
+    }
+    if (op == "Add" || op == "Concat") {
+      std::vector<int> ins;
+      for (int i = 0; i < n.input_size(); ++i) {
+        ASSIGN_OR(int x, Activation(n, i));
+        ins.push_back(x);
+      }
+      Op* o = NewOp(n, ins, n.output(0));
+      if (op == "Add") {
+        o->mutable_add()->set_left_shift(backends::kAddLeftShift);
+      } else {
+        o->mutable_concat();
+      }
+      return absl::OkStatus();
+    }
+    if (op == "HardSwish" || op == "Sigmoid" || op == "Tanh") {
+      ASSIGN_OR(int x, Activation(n, 0));
+      Op* o = NewOp(n, {x}, n.output(0));
+      if (op == "HardSwish") o->mutable_hardswish();
+      if (op == "Sigmoid") o->mutable_sigmoid();
+      if (op == "Tanh") o->mutable_tanh();
+      return absl::OkStatus();
+    }
+    return absl::UnimplementedError(
+        absl::StrCat(file_, ": node '", n.name(), "' (", op, ") is not read back from QDQ"));
+  }
+
+  // The shapes of the model so far (the op just given its output included).
+  absl::StatusOr<std::vector<Shape>> OutputShape(const Op& o) {
+    const int k = out_.ops_size() - 1;
+    if (flatten_input_.count(k)) {
+      const Shape& in = TensorShapeOf(flatten_input_[k]);
+      flatten_of_[o.outputs(0)] = in;
+    }
+    return std::vector<Shape>{ShapeOf(o)};
+  }
+  Shape TensorShapeOf(int t) const { return backends::TensorShape(out_.tensors(t)); }
+  Shape ShapeOf(const Op& o) const {
+    const Shape in = TensorShapeOf(o.inputs(0));
+    switch (o.options_case()) {
+      case Op::kConv2D: {
+        const backends::Conv2DOptions& c = o.conv2d();
+        const int64_t oc = out_.tensors(o.inputs(1)).shape(0);
+        return {(in[0] + c.pad_top() + c.pad_bottom() - c.kernel_h()) / c.stride_h() + 1,
+                (in[1] + c.pad_left() + c.pad_right() - c.kernel_w()) / c.stride_w() + 1, oc};
+      }
+      case Op::kMaxPool2D:
+      case Op::kAveragePool2D: {
+        const backends::Pool2DOptions& c = o.options_case() == Op::kMaxPool2D ? o.max_pool2d() : o.average_pool2d();
+        return {(in[0] + c.pad_top() + c.pad_bottom() - c.kernel_h()) / c.stride_h() + 1,
+                (in[1] + c.pad_left() + c.pad_right() - c.kernel_w()) / c.stride_w() + 1, in[2]};
+      }
+      case Op::kFullyConnected:
+        return {out_.tensors(o.inputs(1)).shape(0)};
+      case Op::kGlobalAveragePool:
+        return {in.back()};
+      case Op::kFlatten:
+        return {backends::Numel(in)};
+      case Op::kConcat: {
+        Shape s = in;
+        s.back() = 0;
+        for (int i : o.inputs()) s.back() += TensorShapeOf(i).back();
+        return s;
+      }
+      default:
+        return in;
+    }
+  }
+
+  const onnx::ModelProto& m_;
+  const std::string& file_;
+  QuantizedModel out_;
+  Shape input_shape_;
+  std::map<std::string, OnnxTensor> init_;
+  std::map<std::string, int> bits_;
+  std::map<std::string, Pending> pending_;  // float value -> the op producing it
+  std::map<std::string, int> quantized_;    // QuantizeLinear output -> tensor
+  std::map<std::string, int> float_;        // DequantizeLinear output -> tensor
+  std::map<std::string, ConstDq> const_;    // DequantizeLinear output of an initializer
+  std::map<int, int> flatten_input_;        // flatten op -> its input tensor
+  std::map<int, Shape> flatten_of_;         // flatten output tensor -> its input's shape
+};
+
+}  // namespace
+
+absl::StatusOr<QuantizedModel> ImportQdq(const onnx::ModelProto& model, const std::string& file) {
+  QdqImporter importer(model, file);
+  return importer.Run();
 }
 
 }  // namespace onnx_io

@@ -42,6 +42,12 @@ absl::StatusOr<onnx::ModelProto> ExportQdq(const backends::QuantizedModel& model
 // float op -> QuantizeLinear. Clamps are integer Clips. Checked like ExportQdq.
 absl::StatusOr<onnx::ModelProto> ExportQOperator(const backends::QuantizedModel& model);
 
+// Reads a QDQ model laid out as ExportQdq writes it back into a QuantizedModel
+// (requantization recomputed, validated): exporting and importing gives the
+// same integer model (float_data, which the export does not carry, aside).
+// Anything else is an error naming the node.
+absl::StatusOr<backends::QuantizedModel> ImportQdq(const onnx::ModelProto& model, const std::string& file);
+
 // Per quantized tensor (activations, weights, biases): bitwidth, dtype, scale
 // and offset (per channel where the tensor is), is_symmetric, the integer
 // range; as a JSON object keyed by tensor name.

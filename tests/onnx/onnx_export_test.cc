@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "quant/backends/model_builder.h"
@@ -176,6 +177,59 @@ TEST(OnnxExportTest, QOperatorFormCarriesIntegersBetweenOps) {
   EXPECT_EQ(ops["Conv"], 0);
   EXPECT_EQ(ops["Gemm"], 0);
   EXPECT_EQ(ops["MaxPool"], 2);  // on the integers
+}
+
+// The integer model without what the export does not carry (the float weights and
+// the record of which float activation was fused).
+QuantizedModel IntegerPart(QuantizedModel m) {
+  for (backends::Tensor& t : *m.mutable_tensors()) t.clear_float_data();
+  for (backends::Op& op : *m.mutable_ops()) op.clear_fused_activation();
+  return m;
+}
+
+void ExpectRoundTrip(const QuantizedModel& m, const std::string& what) {
+  absl::StatusOr<onnx::ModelProto> e = ExportQdq(m);
+  ASSERT_TRUE(e.ok()) << what << ": " << e.status();
+  std::string bytes;
+  ASSERT_TRUE(e->SerializeToString(&bytes));
+  onnx::ModelProto reread;
+  ASSERT_TRUE(reread.ParseFromString(bytes));
+  absl::StatusOr<QuantizedModel> back = ImportQdq(reread, what);
+  ASSERT_TRUE(back.ok()) << what << ": " << back.status();
+  std::string diff;
+  google::protobuf::util::MessageDifferencer d;
+  d.ReportDifferencesToString(&diff);
+  EXPECT_TRUE(d.Compare(IntegerPart(m), IntegerPart(*back))) << what << ":\n" << diff;
+}
+
+TEST(OnnxExportTest, QdqExportReadsBackToTheSameIntegerModel) {
+  int models = 0;
+  for (bool cnn : {false, true}) {
+    QuantizedModel f = cnn ? backends::MakeFloatCnn(8) : backends::MakeFloatMlp(8);
+    std::vector<float> calib = backends::RandomImages(f, 16, 9);
+    for (backends::DType act : {backends::INT8, backends::UINT8}) {
+      for (bool per_channel : {false, true}) {
+        backends::QuantizeOptions o;
+        o.activation_dtype = act;
+        o.per_channel = per_channel;
+        auto m = backends::QuantizeMinMax(f, calib.data(), 16, o);
+        ASSERT_TRUE(m.ok());
+        ExpectRoundTrip(*m, absl::StrCat(cnn ? "cnn " : "mlp ", backends::DTypeName(act),
+                                         per_channel ? " per-channel" : " per-tensor"));
+        ++models;
+      }
+    }
+  }
+  for (const auto& [name, f0] : backends::GraphModels()) {
+    QuantizedModel f = f0;
+    backends::RandomizeFloatWeights(&f, 51);
+    const std::vector<float> calib = backends::RandomImages(f, 16, 52);
+    auto m = backends::QuantizeMinMax(f, calib.data(), 16, backends::QuantizeOptions());
+    ASSERT_TRUE(m.ok());
+    ExpectRoundTrip(*m, name);
+    ++models;
+  }
+  EXPECT_GE(models, 16);
 }
 
 TEST(OnnxExportTest, LowBitWeightsStateTheirRangeInMetadata) {
