@@ -530,9 +530,11 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
       return absl::Status(qop.status().code(), absl::StrCat("evaluate.export_onnx: ", qop.status().message()));
     RETURN_IF_ERROR(onnx_io::WriteModelFile(*qop, plan.run_dir + "/model.qop.onnx"));
     RETURN_IF_ERROR(WriteFileAtomically(plan.run_dir + "/encodings.json", onnx_io::EncodingsJson(r.model)));
-    std::fprintf(stderr, "[%s] exported %s/model.qdq.onnx (ONNX QDQ, opset %lld, %d nodes) and encodings.json\n", name,
-                 plan.run_dir.c_str(), static_cast<long long>(qdq->opset_import(0).version()),
-                 qdq->graph().node_size());
+    std::fprintf(stderr,
+                 "[%s] exported %s/model.qdq.onnx (ONNX QDQ, opset %lld, %d nodes), model.qop.onnx (QOperator, %d "
+                 "nodes) and encodings.json\n",
+                 name, plan.run_dir.c_str(), static_cast<long long>(qdq->opset_import(0).version()),
+                 qdq->graph().node_size(), qop->graph().node_size());
   }
   if (plan.eval_backends.empty()) return absl::OkStatus();
   // The float model's training-batch buffers are not needed while the backends run (the
