@@ -288,6 +288,7 @@ class Importer {
       }
       return FlattenLike(k);
     }
+    if (op == "Mul") return Mul(k);
     if (op == "Add") {
       if (absl::Status s = CheckAttributes(k, {}); !s.ok()) return s;
       if (Const(k, 0) != nullptr || Const(k, 1) != nullptr) {
@@ -370,6 +371,7 @@ class Importer {
     const std::string name = NodeName(k);
     (*state_)[name + ".weight"] = *w;
     if (b != nullptr) (*state_)[name + ".bias"] = *b;
+    weighted_[n.output(0)] = name;
     return Add(k, name, "conv2d", p, {x}, 3);
   }
 
@@ -429,10 +431,12 @@ class Importer {
       b.shape = {out};
       (*state_)[name + ".bias"] = b;
     }
+    weighted_[n.output(0)] = name;
     if (absl::Status s = Add(k, name, "linear", p, {x}, 1); !s.ok()) return s;
     if (bias_add >= 0) {
       fused_.insert(bias_add);
       value_[m_.graph().node(bias_add).output(0)] = name;
+      weighted_[m_.graph().node(bias_add).output(0)] = name;
       rank_[m_.graph().node(bias_add).output(0)] = 1;
     }
     return absl::OkStatus();
@@ -494,6 +498,39 @@ class Importer {
     return Add(k, NodeName(k), max ? "maxpool2d" : "avgpool2d", p, {x}, 3);
   }
 
+  // Mul by a constant (a scalar or one value per output channel) right after a
+  // Conv / Gemm / MatMul whose output nothing else reads: folded into that
+  // layer's weight rows and bias, exactly as the product distributes.
+  absl::Status Mul(int k) {
+    const onnx::NodeProto& n = m_.graph().node(k);
+    if (absl::Status s = CheckAttributes(k, {}); !s.ok()) return s;
+    const int ci = Const(k, 1) != nullptr ? 1 : Const(k, 0) != nullptr ? 0 : -1;
+    if (ci < 0) return Err(k, "a Mul of two activations is not imported");
+    ASSIGN(const OnnxTensor* c, FloatConst(k, ci, "the factor"));
+    const std::string& x = n.input(1 - ci);
+    auto layer = weighted_.find(x);
+    if (layer == weighted_.end() || uses_[x] != 1) {
+      return Err(
+          k, "a Mul by a constant is imported only right after a Conv, Gemm or MatMul whose output nothing else reads");
+    }
+    OnnxTensor& w = (*state_)[layer->second + ".weight"];
+    const int64_t out = w.shape[0], per = w.numel() / out;
+    int64_t channels_in_c = 0;
+    for (int64_t d : c->shape) channels_in_c += d > 1;
+    if (c->numel() != 1 && (c->numel() != out || channels_in_c > 1)) {
+      return Err(k, absl::StrCat("the factor ", c->ShapeString(),
+                                 " must be a scalar or hold one value per output channel (", out, ")"));
+    }
+    for (int64_t o = 0; o < out; ++o) {
+      const float f = c->f[c->numel() == 1 ? 0 : o];
+      for (int64_t j = 0; j < per; ++j) w.f[o * per + j] *= f;
+      auto b = state_->find(layer->second + ".bias");
+      if (b != state_->end()) b->second.f[o] *= f;
+    }
+    Alias(k, x);
+    return absl::OkStatus();
+  }
+
   absl::Status Clip(int k) {
     const onnx::NodeProto& n = m_.graph().node(k);
     if (absl::Status s = CheckAttributes(k, {}); !s.ok()) return s;
@@ -535,6 +572,7 @@ class Importer {
   std::map<std::string, int> uses_;
   std::set<int> fused_;  // ONNX nodes folded into an earlier one (the bias Add of a MatMul)
   std::set<std::string> names_;
+  std::map<std::string, std::string> weighted_;  // ONNX output of a Conv/Gemm/MatMul -> its quantlab node
   nn::GraphSpec spec_;
 };
 

@@ -5,10 +5,9 @@
 //
 // Imported ops: Conv (2-D, square kernel, equal strides and symmetric pads,
 // groups, dilation 1), Gemm and MatMul with a constant weight (+ Add of a
-// constant bias), BatchNormalization, Relu, Clip (ReLU6 or a hardtanh),
-// HardSwish, Sigmoid, Tanh, LeakyRelu, MaxPool and AveragePool (no padding,
-// floor mode), GlobalAveragePool, Flatten, Reshape to [batch, -1], Add of two
-// values, Concat on channels, Identity, Dropout. Anything else, and any
+// constant bias; a Mul by a constant after them is folded into the weights), BatchNormalization, Relu, Clip (ReLU6 or a
+// hardtanh), HardSwish, Sigmoid, Tanh, LeakyRelu, MaxPool and AveragePool (no padding, floor mode), GlobalAveragePool,
+// Flatten, Reshape to [batch, -1], Add of two values, Concat on channels, Identity, Dropout. Anything else, and any
 // attribute value outside that, is an error naming the file, the node, the
 // op, the attribute and the opset. The input must be NCHW with static C, H, W
 // equal to the dataset's sample shape (the batch dimension may be dynamic).

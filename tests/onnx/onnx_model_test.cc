@@ -141,6 +141,27 @@ onnx::ModelProto FlattenMatMul() {
   return b.model();
 }
 
+// Mul by constants after a Conv (per channel) and after a MatMul + bias (scalar): folded.
+onnx::ModelProto ConvMulMatMulMul() {
+  GraphBuilder b;
+  b.Input("x", {-1, 1, 6, 6});
+  b.Weight("w1", {3, 1, 3, 3});
+  b.Weight("b1", {3});
+  b.Node("Conv", {"x", "w1", "b1"}, "c1");
+  b.Weight("gamma", {3, 1, 1}, 2.0f);
+  b.Node("Mul", {"c1", "gamma"}, "scaled");
+  b.Node("Relu", {"scaled"}, "r1");
+  b.Node("Flatten", {"r1"}, "flat");
+  b.Weight("wm", {48, 4});
+  b.Node("MatMul", {"flat", "wm"}, "mm");
+  b.Weight("bias", {4});
+  b.Node("Add", {"mm", "bias"}, "pre");
+  b.Scalar("half", 0.5f);
+  b.Node("Mul", {"half", "pre"}, "logits");
+  b.Output("logits");
+  return b.model();
+}
+
 void ExpectSameLogits(const onnx::ModelProto& proto, const nn::Shape& sample, int classes) {
   absl::StatusOr<std::unique_ptr<OnnxModel>> m = OnnxModel::FromProto(proto, "test.onnx");
   ASSERT_TRUE(m.ok()) << m.status();
@@ -169,6 +190,8 @@ void ExpectSameLogits(const onnx::ModelProto& proto, const nn::Shape& sample, in
 TEST(OnnxModelTest, ResidualCnnGivesTheRunnersLogits) { ExpectSameLogits(ResidualCnn(), {1, 8, 8}, 3); }
 
 TEST(OnnxModelTest, ReshapeAndMatMulPlusBiasGiveTheRunnersLogits) { ExpectSameLogits(FlattenMatMul(), {1, 6, 6}, 5); }
+
+TEST(OnnxModelTest, MulByConstantsIsFoldedIntoTheLayerBefore) { ExpectSameLogits(ConvMulMatMulMul(), {1, 6, 6}, 4); }
 
 TEST(OnnxModelTest, ImportedModelIsTrainable) {
   absl::StatusOr<std::unique_ptr<OnnxModel>> m = OnnxModel::FromProto(ResidualCnn(), "test.onnx");
@@ -242,6 +265,14 @@ TEST(OnnxModelTest, ConfigErrorsNameTheKeyAndTheFile) {
   m = Registry<nn::Model>::Get().CreateFrom(ok, "name", "", "model");
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_TRUE((*m)->Build({1, 8, 8}, 3, 0).ok());
+}
+
+TEST(OnnxModelTest, MulThatCannotBeFoldedIsAnError) {
+  onnx::ModelProto m = ConvMulMatMulMul();
+  // Mul of the ReLU's output by a constant: nothing to fold it into.
+  m.mutable_graph()->mutable_node(1)->set_input(0, "x");
+  EXPECT_THAT(BuildError(m, {1, 6, 6}, 4),
+              HasSubstr("(Mul, opset 13): a Mul by a constant is imported only right after a Conv, Gemm or MatMul"));
 }
 
 }  // namespace
