@@ -525,6 +525,15 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
     if (!qdq.ok())
       return absl::Status(qdq.status().code(), absl::StrCat("evaluate.export_onnx: ", qdq.status().message()));
     RETURN_IF_ERROR(onnx_io::WriteModelFile(*qdq, plan.run_dir + "/model.qdq.onnx"));
+    // Every export is read back: the same integer model, or the run fails.
+    absl::StatusOr<backends::QuantizedModel> back = onnx_io::ImportQdq(*qdq, plan.run_dir + "/model.qdq.onnx");
+    if (!back.ok())
+      return absl::Status(back.status().code(),
+                          absl::StrCat("evaluate.export_onnx: reading the export back: ", back.status().message()));
+    if (std::string diff; !onnx_io::SameIntegerModel(r.model, *back, &diff)) {
+      return absl::InternalError(
+          absl::StrCat("evaluate.export_onnx: the QDQ export reads back to a different integer model:\n", diff));
+    }
     absl::StatusOr<onnx::ModelProto> qop = onnx_io::ExportQOperator(r.model);
     if (!qop.ok())
       return absl::Status(qop.status().code(), absl::StrCat("evaluate.export_onnx: ", qop.status().message()));
@@ -532,7 +541,7 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
     RETURN_IF_ERROR(WriteFileAtomically(plan.run_dir + "/encodings.json", onnx_io::EncodingsJson(r.model)));
     std::fprintf(stderr,
                  "[%s] exported %s/model.qdq.onnx (ONNX QDQ, opset %lld, %d nodes), model.qop.onnx (QOperator, %d "
-                 "nodes) and encodings.json\n",
+                 "nodes) and encodings.json; the QDQ file reads back to the same integer model\n",
                  name, plan.run_dir.c_str(), static_cast<long long>(qdq->opset_import(0).version()),
                  qdq->graph().node_size(), qop->graph().node_size());
   }

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "nlohmann/json.hpp"
 #include "onnx/checker.h"
 #include "onnx/shape_inference/implementation.h"
@@ -878,6 +879,17 @@ class QdqImporter {
 absl::StatusOr<QuantizedModel> ImportQdq(const onnx::ModelProto& model, const std::string& file) {
   QdqImporter importer(model, file);
   return importer.Run();
+}
+
+bool SameIntegerModel(const QuantizedModel& a, const QuantizedModel& b, std::string* diff) {
+  auto integer_part = [](QuantizedModel m) {
+    for (Tensor& t : *m.mutable_tensors()) t.clear_float_data();
+    for (Op& op : *m.mutable_ops()) op.clear_fused_activation();
+    return m;
+  };
+  google::protobuf::util::MessageDifferencer d;
+  d.ReportDifferencesToString(diff);
+  return d.Compare(integer_part(a), integer_part(b));
 }
 
 }  // namespace onnx_io

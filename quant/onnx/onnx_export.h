@@ -48,6 +48,10 @@ absl::StatusOr<onnx::ModelProto> ExportQOperator(const backends::QuantizedModel&
 // Anything else is an error naming the node.
 absl::StatusOr<backends::QuantizedModel> ImportQdq(const onnx::ModelProto& model, const std::string& file);
 
+// Whether `a` and `b` are the same integer model: every field but float_data and
+// fused_activation (which the export does not carry); else the differences in `diff`.
+bool SameIntegerModel(const backends::QuantizedModel& a, const backends::QuantizedModel& b, std::string* diff);
+
 // Per quantized tensor (activations, weights, biases): bitwidth, dtype, scale
 // and offset (per channel where the tensor is), is_symmetric, the integer
 // range; as a JSON object keyed by tensor name.
