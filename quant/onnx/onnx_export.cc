@@ -518,6 +518,7 @@ namespace quant {
 namespace onnx_io {
 namespace {
 
+// The importer's names, as the exporter's (backends::DType is not onnx_io::DType).
 using backends::DType;
 using backends::Op;
 using backends::QuantizedModel;
@@ -612,6 +613,22 @@ class QdqImporter {
       for (int64_t v : values) t->add_int_data(static_cast<int32_t>(v));
     }
     return out_.tensors_size() - 1;
+  }
+
+  // Kernel, strides and pads [top, left, bottom, right] of a Conv2DOptions or Pool2DOptions.
+  template <typename Options>
+  static void SetWindow(const onnx::NodeProto& n, const std::vector<int64_t>& kernel, Options* o) {
+    const std::vector<int64_t> st = IntsAttr(n, "strides"), pads = IntsAttr(n, "pads");
+    o->set_kernel_h(static_cast<int32_t>(kernel[0]));
+    o->set_kernel_w(static_cast<int32_t>(kernel[1]));
+    o->set_stride_h(st.empty() ? 1 : st[0]);
+    o->set_stride_w(st.empty() ? 1 : st[1]);
+    if (pads.size() == 4) {
+      o->set_pad_top(pads[0]);
+      o->set_pad_left(pads[1]);
+      o->set_pad_bottom(pads[2]);
+      o->set_pad_right(pads[3]);
+    }
   }
 
   absl::StatusOr<int> Activation(const onnx::NodeProto& n, int input) const {
@@ -718,18 +735,8 @@ class QdqImporter {
         ins.push_back(AddConstant(b->second, {O}, b->second.q->i));
       }
       backends::Conv2DOptions* c = NewOp(n, ins, n.output(0))->mutable_conv2d();
-      const std::vector<int64_t> st = IntsAttr(n, "strides"), pads = IntsAttr(n, "pads");
       c->set_groups(static_cast<int32_t>(IntAttr(n, "group", 1)));
-      c->set_kernel_h(static_cast<int32_t>(H));
-      c->set_kernel_w(static_cast<int32_t>(W));
-      c->set_stride_h(st.empty() ? 1 : st[0]);
-      c->set_stride_w(st.empty() ? 1 : st[1]);
-      if (pads.size() == 4) {
-        c->set_pad_top(pads[0]);
-        c->set_pad_left(pads[1]);
-        c->set_pad_bottom(pads[2]);
-        c->set_pad_right(pads[3]);
-      }
+      SetWindow(n, {H, W}, c);
       return absl::OkStatus();
     }
     if (op == "Gemm") {
@@ -763,18 +770,9 @@ class QdqImporter {
       ASSIGN_OR(int x, Activation(n, 0));
       Op* o = NewOp(n, {x}, n.output(0));
       backends::Pool2DOptions* p = op == "MaxPool" ? o->mutable_max_pool2d() : o->mutable_average_pool2d();
-      const std::vector<int64_t> ks = IntsAttr(n, "kernel_shape"), st = IntsAttr(n, "strides"),
-                                 pads = IntsAttr(n, "pads");
-      p->set_kernel_h(ks[0]);
-      p->set_kernel_w(ks[1]);
-      p->set_stride_h(st.empty() ? 1 : st[0]);
-      p->set_stride_w(st.empty() ? 1 : st[1]);
-      if (pads.size() == 4) {
-        p->set_pad_top(pads[0]);
-        p->set_pad_left(pads[1]);
-        p->set_pad_bottom(pads[2]);
-        p->set_pad_right(pads[3]);
-      }
+      const std::vector<int64_t> ks = IntsAttr(n, "kernel_shape");
+      if (ks.size() != 2) return Bad(absl::StrCat("node '", n.name(), "': a 2-D kernel_shape expected"));
+      SetWindow(n, ks, p);
       return absl::OkStatus();
     }
     if (op == "GlobalAveragePool") {

@@ -77,6 +77,15 @@ backends::Stats ExportAndCompare(const QuantizedModel& m, const std::string& wha
   return backends::Compare(ref.quantized, q);
 }
 
+// The cnn with per-channel int8 weights and int8 activations.
+absl::StatusOr<QuantizedModel> PerChannelCnn() {
+  QuantizedModel f = backends::MakeFloatCnn(8);
+  std::vector<float> calib = backends::RandomImages(f, 16, 9);
+  backends::QuantizeOptions o;
+  o.per_channel = true;
+  return backends::QuantizeMinMax(f, calib.data(), 16, o);
+}
+
 TEST(OnnxExportTest, CnnAndMlpMatchTheReferenceBackend) {
   for (bool cnn : {false, true}) {
     QuantizedModel f = cnn ? backends::MakeFloatCnn(8) : backends::MakeFloatMlp(8);
@@ -123,11 +132,7 @@ TEST(OnnxExportTest, GraphOpsMatchTheReferenceBackend) {
 }
 
 TEST(OnnxExportTest, LayoutIsWhatOnnxRuntimesQdqOptimiserExpects) {
-  QuantizedModel f = backends::MakeFloatCnn(8);
-  std::vector<float> calib = backends::RandomImages(f, 16, 9);
-  backends::QuantizeOptions o;
-  o.per_channel = true;
-  auto m = backends::QuantizeMinMax(f, calib.data(), 16, o);
+  absl::StatusOr<QuantizedModel> m = PerChannelCnn();
   ASSERT_TRUE(m.ok());
   absl::StatusOr<onnx::ModelProto> e = ExportQdq(*m);
   ASSERT_TRUE(e.ok()) << e.status();
@@ -161,11 +166,7 @@ TEST(OnnxExportTest, LayoutIsWhatOnnxRuntimesQdqOptimiserExpects) {
 }
 
 TEST(OnnxExportTest, QOperatorFormCarriesIntegersBetweenOps) {
-  QuantizedModel f = backends::MakeFloatCnn(8);
-  std::vector<float> calib = backends::RandomImages(f, 16, 9);
-  backends::QuantizeOptions o;
-  o.per_channel = true;
-  auto m = backends::QuantizeMinMax(f, calib.data(), 16, o);
+  absl::StatusOr<QuantizedModel> m = PerChannelCnn();
   ASSERT_TRUE(m.ok());
   absl::StatusOr<onnx::ModelProto> e = ExportQOperator(*m);
   ASSERT_TRUE(e.ok()) << e.status();
