@@ -8,16 +8,8 @@
 #include "onnx/checker.h"
 #include "onnx/shape_inference/implementation.h"
 #include "quant/core/atomic_file.h"
+#include "quant/core/status_macros.h"
 #include "quant/onnx/onnx_tensor.h"
-
-// ASSIGN_OR(lhs, expr): lhs = the value of the StatusOr expr, or return its status.
-#define ASSIGN_OR(lhs, expr) ASSIGN_OR_IMPL_(QL_EXPORT_CAT(v_, __LINE__), lhs, expr)
-#define QL_EXPORT_CAT_(a, b) a##b
-#define QL_EXPORT_CAT(a, b) QL_EXPORT_CAT_(a, b)
-#define ASSIGN_OR_IMPL_(tmp, lhs, expr) \
-  auto tmp = (expr);                    \
-  if (!tmp.ok()) return tmp.status();   \
-  lhs = std::move(tmp).value()
 
 namespace quant {
 namespace onnx_io {
@@ -458,73 +450,6 @@ class Exporter {
   std::map<std::string, std::string> metadata_;
 };
 
-}  // namespace
-
-absl::StatusOr<onnx::ModelProto> ExportQdq(const QuantizedModel& model) {
-  if (absl::Status s = backends::ValidateQuantizedModel(model); !s.ok()) return s;
-  Exporter e(model, /*qoperator=*/false);
-  return e.Run();
-}
-
-absl::StatusOr<onnx::ModelProto> ExportQOperator(const QuantizedModel& model) {
-  if (absl::Status s = backends::ValidateQuantizedModel(model); !s.ok()) return s;
-  Exporter e(model, /*qoperator=*/true);
-  return e.Run();
-}
-
-std::string EncodingsJson(const QuantizedModel& model) {
-  nlohmann::ordered_json j;
-  j["version"] = "quantlab-encodings-1";
-  j["source_model"] = model.source_model();
-  nlohmann::ordered_json tensors = nlohmann::ordered_json::object();
-  for (int t = 0; t < model.tensors_size(); ++t) {
-    const Tensor& q = model.tensors(t);
-    if (q.dtype() != backends::INT8 && q.dtype() != backends::UINT8 && q.dtype() != backends::INT32) continue;
-    if (q.scale_size() == 0) continue;
-    nlohmann::ordered_json e;
-    const int bits = q.dtype() == backends::INT32 ? 32 : (q.bits() == 0 ? 8 : q.bits());
-    e["bitwidth"] = bits;
-    e["dtype"] = backends::DTypeName(q.dtype());
-    e["kind"] = backends::IsConstant(q) ? (q.dtype() == backends::INT32 ? "bias" : "weight") : "activation";
-    std::vector<float> scale(q.scale().begin(), q.scale().end());
-    std::vector<int> offset(q.zero_point().begin(), q.zero_point().end());
-    bool symmetric = true;
-    for (int z : offset) symmetric = symmetric && z == (q.dtype() == backends::UINT8 ? 128 : 0);
-    e["scale"] = scale;
-    e["offset"] = offset;
-    e["is_symmetric"] = symmetric;
-    e["per_channel"] = backends::IsPerChannel(q);
-    if (bits < 8) {
-      const bool is_signed = q.dtype() == backends::INT8;
-      e["min"] = is_signed ? -(1 << (bits - 1)) : 0;
-      e["max"] = is_signed ? (1 << (bits - 1)) - 1 : (1 << bits) - 1;
-    }
-    tensors[q.name().empty() ? absl::StrCat("t", t) : q.name()] = e;
-  }
-  j["tensors"] = tensors;
-  return j.dump(1);
-}
-
-absl::Status WriteModelFile(const onnx::ModelProto& model, const std::string& path) {
-  std::string bytes;
-  if (!model.SerializeToString(&bytes)) return absl::InternalError(absl::StrCat(path, ": cannot serialize the model"));
-  return WriteFileAtomically(path, bytes);
-}
-
-}  // namespace onnx_io
-}  // namespace quant
-
-namespace quant {
-namespace onnx_io {
-namespace {
-
-// The importer's names, as the exporter's (backends::DType is not onnx_io::DType).
-using backends::DType;
-using backends::Op;
-using backends::QuantizedModel;
-using backends::Shape;
-using backends::Tensor;
-
 // Reads back the QDQ models ExportQdq writes: every activation a QuantizeLinear ->
 // DequantizeLinear pair, each weight and bias an integer initializer behind a
 // DequantizeLinear, the float ops in between.
@@ -715,7 +640,7 @@ class QdqImporter {
       return absl::OkStatus();
     }
     if (op == "Conv") {
-      ASSIGN_OR(int x, Activation(n, 0));
+      ASSIGN_OR_RETURN(int x, Activation(n, 0));
       auto w = const_.find(n.input(1));
       if (w == const_.end())
         return Bad(absl::StrCat("node '", n.name(), "': the weight must be a dequantized initializer"));
@@ -740,7 +665,7 @@ class QdqImporter {
       return absl::OkStatus();
     }
     if (op == "Gemm") {
-      ASSIGN_OR(int x, Activation(n, 0));
+      ASSIGN_OR_RETURN(int x, Activation(n, 0));
       auto w = const_.find(n.input(1));
       if (w == const_.end() || IntAttr(n, "transB", 0) != 1)
         return Bad(absl::StrCat("node '", n.name(), "': a dequantized [out, in] weight with transB = 1 expected"));
@@ -767,7 +692,7 @@ class QdqImporter {
       return absl::OkStatus();
     }
     if (op == "MaxPool" || op == "AveragePool") {
-      ASSIGN_OR(int x, Activation(n, 0));
+      ASSIGN_OR_RETURN(int x, Activation(n, 0));
       Op* o = NewOp(n, {x}, n.output(0));
       backends::Pool2DOptions* p = op == "MaxPool" ? o->mutable_max_pool2d() : o->mutable_average_pool2d();
       const std::vector<int64_t> ks = IntsAttr(n, "kernel_shape");
@@ -776,7 +701,7 @@ class QdqImporter {
       return absl::OkStatus();
     }
     if (op == "GlobalAveragePool") {
-      ASSIGN_OR(int x, Activation(n, 0));
+      ASSIGN_OR_RETURN(int x, Activation(n, 0));
       NewOp(n, {x}, n.output(0))->mutable_global_average_pool();
       return absl::OkStatus();
     }
@@ -785,7 +710,7 @@ class QdqImporter {
         pending_[n.output(0)] = pending_[n.input(0)];
         return absl::OkStatus();
       }
-      ASSIGN_OR(int x, Activation(n, 0));
+      ASSIGN_OR_RETURN(int x, Activation(n, 0));
       NewOp(n, {x}, n.output(0))->mutable_flatten();
       flatten_input_[out_.ops_size() - 1] = x;
       return absl::OkStatus();
@@ -793,7 +718,7 @@ class QdqImporter {
     if (op == "Add" || op == "Concat") {
       std::vector<int> ins;
       for (int i = 0; i < n.input_size(); ++i) {
-        ASSIGN_OR(int x, Activation(n, i));
+        ASSIGN_OR_RETURN(int x, Activation(n, i));
         ins.push_back(x);
       }
       Op* o = NewOp(n, ins, n.output(0));
@@ -805,7 +730,7 @@ class QdqImporter {
       return absl::OkStatus();
     }
     if (op == "HardSwish" || op == "Sigmoid" || op == "Tanh") {
-      ASSIGN_OR(int x, Activation(n, 0));
+      ASSIGN_OR_RETURN(int x, Activation(n, 0));
       Op* o = NewOp(n, {x}, n.output(0));
       if (op == "HardSwish") o->mutable_hardswish();
       if (op == "Sigmoid") o->mutable_sigmoid();
@@ -873,6 +798,57 @@ class QdqImporter {
 };
 
 }  // namespace
+
+absl::StatusOr<onnx::ModelProto> ExportQdq(const QuantizedModel& model) {
+  if (absl::Status s = backends::ValidateQuantizedModel(model); !s.ok()) return s;
+  Exporter e(model, /*qoperator=*/false);
+  return e.Run();
+}
+
+absl::StatusOr<onnx::ModelProto> ExportQOperator(const QuantizedModel& model) {
+  if (absl::Status s = backends::ValidateQuantizedModel(model); !s.ok()) return s;
+  Exporter e(model, /*qoperator=*/true);
+  return e.Run();
+}
+
+std::string EncodingsJson(const QuantizedModel& model) {
+  nlohmann::ordered_json j;
+  j["version"] = "quantlab-encodings-1";
+  j["source_model"] = model.source_model();
+  nlohmann::ordered_json tensors = nlohmann::ordered_json::object();
+  for (int t = 0; t < model.tensors_size(); ++t) {
+    const Tensor& q = model.tensors(t);
+    if (q.dtype() != backends::INT8 && q.dtype() != backends::UINT8 && q.dtype() != backends::INT32) continue;
+    if (q.scale_size() == 0) continue;
+    nlohmann::ordered_json e;
+    const int bits = q.dtype() == backends::INT32 ? 32 : (q.bits() == 0 ? 8 : q.bits());
+    e["bitwidth"] = bits;
+    e["dtype"] = backends::DTypeName(q.dtype());
+    e["kind"] = backends::IsConstant(q) ? (q.dtype() == backends::INT32 ? "bias" : "weight") : "activation";
+    std::vector<float> scale(q.scale().begin(), q.scale().end());
+    std::vector<int> offset(q.zero_point().begin(), q.zero_point().end());
+    bool symmetric = true;
+    for (int z : offset) symmetric = symmetric && z == (q.dtype() == backends::UINT8 ? 128 : 0);
+    e["scale"] = scale;
+    e["offset"] = offset;
+    e["is_symmetric"] = symmetric;
+    e["per_channel"] = backends::IsPerChannel(q);
+    if (bits < 8) {
+      const bool is_signed = q.dtype() == backends::INT8;
+      e["min"] = is_signed ? -(1 << (bits - 1)) : 0;
+      e["max"] = is_signed ? (1 << (bits - 1)) - 1 : (1 << bits) - 1;
+    }
+    tensors[q.name().empty() ? absl::StrCat("t", t) : q.name()] = e;
+  }
+  j["tensors"] = tensors;
+  return j.dump(1);
+}
+
+absl::Status WriteModelFile(const onnx::ModelProto& model, const std::string& path) {
+  std::string bytes;
+  if (!model.SerializeToString(&bytes)) return absl::InternalError(absl::StrCat(path, ": cannot serialize the model"));
+  return WriteFileAtomically(path, bytes);
+}
 
 absl::StatusOr<QuantizedModel> ImportQdq(const onnx::ModelProto& model, const std::string& file) {
   QdqImporter importer(model, file);

@@ -8,21 +8,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "quant/core/registry.h"
+#include "quant/core/status_macros.h"
 #include "quant/nn/graph.h"
 #include "yaml-cpp/yaml.h"
 
 namespace quant {
 namespace onnx_io {
 namespace {
-
-// ASSIGN(lhs, expr): lhs = *expr or return its status.
-#define ASSIGN(lhs, expr) ASSIGN_IMPL_(QL_ONNX_CONCAT(v_, __LINE__), lhs, expr)
-#define QL_ONNX_CONCAT_(a, b) a##b
-#define QL_ONNX_CONCAT(a, b) QL_ONNX_CONCAT_(a, b)
-#define ASSIGN_IMPL_(tmp, lhs, expr)  \
-  auto tmp = (expr);                  \
-  if (!tmp.ok()) return tmp.status(); \
-  lhs = std::move(tmp).value()
 
 bool AllEqual(const std::vector<int64_t>& v, int64_t x) {
   for (int64_t e : v) {
@@ -250,7 +242,7 @@ class Importer {
           !s.ok()) {
         return s;
       }
-      ASSIGN(std::string x, Activation(k, 0));
+      ASSIGN_OR_RETURN(std::string x, Activation(k, 0));
       YAML::Node p(YAML::NodeType::Map);
       if (op == "LeakyRelu") p["negative_slope"] = FloatAttr(n, "alpha", 0.01f);
       const std::string q = op == "Relu"        ? "relu"
@@ -263,7 +255,7 @@ class Importer {
     if (op == "Clip") return Clip(k);
     if (op == "GlobalAveragePool") {
       if (absl::Status s = CheckAttributes(k, {}); !s.ok()) return s;
-      ASSIGN(std::string x, Activation(k, 0));
+      ASSIGN_OR_RETURN(std::string x, Activation(k, 0));
       if (rank_[n.input(0)] != 3) return Err(k, "needs a [batch, C, H, W] input");
       // quantlab's global_avg_pool outputs [C]; ONNX's [C, 1, 1], which a Flatten or Reshape then flattens.
       absl::Status s = Add(k, NodeName(k), "global_avg_pool", YAML::Node(YAML::NodeType::Map), {x}, 1);
@@ -294,8 +286,8 @@ class Importer {
       if (Const(k, 0) != nullptr || Const(k, 1) != nullptr) {
         return Err(k, "an Add of a constant is imported only as the bias right after a MatMul");
       }
-      ASSIGN(std::string a, Activation(k, 0));
-      ASSIGN(std::string b, Activation(k, 1));
+      ASSIGN_OR_RETURN(std::string a, Activation(k, 0));
+      ASSIGN_OR_RETURN(std::string b, Activation(k, 1));
       return Add(k, NodeName(k), "add", YAML::Node(YAML::NodeType::Map), {a, b}, rank_[n.input(0)]);
     }
     if (op == "Concat") {
@@ -303,7 +295,7 @@ class Importer {
       const int64_t axis = IntAttr(n, "axis", 0);
       std::vector<std::string> ins;
       for (int i = 0; i < n.input_size(); ++i) {
-        ASSIGN(std::string x, Activation(k, i));
+        ASSIGN_OR_RETURN(std::string x, Activation(k, i));
         ins.push_back(x);
       }
       const int rank = rank_[n.input(0)];
@@ -316,7 +308,7 @@ class Importer {
 
   absl::Status FlattenLike(int k) {
     const onnx::NodeProto& n = m_.graph().node(k);
-    ASSIGN(std::string x, Activation(k, 0));
+    ASSIGN_OR_RETURN(std::string x, Activation(k, 0));
     if (rank_[n.input(0)] == 1) {
       Alias(k, n.input(0));  // already [batch, features] in quantlab (e.g. after global_avg_pool)
       return absl::OkStatus();
@@ -330,8 +322,8 @@ class Importer {
         !s.ok()) {
       return s;
     }
-    ASSIGN(std::string x, Activation(k, 0));
-    ASSIGN(const OnnxTensor* w, FloatConst(k, 1, "the weight"));
+    ASSIGN_OR_RETURN(std::string x, Activation(k, 0));
+    ASSIGN_OR_RETURN(const OnnxTensor* w, FloatConst(k, 1, "the weight"));
     if (rank_[n.input(0)] != 3 || w->shape.size() != 4)
       return Err(k, "only 2-D convolutions ([batch, C, H, W]) are imported");
     const int64_t kh = w->shape[2], kw = w->shape[3];
@@ -357,7 +349,7 @@ class Importer {
     const int64_t group = IntAttr(n, "group", 1);
     const OnnxTensor* b = nullptr;
     if (n.input_size() > 2 && !n.input(2).empty()) {
-      ASSIGN(b, FloatConst(k, 2, "the bias"));
+      ASSIGN_OR_RETURN(b, FloatConst(k, 2, "the bias"));
       if (b->numel() != w->shape[0]) return Err(k, "the bias must hold one value per output channel");
     }
     YAML::Node p(YAML::NodeType::Map);
@@ -387,9 +379,9 @@ class Importer {
         !s.ok()) {
       return s;
     }
-    ASSIGN(std::string x, Activation(k, 0));
+    ASSIGN_OR_RETURN(std::string x, Activation(k, 0));
     if (rank_[n.input(0)] != 1) return Err(k, "the input must be [batch, features] (flatten it first)");
-    ASSIGN(const OnnxTensor* bw, FloatConst(k, 1, "the weight"));
+    ASSIGN_OR_RETURN(const OnnxTensor* bw, FloatConst(k, 1, "the weight"));
     if (bw->shape.size() != 2) return Err(k, "the weight must be 2-D");
     if (gemm && (FloatAttr(n, "alpha", 1.0f) != 1.0f || IntAttr(n, "transA", 0) != 0)) {
       return Err(k, "only alpha = 1 and transA = 0 are imported");
@@ -404,7 +396,7 @@ class Importer {
     const OnnxTensor* bias = nullptr;
     int bias_add = -1;
     if (gemm && n.input_size() > 2 && !n.input(2).empty()) {
-      ASSIGN(bias, FloatConst(k, 2, "C"));
+      ASSIGN_OR_RETURN(bias, FloatConst(k, 2, "C"));
       if (FloatAttr(n, "beta", 1.0f) != 1.0f) return Err(k, "only beta = 1 is imported");
     } else if (!gemm) {
       const int c = OnlyConsumer(n.output(0));
@@ -446,12 +438,12 @@ class Importer {
     const onnx::NodeProto& n = m_.graph().node(k);
     if (absl::Status s = CheckAttributes(k, {"epsilon", "momentum", "training_mode"}); !s.ok()) return s;
     if (IntAttr(n, "training_mode", 0) != 0) return Err(k, "attribute training_mode = 1 is not imported");
-    ASSIGN(std::string x, Activation(k, 0));
+    ASSIGN_OR_RETURN(std::string x, Activation(k, 0));
     const char* names[] = {"", "scale", "B", "input_mean", "input_var"};
     const char* ours[] = {"", "weight", "bias", "running_mean", "running_var"};
     const std::string name = NodeName(k);
     for (int i = 1; i <= 4; ++i) {
-      ASSIGN(const OnnxTensor* t, FloatConst(k, i, names[i]));
+      ASSIGN_OR_RETURN(const OnnxTensor* t, FloatConst(k, i, names[i]));
       OnnxTensor v = *t;
       v.shape = {t->numel()};
       (*state_)[absl::StrCat(name, ".", ours[i])] = v;
@@ -475,7 +467,7 @@ class Importer {
         !s.ok()) {
       return s;
     }
-    ASSIGN(std::string x, Activation(k, 0));
+    ASSIGN_OR_RETURN(std::string x, Activation(k, 0));
     if (rank_[n.input(0)] != 3) return Err(k, "only 2-D pooling ([batch, C, H, W]) is imported");
     const std::vector<int64_t> ks = IntsAttr(n, "kernel_shape"), strides = IntsAttr(n, "strides"),
                                pads = IntsAttr(n, "pads");
@@ -506,7 +498,7 @@ class Importer {
     if (absl::Status s = CheckAttributes(k, {}); !s.ok()) return s;
     const int ci = Const(k, 1) != nullptr ? 1 : Const(k, 0) != nullptr ? 0 : -1;
     if (ci < 0) return Err(k, "a Mul of two activations is not imported");
-    ASSIGN(const OnnxTensor* c, FloatConst(k, ci, "the factor"));
+    ASSIGN_OR_RETURN(const OnnxTensor* c, FloatConst(k, ci, "the factor"));
     const std::string& x = n.input(1 - ci);
     auto layer = weighted_.find(x);
     if (layer == weighted_.end() || uses_[x] != 1) {
@@ -534,7 +526,7 @@ class Importer {
   absl::Status Clip(int k) {
     const onnx::NodeProto& n = m_.graph().node(k);
     if (absl::Status s = CheckAttributes(k, {}); !s.ok()) return s;
-    ASSIGN(std::string x, Activation(k, 0));
+    ASSIGN_OR_RETURN(std::string x, Activation(k, 0));
     const OnnxTensor* lo = Const(k, 1);
     const OnnxTensor* hi = Const(k, 2);
     if ((n.input_size() > 1 && !n.input(1).empty() && lo == nullptr) ||
@@ -557,9 +549,6 @@ class Importer {
     p["max_val"] = hi->f[0];
     return Add(k, NodeName(k), "hardtanh", p, {x}, rank);
   }
-
-#undef ASSIGN
-#undef ASSIGN_IMPL_
 
   const onnx::ModelProto& m_;
   const std::string& file_;

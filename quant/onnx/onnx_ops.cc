@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "quant/core/status_macros.h"
 
 namespace quant {
 namespace onnx_io {
@@ -36,12 +37,6 @@ double RoundHalfEven(double v) { return std::nearbyint(v); }
 int64_t Saturate(double v, DType t) {
   return static_cast<int64_t>(std::min<double>(std::max<double>(v, static_cast<double>(MinOf(t))), MaxOf(t)));
 }
-
-#define RETURN_IF_ERROR_(expr)      \
-  do {                              \
-    const absl::Status s_ = (expr); \
-    if (!s_.ok()) return s_;        \
-  } while (0)
 
 // ---------------------------------------------------------------- broadcasting
 
@@ -88,7 +83,7 @@ std::string NoCheck(const onnx::NodeProto&, int) { return ""; }
 
 template <int kOp>  // 0 Add, 1 Sub, 2 Mul, 3 Div
 absl::Status RunBinary(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 2));
+  RETURN_IF_ERROR(NeedInputs(c, 2));
   const OnnxTensor& a = *c.input(0);
   const OnnxTensor& b = *c.input(1);
   if (a.dtype != b.dtype) return Bad("both inputs must have the same element type");
@@ -99,7 +94,7 @@ absl::Status RunBinary(const OpCall& c, std::vector<OnnxTensor>* out) {
     }
   }
   std::vector<int64_t> shape;
-  RETURN_IF_ERROR_(BroadcastShape(a.shape, b.shape, &shape));
+  RETURN_IF_ERROR(BroadcastShape(a.shape, b.shape, &shape));
   OnnxTensor y = OnnxTensor::Zeros(a.dtype, shape);
   const std::vector<int64_t> sa = BroadcastStrides(a.shape, shape), sb = BroadcastStrides(b.shape, shape);
   for (int64_t k = 0; k < y.numel(); ++k) {
@@ -123,7 +118,7 @@ absl::Status RunBinary(const OpCall& c, std::vector<OnnxTensor>* out) {
 }
 
 absl::Status RunRelu(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 1));
+  RETURN_IF_ERROR(NeedInputs(c, 1));
   OnnxTensor y = *c.input(0);
   for (float& v : y.f) v = v > 0.0f ? v : 0.0f;
   for (int64_t& v : y.i) v = std::max<int64_t>(v, 0);
@@ -132,7 +127,7 @@ absl::Status RunRelu(const OpCall& c, std::vector<OnnxTensor>* out) {
 }
 
 absl::Status RunClip(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 1));
+  RETURN_IF_ERROR(NeedInputs(c, 1));
   OnnxTensor y = *c.input(0);
   double lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
   if (c.opset < 11) {
@@ -154,8 +149,8 @@ absl::Status RunClip(const OpCall& c, std::vector<OnnxTensor>* out) {
 }
 
 absl::Status RunHardSwish(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 1));
-  RETURN_IF_ERROR_(NeedFloat(*c.input(0), "X"));
+  RETURN_IF_ERROR(NeedInputs(c, 1));
+  RETURN_IF_ERROR(NeedFloat(*c.input(0), "X"));
   OnnxTensor y = *c.input(0);
   const float alpha = 1.0f / 6.0f, beta = 0.5f;
   for (float& v : y.f) v = v * std::max(0.0f, std::min(1.0f, alpha * v + beta));
@@ -166,8 +161,8 @@ absl::Status RunHardSwish(const OpCall& c, std::vector<OnnxTensor>* out) {
 // Sigmoid 1 / (1 + exp(-x)) and Tanh, in double, rounded once.
 template <bool kSigmoid>
 absl::Status RunSigmoidTanh(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 1));
-  RETURN_IF_ERROR_(NeedFloat(*c.input(0), "X"));
+  RETURN_IF_ERROR(NeedInputs(c, 1));
+  RETURN_IF_ERROR(NeedFloat(*c.input(0), "X"));
   OnnxTensor y = *c.input(0);
   for (float& v : y.f)
     v = static_cast<float>(kSigmoid ? 1.0 / (1.0 + std::exp(-static_cast<double>(v)))
@@ -177,7 +172,7 @@ absl::Status RunSigmoidTanh(const OpCall& c, std::vector<OnnxTensor>* out) {
 }
 
 absl::Status RunIdentity(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 1));
+  RETURN_IF_ERROR(NeedInputs(c, 1));
   out->push_back(*c.input(0));
   return absl::OkStatus();
 }
@@ -192,7 +187,7 @@ std::string CheckDropout(const onnx::NodeProto& n, int opset) {
 
 // Inference: Y = X and, when asked, a mask of ones (bool from opset 10, X's type before).
 absl::Status RunDropout(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 1));
+  RETURN_IF_ERROR(NeedInputs(c, 1));
   out->push_back(*c.input(0));
   if (c.num_outputs > 1) {
     OnnxTensor mask = OnnxTensor::Zeros(c.opset >= 10 ? DType::kBool : c.input(0)->dtype, c.input(0)->shape);
@@ -206,7 +201,7 @@ absl::Status RunDropout(const OpCall& c, std::vector<OnnxTensor>* out) {
 // ---------------------------------------------------------------- shape ops
 
 absl::Status RunFlatten(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 1));
+  RETURN_IF_ERROR(NeedInputs(c, 1));
   OnnxTensor y = *c.input(0);
   const int64_t rank = static_cast<int64_t>(y.shape.size());
   const int64_t axis = NormAxis(IntAttr(*c.node, "axis", 1), rank);
@@ -221,7 +216,7 @@ absl::Status RunFlatten(const OpCall& c, std::vector<OnnxTensor>* out) {
 }
 
 absl::Status RunReshape(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 2));
+  RETURN_IF_ERROR(NeedInputs(c, 2));
   const OnnxTensor& s = *c.input(1);
   if (s.dtype != DType::kInt64 || s.shape.size() != 1) return Bad("shape must be a 1-D int64 tensor");
   OnnxTensor y = *c.input(0);
@@ -434,7 +429,7 @@ absl::Status Convolve(const OpCall& c, const OnnxTensor& x, const OnnxTensor& w,
   if (kernel.empty()) kernel = Spatial(w.shape);
   if (kernel != Spatial(w.shape)) return Bad("kernel_shape differs from W's spatial shape");
   Window win;
-  RETURN_IF_ERROR_(MakeWindow(*c.node, x.shape, kernel, false, &win));
+  RETURN_IF_ERROR(MakeWindow(*c.node, x.shape, kernel, false, &win));
   *shape = OutShape(n, m, win);
   acc->assign(NumElements(*shape), 0.0);
   const int64_t cg = ch / group, mg = m / group;
@@ -484,14 +479,14 @@ absl::Status Convolve(const OpCall& c, const OnnxTensor& x, const OnnxTensor& w,
 std::string CheckConv(const onnx::NodeProto& n, int) { return CheckWindowAttrs(n); }
 
 absl::Status RunConv(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 2));
+  RETURN_IF_ERROR(NeedInputs(c, 2));
   const OnnxTensor& x = *c.input(0);
   const OnnxTensor& w = *c.input(1);
-  RETURN_IF_ERROR_(NeedFloat(x, "X"));
-  RETURN_IF_ERROR_(NeedFloat(w, "W"));
+  RETURN_IF_ERROR(NeedFloat(x, "X"));
+  RETURN_IF_ERROR(NeedFloat(w, "W"));
   std::vector<double> acc;
   std::vector<int64_t> shape;
-  RETURN_IF_ERROR_(Convolve(c, x, w, {0.0}, std::vector<double>(w.shape.empty() ? 0 : w.shape[0], 0.0), &acc, &shape));
+  RETURN_IF_ERROR(Convolve(c, x, w, {0.0}, std::vector<double>(w.shape.empty() ? 0 : w.shape[0], 0.0), &acc, &shape));
   const OnnxTensor* bias = c.input(2);
   if (bias != nullptr && (bias->numel() != shape[1] || !bias->is_float()))
     return Bad("B must hold one float per output channel");
@@ -514,16 +509,16 @@ absl::Status NeedInt8(const OnnxTensor* t, const char* what) {
 
 // ConvInteger: Y(int32) = sum (x - x_zero_point)(w - w_zero_point[m]).
 absl::Status RunConvInteger(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 2));
-  RETURN_IF_ERROR_(NeedInt8(c.input(0), "x"));
-  RETURN_IF_ERROR_(NeedInt8(c.input(1), "w"));
+  RETURN_IF_ERROR(NeedInputs(c, 2));
+  RETURN_IF_ERROR(NeedInt8(c.input(0), "x"));
+  RETURN_IF_ERROR(NeedInt8(c.input(1), "w"));
   std::vector<double> xzp, wzp;
-  RETURN_IF_ERROR_(PerChannel(c.input(2), 1, "x_zero_point", &xzp, 0.0));
-  RETURN_IF_ERROR_(
+  RETURN_IF_ERROR(PerChannel(c.input(2), 1, "x_zero_point", &xzp, 0.0));
+  RETURN_IF_ERROR(
       PerChannel(c.input(3), c.input(1)->shape.empty() ? 0 : c.input(1)->shape[0], "w_zero_point", &wzp, 0.0));
   std::vector<double> acc;
   std::vector<int64_t> shape;
-  RETURN_IF_ERROR_(Convolve(c, *c.input(0), *c.input(1), xzp, wzp, &acc, &shape));
+  RETURN_IF_ERROR(Convolve(c, *c.input(0), *c.input(1), xzp, wzp, &acc, &shape));
   OnnxTensor y = OnnxTensor::Zeros(DType::kInt32, shape);
   for (int64_t k = 0; k < y.numel(); ++k) y.i[k] = static_cast<int64_t>(acc[k]);
   out->push_back(std::move(y));
@@ -545,24 +540,24 @@ absl::Status Scalar(const OpCall& c, int k, const char* what, double* v) {
 }
 
 absl::Status RunQLinearConv(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 8));
+  RETURN_IF_ERROR(NeedInputs(c, 8));
   const OnnxTensor& x = *c.input(0);
   const OnnxTensor& w = *c.input(3);
-  RETURN_IF_ERROR_(NeedInt8(&x, "x"));
-  RETURN_IF_ERROR_(NeedInt8(&w, "w"));
-  RETURN_IF_ERROR_(NeedInt8(c.input(7), "y_zero_point"));
+  RETURN_IF_ERROR(NeedInt8(&x, "x"));
+  RETURN_IF_ERROR(NeedInt8(&w, "w"));
+  RETURN_IF_ERROR(NeedInt8(c.input(7), "y_zero_point"));
   const int64_t m = w.shape.empty() ? 0 : w.shape[0];
   double xs, xzp, ys, yzp;
-  RETURN_IF_ERROR_(Scalar(c, 1, "x_scale", &xs));
-  RETURN_IF_ERROR_(Scalar(c, 2, "x_zero_point", &xzp));
-  RETURN_IF_ERROR_(Scalar(c, 6, "y_scale", &ys));
-  RETURN_IF_ERROR_(Scalar(c, 7, "y_zero_point", &yzp));
+  RETURN_IF_ERROR(Scalar(c, 1, "x_scale", &xs));
+  RETURN_IF_ERROR(Scalar(c, 2, "x_zero_point", &xzp));
+  RETURN_IF_ERROR(Scalar(c, 6, "y_scale", &ys));
+  RETURN_IF_ERROR(Scalar(c, 7, "y_zero_point", &yzp));
   std::vector<double> ws, wzp;
-  RETURN_IF_ERROR_(PerChannel(c.input(4), m, "w_scale", &ws, 1.0));
-  RETURN_IF_ERROR_(PerChannel(c.input(5), m, "w_zero_point", &wzp, 0.0));
+  RETURN_IF_ERROR(PerChannel(c.input(4), m, "w_scale", &ws, 1.0));
+  RETURN_IF_ERROR(PerChannel(c.input(5), m, "w_zero_point", &wzp, 0.0));
   std::vector<double> acc;
   std::vector<int64_t> shape;
-  RETURN_IF_ERROR_(Convolve(c, x, w, {xzp}, wzp, &acc, &shape));
+  RETURN_IF_ERROR(Convolve(c, x, w, {xzp}, wzp, &acc, &shape));
   const OnnxTensor* bias = c.input(8);
   if (bias != nullptr && (bias->dtype != DType::kInt32 || bias->numel() != m))
     return Bad("B must hold one int32 per output channel");
@@ -588,12 +583,12 @@ std::string CheckMaxPool(const onnx::NodeProto& n, int) {
 }
 
 absl::Status RunMaxPool(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 1));
+  RETURN_IF_ERROR(NeedInputs(c, 1));
   const OnnxTensor& x = *c.input(0);
   if (x.dtype == DType::kBool || x.dtype == DType::kInt32 || x.dtype == DType::kInt64)
     return Unimpl("MaxPool on this type");
   Window w;
-  RETURN_IF_ERROR_(
+  RETURN_IF_ERROR(
       MakeWindow(*c.node, x.shape, IntsAttr(*c.node, "kernel_shape"), IntAttr(*c.node, "ceil_mode", 0) != 0, &w));
   const int64_t planes = x.shape[0] * x.shape[1];
   OnnxTensor y = OnnxTensor::Zeros(x.dtype, OutShape(x.shape[0], x.shape[1], w));
@@ -646,11 +641,11 @@ std::string CheckAveragePool(const onnx::NodeProto& n, int) { return CheckWindow
 // count_include_pad = 1 divides by the window's positions inside the padded
 // input; 0 by those inside the input.
 absl::Status RunAveragePool(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 1));
+  RETURN_IF_ERROR(NeedInputs(c, 1));
   const OnnxTensor& x = *c.input(0);
-  RETURN_IF_ERROR_(NeedFloat(x, "X"));
+  RETURN_IF_ERROR(NeedFloat(x, "X"));
   Window w;
-  RETURN_IF_ERROR_(
+  RETURN_IF_ERROR(
       MakeWindow(*c.node, x.shape, IntsAttr(*c.node, "kernel_shape"), IntAttr(*c.node, "ceil_mode", 0) != 0, &w));
   const bool include_pad = IntAttr(*c.node, "count_include_pad", 0) != 0;
   const int64_t planes = x.shape[0] * x.shape[1];
@@ -691,9 +686,9 @@ absl::Status RunAveragePool(const OpCall& c, std::vector<OnnxTensor>* out) {
 
 template <bool kMax>
 absl::Status RunGlobalPool(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 1));
+  RETURN_IF_ERROR(NeedInputs(c, 1));
   const OnnxTensor& x = *c.input(0);
-  RETURN_IF_ERROR_(NeedFloat(x, "X"));
+  RETURN_IF_ERROR(NeedFloat(x, "X"));
   if (x.shape.size() < 3) return Bad("X needs at least one spatial dim");
   std::vector<int64_t> shape = x.shape;
   for (size_t d = 2; d < shape.size(); ++d) shape[d] = 1;
@@ -725,9 +720,9 @@ std::string CheckBatchNorm(const onnx::NodeProto& n, int opset) {
 
 // Y = (X - mean) / sqrt(var + epsilon) * scale + B, per channel (axis 1), in float32 as the spec's reference.
 absl::Status RunBatchNorm(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 5));
+  RETURN_IF_ERROR(NeedInputs(c, 5));
   const OnnxTensor& x = *c.input(0);
-  for (int k = 0; k < 5; ++k) RETURN_IF_ERROR_(NeedFloat(*c.input(k), "every input"));
+  for (int k = 0; k < 5; ++k) RETURN_IF_ERROR(NeedFloat(*c.input(k), "every input"));
   if (x.shape.size() < 2) return Bad("X needs a channel dimension");
   const int64_t ch = x.shape[1];
   for (int k = 1; k < 5; ++k) {
@@ -762,7 +757,7 @@ absl::Status MatMulAcc(const OnnxTensor& a0, const OnnxTensor& b0, const std::ve
   }
   const std::vector<int64_t> abatch(as.begin(), as.end() - 2), bbatch(bs.begin(), bs.end() - 2);
   std::vector<int64_t> batch;
-  RETURN_IF_ERROR_(BroadcastShape(abatch, bbatch, &batch));
+  RETURN_IF_ERROR(BroadcastShape(abatch, bbatch, &batch));
   const std::vector<int64_t> sa = BroadcastStrides(abatch, batch), sb = BroadcastStrides(bbatch, batch);
   const int64_t nb = NumElements(batch);
   acc->assign(nb * m * n, 0.0);
@@ -793,12 +788,12 @@ absl::Status MatMulAcc(const OnnxTensor& a0, const OnnxTensor& b0, const std::ve
 }
 
 absl::Status RunMatMul(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 2));
-  RETURN_IF_ERROR_(NeedFloat(*c.input(0), "A"));
-  RETURN_IF_ERROR_(NeedFloat(*c.input(1), "B"));
+  RETURN_IF_ERROR(NeedInputs(c, 2));
+  RETURN_IF_ERROR(NeedFloat(*c.input(0), "A"));
+  RETURN_IF_ERROR(NeedFloat(*c.input(1), "B"));
   std::vector<double> acc;
   std::vector<int64_t> shape;
-  RETURN_IF_ERROR_(MatMulAcc(*c.input(0), *c.input(1), {0.0}, {0.0}, &acc, &shape));
+  RETURN_IF_ERROR(MatMulAcc(*c.input(0), *c.input(1), {0.0}, {0.0}, &acc, &shape));
   OnnxTensor y = OnnxTensor::Zeros(DType::kFloat, shape);
   for (int64_t k = 0; k < y.numel(); ++k) y.f[k] = static_cast<float>(acc[k]);
   out->push_back(std::move(y));
@@ -823,15 +818,15 @@ int64_t Rows(const OnnxTensor& a) { return a.shape.size() >= 2 ? a.shape[a.shape
 int64_t Cols(const OnnxTensor& b) { return b.shape.empty() ? 1 : b.shape.back(); }
 
 absl::Status RunMatMulInteger(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 2));
-  RETURN_IF_ERROR_(NeedInt8(c.input(0), "A"));
-  RETURN_IF_ERROR_(NeedInt8(c.input(1), "B"));
+  RETURN_IF_ERROR(NeedInputs(c, 2));
+  RETURN_IF_ERROR(NeedInt8(c.input(0), "A"));
+  RETURN_IF_ERROR(NeedInt8(c.input(1), "B"));
   std::vector<double> azp, bzp;
-  RETURN_IF_ERROR_(ZeroPoints(c.input(2), Rows(*c.input(0)), "a_zero_point", &azp));
-  RETURN_IF_ERROR_(ZeroPoints(c.input(3), Cols(*c.input(1)), "b_zero_point", &bzp));
+  RETURN_IF_ERROR(ZeroPoints(c.input(2), Rows(*c.input(0)), "a_zero_point", &azp));
+  RETURN_IF_ERROR(ZeroPoints(c.input(3), Cols(*c.input(1)), "b_zero_point", &bzp));
   std::vector<double> acc;
   std::vector<int64_t> shape;
-  RETURN_IF_ERROR_(MatMulAcc(*c.input(0), *c.input(1), azp, bzp, &acc, &shape));
+  RETURN_IF_ERROR(MatMulAcc(*c.input(0), *c.input(1), azp, bzp, &acc, &shape));
   OnnxTensor y = OnnxTensor::Zeros(DType::kInt32, shape);
   for (int64_t k = 0; k < y.numel(); ++k) y.i[k] = static_cast<int64_t>(acc[k]);
   out->push_back(std::move(y));
@@ -839,21 +834,21 @@ absl::Status RunMatMulInteger(const OpCall& c, std::vector<OnnxTensor>* out) {
 }
 
 absl::Status RunQLinearMatMul(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 8));
-  RETURN_IF_ERROR_(NeedInt8(c.input(0), "a"));
-  RETURN_IF_ERROR_(NeedInt8(c.input(3), "b"));
-  RETURN_IF_ERROR_(NeedInt8(c.input(7), "y_zero_point"));
+  RETURN_IF_ERROR(NeedInputs(c, 8));
+  RETURN_IF_ERROR(NeedInt8(c.input(0), "a"));
+  RETURN_IF_ERROR(NeedInt8(c.input(3), "b"));
+  RETURN_IF_ERROR(NeedInt8(c.input(7), "y_zero_point"));
   double as, ys, yzp;
-  RETURN_IF_ERROR_(Scalar(c, 1, "a_scale", &as));
-  RETURN_IF_ERROR_(Scalar(c, 6, "y_scale", &ys));
-  RETURN_IF_ERROR_(Scalar(c, 7, "y_zero_point", &yzp));
+  RETURN_IF_ERROR(Scalar(c, 1, "a_scale", &as));
+  RETURN_IF_ERROR(Scalar(c, 6, "y_scale", &ys));
+  RETURN_IF_ERROR(Scalar(c, 7, "y_zero_point", &yzp));
   std::vector<double> azp, bzp, bs;
-  RETURN_IF_ERROR_(ZeroPoints(c.input(2), Rows(*c.input(0)), "a_zero_point", &azp));
-  RETURN_IF_ERROR_(ZeroPoints(c.input(5), Cols(*c.input(3)), "b_zero_point", &bzp));
-  RETURN_IF_ERROR_(ZeroPoints(c.input(4), Cols(*c.input(3)), "b_scale", &bs));
+  RETURN_IF_ERROR(ZeroPoints(c.input(2), Rows(*c.input(0)), "a_zero_point", &azp));
+  RETURN_IF_ERROR(ZeroPoints(c.input(5), Cols(*c.input(3)), "b_zero_point", &bzp));
+  RETURN_IF_ERROR(ZeroPoints(c.input(4), Cols(*c.input(3)), "b_scale", &bs));
   std::vector<double> acc;
   std::vector<int64_t> shape;
-  RETURN_IF_ERROR_(MatMulAcc(*c.input(0), *c.input(3), azp, bzp, &acc, &shape));
+  RETURN_IF_ERROR(MatMulAcc(*c.input(0), *c.input(3), azp, bzp, &acc, &shape));
   const DType yt = c.input(7)->dtype;
   OnnxTensor y = OnnxTensor::Zeros(yt, shape);
   const int64_t n = shape.empty() ? 1 : shape.back();
@@ -869,11 +864,11 @@ absl::Status RunQLinearMatMul(const OpCall& c, std::vector<OnnxTensor>* out) {
 
 // Y = alpha * A' B' + beta * C, C broadcast to [M, N].
 absl::Status RunGemm(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, c.opset < 11 ? 3 : 2));
+  RETURN_IF_ERROR(NeedInputs(c, c.opset < 11 ? 3 : 2));
   const OnnxTensor& a = *c.input(0);
   const OnnxTensor& b = *c.input(1);
-  RETURN_IF_ERROR_(NeedFloat(a, "A"));
-  RETURN_IF_ERROR_(NeedFloat(b, "B"));
+  RETURN_IF_ERROR(NeedFloat(a, "A"));
+  RETURN_IF_ERROR(NeedFloat(b, "B"));
   if (a.shape.size() != 2 || b.shape.size() != 2) return Bad("A and B must be 2-D");
   const bool ta = IntAttr(*c.node, "transA", 0) != 0, tb = IntAttr(*c.node, "transB", 0) != 0;
   const float alpha = FloatAttr(*c.node, "alpha", 1.0f), beta = FloatAttr(*c.node, "beta", 1.0f);
@@ -883,9 +878,9 @@ absl::Status RunGemm(const OpCall& c, std::vector<OnnxTensor>* out) {
   const OnnxTensor* cc = c.input(2);
   std::vector<int64_t> cs;
   if (cc != nullptr) {
-    RETURN_IF_ERROR_(NeedFloat(*cc, "C"));
+    RETURN_IF_ERROR(NeedFloat(*cc, "C"));
     std::vector<int64_t> bshape;
-    RETURN_IF_ERROR_(BroadcastShape(cc->shape, {m, n}, &bshape));
+    RETURN_IF_ERROR(BroadcastShape(cc->shape, {m, n}, &bshape));
     if (bshape != std::vector<int64_t>{m, n})
       return Bad(absl::StrCat("C ", cc->ShapeString(), " does not broadcast to [", m, ", ", n, "]"));
     cs = BroadcastStrides(cc->shape, {m, n});
@@ -934,16 +929,16 @@ absl::Status AxisParams(const OpCall& c, const OnnxTensor& x, const OnnxTensor& 
 
 // y = saturate(round_half_even(x / y_scale) + y_zero_point), in float32.
 absl::Status RunQuantizeLinear(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 2));
+  RETURN_IF_ERROR(NeedInputs(c, 2));
   const OnnxTensor& x = *c.input(0);
   const OnnxTensor& s = *c.input(1);
   const OnnxTensor* zp = c.input(2);
-  RETURN_IF_ERROR_(NeedFloat(x, "x"));
-  RETURN_IF_ERROR_(NeedFloat(s, "y_scale"));
-  RETURN_IF_ERROR_(NeedInt8(zp, "y_zero_point"));
+  RETURN_IF_ERROR(NeedFloat(x, "x"));
+  RETURN_IF_ERROR(NeedFloat(s, "y_scale"));
+  RETURN_IF_ERROR(NeedInt8(zp, "y_zero_point"));
   int64_t axis;
   bool per_axis;
-  RETURN_IF_ERROR_(AxisParams(c, x, s, zp, &axis, &per_axis));
+  RETURN_IF_ERROR(AxisParams(c, x, s, zp, &axis, &per_axis));
   const DType t = zp != nullptr ? zp->dtype : DType::kUint8;
   OnnxTensor y = OnnxTensor::Zeros(t, x.shape);
   for (int64_t k = 0; k < x.numel(); ++k) {
@@ -957,18 +952,18 @@ absl::Status RunQuantizeLinear(const OpCall& c, std::vector<OnnxTensor>* out) {
 
 // y = (x - x_zero_point) * x_scale, in float32.
 absl::Status RunDequantizeLinear(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 2));
+  RETURN_IF_ERROR(NeedInputs(c, 2));
   const OnnxTensor& x = *c.input(0);
   const OnnxTensor& s = *c.input(1);
   const OnnxTensor* zp = c.input(2);
   if (x.dtype != DType::kInt8 && x.dtype != DType::kUint8 && x.dtype != DType::kInt32) {
     return Unimpl("x must be int8, uint8 or int32");
   }
-  RETURN_IF_ERROR_(NeedFloat(s, "x_scale"));
+  RETURN_IF_ERROR(NeedFloat(s, "x_scale"));
   if (zp != nullptr && zp->dtype != x.dtype) return Bad("x_zero_point must have x's type");
   int64_t axis;
   bool per_axis;
-  RETURN_IF_ERROR_(AxisParams(c, x, s, zp, &axis, &per_axis));
+  RETURN_IF_ERROR(AxisParams(c, x, s, zp, &axis, &per_axis));
   OnnxTensor y = OnnxTensor::Zeros(DType::kFloat, x.shape);
   for (int64_t k = 0; k < x.numel(); ++k) {
     const int64_t j = per_axis ? AxisIndex(k, x.shape, axis) : 0;
@@ -982,9 +977,9 @@ absl::Status RunDequantizeLinear(const OpCall& c, std::vector<OnnxTensor>* out) 
 // scale = (max - min) / 255, zero point = saturate(round(0 - min / scale)),
 // y = saturate(round(x / scale) + zero point).
 absl::Status RunDynamicQuantizeLinear(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 1));
+  RETURN_IF_ERROR(NeedInputs(c, 1));
   const OnnxTensor& x = *c.input(0);
-  RETURN_IF_ERROR_(NeedFloat(x, "x"));
+  RETURN_IF_ERROR(NeedFloat(x, "x"));
   float lo = 0.0f, hi = 0.0f;
   for (float v : x.f) {
     lo = std::min(lo, v);
@@ -1018,7 +1013,7 @@ absl::Status RunMinMax(const OpCall& c, std::vector<OnnxTensor>* out) {
     if (t == nullptr || t->dtype != c.inputs[0]->dtype) return Bad("every input needs the first one's type");
     if (t->dtype == DType::kBool) return Unimpl("Min/Max on bool");
     std::vector<int64_t> next;
-    RETURN_IF_ERROR_(BroadcastShape(shape, t->shape, &next));
+    RETURN_IF_ERROR(BroadcastShape(shape, t->shape, &next));
     shape = next;
   }
   OnnxTensor y = OnnxTensor::Zeros(c.inputs[0]->dtype, shape);
@@ -1042,8 +1037,8 @@ absl::Status RunMinMax(const OpCall& c, std::vector<OnnxTensor>* out) {
 
 // Round half to even.
 absl::Status RunRound(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 1));
-  RETURN_IF_ERROR_(NeedFloat(*c.input(0), "X"));
+  RETURN_IF_ERROR(NeedInputs(c, 1));
+  RETURN_IF_ERROR(NeedFloat(*c.input(0), "X"));
   OnnxTensor y = *c.input(0);
   for (float& v : y.f) v = std::nearbyint(v);
   out->push_back(std::move(y));
@@ -1059,7 +1054,7 @@ std::string CheckCast(const onnx::NodeProto& n, int) {
 // float -> integer truncates toward zero (then wraps to the type, as a C cast);
 // integer -> float rounds to nearest; anything -> bool is (v != 0).
 absl::Status RunCast(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 1));
+  RETURN_IF_ERROR(NeedInputs(c, 1));
   const OnnxTensor& x = *c.input(0);
   const DType to = static_cast<DType>(IntAttr(*c.node, "to", 1));
   OnnxTensor y = OnnxTensor::Zeros(to, x.shape);
@@ -1091,7 +1086,7 @@ absl::Status RunCast(const OpCall& c, std::vector<OnnxTensor>* out) {
 // ReduceMin / ReduceMax over `axes` (all when absent), keepdims default 1.
 template <bool kMax>
 absl::Status RunReduce(const OpCall& c, std::vector<OnnxTensor>* out) {
-  RETURN_IF_ERROR_(NeedInputs(c, 1));
+  RETURN_IF_ERROR(NeedInputs(c, 1));
   const OnnxTensor& x = *c.input(0);
   if (x.dtype == DType::kBool) return Unimpl("reduction of bool");
   const int64_t rank = static_cast<int64_t>(x.shape.size());
