@@ -521,29 +521,33 @@ absl::Status RunPtqAndEvaluate(ExperimentPlan& plan, quantlab::ResultRecord* rec
   if (!r.has_integer_model) return absl::OkStatus();
   RETURN_IF_ERROR(backends::SaveQuantizedModel(r.model, plan.run_dir + "/model.qlq"));
   if (plan.export_onnx) {
-    absl::StatusOr<onnx::ModelProto> qdq = onnx_io::ExportQdq(r.model);
-    if (!qdq.ok())
-      return absl::Status(qdq.status().code(), absl::StrCat("evaluate.export_onnx: ", qdq.status().message()));
-    RETURN_IF_ERROR(onnx_io::WriteModelFile(*qdq, plan.run_dir + "/model.qdq.onnx"));
-    // Every export is read back: the same integer model, or the run fails.
-    absl::StatusOr<backends::QuantizedModel> back = onnx_io::ImportQdq(*qdq, plan.run_dir + "/model.qdq.onnx");
-    if (!back.ok())
-      return absl::Status(back.status().code(),
-                          absl::StrCat("evaluate.export_onnx: reading the export back: ", back.status().message()));
-    if (std::string diff; !onnx_io::SameIntegerModel(r.model, *back, &diff)) {
-      return absl::InternalError(
-          absl::StrCat("evaluate.export_onnx: the QDQ export reads back to a different integer model:\n", diff));
+    // Both forms are written and read back: the same integer model, or the run fails.
+    int nodes[2] = {0, 0};
+    int64_t opset = 0;
+    for (bool qoperator : {false, true}) {
+      const std::string form = qoperator ? "QOperator" : "QDQ";
+      const std::string path = plan.run_dir + (qoperator ? "/model.qop.onnx" : "/model.qdq.onnx");
+      absl::StatusOr<onnx::ModelProto> e = qoperator ? onnx_io::ExportQOperator(r.model) : onnx_io::ExportQdq(r.model);
+      if (!e.ok())
+        return absl::Status(e.status().code(),
+                            absl::StrCat("evaluate.export_onnx: ", form, ": ", e.status().message()));
+      RETURN_IF_ERROR(onnx_io::WriteModelFile(*e, path));
+      absl::StatusOr<backends::QuantizedModel> back = onnx_io::ImportQuantized(*e, path);
+      if (!back.ok())
+        return absl::Status(back.status().code(), absl::StrCat("evaluate.export_onnx: reading the ", form,
+                                                               " export back: ", back.status().message()));
+      if (std::string diff; !onnx_io::SameIntegerModel(r.model, *back, &diff)) {
+        return absl::InternalError(absl::StrCat("evaluate.export_onnx: the ", form,
+                                                " export reads back to a different integer model:\n", diff));
+      }
+      nodes[qoperator] = e->graph().node_size();
+      opset = std::max<int64_t>(opset, e->opset_import(0).version());
     }
-    absl::StatusOr<onnx::ModelProto> qop = onnx_io::ExportQOperator(r.model);
-    if (!qop.ok())
-      return absl::Status(qop.status().code(), absl::StrCat("evaluate.export_onnx: ", qop.status().message()));
-    RETURN_IF_ERROR(onnx_io::WriteModelFile(*qop, plan.run_dir + "/model.qop.onnx"));
     RETURN_IF_ERROR(WriteFileAtomically(plan.run_dir + "/encodings.json", onnx_io::EncodingsJson(r.model)));
     std::fprintf(stderr,
                  "[%s] exported %s/model.qdq.onnx (ONNX QDQ, opset %lld, %d nodes), model.qop.onnx (QOperator, %d "
-                 "nodes) and encodings.json; the QDQ file reads back to the same integer model\n",
-                 name, plan.run_dir.c_str(), static_cast<long long>(qdq->opset_import(0).version()),
-                 qdq->graph().node_size(), qop->graph().node_size());
+                 "nodes) and encodings.json; both ONNX files read back to the same integer model\n",
+                 name, plan.run_dir.c_str(), static_cast<long long>(opset), nodes[0], nodes[1]);
   }
   if (plan.eval_backends.empty()) return absl::OkStatus();
   // The float model's training-batch buffers are not needed while the backends run (the

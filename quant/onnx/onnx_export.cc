@@ -450,12 +450,14 @@ class Exporter {
   std::map<std::string, std::string> metadata_;
 };
 
-// Reads back the QDQ models ExportQdq writes: every activation a QuantizeLinear ->
-// DequantizeLinear pair, each weight and bias an integer initializer behind a
-// DequantizeLinear, the float ops in between.
-class QdqImporter {
+// Reads back the models ExportQdq and ExportQOperator write. QDQ: every
+// activation a QuantizeLinear -> DequantizeLinear pair, each weight and bias an
+// integer initializer behind a DequantizeLinear, the float ops in between.
+// QOperator: QLinearConv, MatMulInteger (+ int32 bias Add, DequantizeLinear at
+// s_x * s_w), MaxPool / Flatten / Clip on integers, the rest as in QDQ.
+class QuantizedImporter {
  public:
-  QdqImporter(const onnx::ModelProto& m, const std::string& file) : m_(m), file_(file) {}
+  QuantizedImporter(const onnx::ModelProto& m, const std::string& file) : m_(m), file_(file) {}
 
   absl::StatusOr<QuantizedModel> Run() {
     const onnx::GraphProto& g = m_.graph();
@@ -582,6 +584,7 @@ class QdqImporter {
           return Bad(absl::StrCat("node '", n.name(), "': constant scale expected"));
         return absl::OkStatus();
       }
+      if (auto acc = acc_.find(n.input(0)); acc != acc_.end()) return DequantizeAccumulator(n, acc->second);
       auto it = quantized_.find(n.input(0));
       if (it == quantized_.end())
         return Bad(
@@ -626,6 +629,7 @@ class QdqImporter {
       quantized_[n.output(0)] = ti;
       return absl::OkStatus();
     }
+    if (op == "Clip" && int_ops_.count(n.input(0))) return IntegerClip(n);
     if (op == "Relu" || op == "Clip") {
       auto it = pending_.find(n.input(0));
       if (it == pending_.end()) return Bad(absl::StrCat("node '", n.name(), "': ", op, " must follow a float op"));
@@ -644,26 +648,20 @@ class QdqImporter {
       auto w = const_.find(n.input(1));
       if (w == const_.end())
         return Bad(absl::StrCat("node '", n.name(), "': the weight must be a dequantized initializer"));
-      const OnnxTensor& q = *w->second.q;  // OIHW
-      const int64_t O = q.shape[0], I = q.shape[1], H = q.shape[2], W = q.shape[3];
-      std::vector<int64_t> ohwi(q.i.size());
-      for (int64_t o = 0; o < O; ++o)
-        for (int64_t i = 0; i < I; ++i)
-          for (int64_t h = 0; h < H; ++h)
-            for (int64_t ww = 0; ww < W; ++ww)
-              ohwi[((o * H + h) * W + ww) * I + i] = q.i[((o * I + i) * H + h) * W + ww];
-      std::vector<int> ins = {x, AddConstant(w->second, {O, H, W, I}, ohwi)};
+      std::vector<int> ins = {x, ConvWeight(w->second)};
       if (n.input_size() > 2) {
         auto b = const_.find(n.input(2));
         if (b == const_.end())
           return Bad(absl::StrCat("node '", n.name(), "': the bias must be a dequantized initializer"));
-        ins.push_back(AddConstant(b->second, {O}, b->second.q->i));
+        ins.push_back(AddConstant(b->second, {w->second.q->shape[0]}, b->second.q->i));
       }
       backends::Conv2DOptions* c = NewOp(n, ins, n.output(0))->mutable_conv2d();
       c->set_groups(static_cast<int32_t>(IntAttr(n, "group", 1)));
-      SetWindow(n, {H, W}, c);
+      SetWindow(n, {w->second.q->shape[2], w->second.q->shape[3]}, c);
       return absl::OkStatus();
     }
+    if (op == "QLinearConv") return QLinearConv(n);
+    if (op == "MatMulInteger") return MatMulInteger(n);
     if (op == "Gemm") {
       ASSIGN_OR_RETURN(int x, Activation(n, 0));
       auto w = const_.find(n.input(1));
@@ -671,17 +669,7 @@ class QdqImporter {
         return Bad(absl::StrCat("node '", n.name(), "': a dequantized [out, in] weight with transB = 1 expected"));
       const OnnxTensor& q = *w->second.q;
       const int64_t O = q.shape[0], I = q.shape[1];
-      std::vector<int64_t> v = q.i;
-      // After a Flatten of [H, W, C], quantlab's columns are NHWC.
-      auto f = flatten_of_.find(x);
-      if (f != flatten_of_.end() && f->second.size() == 3) {
-        const int64_t H = f->second[0], W = f->second[1], C = f->second[2];
-        for (int64_t o = 0; o < O; ++o)
-          for (int64_t c = 0; c < C; ++c)
-            for (int64_t h = 0; h < H; ++h)
-              for (int64_t ww = 0; ww < W; ++ww) v[o * I + (h * W + ww) * C + c] = q.i[o * I + (c * H + h) * W + ww];
-      }
-      std::vector<int> ins = {x, AddConstant(w->second, {O, I}, v)};
+      std::vector<int> ins = {x, AddConstant(w->second, {O, I}, NhwcColumns(x, O, I, q.i))};
       if (n.input_size() > 2) {
         auto b = const_.find(n.input(2));
         if (b == const_.end())
@@ -690,6 +678,14 @@ class QdqImporter {
       }
       NewOp(n, ins, n.output(0))->mutable_fully_connected();
       return absl::OkStatus();
+    }
+    if (op == "MaxPool" && quantized_.count(n.input(0))) {  // QOperator: on the integers
+      const int x = quantized_[n.input(0)];
+      Op* o = NewIntegerOp(n, {x});
+      const std::vector<int64_t> ks = IntsAttr(n, "kernel_shape");
+      if (ks.size() != 2) return Bad(absl::StrCat("node '", n.name(), "': a 2-D kernel_shape expected"));
+      SetWindow(n, ks, o->mutable_max_pool2d());
+      return IntegerOutput(n, x);
     }
     if (op == "MaxPool" || op == "AveragePool") {
       ASSIGN_OR_RETURN(int x, Activation(n, 0));
@@ -710,11 +706,18 @@ class QdqImporter {
         pending_[n.output(0)] = pending_[n.input(0)];
         return absl::OkStatus();
       }
+      if (quantized_.count(n.input(0))) {  // QOperator: on the integers
+        const int x = quantized_[n.input(0)];
+        NewIntegerOp(n, {x})->mutable_flatten();
+        flatten_input_[out_.ops_size() - 1] = x;
+        return IntegerOutput(n, x);
+      }
       ASSIGN_OR_RETURN(int x, Activation(n, 0));
       NewOp(n, {x}, n.output(0))->mutable_flatten();
       flatten_input_[out_.ops_size() - 1] = x;
       return absl::OkStatus();
     }
+    if (op == "Add" && acc_.count(n.input(0))) return AccumulatorBias(n);
     if (op == "Add" || op == "Concat") {
       std::vector<int> ins;
       for (int i = 0; i < n.input_size(); ++i) {
@@ -738,7 +741,178 @@ class QdqImporter {
       return absl::OkStatus();
     }
     return absl::UnimplementedError(
-        absl::StrCat(file_, ": node '", n.name(), "' (", op, ") is not read back from QDQ"));
+        absl::StrCat(file_, ": node '", n.name(), "' (", op, ") is not read back from QDQ or QOperator form"));
+  }
+
+  // OIHW integers -> a new OHWI weight tensor.
+  int ConvWeight(const ConstDq& w) {
+    const OnnxTensor& q = *w.q;
+    const int64_t O = q.shape[0], I = q.shape[1], H = q.shape[2], W = q.shape[3];
+    std::vector<int64_t> ohwi(q.i.size());
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t i = 0; i < I; ++i)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t ww = 0; ww < W; ++ww) ohwi[((o * H + h) * W + ww) * I + i] = q.i[((o * I + i) * H + h) * W + ww];
+    return AddConstant(w, {O, H, W, I}, ohwi);
+  }
+
+  // An [O, I] weight's columns in quantlab's order: NHWC after a Flatten of [H, W, C].
+  std::vector<int64_t> NhwcColumns(int x, int64_t O, int64_t I, const std::vector<int64_t>& nchw) const {
+    std::vector<int64_t> v = nchw;
+    auto f = flatten_of_.find(x);
+    if (f == flatten_of_.end() || f->second.size() != 3) return v;
+    const int64_t H = f->second[0], W = f->second[1], C = f->second[2];
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t ww = 0; ww < W; ++ww) v[o * I + (h * W + ww) * C + c] = nchw[o * I + (c * H + h) * W + ww];
+    return v;
+  }
+
+  // The integer tensor a QOperator node reads at `input`; its scale / zero point inputs (if given) must be the
+  // tensor's own.
+  absl::StatusOr<int> IntegerInput(const onnx::NodeProto& n, int input, int scale_input, int zero_point_input) const {
+    auto it = quantized_.find(n.input(input));
+    if (it == quantized_.end())
+      return Bad(absl::StrCat("node '", n.name(), "': input '", n.input(input), "' is not a quantized activation"));
+    const Tensor& t = out_.tensors(it->second);
+    const OnnxTensor* s = scale_input >= 0 ? Init(n.input(scale_input)) : nullptr;
+    const OnnxTensor* z = Init(n.input(zero_point_input));
+    const bool same = (scale_input < 0 || (s != nullptr && s->numel() == 1 && s->f[0] == t.scale(0))) && z != nullptr &&
+                      z->numel() == 1 && z->i[0] == t.zero_point(0);
+    if (!same)
+      return Bad(absl::StrCat("node '", n.name(), "': the scale / zero point of '", n.input(input),
+                              "' differ from the ones it was quantized with"));
+    return it->second;
+  }
+
+  // An op on integers (QOperator form): its output is made at once, not at a QuantizeLinear.
+  Op* NewIntegerOp(const onnx::NodeProto& n, std::vector<int> inputs) {
+    Op* op = out_.add_ops();
+    op->set_name(n.name());
+    for (int i : inputs) op->add_inputs(i);
+    return op;
+  }
+  // The integer output of the op just made: `like`'s dtype and qparams (MaxPool, Flatten), or y_scale / y_zp.
+  absl::Status IntegerOutput(const onnx::NodeProto& n, int like, const OnnxTensor* y_scale = nullptr,
+                             const OnnxTensor* y_zero_point = nullptr) {
+    Tensor* t = out_.add_tensors();
+    const int ti = out_.tensors_size() - 1;
+    t->set_name(Base(n.output(0), "_q"));
+    if (like >= 0) {
+      const Tensor& l = out_.tensors(like);
+      t->set_dtype(l.dtype());
+      *t->mutable_scale() = l.scale();
+      *t->mutable_zero_point() = l.zero_point();
+    } else {
+      t->set_dtype(Dt(y_zero_point->dtype));
+      t->add_scale(y_scale->f[0]);
+      t->add_zero_point(static_cast<int32_t>(y_zero_point->i[0]));
+    }
+    const int k = out_.ops_size() - 1;
+    Op* o = out_.mutable_ops(k);
+    o->add_outputs(ti);
+    o->set_output_min(backends::DTypeMin(t->dtype()));
+    o->set_output_max(backends::DTypeMax(t->dtype()));
+    ASSIGN_OR_RETURN(std::vector<Shape> shapes, OutputShape(*o));
+    for (int64_t d : shapes.back()) t->add_shape(static_cast<int32_t>(d));
+    quantized_[n.output(0)] = ti;
+    int_ops_[n.output(0)] = k;
+    return absl::OkStatus();
+  }
+
+  // QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, [B]).
+  absl::Status QLinearConv(const onnx::NodeProto& n) {
+    if (n.input_size() < 8) return Bad(absl::StrCat("node '", n.name(), "': QLinearConv needs 8 or 9 inputs"));
+    ASSIGN_OR_RETURN(int x, IntegerInput(n, 0, 1, 2));
+    const ConstDq w{Base(n.input(3), "_q"), Init(n.input(3)), Init(n.input(4)), Init(n.input(5))};
+    const OnnxTensor* ys = Init(n.input(6));
+    const OnnxTensor* yz = Init(n.input(7));
+    if (w.q == nullptr || w.scale == nullptr || w.zero_point == nullptr || w.q->shape.size() != 4 || ys == nullptr ||
+        yz == nullptr || ys->numel() != 1 || yz->numel() != 1)
+      return Bad(absl::StrCat("node '", n.name(),
+                              "': constant OIHW weights with their scale / zero point and a per-tensor y_scale / "
+                              "y_zero_point expected"));
+    std::vector<int> ins = {x, ConvWeight(w)};
+    if (n.input_size() > 8) {
+      const OnnxTensor* b = Init(n.input(8));
+      if (b == nullptr || b->dtype != onnx_io::DType::kInt32)
+        return Bad(absl::StrCat("node '", n.name(), "': the bias must be an int32 initializer"));
+      ins.push_back(AddConstant(ConstDq{Base(n.input(8), "_q"), b}, {w.q->shape[0]}, b->i));
+    }
+    backends::Conv2DOptions* c = NewIntegerOp(n, ins)->mutable_conv2d();
+    c->set_groups(static_cast<int32_t>(IntAttr(n, "group", 1)));
+    SetWindow(n, {w.q->shape[2], w.q->shape[3]}, c);
+    return IntegerOutput(n, -1, ys, yz);
+  }
+
+  // MatMulInteger(x, W^T [in, out], x_zp, w_zp): a FullyConnected whose int32 accumulator the next nodes
+  // take on (bias Add, DequantizeLinear, then the float path's Relu / Clip / QuantizeLinear).
+  absl::Status MatMulInteger(const onnx::NodeProto& n) {
+    if (n.input_size() != 4)
+      return Bad(absl::StrCat("node '", n.name(), "': MatMulInteger with both zero points expected"));
+    ASSIGN_OR_RETURN(int x, IntegerInput(n, 0, -1, 2));
+    const std::string base = Base(n.input(1), "_q");
+    const ConstDq w{base, Init(n.input(1)), Init(base + "_scale"), Init(n.input(3))};
+    if (w.q == nullptr || w.scale == nullptr || w.zero_point == nullptr || w.q->shape.size() != 2)
+      return Bad(absl::StrCat("node '", n.name(), "': a constant [in, out] weight with initializers '", base,
+                              "_scale' and a zero point expected"));
+    const int64_t I = w.q->shape[0], O = w.q->shape[1];
+    std::vector<int64_t> oi(w.q->i.size());
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t i = 0; i < I; ++i) oi[o * I + i] = w.q->i[i * O + o];
+    NewIntegerOp(n, {x, AddConstant(w, {O, I}, NhwcColumns(x, O, I, oi))})->mutable_fully_connected();
+    acc_[n.output(0)] = out_.ops_size() - 1;
+    return absl::OkStatus();
+  }
+
+  // Add(accumulator, int32 bias initializer).
+  absl::Status AccumulatorBias(const onnx::NodeProto& n) {
+    const int k = acc_[n.input(0)];
+    const OnnxTensor* b = Init(n.input(1));
+    Op* o = out_.mutable_ops(k);
+    if (b == nullptr || b->dtype != onnx_io::DType::kInt32 || o->inputs_size() != 2)
+      return Bad(absl::StrCat("node '", n.name(), "': adds to an accumulator; one int32 bias initializer expected"));
+    const int64_t O = out_.tensors(o->inputs(1)).shape(0);
+    if (b->numel() != O) return Bad(absl::StrCat("node '", n.name(), "': the bias needs ", O, " values"));
+    const int bias = AddConstant(ConstDq{Base(n.input(1), "_q"), b}, {O}, b->i);
+    out_.mutable_ops(k)->add_inputs(bias);
+    acc_[n.output(0)] = k;
+    return absl::OkStatus();
+  }
+
+  // DequantizeLinear of an accumulator: its scale must be s_x * s_w[o] (float products), its zero point 0.
+  absl::Status DequantizeAccumulator(const onnx::NodeProto& n, int k) {
+    const Op& o = out_.ops(k);
+    const Tensor& x = out_.tensors(o.inputs(0));
+    const Tensor& w = out_.tensors(o.inputs(1));
+    const OnnxTensor* s = Init(n.input(1));
+    const OnnxTensor* z = n.input_size() > 2 ? Init(n.input(2)) : nullptr;
+    bool exact = s != nullptr && (s->numel() == 1 || s->numel() == w.scale_size());
+    for (int64_t c = 0; exact && c < s->numel(); ++c)
+      exact = s->f[c] == backends::TensorScale(x) * w.scale(static_cast<int>(c));
+    for (int64_t c = 0; exact && z != nullptr && c < z->numel(); ++c) exact = z->i[c] == 0;
+    if (!exact)
+      return Bad(absl::StrCat("node '", n.name(),
+                              "': an accumulator dequantizes at the input's scale times the weight's, zero point 0"));
+    pending_[n.output(0)] = Pending{k};
+    return absl::OkStatus();
+  }
+
+  // Clip(integers, lo, hi): the producing op's clamp.
+  absl::Status IntegerClip(const onnx::NodeProto& n) {
+    const int k = int_ops_[n.input(0)];
+    const int ti = quantized_[n.input(0)];
+    const OnnxTensor* lo = n.input_size() > 1 ? Init(n.input(1)) : nullptr;
+    const OnnxTensor* hi = n.input_size() > 2 ? Init(n.input(2)) : nullptr;
+    if (lo == nullptr || hi == nullptr || lo->numel() != 1 || hi->numel() != 1)
+      return Bad(absl::StrCat("node '", n.name(), "': an integer Clip needs constant min and max"));
+    Op* o = out_.mutable_ops(k);
+    o->set_output_min(static_cast<int32_t>(lo->i[0]));
+    o->set_output_max(static_cast<int32_t>(hi->i[0]));
+    out_.mutable_tensors(ti)->set_name(Base(n.output(0), "_q"));
+    quantized_[n.output(0)] = ti;
+    return absl::OkStatus();
   }
 
   // The shapes of the model so far (the op just given its output included).
@@ -793,6 +967,8 @@ class QdqImporter {
   std::map<std::string, int> quantized_;    // QuantizeLinear output -> tensor
   std::map<std::string, int> float_;        // DequantizeLinear output -> tensor
   std::map<std::string, ConstDq> const_;    // DequantizeLinear output of an initializer
+  std::map<std::string, int> int_ops_;      // QOperator: integer output -> the op producing it
+  std::map<std::string, int> acc_;          // QOperator: int32 accumulator -> its FullyConnected op
   std::map<int, int> flatten_input_;        // flatten op -> its input tensor
   std::map<int, Shape> flatten_of_;         // flatten output tensor -> its input's shape
 };
@@ -850,8 +1026,8 @@ absl::Status WriteModelFile(const onnx::ModelProto& model, const std::string& pa
   return WriteFileAtomically(path, bytes);
 }
 
-absl::StatusOr<QuantizedModel> ImportQdq(const onnx::ModelProto& model, const std::string& file) {
-  QdqImporter importer(model, file);
+absl::StatusOr<QuantizedModel> ImportQuantized(const onnx::ModelProto& model, const std::string& file) {
+  QuantizedImporter importer(model, file);
   return importer.Run();
 }
 

@@ -42,11 +42,14 @@ absl::StatusOr<onnx::ModelProto> ExportQdq(const backends::QuantizedModel& model
 // float op -> QuantizeLinear. Clamps are integer Clips. Checked like ExportQdq.
 absl::StatusOr<onnx::ModelProto> ExportQOperator(const backends::QuantizedModel& model);
 
-// Reads a QDQ model laid out as ExportQdq writes it back into a QuantizedModel
-// (requantization recomputed, validated): exporting and importing gives the
-// same integer model (float_data, which the export does not carry, aside).
-// Anything else is an error naming the node.
-absl::StatusOr<backends::QuantizedModel> ImportQdq(const onnx::ModelProto& model, const std::string& file);
+// Reads a QDQ or QOperator model laid out as ExportQdq / ExportQOperator write
+// it back into a QuantizedModel (requantization recomputed, validated):
+// exporting and importing gives the same integer model (float_data, which the
+// export does not carry, aside). The QOperator form's scales are checked
+// (QLinearConv's x_scale / x_zero_point against x's own, an accumulator's
+// DequantizeLinear scale against s_x * s_w). Anything else is an error naming
+// the node.
+absl::StatusOr<backends::QuantizedModel> ImportQuantized(const onnx::ModelProto& model, const std::string& file);
 
 // Whether `a` and `b` are the same integer model: every field but float_data and
 // fused_activation (which the export does not carry); else the differences in `diff`.

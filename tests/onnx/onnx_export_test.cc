@@ -179,14 +179,15 @@ TEST(OnnxExportTest, QOperatorFormCarriesIntegersBetweenOps) {
   EXPECT_EQ(ops["MaxPool"], 2);  // on the integers
 }
 
-void ExpectRoundTrip(const QuantizedModel& m, const std::string& what) {
-  absl::StatusOr<onnx::ModelProto> e = ExportQdq(m);
+void ExpectRoundTrip(const QuantizedModel& m, const std::string& model, bool qoperator) {
+  const std::string what = absl::StrCat(model, qoperator ? " (QOperator)" : " (QDQ)");
+  absl::StatusOr<onnx::ModelProto> e = qoperator ? ExportQOperator(m) : ExportQdq(m);
   ASSERT_TRUE(e.ok()) << what << ": " << e.status();
   std::string bytes;
   ASSERT_TRUE(e->SerializeToString(&bytes));
   onnx::ModelProto reread;
   ASSERT_TRUE(reread.ParseFromString(bytes));
-  absl::StatusOr<QuantizedModel> back = ImportQdq(reread, what);
+  absl::StatusOr<QuantizedModel> back = ImportQuantized(reread, what);
   ASSERT_TRUE(back.ok()) << what << ": " << back.status();
   std::string diff;
   EXPECT_TRUE(SameIntegerModel(m, *back, &diff)) << what << ":\n" << diff;
@@ -196,7 +197,12 @@ void ExpectRoundTrip(const QuantizedModel& m, const std::string& what) {
   EXPECT_FALSE(SameIntegerModel(m, changed, &diff)) << what;
 }
 
-TEST(OnnxExportTest, QdqExportReadsBackToTheSameIntegerModel) {
+// Both forms.
+void ExpectRoundTrip(const QuantizedModel& m, const std::string& model) {
+  for (bool qoperator : {false, true}) ExpectRoundTrip(m, model, qoperator);
+}
+
+TEST(OnnxExportTest, QdqAndQOperatorExportsReadBackToTheSameIntegerModel) {
   int models = 0;
   for (bool cnn : {false, true}) {
     QuantizedModel f = cnn ? backends::MakeFloatCnn(8) : backends::MakeFloatMlp(8);
@@ -224,6 +230,46 @@ TEST(OnnxExportTest, QdqExportReadsBackToTheSameIntegerModel) {
     ++models;
   }
   EXPECT_GE(models, 16);
+}
+
+// The QOperator reader checks the scales the form repeats instead of trusting them.
+TEST(OnnxExportTest, QOperatorReadBackRejectsInconsistentScales) {
+  absl::StatusOr<QuantizedModel> m = PerChannelCnn();
+  ASSERT_TRUE(m.ok());
+  absl::StatusOr<onnx::ModelProto> e = ExportQOperator(*m);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_TRUE(ImportQuantized(*e, "good.onnx").ok());
+  // An accumulator's DequantizeLinear scale one float step away from s_x * s_w[0].
+  auto nudged = [&](const std::string& suffix) {
+    onnx::ModelProto bad = *e;
+    for (onnx::TensorProto& t : *bad.mutable_graph()->mutable_initializer()) {
+      if (t.name().size() < suffix.size() || t.name().compare(t.name().size() - suffix.size(), suffix.size(), suffix))
+        continue;
+      absl::StatusOr<OnnxTensor> v = FromProto(t, t.name());
+      EXPECT_TRUE(v.ok());
+      v->f[0] = std::nextafter(v->f[0], 1.0f);
+      t = ToProto(*v, t.name());
+      break;
+    }
+    return bad;
+  };
+  absl::StatusOr<QuantizedModel> acc = ImportQuantized(nudged("_acc_scale"), "acc.onnx");
+  ASSERT_FALSE(acc.ok());
+  EXPECT_THAT(acc.status().message(), ::testing::HasSubstr("acc.onnx: node '"));
+  EXPECT_THAT(acc.status().message(), ::testing::HasSubstr("the input's scale times the weight's"));
+  // QLinearConv given an x_scale that is not the one its input was quantized with.
+  onnx::ModelProto conv = *e;
+  for (onnx::NodeProto& n : *conv.mutable_graph()->mutable_node()) {
+    if (n.op_type() != "QLinearConv") continue;
+    OnnxTensor half = OnnxTensor::Zeros(onnx_io::DType::kFloat, {});
+    half.f = {0.5f};
+    *conv.mutable_graph()->add_initializer() = ToProto(half, "other_scale");
+    n.set_input(1, "other_scale");
+    break;
+  }
+  absl::StatusOr<QuantizedModel> x = ImportQuantized(conv, "conv.onnx");
+  ASSERT_FALSE(x.ok());
+  EXPECT_THAT(x.status().message(), ::testing::HasSubstr("differ from the ones it was quantized with"));
 }
 
 TEST(OnnxExportTest, LowBitWeightsStateTheirRangeInMetadata) {
