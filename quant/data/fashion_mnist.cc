@@ -149,7 +149,14 @@ absl::StatusOr<std::unique_ptr<Dataset>> FashionMnist::Create(ParamReader& p) {
       p.IntInRange("train_limit", 0, 0, 60000, "use only the first N training images (0 = all)");
   const int64_t test_limit =
       p.IntInRange("test_limit", 0, 0, 10000, "use only the first N test images (0 = all)");
-  return std::unique_ptr<Dataset>(new FashionMnist(dir, train_limit, test_limit));
+  // Declared where a model expects other inputs than torchvision's usual constants (an
+  // imported ONNX model trained on p / 255, say: mean 0, std 1).
+  ParamReader& norm = p.Map("normalization", "inputs are (p / 255 - mean) / std for each pixel byte p");
+  const double mean = norm.DoubleInRange("mean", kFashionMnistMean, -1e6, 1e6, "subtracted from p / 255");
+  const double stddev = norm.Double("std", kFashionMnistStd, "divides p / 255 - mean; positive");
+  if (!(stddev > 0)) norm.Fail("std", absl::StrCat(stddev, ": expected a positive number"));
+  return std::unique_ptr<Dataset>(new FashionMnist(dir, train_limit, test_limit, static_cast<float>(mean),
+                                                   static_cast<float>(stddev)));
 }
 
 absl::StatusOr<DataSplit> FashionMnist::LoadSplit(const std::string& prefix, int64_t limit) const {
@@ -169,7 +176,7 @@ absl::StatusOr<DataSplit> FashionMnist::LoadSplit(const std::string& prefix, int
   // Kept as bytes, normalised when read (DataSplit::Read): a quarter of the memory.
   split.pixels = std::move(images.bytes);
   split.pixel_shape = {1, 28, 28};
-  split.SetPixelNormalisation(kFashionMnistMean, kFashionMnistStd);
+  split.SetPixelNormalisation(mean_, std_);
   split.labels.resize(n);
   for (int64_t i = 0; i < n; ++i) {
     if (labels.bytes[i] > 9) {
@@ -253,7 +260,7 @@ absl::Status FashionMnist::ReadCache(const std::string& path) {
       s.labels[i] = label;
     }
     s.pixel_shape = {1, 28, 28};
-    s.SetPixelNormalisation(kFashionMnistMean, kFashionMnistStd);
+    s.SetPixelNormalisation(mean_, std_);
   }
   return absl::OkStatus();
 }
@@ -277,7 +284,11 @@ absl::Status FashionMnist::Load() {
 
 std::string FashionMnist::Describe() const {
   return absl::StrCat("fashion_mnist (", train_.size(), " train, ", test_.size(), " test, from ", dir_,
-                      loaded_from_.empty() ? "" : absl::StrCat("; decoded copy ", loaded_from_), ")");
+                      loaded_from_.empty() ? "" : absl::StrCat("; decoded copy ", loaded_from_),
+                      mean_ == kFashionMnistMean && std_ == kFashionMnistStd
+                          ? ""
+                          : absl::StrCat("; normalised as (p / 255 - ", mean_, ") / ", std_),
+                      ")");
 }
 
 QUANTLAB_REGISTER(Dataset, "fashion_mnist", FashionMnist::Create,

@@ -1,7 +1,8 @@
 // Fashion-MNIST (Xiao et al. 2017) from Debian's dataset-fashion-mnist: gzip'd
 // IDX files in /usr/share/datasets/fashion-mnist. Images are normalised with
 // the training set's mean and standard deviation, (x/255 - 0.2860) / 0.3530,
-// the constants torchvision users apply to this dataset.
+// the constants torchvision users apply to this dataset, unless the config's
+// `normalization: {mean, std}` says otherwise.
 #ifndef QUANT_DATA_FASHION_MNIST_H_
 #define QUANT_DATA_FASHION_MNIST_H_
 
@@ -42,8 +43,8 @@ class FashionMnist : public Dataset {
   std::string Describe() const override;
 
  private:
-  FashionMnist(std::string dir, int64_t train_limit, int64_t test_limit)
-      : dir_(std::move(dir)), train_limit_(train_limit), test_limit_(test_limit) {}
+  FashionMnist(std::string dir, int64_t train_limit, int64_t test_limit, float mean, float stddev)
+      : dir_(std::move(dir)), train_limit_(train_limit), test_limit_(test_limit), mean_(mean), std_(stddev) {}
   absl::StatusOr<DataSplit> LoadSplit(const std::string& prefix, int64_t limit) const;
   // The decoded-dataset cache: <cache_dir>/fashion_mnist-<key>.u8, the key a hash of the
   // four files' paths, sizes and modification times and the limits (a changed file is a
@@ -58,6 +59,8 @@ class FashionMnist : public Dataset {
   std::string dir_;
   int64_t train_limit_;
   int64_t test_limit_;
+  float mean_;  // the normalisation (p / 255 - mean_) / std_, kFashionMnist* unless configured
+  float std_;
   DataSplit train_;
   DataSplit test_;
   std::string loaded_from_;  // the cache file, when the data came from it

@@ -184,6 +184,28 @@ TEST(FashionMnistTest, LoadsNormalisedSplitsThroughRegistry) {
   EXPECT_EQ(std::memcmp(slice.data(), test.data() + 1230 * 784, 10 * 784 * sizeof(float)), 0);
 }
 
+// An imported model trained on other inputs declares them: here p / 255 (mean 0, std 1).
+TEST(FashionMnistTest, NormalisationIsDeclaredInTheConfig) {
+  ParamReader p(YAML::Load("{name: fashion_mnist, train_limit: 10, test_limit: 10, normalization: {mean: 0, std: 1}}"),
+                "t.yaml", "dataset");
+  auto ds = Registry<Dataset>::Get().CreateFrom(p, "name", "", "dataset");
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  ASSERT_TRUE(p.Finish().ok()) << p.Finish();
+  ASSERT_TRUE((*ds)->Load().ok());
+  const Tensor t = (*ds)->test().Slice(0, 10);
+  const std::vector<uint8_t>& bytes = (*ds)->test().pixels;
+  for (size_t i = 0; i < bytes.size(); ++i) ASSERT_EQ(t.values()[i], bytes[i] / 255.0f) << i;
+  EXPECT_THAT((*ds)->Describe(), HasSubstr("normalised as (p / 255 - 0) / 1"));
+  // A standard deviation that is not positive is an error at its key.
+  ParamReader bad(YAML::Load("{normalization: {mean: 0.5, std: 0}}"), "cfg.yaml", "dataset");
+  (void)FashionMnist::Create(bad);
+  EXPECT_THAT(bad.Finish().message(), HasSubstr("cfg.yaml:1:34: dataset.normalization.std: 0: expected a positive"));
+  // A misspelt key is not ignored.
+  ParamReader typo(YAML::Load("{normalization: {mean: 0.5, sd: 1}}"), "cfg.yaml", "dataset");
+  (void)FashionMnist::Create(typo);
+  EXPECT_THAT(typo.Finish().message(), HasSubstr("cfg.yaml:1:29: dataset.normalization.sd: unknown key 'sd' (did you mean 'std'?)"));
+}
+
 TEST(FashionMnistTest, MissingDirectoryErrorOnLoad) {
   ParamReader p(YAML::Load("{dir: /no/such/dir}"), "t.yaml", "dataset");
   auto ds = FashionMnist::Create(p);
