@@ -1,7 +1,9 @@
 // Writes the binary seed corpora of the fuzz targets with the project's own code:
 //   make_seeds <dir>  ->  <dir>/checkpoint/mlp8.pb, <dir>/quantized_model/{graph,depthwise}.pb
 //   (QuantizedModel payloads: the fuzzer adds the header and CRC) and .qlq (whole
-//   files), <dir>/idx/{labels,images}.idx and images.idx.gz (3 items of 2x2).
+//   files), <dir>/idx/{labels,images}.idx and images.idx.gz (3 items of 2x2),
+//   <dir>/onnx/{graph,depthwise}.{qdq,qop}.onnx (the two graphs' ONNX exports; the float
+//   ONNX seeds come from fuzz/make_onnx_seeds.py).
 // The committed seeds in fuzz/corpus/ were made by this; re-run it after a format change.
 #include <zlib.h>
 
@@ -15,6 +17,7 @@
 #include "quant/backends/quantized_model.h"
 #include "quant/nn/checkpoint.h"
 #include "quant/nn/mlp.h"
+#include "quant/onnx/onnx_export.h"
 
 namespace {
 
@@ -41,7 +44,7 @@ int Fail(const std::string& what) {
 int main(int argc, char** argv) {
   if (argc != 2) return Fail("usage: make_seeds <dir>");
   const std::string dir = argv[1];
-  for (const char* sub : {"checkpoint", "quantized_model", "idx"}) {
+  for (const char* sub : {"checkpoint", "quantized_model", "idx", "onnx"}) {
     std::filesystem::create_directories(dir + "/" + sub);
   }
 
@@ -77,6 +80,11 @@ int main(int argc, char** argv) {
     if (!q.ok()) return Fail(std::string(q.status().message()));
     Write(dir + "/quantized_model/" + name + ".pb", q->SerializeAsString());
     Write(dir + "/quantized_model/" + name + ".qlq", quant::backends::SerializeQuantizedModel(*q));
+    for (bool qop : {false, true}) {
+      auto e = qop ? quant::onnx_io::ExportQOperator(*q) : quant::onnx_io::ExportQdq(*q);
+      if (!e.ok()) return Fail(std::string(e.status().message()));
+      Write(dir + "/onnx/" + name + (qop ? ".qop.onnx" : ".qdq.onnx"), e->SerializeAsString());
+    }
   }
 
   Write(dir + "/idx/labels.idx", Idx(0x801, {3}, {0, 9, 4}));

@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 
 seconds=${QUANTLAB_FUZZ_SECONDS:-60}
 artifacts=${QUANTLAB_FUZZ_ARTIFACTS:-/tmp/quantlab-fuzz-artifacts}
-targets=(config_loader idx checkpoint quantized_model)
+# QUANTLAB_FUZZ_TARGETS (space-separated) runs a subset.
+read -r -a targets <<<"${QUANTLAB_FUZZ_TARGETS:-config_loader idx checkpoint quantized_model onnx}"
 
 # One output base per checkout (as Bazel's own are), next to Bazel's in ~/.cache.
 fuzz_base="${QUANTLAB_FUZZ_OUTPUT_BASE:-$HOME/.cache/quantlab-bazel-fuzz/$(pwd -P | md5sum | cut -c1-32)}"

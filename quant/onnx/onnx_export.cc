@@ -3,6 +3,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "nlohmann/json.hpp"
 #include "onnx/checker.h"
@@ -474,7 +475,16 @@ class QuantizedImporter {
     if (g.input_size() != 1) return Bad("the graph needs one input");
     const onnx::TensorShapeProto& s = g.input(0).type().tensor_type().shape();
     Shape shape;
-    for (int d = 1; d < s.dim_size(); ++d) shape.push_back(s.dim(d).dim_value());
+    for (int d = 1; d < s.dim_size(); ++d) {
+      if (s.dim(d).dim_value() < 1 || s.dim(d).dim_value() > kMaxWindow * 16)
+        return Bad(absl::StrCat("input '", g.input(0).name(), "': dimension ", d, " must be a static size in [1, ",
+                                kMaxWindow * 16, "]"));
+      shape.push_back(s.dim(d).dim_value());
+    }
+    if (backends::Numel(shape) > (int64_t{1} << 28))
+      return Bad(absl::StrCat("input '", g.input(0).name(), "': more than 2^28 values per sample"));
+    if (shape.size() != 1 && shape.size() != 3)
+      return Bad(absl::StrCat("input '", g.input(0).name(), "': [N, C, H, W] or [N, features] expected"));
     if (shape.size() == 3) shape = {shape[1], shape[2], shape[0]};  // CHW -> HWC
     input_shape_ = shape;
     pending_[g.input(0).name()] = Pending{-2};
@@ -504,12 +514,45 @@ class QuantizedImporter {
     const OnnxTensor* zero_point = nullptr;
   };
 
+  static constexpr int64_t kMaxWindow = 4096;  // kernel, stride, pad and group bound; input dims up to its square
+
   absl::Status Bad(const std::string& what) const {
     return absl::InvalidArgumentError(absl::StrCat(file_, ": ", what));
   }
   const OnnxTensor* Init(const std::string& name) const {
     auto it = init_.find(name);
     return it == init_.end() ? nullptr : &it->second;
+  }
+  // A non-empty float initializer, or nullptr.
+  const OnnxTensor* FloatInit(const std::string& name) const {
+    const OnnxTensor* t = Init(name);
+    return t != nullptr && t->is_float() && t->numel() > 0 && static_cast<int64_t>(t->f.size()) == t->numel() ? t
+                                                                                                              : nullptr;
+  }
+  // A non-empty int8 / uint8 / int32 initializer, or nullptr.
+  const OnnxTensor* IntInit(const std::string& name) const {
+    const OnnxTensor* t = Init(name);
+    const bool integer = t != nullptr && (t->dtype == onnx_io::DType::kInt8 || t->dtype == onnx_io::DType::kUint8 ||
+                                          t->dtype == onnx_io::DType::kInt32);
+    return integer && t->numel() > 0 && static_cast<int64_t>(t->i.size()) == t->numel() ? t : nullptr;
+  }
+  // Integers, their float scales and zero points of as many values (or nullptr for an int32 bias).
+  absl::StatusOr<ConstDq> Constant(const onnx::NodeProto& n, const std::string& q, const std::string& scale,
+                                   const std::string& zero_point) const {
+    ConstDq c{Base(q, "_q"), IntInit(q), FloatInit(scale), IntInit(zero_point)};
+    if (c.q == nullptr || c.scale == nullptr || c.zero_point == nullptr || c.scale->numel() != c.zero_point->numel() ||
+        c.zero_point->dtype != c.q->dtype)
+      return Bad(absl::StrCat("node '", n.name(), "': an integer initializer '", q,
+                              "' with a float scale and a zero point of its type (as many values) expected"));
+    return c;
+  }
+  // An int32 bias initializer of `count` values.
+  absl::StatusOr<ConstDq> Bias(const onnx::NodeProto& n, const std::string& name, int64_t count) const {
+    const OnnxTensor* b = IntInit(name);
+    if (b == nullptr || b->dtype != onnx_io::DType::kInt32 || b->numel() != count)
+      return Bad(
+          absl::StrCat("node '", n.name(), "': an int32 bias initializer '", name, "' of ", count, " values expected"));
+    return ConstDq{Base(name, "_q"), b};
   }
   static std::string Base(const std::string& name, const std::string& suffix) {
     return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0
@@ -544,8 +587,17 @@ class QuantizedImporter {
 
   // Kernel, strides and pads [top, left, bottom, right] of a Conv2DOptions or Pool2DOptions.
   template <typename Options>
-  static void SetWindow(const onnx::NodeProto& n, const std::vector<int64_t>& kernel, Options* o) {
+  absl::Status SetWindow(const onnx::NodeProto& n, const std::vector<int64_t>& kernel, Options* o) const {
     const std::vector<int64_t> st = IntsAttr(n, "strides"), pads = IntsAttr(n, "pads");
+    auto in = [](const std::vector<int64_t>& v, int64_t lo) {
+      for (int64_t x : v)
+        if (x < lo || x > kMaxWindow) return false;
+      return true;
+    };
+    if (kernel.size() != 2 || !in(kernel, 1) || !(st.empty() || (st.size() == 2 && in(st, 1))) ||
+        !(pads.empty() || (pads.size() == 4 && in(pads, 0))))
+      return Bad(absl::StrCat("node '", n.name(), "': a 2-D kernel, strides >= 1 and 4 pads >= 0 (at most ", kMaxWindow,
+                              ") expected"));
     o->set_kernel_h(static_cast<int32_t>(kernel[0]));
     o->set_kernel_w(static_cast<int32_t>(kernel[1]));
     o->set_stride_h(st.empty() ? 1 : st[0]);
@@ -556,6 +608,15 @@ class QuantizedImporter {
       o->set_pad_bottom(pads[2]);
       o->set_pad_right(pads[3]);
     }
+    return absl::OkStatus();
+  }
+
+  absl::Status SetGroups(const onnx::NodeProto& n, backends::Conv2DOptions* c) const {
+    const int64_t g = IntAttr(n, "group", 1);
+    if (g < 1 || g > kMaxWindow * kMaxWindow)
+      return Bad(absl::StrCat("node '", n.name(), "': group = ", g, " (a positive number expected)"));
+    c->set_groups(static_cast<int32_t>(g));
+    return absl::OkStatus();
   }
 
   absl::StatusOr<int> Activation(const onnx::NodeProto& n, int input) const {
@@ -576,12 +637,31 @@ class QuantizedImporter {
   absl::Status Node(int k) {
     const onnx::NodeProto& n = m_.graph().node(k);
     const std::string& op = n.op_type();
+    // The inputs each handler reads (at least); fewer is an error, not an out-of-range read.
+    static const std::map<std::string, int> kInputs = {{"DequantizeLinear", 2},
+                                                       {"QuantizeLinear", 3},
+                                                       {"Relu", 1},
+                                                       {"Clip", 1},
+                                                       {"Conv", 2},
+                                                       {"Gemm", 2},
+                                                       {"QLinearConv", 8},
+                                                       {"MatMulInteger", 4},
+                                                       {"MaxPool", 1},
+                                                       {"AveragePool", 1},
+                                                       {"Flatten", 1},
+                                                       {"GlobalAveragePool", 1},
+                                                       {"Add", 2},
+                                                       {"Concat", 1},
+                                                       {"HardSwish", 1},
+                                                       {"Sigmoid", 1},
+                                                       {"Tanh", 1}};
+    auto arity = kInputs.find(op);
+    if (arity != kInputs.end() && (n.input_size() < arity->second || n.output_size() < 1))
+      return Bad(absl::StrCat("node '", n.name(), "' (", op, "): ", arity->second, " inputs and an output expected"));
     if (op == "DequantizeLinear") {
-      if (const OnnxTensor* q = Init(n.input(0))) {  // a weight or bias
-        const_[n.output(0)] =
-            ConstDq{Base(n.input(0), "_q"), q, Init(n.input(1)), n.input_size() > 2 ? Init(n.input(2)) : nullptr};
-        if (const_[n.output(0)].scale == nullptr)
-          return Bad(absl::StrCat("node '", n.name(), "': constant scale expected"));
+      if (Init(n.input(0)) != nullptr) {  // a weight or bias
+        if (n.input_size() < 3) return Bad(absl::StrCat("node '", n.name(), "': a constant's zero point expected"));
+        ASSIGN_OR_RETURN(const_[n.output(0)], Constant(n, n.input(0), n.input(1), n.input(2)));
         return absl::OkStatus();
       }
       if (auto acc = acc_.find(n.input(0)); acc != acc_.end()) return DequantizeAccumulator(n, acc->second);
@@ -596,8 +676,8 @@ class QuantizedImporter {
       auto it = pending_.find(n.input(0));
       if (it == pending_.end())
         return Bad(absl::StrCat("node '", n.name(), "': quantizes '", n.input(0), "', which is not an op's output"));
-      const OnnxTensor* s = Init(n.input(1));
-      const OnnxTensor* z = Init(n.input(2));
+      const OnnxTensor* s = FloatInit(n.input(1));
+      const OnnxTensor* z = IntInit(n.input(2));
       if (s == nullptr || z == nullptr || s->numel() != 1 || z->numel() != 1)
         return Bad(absl::StrCat("node '", n.name(), "': per-tensor constant scale and zero point expected"));
       Tensor* t = out_.add_tensors();
@@ -637,44 +717,44 @@ class QuantizedImporter {
       if (op == "Relu") {
         p.relu = true;
       } else {
-        p.clip_lo = Init(n.input(1));
-        p.clip_hi = Init(n.input(2));
+        // Absent bounds are missing inputs or empty names; given ones must be float scalars.
+        for (int b = 1; b <= 2; ++b) {
+          if (n.input_size() <= b || n.input(b).empty()) continue;
+          const OnnxTensor* v = FloatInit(n.input(b));
+          if (v == nullptr || v->numel() != 1)
+            return Bad(absl::StrCat("node '", n.name(), "': Clip bound '", n.input(b), "' is not a float constant"));
+          (b == 1 ? p.clip_lo : p.clip_hi) = v;
+        }
       }
       pending_[n.output(0)] = p;
       return absl::OkStatus();
     }
     if (op == "Conv") {
       ASSIGN_OR_RETURN(int x, Activation(n, 0));
-      auto w = const_.find(n.input(1));
-      if (w == const_.end())
-        return Bad(absl::StrCat("node '", n.name(), "': the weight must be a dequantized initializer"));
-      std::vector<int> ins = {x, ConvWeight(w->second)};
+      ASSIGN_OR_RETURN(const ConstDq* w, DequantizedWeight(n, 4));
+      std::vector<int> ins = {x, ConvWeight(*w)};
       if (n.input_size() > 2) {
-        auto b = const_.find(n.input(2));
-        if (b == const_.end())
-          return Bad(absl::StrCat("node '", n.name(), "': the bias must be a dequantized initializer"));
-        ins.push_back(AddConstant(b->second, {w->second.q->shape[0]}, b->second.q->i));
+        ASSIGN_OR_RETURN(const ConstDq* b, DequantizedBias(n, w->q->shape[0]));
+        ins.push_back(AddConstant(*b, {w->q->shape[0]}, b->q->i));
       }
       backends::Conv2DOptions* c = NewOp(n, ins, n.output(0))->mutable_conv2d();
-      c->set_groups(static_cast<int32_t>(IntAttr(n, "group", 1)));
-      SetWindow(n, {w->second.q->shape[2], w->second.q->shape[3]}, c);
-      return absl::OkStatus();
+      RETURN_IF_ERROR(SetGroups(n, c));
+      return SetWindow(n, {w->q->shape[2], w->q->shape[3]}, c);
     }
     if (op == "QLinearConv") return QLinearConv(n);
     if (op == "MatMulInteger") return MatMulInteger(n);
     if (op == "Gemm") {
       ASSIGN_OR_RETURN(int x, Activation(n, 0));
-      auto w = const_.find(n.input(1));
-      if (w == const_.end() || IntAttr(n, "transB", 0) != 1)
-        return Bad(absl::StrCat("node '", n.name(), "': a dequantized [out, in] weight with transB = 1 expected"));
-      const OnnxTensor& q = *w->second.q;
+      if (IntAttr(n, "transB", 0) != 1)
+        return Bad(absl::StrCat("node '", n.name(), "': a [out, in] weight with transB = 1 expected"));
+      ASSIGN_OR_RETURN(const ConstDq* w, DequantizedWeight(n, 2));
+      const OnnxTensor& q = *w->q;
       const int64_t O = q.shape[0], I = q.shape[1];
-      std::vector<int> ins = {x, AddConstant(w->second, {O, I}, NhwcColumns(x, O, I, q.i))};
+      ASSIGN_OR_RETURN(std::vector<int64_t> columns, NhwcColumns(n, x, O, I, q.i));
+      std::vector<int> ins = {x, AddConstant(*w, {O, I}, columns)};
       if (n.input_size() > 2) {
-        auto b = const_.find(n.input(2));
-        if (b == const_.end())
-          return Bad(absl::StrCat("node '", n.name(), "': the bias must be a dequantized initializer"));
-        ins.push_back(AddConstant(b->second, {O}, b->second.q->i));
+        ASSIGN_OR_RETURN(const ConstDq* b, DequantizedBias(n, O));
+        ins.push_back(AddConstant(*b, {O}, b->q->i));
       }
       NewOp(n, ins, n.output(0))->mutable_fully_connected();
       return absl::OkStatus();
@@ -682,19 +762,14 @@ class QuantizedImporter {
     if (op == "MaxPool" && quantized_.count(n.input(0))) {  // QOperator: on the integers
       const int x = quantized_[n.input(0)];
       Op* o = NewIntegerOp(n, {x});
-      const std::vector<int64_t> ks = IntsAttr(n, "kernel_shape");
-      if (ks.size() != 2) return Bad(absl::StrCat("node '", n.name(), "': a 2-D kernel_shape expected"));
-      SetWindow(n, ks, o->mutable_max_pool2d());
+      RETURN_IF_ERROR(SetWindow(n, IntsAttr(n, "kernel_shape"), o->mutable_max_pool2d()));
       return IntegerOutput(n, x);
     }
     if (op == "MaxPool" || op == "AveragePool") {
       ASSIGN_OR_RETURN(int x, Activation(n, 0));
       Op* o = NewOp(n, {x}, n.output(0));
       backends::Pool2DOptions* p = op == "MaxPool" ? o->mutable_max_pool2d() : o->mutable_average_pool2d();
-      const std::vector<int64_t> ks = IntsAttr(n, "kernel_shape");
-      if (ks.size() != 2) return Bad(absl::StrCat("node '", n.name(), "': a 2-D kernel_shape expected"));
-      SetWindow(n, ks, p);
-      return absl::OkStatus();
+      return SetWindow(n, IntsAttr(n, "kernel_shape"), p);
     }
     if (op == "GlobalAveragePool") {
       ASSIGN_OR_RETURN(int x, Activation(n, 0));
@@ -744,6 +819,23 @@ class QuantizedImporter {
         absl::StrCat(file_, ": node '", n.name(), "' (", op, ") is not read back from QDQ or QOperator form"));
   }
 
+  // Input 1 of a Conv / Gemm: a dequantized int8 / uint8 initializer of `rank` dimensions.
+  absl::StatusOr<const ConstDq*> DequantizedWeight(const onnx::NodeProto& n, size_t rank) const {
+    auto w = const_.find(n.input(1));
+    if (w == const_.end() || w->second.q->shape.size() != rank || w->second.q->dtype == onnx_io::DType::kInt32)
+      return Bad(absl::StrCat("node '", n.name(), "': the weight must be a dequantized int8 / uint8 initializer of ",
+                              rank, " dimensions"));
+    return &w->second;
+  }
+  // Input 2: a dequantized int32 initializer of `count` values.
+  absl::StatusOr<const ConstDq*> DequantizedBias(const onnx::NodeProto& n, int64_t count) const {
+    auto b = const_.find(n.input(2));
+    if (b == const_.end() || b->second.q->dtype != onnx_io::DType::kInt32 || b->second.q->numel() != count)
+      return Bad(absl::StrCat("node '", n.name(), "': the bias must be a dequantized int32 initializer of ", count,
+                              " values"));
+    return &b->second;
+  }
+
   // OIHW integers -> a new OHWI weight tensor.
   int ConvWeight(const ConstDq& w) {
     const OnnxTensor& q = *w.q;
@@ -757,8 +849,12 @@ class QuantizedImporter {
   }
 
   // An [O, I] weight's columns in quantlab's order: NHWC after a Flatten of [H, W, C].
-  std::vector<int64_t> NhwcColumns(int x, int64_t O, int64_t I, const std::vector<int64_t>& nchw) const {
+  absl::StatusOr<std::vector<int64_t>> NhwcColumns(const onnx::NodeProto& n, int x, int64_t O, int64_t I,
+                                                   const std::vector<int64_t>& nchw) const {
     std::vector<int64_t> v = nchw;
+    if (backends::Numel(TensorShapeOf(x)) != I)
+      return Bad(absl::StrCat("node '", n.name(), "': a weight of ", I, " columns for an input of ",
+                              backends::Numel(TensorShapeOf(x)), " values"));
     auto f = flatten_of_.find(x);
     if (f == flatten_of_.end() || f->second.size() != 3) return v;
     const int64_t H = f->second[0], W = f->second[1], C = f->second[2];
@@ -776,8 +872,8 @@ class QuantizedImporter {
     if (it == quantized_.end())
       return Bad(absl::StrCat("node '", n.name(), "': input '", n.input(input), "' is not a quantized activation"));
     const Tensor& t = out_.tensors(it->second);
-    const OnnxTensor* s = scale_input >= 0 ? Init(n.input(scale_input)) : nullptr;
-    const OnnxTensor* z = Init(n.input(zero_point_input));
+    const OnnxTensor* s = scale_input >= 0 ? FloatInit(n.input(scale_input)) : nullptr;
+    const OnnxTensor* z = IntInit(n.input(zero_point_input));
     const bool same = (scale_input < 0 || (s != nullptr && s->numel() == 1 && s->f[0] == t.scale(0))) && z != nullptr &&
                       z->numel() == 1 && z->i[0] == t.zero_point(0);
     if (!same)
@@ -825,24 +921,21 @@ class QuantizedImporter {
   absl::Status QLinearConv(const onnx::NodeProto& n) {
     if (n.input_size() < 8) return Bad(absl::StrCat("node '", n.name(), "': QLinearConv needs 8 or 9 inputs"));
     ASSIGN_OR_RETURN(int x, IntegerInput(n, 0, 1, 2));
-    const ConstDq w{Base(n.input(3), "_q"), Init(n.input(3)), Init(n.input(4)), Init(n.input(5))};
-    const OnnxTensor* ys = Init(n.input(6));
-    const OnnxTensor* yz = Init(n.input(7));
-    if (w.q == nullptr || w.scale == nullptr || w.zero_point == nullptr || w.q->shape.size() != 4 || ys == nullptr ||
-        yz == nullptr || ys->numel() != 1 || yz->numel() != 1)
+    ASSIGN_OR_RETURN(const ConstDq w, Constant(n, n.input(3), n.input(4), n.input(5)));
+    const OnnxTensor* ys = FloatInit(n.input(6));
+    const OnnxTensor* yz = IntInit(n.input(7));
+    if (w.q->shape.size() != 4 || ys == nullptr || yz == nullptr || ys->numel() != 1 || yz->numel() != 1 ||
+        yz->dtype == onnx_io::DType::kInt32)
       return Bad(absl::StrCat("node '", n.name(),
-                              "': constant OIHW weights with their scale / zero point and a per-tensor y_scale / "
-                              "y_zero_point expected"));
+                              "': OIHW weights and a per-tensor y_scale / int8 or uint8 y_zero_point expected"));
     std::vector<int> ins = {x, ConvWeight(w)};
     if (n.input_size() > 8) {
-      const OnnxTensor* b = Init(n.input(8));
-      if (b == nullptr || b->dtype != onnx_io::DType::kInt32)
-        return Bad(absl::StrCat("node '", n.name(), "': the bias must be an int32 initializer"));
-      ins.push_back(AddConstant(ConstDq{Base(n.input(8), "_q"), b}, {w.q->shape[0]}, b->i));
+      ASSIGN_OR_RETURN(const ConstDq b, Bias(n, n.input(8), w.q->shape[0]));
+      ins.push_back(AddConstant(b, {w.q->shape[0]}, b.q->i));
     }
     backends::Conv2DOptions* c = NewIntegerOp(n, ins)->mutable_conv2d();
-    c->set_groups(static_cast<int32_t>(IntAttr(n, "group", 1)));
-    SetWindow(n, {w.q->shape[2], w.q->shape[3]}, c);
+    RETURN_IF_ERROR(SetGroups(n, c));
+    RETURN_IF_ERROR(SetWindow(n, {w.q->shape[2], w.q->shape[3]}, c));
     return IntegerOutput(n, -1, ys, yz);
   }
 
@@ -853,15 +946,14 @@ class QuantizedImporter {
       return Bad(absl::StrCat("node '", n.name(), "': MatMulInteger with both zero points expected"));
     ASSIGN_OR_RETURN(int x, IntegerInput(n, 0, -1, 2));
     const std::string base = Base(n.input(1), "_q");
-    const ConstDq w{base, Init(n.input(1)), Init(base + "_scale"), Init(n.input(3))};
-    if (w.q == nullptr || w.scale == nullptr || w.zero_point == nullptr || w.q->shape.size() != 2)
-      return Bad(absl::StrCat("node '", n.name(), "': a constant [in, out] weight with initializers '", base,
-                              "_scale' and a zero point expected"));
+    ASSIGN_OR_RETURN(const ConstDq w, Constant(n, n.input(1), base + "_scale", n.input(3)));
+    if (w.q->shape.size() != 2) return Bad(absl::StrCat("node '", n.name(), "': a [in, out] weight expected"));
     const int64_t I = w.q->shape[0], O = w.q->shape[1];
     std::vector<int64_t> oi(w.q->i.size());
     for (int64_t o = 0; o < O; ++o)
       for (int64_t i = 0; i < I; ++i) oi[o * I + i] = w.q->i[i * O + o];
-    NewIntegerOp(n, {x, AddConstant(w, {O, I}, NhwcColumns(x, O, I, oi))})->mutable_fully_connected();
+    ASSIGN_OR_RETURN(std::vector<int64_t> columns, NhwcColumns(n, x, O, I, oi));
+    NewIntegerOp(n, {x, AddConstant(w, {O, I}, columns)})->mutable_fully_connected();
     acc_[n.output(0)] = out_.ops_size() - 1;
     return absl::OkStatus();
   }
@@ -869,13 +961,12 @@ class QuantizedImporter {
   // Add(accumulator, int32 bias initializer).
   absl::Status AccumulatorBias(const onnx::NodeProto& n) {
     const int k = acc_[n.input(0)];
-    const OnnxTensor* b = Init(n.input(1));
-    Op* o = out_.mutable_ops(k);
-    if (b == nullptr || b->dtype != onnx_io::DType::kInt32 || o->inputs_size() != 2)
-      return Bad(absl::StrCat("node '", n.name(), "': adds to an accumulator; one int32 bias initializer expected"));
-    const int64_t O = out_.tensors(o->inputs(1)).shape(0);
-    if (b->numel() != O) return Bad(absl::StrCat("node '", n.name(), "': the bias needs ", O, " values"));
-    const int bias = AddConstant(ConstDq{Base(n.input(1), "_q"), b}, {O}, b->i);
+    if (out_.ops(k).inputs_size() != 2)
+      return Bad(
+          absl::StrCat("node '", n.name(), "': a second bias for the accumulator of '", out_.ops(k).name(), "'"));
+    const int64_t O = out_.tensors(out_.ops(k).inputs(1)).shape(0);
+    ASSIGN_OR_RETURN(const ConstDq b, Bias(n, n.input(1), O));
+    const int bias = AddConstant(b, {O}, b.q->i);
     out_.mutable_ops(k)->add_inputs(bias);
     acc_[n.output(0)] = k;
     return absl::OkStatus();
@@ -886,8 +977,8 @@ class QuantizedImporter {
     const Op& o = out_.ops(k);
     const Tensor& x = out_.tensors(o.inputs(0));
     const Tensor& w = out_.tensors(o.inputs(1));
-    const OnnxTensor* s = Init(n.input(1));
-    const OnnxTensor* z = n.input_size() > 2 ? Init(n.input(2)) : nullptr;
+    const OnnxTensor* s = FloatInit(n.input(1));
+    const OnnxTensor* z = n.input_size() > 2 ? IntInit(n.input(2)) : nullptr;
     bool exact = s != nullptr && (s->numel() == 1 || s->numel() == w.scale_size());
     for (int64_t c = 0; exact && c < s->numel(); ++c)
       exact = s->f[c] == backends::TensorScale(x) * w.scale(static_cast<int>(c));
@@ -903,8 +994,8 @@ class QuantizedImporter {
   absl::Status IntegerClip(const onnx::NodeProto& n) {
     const int k = int_ops_[n.input(0)];
     const int ti = quantized_[n.input(0)];
-    const OnnxTensor* lo = n.input_size() > 1 ? Init(n.input(1)) : nullptr;
-    const OnnxTensor* hi = n.input_size() > 2 ? Init(n.input(2)) : nullptr;
+    const OnnxTensor* lo = n.input_size() > 1 ? IntInit(n.input(1)) : nullptr;
+    const OnnxTensor* hi = n.input_size() > 2 ? IntInit(n.input(2)) : nullptr;
     if (lo == nullptr || hi == nullptr || lo->numel() != 1 || hi->numel() != 1)
       return Bad(absl::StrCat("node '", n.name(), "': an integer Clip needs constant min and max"));
     Op* o = out_.mutable_ops(k);
@@ -922,34 +1013,44 @@ class QuantizedImporter {
       const Shape& in = TensorShapeOf(flatten_input_[k]);
       flatten_of_[o.outputs(0)] = in;
     }
-    return std::vector<Shape>{ShapeOf(o)};
+    ASSIGN_OR_RETURN(Shape s, ShapeOf(o));
+    return std::vector<Shape>{s};
   }
   Shape TensorShapeOf(int t) const { return backends::TensorShape(out_.tensors(t)); }
-  Shape ShapeOf(const Op& o) const {
+  absl::StatusOr<Shape> ShapeOf(const Op& o) const {
     const Shape in = TensorShapeOf(o.inputs(0));
+    auto window = [&](const auto& c, int64_t channels) -> absl::StatusOr<Shape> {
+      if (in.size() != 3 || in[0] + c.pad_top() + c.pad_bottom() < c.kernel_h() ||
+          in[1] + c.pad_left() + c.pad_right() < c.kernel_w())
+        return Bad(absl::StrCat("node '", o.name(), "': its ", c.kernel_h(), "x", c.kernel_w(),
+                                " window needs an [H, W, C] input at least that large, has [", absl::StrJoin(in, ", "),
+                                "]"));
+      return Shape{(in[0] + c.pad_top() + c.pad_bottom() - c.kernel_h()) / c.stride_h() + 1,
+                   (in[1] + c.pad_left() + c.pad_right() - c.kernel_w()) / c.stride_w() + 1, channels};
+    };
     switch (o.options_case()) {
-      case Op::kConv2D: {
-        const backends::Conv2DOptions& c = o.conv2d();
-        const int64_t oc = out_.tensors(o.inputs(1)).shape(0);
-        return {(in[0] + c.pad_top() + c.pad_bottom() - c.kernel_h()) / c.stride_h() + 1,
-                (in[1] + c.pad_left() + c.pad_right() - c.kernel_w()) / c.stride_w() + 1, oc};
-      }
+      case Op::kConv2D:
+        return window(o.conv2d(), out_.tensors(o.inputs(1)).shape(0));
       case Op::kMaxPool2D:
-      case Op::kAveragePool2D: {
-        const backends::Pool2DOptions& c = o.options_case() == Op::kMaxPool2D ? o.max_pool2d() : o.average_pool2d();
-        return {(in[0] + c.pad_top() + c.pad_bottom() - c.kernel_h()) / c.stride_h() + 1,
-                (in[1] + c.pad_left() + c.pad_right() - c.kernel_w()) / c.stride_w() + 1, in[2]};
-      }
+        return window(o.max_pool2d(), in.empty() ? 0 : in.back());
+      case Op::kAveragePool2D:
+        return window(o.average_pool2d(), in.empty() ? 0 : in.back());
       case Op::kFullyConnected:
-        return {out_.tensors(o.inputs(1)).shape(0)};
+        return Shape{out_.tensors(o.inputs(1)).shape(0)};
       case Op::kGlobalAveragePool:
-        return {in.back()};
+        if (in.size() != 3) return Bad(absl::StrCat("node '", o.name(), "': an [H, W, C] input expected"));
+        return Shape{in.back()};
       case Op::kFlatten:
-        return {backends::Numel(in)};
+        return Shape{backends::Numel(in)};
       case Op::kConcat: {
         Shape s = in;
         s.back() = 0;
-        for (int i : o.inputs()) s.back() += TensorShapeOf(i).back();
+        for (int i : o.inputs()) {
+          const Shape si = TensorShapeOf(i);
+          if (si.size() != in.size() || !std::equal(si.begin(), si.end() - 1, in.begin()))
+            return Bad(absl::StrCat("node '", o.name(), "': inputs of different shapes but for the channels"));
+          s.back() += si.back();
+        }
         return s;
       }
       default:

@@ -127,8 +127,14 @@ absl::StatusOr<OnnxTensor> FromProto(const onnx::TensorProto& p, const std::stri
   }
   OnnxTensor t;
   t.dtype = static_cast<DType>(p.data_type());
+  // Sizes are checked against the data the file holds before anything is allocated; a product of
+  // dims beyond 2^40 could not be held by any file and would overflow on the way.
+  int64_t count = 1;
   for (int64_t d : p.dims()) {
     if (d < 0) return absl::InvalidArgumentError(absl::StrCat(what, ": negative dimension ", d));
+    if (d > 0 && count > (int64_t{1} << 40) / d)
+      return absl::InvalidArgumentError(absl::StrCat(what, ": more than 2^40 elements"));
+    count *= d;
     t.shape.push_back(d);
   }
   const int64_t n = t.numel();
@@ -159,13 +165,13 @@ absl::StatusOr<OnnxTensor> FromProto(const onnx::TensorProto& p, const std::stri
   }
   if (raw) {
     const std::string& r = p.raw_data();
-    t.i.resize(n);
     if (t.dtype == DType::kInt32) {
       std::vector<int32_t> v;
       if (!ReadRaw<int32_t>(r, n, &v)) return bad_size(r.size() / 4);
-      for (int64_t k = 0; k < n; ++k) t.i[k] = v[k];
+      t.i.assign(v.begin(), v.end());
     } else {
       if (static_cast<int64_t>(r.size()) != n) return bad_size(r.size());
+      t.i.resize(n);
       for (int64_t k = 0; k < n; ++k) {
         t.i[k] = t.dtype == DType::kInt8 ? static_cast<int8_t>(r[k]) : static_cast<uint8_t>(r[k]);
       }

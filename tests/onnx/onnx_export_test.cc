@@ -6,6 +6,7 @@
 #include "quant/onnx/onnx_export.h"
 
 #include <cmath>
+#include <functional>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -270,6 +271,87 @@ TEST(OnnxExportTest, QOperatorReadBackRejectsInconsistentScales) {
   absl::StatusOr<QuantizedModel> x = ImportQuantized(conv, "conv.onnx");
   ASSERT_FALSE(x.ok());
   EXPECT_THAT(x.status().message(), ::testing::HasSubstr("differ from the ones it was quantized with"));
+}
+
+// Malformed quantized files (what //fuzz:onnx_fuzzer found, among others) are errors naming the node.
+TEST(OnnxExportTest, MalformedQuantizedModelsAreErrorsNamingTheNode) {
+  absl::StatusOr<QuantizedModel> m = PerChannelCnn();
+  ASSERT_TRUE(m.ok());
+  absl::StatusOr<onnx::ModelProto> qdq = ExportQdq(*m);
+  absl::StatusOr<onnx::ModelProto> qop = ExportQOperator(*m);
+  ASSERT_TRUE(qdq.ok() && qop.ok());
+  auto node = [](onnx::ModelProto* model, const std::string& op) -> onnx::NodeProto* {
+    for (onnx::NodeProto& n : *model->mutable_graph()->mutable_node())
+      if (n.op_type() == op) return &n;
+    return nullptr;
+  };
+  auto initializer = [](onnx::ModelProto* model, const std::string& name) -> onnx::TensorProto* {
+    for (onnx::TensorProto& t : *model->mutable_graph()->mutable_initializer())
+      if (t.name() == name) return &t;
+    return nullptr;
+  };
+  // Rewrites an initializer through OnnxTensor (the export stores raw_data).
+  auto edit = [](onnx::TensorProto* t, const std::function<void(OnnxTensor*)>& f) {
+    absl::StatusOr<OnnxTensor> v = FromProto(*t, t->name());
+    ASSERT_TRUE(v.ok()) << v.status();
+    f(&*v);
+    *t = ToProto(*v, t->name());
+  };
+  auto expect_error = [](const onnx::ModelProto& bad, const std::string& what, const std::string& message) {
+    absl::StatusOr<QuantizedModel> r = ImportQuantized(bad, "bad.onnx");
+    ASSERT_FALSE(r.ok()) << what;
+    EXPECT_THAT(r.status().message(), ::testing::HasSubstr("bad.onnx: ")) << what;
+    EXPECT_THAT(r.status().message(), ::testing::HasSubstr(message)) << what << ": " << r.status();
+  };
+  {  // a QuantizeLinear without its zero point
+    onnx::ModelProto bad = *qdq;
+    node(&bad, "QuantizeLinear")->mutable_input()->RemoveLast();
+    expect_error(bad, "arity", "(QuantizeLinear): 3 inputs and an output expected");
+  }
+  {  // a weight scale stored as integers
+    onnx::ModelProto bad = *qdq;
+    const std::string scale = node(&bad, "Conv")->input(1);  // "<w>_dq"
+    onnx::TensorProto* t = initializer(&bad, scale.substr(0, scale.size() - 3) + "_scale");
+    ASSERT_NE(t, nullptr);
+    edit(t, [](OnnxTensor* v) {
+      v->i.assign(v->f.size(), 1);
+      v->f.clear();
+      v->dtype = onnx_io::DType::kInt32;
+    });
+    expect_error(bad, "int scale", "with a float scale and a zero point of its type");
+  }
+  {  // stride 0
+    onnx::ModelProto bad = *qdq;
+    for (onnx::AttributeProto& a : *node(&bad, "Conv")->mutable_attribute())
+      if (a.name() == "strides") a.set_ints(0, 0);
+    expect_error(bad, "stride", "strides >= 1");
+  }
+  {  // a window larger than the padded input
+    onnx::ModelProto bad = *qdq;
+    for (onnx::AttributeProto& a : *node(&bad, "MaxPool")->mutable_attribute())
+      if (a.name() == "kernel_shape") a.set_ints(0, 1000);
+    expect_error(bad, "window", "window needs an [H, W, C] input at least that large");
+  }
+  {  // a MatMulInteger weight of the wrong width for its input
+    onnx::ModelProto bad = *qop;
+    onnx::TensorProto* w = initializer(&bad, node(&bad, "MatMulInteger")->input(1));
+    ASSERT_NE(w, nullptr);
+    edit(w, [](OnnxTensor* v) {
+      v->shape[0] /= 2;
+      v->i.resize(v->numel());
+    });
+    expect_error(bad, "columns", "columns for an input of");
+  }
+  {  // a QLinearConv bias of the wrong length
+    onnx::ModelProto bad = *qop;
+    onnx::TensorProto* b = initializer(&bad, node(&bad, "QLinearConv")->input(8));
+    ASSERT_NE(b, nullptr);
+    edit(b, [](OnnxTensor* v) {
+      v->shape[0] += 1;
+      v->i.push_back(0);
+    });
+    expect_error(bad, "bias", "an int32 bias initializer");
+  }
 }
 
 TEST(OnnxExportTest, LowBitWeightsStateTheirRangeInMetadata) {

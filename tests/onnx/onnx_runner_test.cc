@@ -130,6 +130,20 @@ TEST(OnnxTensorTest, ProtoRoundTripIsExact) {
               HasSubstr("tensor t: shape [2, 3, 2] needs 12 values, the tensor holds 6"));
 }
 
+// Claimed sizes are checked against the stored data before any allocation (found by //fuzz:onnx_fuzzer:
+// an int8 tensor claiming 25 G elements allocated them first), and dims whose product overflows are errors.
+TEST(OnnxTensorTest, HugeClaimedShapesAreErrorsNotAllocations) {
+  OnnxTensor t = OnnxTensor::Zeros(DType::kInt8, {4});
+  onnx::TensorProto huge = ToProto(t, "t");
+  huge.set_dims(0, int64_t{25} << 30);
+  EXPECT_THAT(std::string(FromProto(huge, "tensor t").status().message()),
+              HasSubstr("needs 26843545600 values, the tensor holds 4"));
+  huge.set_dims(0, int64_t{1} << 31);
+  huge.add_dims(int64_t{1} << 31);
+  huge.add_dims(int64_t{1} << 31);
+  EXPECT_THAT(std::string(FromProto(huge, "tensor t").status().message()), HasSubstr("more than 2^40 elements"));
+}
+
 }  // namespace
 }  // namespace onnx_io
 }  // namespace quant
