@@ -155,8 +155,8 @@ absl::StatusOr<std::unique_ptr<Dataset>> FashionMnist::Create(ParamReader& p) {
   const double mean = norm.DoubleInRange("mean", kFashionMnistMean, -1e6, 1e6, "subtracted from p / 255");
   const double stddev = norm.Double("std", kFashionMnistStd, "divides p / 255 - mean; positive");
   if (!(stddev > 0)) norm.Fail("std", absl::StrCat(stddev, ": expected a positive number"));
-  return std::unique_ptr<Dataset>(new FashionMnist(dir, train_limit, test_limit, static_cast<float>(mean),
-                                                   static_cast<float>(stddev)));
+  return std::unique_ptr<Dataset>(
+      new FashionMnist(dir, train_limit, test_limit, static_cast<float>(mean), static_cast<float>(stddev)));
 }
 
 absl::StatusOr<DataSplit> FashionMnist::LoadSplit(const std::string& prefix, int64_t limit) const {

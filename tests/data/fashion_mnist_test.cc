@@ -203,7 +203,8 @@ TEST(FashionMnistTest, NormalisationIsDeclaredInTheConfig) {
   // A misspelt key is not ignored.
   ParamReader typo(YAML::Load("{normalization: {mean: 0.5, sd: 1}}"), "cfg.yaml", "dataset");
   (void)FashionMnist::Create(typo);
-  EXPECT_THAT(typo.Finish().message(), HasSubstr("cfg.yaml:1:29: dataset.normalization.sd: unknown key 'sd' (did you mean 'std'?)"));
+  EXPECT_THAT(typo.Finish().message(),
+              HasSubstr("cfg.yaml:1:29: dataset.normalization.sd: unknown key 'sd' (did you mean 'std'?)"));
 }
 
 TEST(FashionMnistTest, MissingDirectoryErrorOnLoad) {
