@@ -151,7 +151,7 @@ BENCHMARK(BM_GemmGemmlowp)->Arg(256)->Arg(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GemmOnednnS8)->Arg(256)->Arg(1)->Unit(benchmark::kMicrosecond);
 
 struct ModelCase {
-  std::string model;   // mlp | cnn
+  std::string model;  // mlp | cnn
   bool per_channel;
 };
 
@@ -222,8 +222,9 @@ const std::vector<std::string> kBackends = {"reference", "gemmlowp", "xnnpack", 
 
 // Runs each fast backend with stage timing on and prints the share of each stage.
 void PrintWhereTheTimeGoes() {
-  std::printf("\nWhere the time goes (share of wall time per stage, fastest of 7 trials per stage; "
-              "'input' = input quantization/conversion):\n");
+  std::printf(
+      "\nWhere the time goes (share of wall time per stage, fastest of 7 trials per stage; "
+      "'input' = input quantization/conversion):\n");
   struct Entry {
     const char* backend;
     bool per_channel;
@@ -293,6 +294,43 @@ void PrintSummary(const SummaryReporter& r) {
   }
 }
 
+// Multiply-accumulates per image of the model's convs and fully connected layers.
+int64_t MacsPerImage(const QuantizedModel& m) {
+  absl::StatusOr<std::vector<Shape>> shapes = InferShapes(m);
+  if (!shapes.ok()) return 0;
+  int64_t macs = 0;
+  for (const Op& op : m.ops()) {
+    if (op.options_case() != Op::kConv2D && op.options_case() != Op::kFullyConnected) continue;
+    const Shape w = TensorShape(m.tensors(WeightTensor(op)));  // OHWI (I per group) or [O, I]
+    const int64_t per_output = Numel(w) / w[0];
+    macs += Numel((*shapes)[op.outputs(0)]) * per_output;
+  }
+  return macs;
+}
+
+// Every model figure next to the limit measured in this run: the best int8 GEMM rate (oneDNN s8 or
+// XNNPACK qs8 at 256x784x256) for the int8 backends, XNNPACK's f32 GEMM for the float ones.
+void PrintDistanceToTheLimit(const SummaryReporter& r) {
+  const double int8_limit = std::max(r.Gops("BM_GemmOnednnS8/256"), r.Gops("BM_GemmXnnpackQs8/256"));
+  const double f32_limit = r.Gops("BM_GemmXnnpackF32/256");
+  std::printf(
+      "\nDistance to the limit (achieved GOP/s = images/s x 2 x MACs per image; limit = the best raw GEMM "
+      "of this run: int8 %.1f GOP/s, f32 %.1f GOP/s):\n",
+      int8_limit, f32_limit);
+  for (const char* model : {"mlp", "cnn"}) {
+    const int64_t macs = MacsPerImage(BuildModel({model, true}));
+    for (int64_t batch : {int64_t{1}, int64_t{256}}) {
+      std::printf("  %s (%.2f MMAC/image) batch %-3lld:", model, macs / 1e6, static_cast<long long>(batch));
+      for (const std::string& b : kBackends) {
+        const double gops = r.Items(ModelName(b, {model, true}, batch)) * 2.0 * macs / 1e9;
+        const double limit = b.rfind("xnnpack_f", 0) == 0 ? f32_limit : int8_limit;
+        std::printf(" %s %.1f (%.0f%%);", b.c_str(), gops, limit > 0 ? 100 * gops / limit : 0);
+      }
+      std::printf("\n");
+    }
+  }
+}
+
 }  // namespace
 }  // namespace quant::backends
 
@@ -306,8 +344,7 @@ int main(int argc, char** argv) {
             ->Unit(benchmark::kMicrosecond);
       }
       const ModelCase pt{model, false};
-      benchmark::RegisterBenchmark(ModelName("xnnpack", pt, batch).c_str(), BM_Model, std::string("xnnpack"), pt,
-                                   batch)
+      benchmark::RegisterBenchmark(ModelName("xnnpack", pt, batch).c_str(), BM_Model, std::string("xnnpack"), pt, batch)
           ->Unit(benchmark::kMicrosecond);
     }
   }
@@ -316,6 +353,7 @@ int main(int argc, char** argv) {
   SummaryReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   PrintSummary(reporter);
+  PrintDistanceToTheLimit(reporter);
   PrintWhereTheTimeGoes();
   benchmark::Shutdown();
   return 0;
