@@ -1,11 +1,14 @@
 // lsq: forward values, STE mask and the step-size gradient (with its scale)
 // against values derived by hand from Esser et al.'s equations; the init; the
 // signed/unsigned choice; per-channel step sizes; parameter errors.
+#include "quant/quantizers/lsq_quantizer.h"
+
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "quant/core/registry.h"
-#include "quant/quantizers/lsq_quantizer.h"
 #include "quant/quantizers/quantizer.h"
 
 namespace quant {
@@ -104,6 +107,106 @@ TEST(LsqQuantizerTest, PerChannelStepSizes) {
   ASSERT_TRUE(q->QuantizeToInt(w, &codes).ok());
   EXPECT_EQ(codes, (std::vector<int32_t>{1, -1, 2, 0}));
   EXPECT_FALSE(Lsq(*q).SetRole(TensorRole::kActivations).ok());
+}
+
+// The step-size gradient is defined as the sum of gy * dy/ds over the
+// tensor, each product added in element order in double (then scaled and
+// rounded to float). Backward skips zero products and forms the products in
+// lanes; this checks it still gives exactly those bits, on tensors shaped like
+// the ones it sees: ReLU outputs (many zeros, unsigned grid) whose gradient
+// comes from a max pool (three of four zero), signed zeros, values on the
+// clip edges, a ragged tail, per-channel groups, lsq_plus's clipped sum, and
+// the STE in place (gx aliasing gy).
+TEST(LsqQuantizerTest, GradientsEqualTheSequentialDoubleSumBitForBit) {
+  struct Case {
+    const char* yaml;
+    int64_t rows, cols;
+    bool relu_like;
+  };
+  const Case cases[] = {
+      {"{quantizer: lsq, bits: 4, signed: false}", 4, 1003, true},
+      {"{quantizer: lsq, bits: 4, signed: true}", 3, 517, false},
+      {"{quantizer: lsq, bits: 3, signed: true, granularity: per_channel}", 5, 77, false},
+      {"{quantizer: lsq_plus, bits: 4}", 2, 333, true},
+  };
+  uint32_t state = 12345;
+  auto next = [&] {
+    state = state * 1664525u + 1013904223u;
+    return static_cast<float>(state >> 8) / 16777216.0f;  // [0, 1)
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.yaml);
+    auto q = Make(c.yaml);
+    Tensor x({c.rows, c.cols}), gy({c.rows, c.cols});
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const float v = 4.0f * next() - 2.0f;
+      x[i] = c.relu_like ? std::max(v, 0.0f) : v;
+      if (i % 29 == 0) x[i] = -0.0f;
+      const bool pooled_away = c.relu_like && (i % 4 != 0);
+      gy[i] = pooled_away ? 0.0f : next() - 0.5f;
+      if (i % 31 == 0) gy[i] = -0.0f;
+    }
+    Tensor y;
+    ASSERT_TRUE(q->Forward(x, &y).ok());
+    std::vector<LearnedParameter*> params = q->parameters();
+    Tensor& step = params[0]->value;
+    const int64_t groups = step.numel(), n = x.numel() / groups;
+    const bool plus = params.size() == 2;
+    // Put a few values exactly on the clip edges of the grid.
+    auto& lsq = Lsq(*q);
+    const float qn = static_cast<float>(-lsq.qparams().quant_min), qp = static_cast<float>(lsq.qparams().quant_max);
+    // And pairs of huge opposite products (clipped values, d = Qp) with small ones
+    // between them: in double the small ones are absorbed or not depending on the
+    // order of the adds, so any other order gives other bits even after rounding to float.
+    for (int64_t g = 0; g < groups; ++g) {
+      x[g * n + 3] = qp * step[g];
+      x[g * n + 5] = -qn * step[g];
+      for (int64_t i = g * n + 10; i + 40 < (g + 1) * n; i += 64) {
+        x[i] = x[i + 40] = 100.0f * qp * step[g] + (plus ? params[1]->value[g] : 0.0f);
+        gy[i] = 1e20f;
+        gy[i + 40] = -1e20f;
+      }
+    }
+    ASSERT_TRUE(q->Forward(x, &y).ok());
+    std::vector<float> want_gx(x.numel());
+    std::vector<double> acc(groups, 0.0), clipped(groups, 0.0);
+    std::vector<float> grad0(groups), offset_grad0(groups);
+    for (int64_t g = 0; g < groups; ++g) {
+      const float s = step[g];
+      const float beta = plus ? params[1]->value[g] : 0.0f;
+      grad0[g] = params[0]->grad[g];
+      if (plus) offset_grad0[g] = params[1]->grad[g];
+      for (int64_t i = g * n; i < (g + 1) * n; ++i) {
+        const float v = (x[i] - beta) / s;
+        float d;
+        bool pass = false;
+        if (v <= -qn) {
+          d = -qn;
+        } else if (v >= qp) {
+          d = qp;
+        } else {
+          d = std::nearbyint(v) - v, pass = true;
+        }
+        acc[g] += static_cast<double>(gy[i]) * d;
+        want_gx[i] = pass ? gy[i] : 0.0f;
+        if (!pass) clipped[g] += gy[i];
+      }
+    }
+    Tensor in_place = gy;
+    ASSERT_TRUE(q->Backward(in_place, &in_place).ok());
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      ASSERT_EQ(std::signbit(in_place[i]), std::signbit(want_gx[i])) << i;
+      ASSERT_EQ(in_place[i], want_gx[i]) << i;
+    }
+    // The scale 1/sqrt(N * Qp) is checked by the tests above.
+    const double scale = lsq.grad_scale();
+    for (int64_t g = 0; g < groups; ++g) {
+      EXPECT_EQ(params[0]->grad[g], grad0[g] + static_cast<float>(scale * acc[g])) << "group " << g;
+      if (plus) {
+        EXPECT_EQ(params[1]->grad[g], offset_grad0[g] + static_cast<float>(scale * clipped[g])) << "group " << g;
+      }
+    }
+  }
 }
 
 TEST(LsqQuantizerTest, BadParameters) {
