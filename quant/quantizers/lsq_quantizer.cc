@@ -249,8 +249,11 @@ absl::Status LsqQuantizer::Forward(const Tensor& x, Tensor* y) {
       const __m256 d = _mm256_blendv_ps(_mm256_blendv_ps(_mm256_sub_ps(rounded, v), vhi, above), vlo, below);
       _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_mul_ps(r, vs), vb));
       _mm256_storeu_ps(dyds_.data() + i, d);
-      const int clipped = _mm256_movemask_ps(_mm256_or_ps(below, above));
-      for (int k = 0; k < 8; ++k) mask_[i + k] = static_cast<uint8_t>(((clipped >> k) & 1) ^ 1);
+      // The mask (1 where not clipped): 32-bit lanes of 1 where clipped, packed to 8 bytes in order, xor 1.
+      const __m256i cut = _mm256_srli_epi32(_mm256_castps_si256(_mm256_or_ps(below, above)), 31);
+      const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(cut), _mm256_extracti128_si256(cut, 1));
+      const __m128i bytes = _mm_xor_si128(_mm_packus_epi16(words, words), _mm_set1_epi8(1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(mask_.data() + i), bytes);
     }
 #endif
     for (; i < base + n; ++i) {
