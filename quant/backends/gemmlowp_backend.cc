@@ -228,6 +228,14 @@ absl::Status GemmlowpBackend::RunOp(int i, int64_t batch) {
             for (int64_t ox = 0; ox < OW; ++ox)
               for (int ky = 0; ky < c.kernel_h(); ++ky) {
                 const int64_t y = oy * c.stride_h() - c.pad_top() + ky;
+                const int64_t x0 = ox * c.stride_w() - c.pad_left();
+                if (c.groups() == 1 && y >= 0 && y < H && x0 >= 0 && x0 + c.kernel_w() <= W) {
+                  // The whole row of the window lies in the image: its kw pixels are contiguous.
+                  const size_t run = static_cast<size_t>(c.kernel_w()) * ig;
+                  std::memcpy(col, s.a.data() + ((b * H + y) * W + x0) * C, run);
+                  col += run;
+                  continue;
+                }
                 for (int kx = 0; kx < c.kernel_w(); ++kx, col += ig) {
                   const int64_t xx = ox * c.stride_w() - c.pad_left() + kx;
                   if (y < 0 || y >= H || xx < 0 || xx >= W) {

@@ -86,22 +86,24 @@ inline void Conv2D(const RequantParams& p, const ConvGeometry& g, const int32_t*
 // Quantization is unchanged, so no requantization.
 inline void MaxPool2D(const ConvGeometry& g, int32_t output_min, int32_t output_max, const int32_t* input,
                       int32_t* output) {
+  // Channels innermost (contiguous in NHWC): the max over the window runs a row of channels at a time.
   for (int64_t b = 0; b < g.batch; ++b)
     for (int64_t oy = 0; oy < g.out_h; ++oy)
-      for (int64_t ox = 0; ox < g.out_w; ++ox)
-        for (int64_t c = 0; c < g.in_c; ++c) {
-          int32_t best = std::numeric_limits<int32_t>::min();
-          for (int ky = 0; ky < g.kernel_h; ++ky) {
-            const int64_t y = oy * g.stride_h - g.pad_top + ky;
-            if (y < 0 || y >= g.in_h) continue;
-            for (int kx = 0; kx < g.kernel_w; ++kx) {
-              const int64_t x = ox * g.stride_w - g.pad_left + kx;
-              if (x < 0 || x >= g.in_w) continue;
-              best = std::max(best, input[((b * g.in_h + y) * g.in_w + x) * g.in_c + c]);
-            }
+      for (int64_t ox = 0; ox < g.out_w; ++ox) {
+        int32_t* best = output + ((b * g.out_h + oy) * g.out_w + ox) * g.in_c;
+        std::fill(best, best + g.in_c, std::numeric_limits<int32_t>::min());
+        for (int ky = 0; ky < g.kernel_h; ++ky) {
+          const int64_t y = oy * g.stride_h - g.pad_top + ky;
+          if (y < 0 || y >= g.in_h) continue;
+          for (int kx = 0; kx < g.kernel_w; ++kx) {
+            const int64_t x = ox * g.stride_w - g.pad_left + kx;
+            if (x < 0 || x >= g.in_w) continue;
+            const int32_t* in = input + ((b * g.in_h + y) * g.in_w + x) * g.in_c;
+            for (int64_t c = 0; c < g.in_c; ++c) best[c] = std::max(best[c], in[c]);
           }
-          output[((b * g.out_h + oy) * g.out_w + ox) * g.in_c + c] = std::min(std::max(best, output_min), output_max);
         }
+        for (int64_t c = 0; c < g.in_c; ++c) best[c] = std::min(std::max(best[c], output_min), output_max);
+      }
 }
 
 // Average pooling without padding (and, with a window of the whole image, the
