@@ -1,10 +1,11 @@
 #include "quant/backends/gemmlowp_backend.h"
 
+#include <gemmlowp/public/gemmlowp.h>
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-
-#include <gemmlowp/public/gemmlowp.h>
 
 #include "quant/backends/fixed_point.h"
 #include "quant/core/registry.h"
@@ -201,7 +202,11 @@ absl::Status GemmlowpBackend::RunOp(int i, int64_t batch) {
   const int32_t* x = Data<int32_t>(l.inputs(0));
   const int64_t n_in = batch * Numel(in), n_out = batch * Numel(out);
   s.a.resize(n_in);
-  for (int64_t k = 0; k < n_in; ++k) s.a[k] = static_cast<uint8_t>(x[k] + s.act_shift);
+  // The shift in a local and raw pointers: through the members the compiler must assume the
+  // stores may change act_shift, and left the loop scalar.
+  const int32_t shift = s.act_shift;
+  uint8_t* a = s.a.data();
+  for (int64_t k = 0; k < n_in; ++k) a[k] = static_cast<uint8_t>(x[k] + shift);
   s.b.resize(n_out);
   const int32_t rhs_offset = -(in_zp + s.act_shift);
   if (l.has_fully_connected()) {
@@ -252,7 +257,17 @@ absl::Status GemmlowpBackend::RunOp(int i, int64_t batch) {
     }
   }
   int32_t* y = Data<int32_t>(l.outputs(0));
-  for (int64_t k = 0; k < n_out; ++k) y[k] = static_cast<int32_t>(s.b[k]) - s.act_shift;
+  const uint8_t* result = s.b.data();
+  int64_t k = 0;
+#ifdef __AVX2__
+  // Eight at a time (GCC left this widening loop scalar: a tenth of the cnn's time).
+  const __m256i vshift = _mm256_set1_epi32(shift);
+  for (; k + 8 <= n_out; k += 8) {
+    const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(result + k)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + k), _mm256_sub_epi32(v, vshift));
+  }
+#endif
+  for (; k < n_out; ++k) y[k] = static_cast<int32_t>(result[k]) - shift;
   return absl::OkStatus();
 }
 
