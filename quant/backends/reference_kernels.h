@@ -54,6 +54,21 @@ struct ConvGeometry {
   int groups;
 };
 
+// Calls visit(ky, kx, in) for every in-bounds tap of the window of output
+// pixel (b, oy, ox), `in` the offset of the input pixel's first channel (NHWC).
+template <typename Visit>
+inline void ForEachTap(const ConvGeometry& g, int64_t b, int64_t oy, int64_t ox, const Visit& visit) {
+  for (int ky = 0; ky < g.kernel_h; ++ky) {
+    const int64_t y = oy * g.stride_h - g.pad_top + ky;
+    if (y < 0 || y >= g.in_h) continue;
+    for (int kx = 0; kx < g.kernel_w; ++kx) {
+      const int64_t x = ox * g.stride_w - g.pad_left + kx;
+      if (x < 0 || x >= g.in_w) continue;
+      visit(ky, kx, ((b * g.in_h + y) * g.in_w + x) * g.in_c);
+    }
+  }
+}
+
 // NHWC input, OHWI weights ([out_c][kh][kw][in_c/groups]); padded positions
 // hold the input zero point, i.e. contribute nothing.
 inline void Conv2D(const RequantParams& p, const ConvGeometry& g, const int32_t* input, const int32_t* weights,
@@ -65,19 +80,13 @@ inline void Conv2D(const RequantParams& p, const ConvGeometry& g, const int32_t*
         for (int64_t o = 0; o < g.out_c; ++o) {
           const int64_t group = o / og;
           int32_t acc = p.bias[o];
-          for (int ky = 0; ky < g.kernel_h; ++ky) {
-            const int64_t y = oy * g.stride_h - g.pad_top + ky;
-            if (y < 0 || y >= g.in_h) continue;
-            for (int kx = 0; kx < g.kernel_w; ++kx) {
-              const int64_t x = ox * g.stride_w - g.pad_left + kx;
-              if (x < 0 || x >= g.in_w) continue;
-              const int32_t* in = input + ((b * g.in_h + y) * g.in_w + x) * g.in_c + group * ig;
-              const int32_t* w = weights + ((o * g.kernel_h + ky) * g.kernel_w + kx) * ig;
-              for (int64_t i = 0; i < ig; ++i) {
-                acc += (in[i] - p.input_zero_point) * (w[i] - p.weight_zero_point[o]);
-              }
+          ForEachTap(g, b, oy, ox, [&](int ky, int kx, int64_t pixel) {
+            const int32_t* in = input + pixel + group * ig;
+            const int32_t* w = weights + ((o * g.kernel_h + ky) * g.kernel_w + kx) * ig;
+            for (int64_t i = 0; i < ig; ++i) {
+              acc += (in[i] - p.input_zero_point) * (w[i] - p.weight_zero_point[o]);
             }
-          }
+          });
           output[((b * g.out_h + oy) * g.out_w + ox) * g.out_c + o] = Requantize(acc, p, static_cast<int>(o));
         }
 }
@@ -92,16 +101,10 @@ inline void MaxPool2D(const ConvGeometry& g, int32_t output_min, int32_t output_
       for (int64_t ox = 0; ox < g.out_w; ++ox) {
         int32_t* best = output + ((b * g.out_h + oy) * g.out_w + ox) * g.in_c;
         std::fill(best, best + g.in_c, std::numeric_limits<int32_t>::min());
-        for (int ky = 0; ky < g.kernel_h; ++ky) {
-          const int64_t y = oy * g.stride_h - g.pad_top + ky;
-          if (y < 0 || y >= g.in_h) continue;
-          for (int kx = 0; kx < g.kernel_w; ++kx) {
-            const int64_t x = ox * g.stride_w - g.pad_left + kx;
-            if (x < 0 || x >= g.in_w) continue;
-            const int32_t* in = input + ((b * g.in_h + y) * g.in_w + x) * g.in_c;
-            for (int64_t c = 0; c < g.in_c; ++c) best[c] = std::max(best[c], in[c]);
-          }
-        }
+        ForEachTap(g, b, oy, ox, [&](int, int, int64_t pixel) {
+          const int32_t* in = input + pixel;
+          for (int64_t c = 0; c < g.in_c; ++c) best[c] = std::max(best[c], in[c]);
+        });
         for (int64_t c = 0; c < g.in_c; ++c) best[c] = std::min(std::max(best[c], output_min), output_max);
       }
 }
