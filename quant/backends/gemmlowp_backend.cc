@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 
 #include "quant/backends/fixed_point.h"
+#include "quant/backends/im2col.h"
 #include "quant/core/registry.h"
 #include "quant/core/status_macros.h"
 
@@ -29,7 +31,16 @@ struct LayerPlan {
   std::vector<int32_t> multiplier, exponent;
   bool per_channel = false;
   int64_t fan_in = 0;
+  // Convs with groups == 1 that are not pointwise: the shared uint8 im2col (im2col.h), whose
+  // patch matrix [pixels][kh*kw*C] is gemmlowp's column-major RHS as it stands.
+  std::unique_ptr<Im2col> im2col;
 };
+
+// A 1x1 stride-1 unpadded conv over all channels: the NHWC input is already the RHS.
+bool Pointwise(const Conv2DOptions& c) {
+  return c.kernel_h() == 1 && c.kernel_w() == 1 && c.stride_h() == 1 && c.stride_w() == 1 && c.pad_top() == 0 &&
+         c.pad_left() == 0 && c.groups() == 1;
+}
 
 }  // namespace
 
@@ -154,7 +165,8 @@ absl::StatusOr<std::unique_ptr<Backend>> GemmlowpBackend::Create(ParamReader& pa
 absl::Status GemmlowpBackend::BeginPrepare() {
   RETURN_IF_ERROR(ReferenceBackend::BeginPrepare());
   impl_->act_shift = model().tensors(InputTensor(model())).dtype() == INT8 ? 128 : 0;
-  impl_->plans.assign(model().ops_size(), LayerPlan());
+  impl_->plans.clear();
+  impl_->plans.resize(model().ops_size());
   return absl::OkStatus();
 }
 
@@ -173,6 +185,10 @@ absl::Status GemmlowpBackend::PrepareOp(int i) {
   for (size_t k = 0; k < w.size(); ++k) p.weights[k] = static_cast<uint8_t>(w[k] + w_shift);
   p.fan_in = static_cast<int64_t>(w.size()) / O;
   p.per_channel = IsPerChannel(wq);
+  if (op.has_conv2d() && op.conv2d().groups() == 1 && !Pointwise(op.conv2d())) {
+    const int32_t pad = TensorZeroPoint(model().tensors(op.inputs(0))) + impl_->act_shift;  // as uint8
+    p.im2col = std::make_unique<Im2col>(op.conv2d(), shapes()[op.inputs(0)], shapes()[op.outputs(0)], pad);
+  }
   for (int o = 0; o < O; ++o) {
     p.lhs_offset.push_back(-(ops_[i].weight_zero_point[o] + w_shift));
     p.bias.push_back(ops_[i].bias[o]);
@@ -195,7 +211,7 @@ absl::Status GemmlowpBackend::RunOp(int i, int64_t batch) {
   Impl& s = *impl_;
   const Shape& in = shapes()[l.inputs(0)];
   const Shape& out = shapes()[l.outputs(0)];
-  const LayerPlan& p = s.plans[i];
+  LayerPlan& p = s.plans[i];
   const int32_t in_zp = TensorZeroPoint(m.tensors(l.inputs(0)));
   const int32_t out_zp = TensorZeroPoint(m.tensors(l.outputs(0)));
   // int32 activations -> gemmlowp's uint8 (+128 for int8); the scratch keeps its capacity.
@@ -218,13 +234,15 @@ absl::Status GemmlowpBackend::RunOp(int i, int64_t batch) {
     const int ig = static_cast<int>(C / c.groups()), og = static_cast<int>(O / c.groups());
     const int64_t pixels = batch * OH * OW;
     const int depth = static_cast<int>(p.fan_in);
-    const bool pointwise = c.kernel_h() == 1 && c.kernel_w() == 1 && c.stride_h() == 1 && c.stride_w() == 1 &&
-                           c.pad_top() == 0 && c.pad_left() == 0 && c.groups() == 1;
     for (int g = 0; g < c.groups(); ++g) {
       const uint8_t* rhs = s.a.data();
-      if (!pointwise) {
-        // im2col: column (b, oy, ox) holds the [kh][kw][ig] patch; outside the image the
-        // input zero point, which the rhs offset turns into 0.
+      if (p.im2col != nullptr) {
+        p.im2col->Reserve(batch);
+        p.im2col->Run(s.a.data(), batch);
+        rhs = p.im2col->patches();
+      } else if (!Pointwise(c)) {
+        // Grouped convs: column (b, oy, ox) holds the group's [kh][kw][ig] patch; outside the
+        // image the input zero point, which the rhs offset turns into 0.
         s.patches.resize(static_cast<size_t>(pixels) * depth);
         const uint8_t pad = static_cast<uint8_t>(in_zp + s.act_shift);
         uint8_t* col = s.patches.data();
@@ -233,14 +251,6 @@ absl::Status GemmlowpBackend::RunOp(int i, int64_t batch) {
             for (int64_t ox = 0; ox < OW; ++ox)
               for (int ky = 0; ky < c.kernel_h(); ++ky) {
                 const int64_t y = oy * c.stride_h() - c.pad_top() + ky;
-                const int64_t x0 = ox * c.stride_w() - c.pad_left();
-                if (c.groups() == 1 && y >= 0 && y < H && x0 >= 0 && x0 + c.kernel_w() <= W) {
-                  // The whole row of the window lies in the image: its kw pixels are contiguous.
-                  const size_t run = static_cast<size_t>(c.kernel_w()) * ig;
-                  std::memcpy(col, s.a.data() + ((b * H + y) * W + x0) * C, run);
-                  col += run;
-                  continue;
-                }
                 for (int kx = 0; kx < c.kernel_w(); ++kx, col += ig) {
                   const int64_t xx = ox * c.stride_w() - c.pad_left() + kx;
                   if (y < 0 || y >= H || xx < 0 || xx >= W) {
