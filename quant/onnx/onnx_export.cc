@@ -919,7 +919,6 @@ class QuantizedImporter {
 
   // QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, [B]).
   absl::Status QLinearConv(const onnx::NodeProto& n) {
-    if (n.input_size() < 8) return Bad(absl::StrCat("node '", n.name(), "': QLinearConv needs 8 or 9 inputs"));
     ASSIGN_OR_RETURN(int x, IntegerInput(n, 0, 1, 2));
     ASSIGN_OR_RETURN(const ConstDq w, Constant(n, n.input(3), n.input(4), n.input(5)));
     const OnnxTensor* ys = FloatInit(n.input(6));
