@@ -81,7 +81,7 @@ absl::StatusOr<ExperimentPlan> Validate(ExperimentSpec spec, const RunOptions& o
   ParamReader& model = root.Map("model", "the network: {name: mlp|cnn|cnn_bn|sequential, ...}");
   absl::StatusOr<std::unique_ptr<nn::Model>> built_model = std::unique_ptr<nn::Model>();
   if (root.Has("model")) {
-    built_model = Registry<nn::Model>::Get().CreateFrom(model, "name", "", "which model");
+    built_model = nn::CreateModel(model);
   }
   ParamReader& train = root.Map("train", "training: {scheme, epochs, batch_size, optimizer, ...}");
   absl::StatusOr<std::unique_ptr<TrainingScheme>> scheme = std::unique_ptr<TrainingScheme>();
@@ -729,8 +729,7 @@ quantlab::ResultRecord Run(ExperimentPlan& plan) {
     // Replicas for data-parallel training: the same `model:` section built again.
     context.make_replica = [&plan]() -> absl::StatusOr<std::unique_ptr<nn::Model>> {
       ParamReader reader(plan.spec.root["model"], plan.spec.source_file, "model", plan.spec.origins);
-      ASSIGN_OR_RETURN(std::unique_ptr<nn::Model> m,
-                       Registry<nn::Model>::Get().CreateFrom(reader, "name", "", "which model"));
+      ASSIGN_OR_RETURN(std::unique_ptr<nn::Model> m, nn::CreateModel(reader));
       RETURN_IF_ERROR(m->Build(plan.dataset->sample_shape(), plan.dataset->num_classes(), plan.seed));
       return m;
     };

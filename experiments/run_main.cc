@@ -43,6 +43,7 @@
 #include "experiments/run_lock.h"
 #include "experiments/sweep_summary.h"
 #include "quant/core/registry.h"
+#include "quant/nn/model.h"
 
 ABSL_FLAG(std::string, config, "", "experiment or sweep YAML file");
 ABSL_FLAG(bool, validate, false, "load and check the config, print the resolved config and plan, run nothing");
@@ -78,6 +79,10 @@ void PrintList() {
         std::printf("      %-22s %s; %s. %s\n", param.key.c_str(), param.type.c_str(), def.c_str(),
                     param.help.c_str());
       }
+    }
+    if (kind == nn::Model::kRegistryKind) {
+      std::printf("  %-24s %s\n", "(every model)", "keys any `model:` section takes");
+      std::printf("      %-22s %s; %s. %s\n", "winograd", "boolean (true/false)", "default false", nn::kWinogradHelp);
     }
   }
 }

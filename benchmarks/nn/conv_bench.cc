@@ -34,12 +34,14 @@ struct ConvCase {
   Tensor x, y, dy, dx;
 };
 
-// `group_loop`: a depthwise layer through the per-group loop.
-ConvCase MakeCase(const Conv2dOptions& o, int64_t h, int64_t w, bool group_loop) {
+// `group_loop`: a depthwise layer through the per-group loop; `winograd`:
+// Conv2d::set_winograd (3x3 stride-1 layers).
+ConvCase MakeCase(const Conv2dOptions& o, int64_t h, int64_t w, bool group_loop, bool winograd) {
   SetGemmThreads(1);
   ConvCase c;
   c.conv = std::make_unique<Conv2d>("conv", o);
   c.conv->set_force_group_loop(group_loop);
+  c.conv->set_winograd(winograd);
   const Shape out = c.conv->Build({o.in_channels, h, w}).value();
   Rng rng(1);
   c.conv->ResetParameters(rng);
@@ -49,9 +51,9 @@ ConvCase MakeCase(const Conv2dOptions& o, int64_t h, int64_t w, bool group_loop)
   return c;
 }
 
-void Forward(benchmark::State& state, const Conv2dOptions& o, int64_t h, int64_t w,
-             bool group_loop = false) {
-  ConvCase c = MakeCase(o, h, w, group_loop);
+void Forward(benchmark::State& state, const Conv2dOptions& o, int64_t h, int64_t w, bool group_loop = false,
+             bool winograd = false) {
+  ConvCase c = MakeCase(o, h, w, group_loop, winograd);
   for (auto _ : state) {
     c.conv->Forward(c.x, &c.y);
     benchmark::DoNotOptimize(c.y.data());
@@ -63,9 +65,9 @@ void Forward(benchmark::State& state, const Conv2dOptions& o, int64_t h, int64_t
 
 // Backward after one Forward of the same batch (as in training); `input_grad`
 // says whether dx is computed (false for a first layer).
-void Backward(benchmark::State& state, const Conv2dOptions& o, int64_t h, int64_t w,
-              bool input_grad, bool group_loop = false) {
-  ConvCase c = MakeCase(o, h, w, group_loop);
+void Backward(benchmark::State& state, const Conv2dOptions& o, int64_t h, int64_t w, bool input_grad,
+              bool group_loop = false, bool winograd = false) {
+  ConvCase c = MakeCase(o, h, w, group_loop, winograd);
   for (auto _ : state) {
     c.conv->Backward(c.x, c.y, c.dy, input_grad ? &c.dx : nullptr);
     benchmark::DoNotOptimize(c.conv->weight().grad.data());
@@ -82,6 +84,8 @@ BENCHMARK_CAPTURE(Forward, cnn_conv1, kCnnConv1, 28, 28)->Unit(benchmark::kMilli
 BENCHMARK_CAPTURE(Backward, cnn_conv1, kCnnConv1, 28, 28, false)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(Forward, cnn_conv2, kCnnConv2, 14, 14)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(Backward, cnn_conv2, kCnnConv2, 14, 14, true)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(Forward, cnn_conv2_winograd, kCnnConv2, 14, 14, false, true)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(Backward, cnn_conv2_winograd, kCnnConv2, 14, 14, true, false, true)->Unit(benchmark::kMillisecond);
 
 // Depthwise 3x3, padding 1: C = 48 on 14x14, C = 96 14x14 -> 7x7 (stride 2), C = 32 on 28x28.
 Conv2dOptions Depthwise(int64_t c, int64_t stride) {

@@ -171,7 +171,7 @@ int Main(int argc, char** argv) {
     if (!dataset.ok()) return Fail(dataset.status());
     if (absl::Status s = data_reader.Finish(); !s.ok()) return Fail(s);
     ParamReader model_reader(root["model"], path, "model");
-    auto model = Registry<nn::Model>::Get().CreateFrom(model_reader, "name", "", "model");
+    auto model = nn::CreateModel(model_reader);
     if (!model.ok()) return Fail(model.status());
     if (absl::Status s = model_reader.Finish(); !s.ok()) return Fail(s);
     ParamReader train_reader(train, path, "train");
@@ -200,7 +200,7 @@ int Main(int argc, char** argv) {
     Dataset* data = dataset->get();
     ctx.make_replica = [&root, &path, data, run_seed]() -> absl::StatusOr<std::unique_ptr<nn::Model>> {
       ParamReader reader(root["model"], path, "model");
-      absl::StatusOr<std::unique_ptr<nn::Model>> m = Registry<nn::Model>::Get().CreateFrom(reader, "name", "", "model");
+      absl::StatusOr<std::unique_ptr<nn::Model>> m = nn::CreateModel(reader);
       if (!m.ok()) return m.status();
       if (absl::Status s = (*m)->Build(data->sample_shape(), data->num_classes(), run_seed); !s.ok()) return s;
       return m;

@@ -67,6 +67,7 @@
 #include "absl/status/statusor.h"
 #include "quant/core/params.h"
 #include "quant/nn/layer.h"
+#include "quant/nn/winograd.h"
 
 namespace quant::nn {
 
@@ -107,6 +108,13 @@ class Conv2d : public Layer {
   // For benchmarks and tests: run a depthwise layer through the per-group
   // loop of groups = 1 convolutions instead of its own kernel. Before Build.
   void set_force_group_loop(bool force) { force_group_loop_ = force; }
+  // Winograd F(2x2, 3x3) (quant/nn/winograd.h) for the forward product and
+  // the stride-1 input gradient, where the layer is eligible (WinogradLayer).
+  // Faster on the cnn's conv2, but not bit-identical to the default paths.
+  void set_winograd(bool on) { winograd_ = on; }
+  // groups = 1, a 3x3 kernel, stride 1 and more than one input channel (a
+  // grey-scale first layer keeps its direct kernel).
+  bool WinogradLayer() const { return o_.groups == 1 && o_.kernel == 3 && o_.stride == 1 && o_.in_channels > 1; }
 
  private:
   // Columns per output pixel of the groups = 1 paths (only used with groups = 1).
@@ -190,6 +198,8 @@ class Conv2d : public Layer {
   // 1 < groups, not the depthwise kernel: one groups = 1 layer per group, and
   // the group's slices of x, y, dy and dx.
   bool force_group_loop_ = false;
+  bool winograd_ = false;
+  Winograd3x3 wino_, wino_dx_;  // forward; input gradient (flipped weight)
   std::vector<std::unique_ptr<Conv2d>> group_convs_;
   Tensor gx_, gy_, gdy_, gdx_;
   // Depthwise: phase planes are hq_ x wq_ (wq_ is also the row stride of an

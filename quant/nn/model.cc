@@ -12,8 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "quant/core/registry.h"
 #include "quant/core/suggest.h"
 #include "quant/nn/buffer_plan.h"
+#include "quant/nn/conv2d.h"
 
 namespace quant::nn {
 namespace {
@@ -61,6 +63,7 @@ absl::Status Model::Build(const Shape& sample_shape, int num_classes, uint64_t s
   for (int i = 0; i < num_layers(); ++i) {
     Rng rng = Rng::Stream(seed, static_cast<uint64_t>(i));
     nodes_[i].op->ResetParameters(rng);
+    if (auto* conv = dynamic_cast<Conv2d*>(nodes_[i].op.get())) conv->set_winograd(winograd_);
   }
   const size_t n = nodes_.size();
   out_.assign(n, Tensor());
@@ -603,6 +606,16 @@ std::string Model::Summary() const {
                                         from));
   }
   return s;
+}
+
+absl::StatusOr<std::unique_ptr<Model>> CreateModel(ParamReader& reader) {
+  const bool winograd =
+      reader.Bool("winograd", false,
+                  "3x3 stride-1 convs (groups 1, more than one input channel) by Winograd F(2x2, 3x3): "
+                  "faster, equal to the default kernels only up to float rounding");
+  absl::StatusOr<std::unique_ptr<Model>> model = Registry<Model>::Get().CreateFrom(reader, "name", "", "which model");
+  if (model.ok()) (*model)->set_winograd(winograd);
+  return model;
 }
 
 }  // namespace quant::nn

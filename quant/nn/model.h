@@ -33,6 +33,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "quant/core/params.h"
 #include "quant/nn/graph.h"
 #include "quant/nn/layer.h"
 
@@ -49,6 +50,12 @@ class Model {
 
   absl::Status Build(const Shape& sample_shape, int num_classes, uint64_t seed);
   bool built() const { return built_; }
+
+  // Winograd F(2x2, 3x3) for every eligible conv (Conv2d::WinogradLayer):
+  // the `winograd` key of a `model:` section (CreateModel). Faster, not
+  // bit-identical to the default kernels, so off by default. Before Build.
+  void set_winograd(bool on) { winograd_ = on; }
+  bool winograd() const { return winograd_; }
 
   // Logits [B, num_classes] of a batch [B, ...sample_shape]; valid until the next Forward.
   const Tensor& Forward(const Tensor& x);
@@ -148,6 +155,7 @@ class Model {
     std::vector<const Tensor*> x;
     std::vector<Tensor*> dx;
   };
+  bool winograd_ = false;
   absl::Status Arrange(GraphSpec spec);
   absl::Status InferShapes();
   void PlanEval();
@@ -189,6 +197,14 @@ class Model {
   bool profiling_ = false;
   std::vector<LayerTime> times_;
 };
+
+// The model of a `model:` section: the plugin named by `name`, with the
+// settings every model has (`winograd`).
+absl::StatusOr<std::unique_ptr<Model>> CreateModel(ParamReader& reader);
+// The help of the `winograd` key (also for `run --list`).
+inline constexpr char kWinogradHelp[] =
+    "3x3 stride-1 convs (groups 1, more than one input channel) by Winograd F(2x2, 3x3): faster, "
+    "equal to the default kernels only up to float rounding";
 
 }  // namespace quant::nn
 

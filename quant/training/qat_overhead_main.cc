@@ -29,7 +29,7 @@ namespace {
 
 std::unique_ptr<nn::Model> Build(const std::string& name) {
   ParamReader p(YAML::Load("{name: " + name + "}"), "<bench>", "model");
-  auto m = Registry<nn::Model>::Get().CreateFrom(p, "name", "", "model");
+  auto m = nn::CreateModel(p);
   if (!m.ok() || !(*m)->Build({1, 28, 28}, 10, 0).ok()) std::exit(1);
   return std::move(m).value();
 }

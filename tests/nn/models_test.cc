@@ -457,5 +457,38 @@ TEST(CheckpointTest, MismatchNamesTheFirstTensor) {
   EXPECT_EQ(LoadCheckpoint(TempPath("junk.pb"), a.get()).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// `model: {winograd: true}` reaches the eligible convs (CreateModel, then
+// Build): the cnn's conv2 switches to Winograd F(2x2, 3x3), conv1 (one input
+// channel) does not; the logits move by float rounding only. A value that is
+// not a boolean is an error naming the key.
+TEST(ModelsTest, WinogradKeyReachesTheEligibleConvs) {
+  std::unique_ptr<Model> models[2];
+  for (int on = 0; on < 2; ++on) {
+    ParamReader p(YAML::Load(on == 1 ? "{name: cnn, winograd: true}" : "{name: cnn}"), "model.yaml", "model");
+    auto m = CreateModel(p);
+    ASSERT_TRUE(m.ok()) << m.status();
+    ASSERT_TRUE(p.Finish().ok());
+    EXPECT_EQ((*m)->winograd(), on == 1);
+    ASSERT_TRUE((*m)->Build({1, 28, 28}, 10, 7).ok());
+    models[on] = std::move(m).value();
+  }
+  auto* conv2 = dynamic_cast<Conv2d*>(models[1]->FindLayer("conv2"));
+  ASSERT_NE(conv2, nullptr);
+  EXPECT_TRUE(conv2->WinogradLayer());
+  EXPECT_FALSE(dynamic_cast<Conv2d*>(models[1]->FindLayer("conv1"))->WinogradLayer());
+  const Tensor x = testing::RandomTensor({4, 1, 28, 28}, 3);
+  const Tensor exact = models[0]->Forward(x);
+  const Tensor fast = models[1]->Forward(x);
+  double largest = 0.0;
+  for (int64_t i = 0; i < exact.numel(); ++i) largest = std::max(largest, double{std::fabs(exact[i] - fast[i])});
+  EXPECT_GT(largest, 0.0) << "the switch changed nothing";
+  EXPECT_LT(largest, 1e-4);
+
+  ParamReader bad(YAML::Load("{name: cnn, winograd: maybe}"), "model.yaml", "model");
+  auto m = CreateModel(bad);
+  const absl::Status s = m.ok() ? bad.Finish() : m.status();
+  EXPECT_NE(std::string(s.message()).find("model.winograd: expected a boolean"), std::string::npos) << s;
+}
+
 }  // namespace
 }  // namespace quant::nn
