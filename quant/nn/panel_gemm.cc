@@ -44,6 +44,10 @@ void PanelKernel(int64_t kdim, const float* a, int64_t lda, const float* init, c
   }
 }
 
+using Kernel = void (*)(int64_t, const float*, int64_t, const float*, const float*, int64_t, float*, int64_t, int64_t,
+                        bool);
+constexpr Kernel kKernels[7] = {nullptr,        PanelKernel<1>, PanelKernel<2>, PanelKernel<3>,
+                                PanelKernel<4>, PanelKernel<5>, PanelKernel<6>};
 }  // namespace
 
 // All m rows of C for one panel (rows ldb apart), in blocks of 6 rows (12
@@ -57,26 +61,7 @@ void PanelRows(int64_t m, int64_t kdim, const float* a, int64_t lda, const float
     const float* ai = a + i0 * lda;
     const float* bi = init != nullptr ? init + i0 : nullptr;
     float* ci = c + i0 * p;
-    switch (rows) {
-      case 6:
-        PanelKernel<6>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill);
-        break;
-      case 5:
-        PanelKernel<5>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill);
-        break;
-      case 4:
-        PanelKernel<4>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill);
-        break;
-      case 3:
-        PanelKernel<3>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill);
-        break;
-      case 2:
-        PanelKernel<2>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill);
-        break;
-      default:
-        PanelKernel<1>(kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill);
-        break;
-    }
+    kKernels[rows](kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill);
   }
 }
 
