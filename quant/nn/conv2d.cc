@@ -723,11 +723,7 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
   }
   const bool winograd_dx = flipped_dx && winograd_ && WinogradLayer() && o_.out_channels > 1;
   if (winograd_dx) wino_dx_.SetWeight(wflip_.data(), cin, cout);
-  // Winograd layers: dW in the Winograd domain over the whole batch (the
-  // chunk loop below then only sums the bias and computes dx).
-  const bool winograd_dw = winograd_ && WinogradLayer();
-  if (winograd_dw) wino_.WeightGrad(x.data(), dy.data(), batch, cout, cin, in_h_, in_w_, o_.padding, dw->data());
-  const bool dw_transposed = !winograd_dw && TransposedWeightGrad();
+  const bool dw_transposed = TransposedWeightGrad();
   if (dw_transposed) EnsureShape(&dwt_, {cols(), cout});
   const int64_t bchunk = col_holds_batch_ ? batch : BackwardChunkImages(batch);
   const int64_t ld_col = col_holds_batch_ ? batch * p : 0;
@@ -746,12 +742,10 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
     // The chunk's columns: rebuilt (they fit in L2 and are read right away,
     // which measured faster than keeping a whole batch's in memory), unless
     // the last Forward left the whole batch's.
-    if (!col_holds_batch_ && !winograd_dw) FillColumns(x, b0, n_img, &bcol_);
+    if (!col_holds_batch_) FillColumns(x, b0, n_img, &bcol_);
     const float* col = col_holds_batch_ ? col_.data() + b0 * p : bcol_.data();
     // dW (+)= dY col^T, or its transpose col dY^T (see TransposedWeightGrad).
-    if (winograd_dw) {
-      // done above
-    } else if (dw_transposed) {
+    if (dw_transposed) {
       Sgemm(false, true, cols(), cout, n, 1.0f, col, col_holds_batch_ ? ld_col : n, dybuf_.data(), n,
             b0 == 0 ? 0.0f : 1.0f, dwt_.data(), cout);
     } else {

@@ -108,9 +108,8 @@ class Conv2d : public Layer {
   // For benchmarks and tests: run a depthwise layer through the per-group
   // loop of groups = 1 convolutions instead of its own kernel. Before Build.
   void set_force_group_loop(bool force) { force_group_loop_ = force; }
-  // Winograd F(2x2, 3x3) (quant/nn/winograd.h) for the forward product, the
-  // weight gradient and the input gradient, where the layer is eligible
-  // (WinogradLayer); the bias gradient stays as it is.
+  // Winograd F(2x2, 3x3) (quant/nn/winograd.h) for the forward product and
+  // the stride-1 input gradient, where the layer is eligible (WinogradLayer).
   // Faster on the cnn's conv2, but not bit-identical to the default paths.
   void set_winograd(bool on) { winograd_ = on; }
   // groups = 1, a 3x3 kernel, stride 1 and more than one input channel (a

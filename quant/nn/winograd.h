@@ -44,30 +44,12 @@ class Winograd3x3 {
   // (both >= 1).
   void Run(const float* x, int64_t batch, int64_t h, int64_t w, int64_t pad, const float* bias, float* y);
 
-  // The weight gradient of that correlation for the loss gradient dy
-  // [batch][Cout][Ho][Wo]: dw [Cout][Cin][3][3] = G^T dU G, where
-  // dU_xi [Cout, Cin] = sum over tiles of (A dY A^T)_xi (B^T d B)_xi^T; the
-  // sums over a chunk's tiles are float dot products (8 lanes, then the
-  // lanes), over chunks in double. Channel counts as given.
-  void WeightGrad(const float* x, const float* dy, int64_t batch, int64_t out_channels, int64_t in_channels, int64_t h,
-                  int64_t w, int64_t pad, float* dw);
-
  private:
-  struct Tiling {
-    int64_t h, w, pad, ho, wo, tiles_h, tiles_w, groups, tiles, wp, chunk, ld, v_xi, p_xi;
-  };
-  // The tiling of a batch of [h, w] inputs; sizes the buffers.
-  Tiling Prepare(int64_t batch, int64_t h, int64_t w, int64_t pad);
-  // V of images [b0, b0 + n) of x.
-  void InputTransform(const Tiling& t, const float* x, int64_t b0, int64_t n);
   int64_t cout_ = 0, cin_ = 0;
-  std::vector<float> u_;         // [16][Cout][Cin]
-  std::vector<float> v_;         // [16][Cin][ld] for a chunk of images
-  std::vector<float> prod_;      // [16][Cout][ld]: M (Run), A dY A^T (WeightGrad)
-  std::vector<float> plane_;     // one zero-padded input plane
-  std::vector<float> dy_plane_;  // WeightGrad: one dy plane, zero past Ho x Wo
-  std::vector<float> du_chunk_;  // WeightGrad: one chunk's dU_xi^T [16][Cin][Cout]
-  std::vector<double> du_;       // WeightGrad: dU_xi^T over the batch
+  std::vector<float> u_;      // [16][Cout][Cin]
+  std::vector<float> v_;      // [16][Cin][ld] for a chunk of images
+  std::vector<float> prod_;   // [16][Cout][ld]
+  std::vector<float> plane_;  // one zero-padded input plane
 };
 
 }  // namespace quant::nn
