@@ -39,6 +39,11 @@
 // zero-padded planes): a GEMM with K = 9 runs far below the library's peak,
 // and im2col would move 9x the data.
 //
+// With set_winograd (`model: {winograd: true}`), layers that pass
+// WinogradLayer compute the forward product and the stride-1 input gradient
+// by Winograd F(2x2, 3x3) (winograd.h) instead of the paths above; the weight
+// gradient stays the im2col GEMM.
+//
 // Grouped convolution (PyTorch's `groups`): weight [Cout, Cin/groups, k, k],
 // output channels [g*Cout/groups, (g+1)*Cout/groups) see input channels
 // [g*Cin/groups, (g+1)*Cin/groups).

@@ -609,10 +609,7 @@ std::string Model::Summary() const {
 }
 
 absl::StatusOr<std::unique_ptr<Model>> CreateModel(ParamReader& reader) {
-  const bool winograd =
-      reader.Bool("winograd", false,
-                  "3x3 stride-1 convs (groups 1, more than one input channel) by Winograd F(2x2, 3x3): "
-                  "faster, equal to the default kernels only up to float rounding");
+  const bool winograd = reader.Bool("winograd", false, kWinogradHelp);
   absl::StatusOr<std::unique_ptr<Model>> model = Registry<Model>::Get().CreateFrom(reader, "name", "", "which model");
   if (model.ok()) (*model)->set_winograd(winograd);
   return model;
