@@ -2,7 +2,8 @@
 // (Google Benchmark), batch 128, one thread: the cnn's conv1 (1 -> 16, 28x28)
 // and conv2 (16 -> 32, 14x14), and mobilenet_mini's 3x3 depthwise convs
 // (padding 1) with the dedicated kernel (`dw_*`) and through the generic
-// per-group loop of groups = 1 layers (`dw_loop_*`). The `GFLOP/s` counter is the layer's own FLOP
+// per-group loop of groups = 1 layers (`dw_loop_*`); `*_avx2` cases run the
+// AVX2 panel kernel where the CPU has AVX-512 (quant/nn/panel_gemm.h). The `GFLOP/s` counter is the layer's own FLOP
 // count (ForwardFlopsPerSample / BackwardFlopsPerSample) per CPU second; on a
 // shared machine compare ratios from one run, with repetitions:
 //
@@ -14,6 +15,7 @@
 #include "benchmark/benchmark.h"
 #include "quant/nn/conv2d.h"
 #include "quant/nn/gemm.h"
+#include "quant/nn/panel_gemm.h"
 #include "quant/nn/rng.h"
 
 namespace quant::nn {
@@ -34,14 +36,29 @@ struct ConvCase {
   Tensor x, y, dy, dx;
 };
 
-// `group_loop`: a depthwise layer through the per-group loop; `winograd`:
-// Conv2d::set_winograd (3x3 stride-1 layers).
-ConvCase MakeCase(const Conv2dOptions& o, int64_t h, int64_t w, bool group_loop, bool winograd) {
+// How a case runs. `group_loop`: a depthwise layer through the per-group
+// loop; `winograd`: Conv2d::set_winograd (3x3 stride-1 layers); `avx2_panel`:
+// the AVX2 panel kernel even where the CPU has AVX-512 (same results; the
+// `*_avx2` cases next to the default ones show what the wider kernel gains).
+struct Variant {
+  bool group_loop = false;
+  bool winograd = false;
+  bool avx2_panel = false;
+};
+
+// Sets the panel kernel for one case and restores the best one after it.
+class PanelIsaScope {
+ public:
+  explicit PanelIsaScope(bool avx2) { SetPanelIsa(avx2 ? PanelIsa::kAvx2 : BestPanelIsa()); }
+  ~PanelIsaScope() { SetPanelIsa(BestPanelIsa()); }
+};
+
+ConvCase MakeCase(const Conv2dOptions& o, int64_t h, int64_t w, const Variant& v) {
   SetGemmThreads(1);
   ConvCase c;
   c.conv = std::make_unique<Conv2d>("conv", o);
-  c.conv->set_force_group_loop(group_loop);
-  c.conv->set_winograd(winograd);
+  c.conv->set_force_group_loop(v.group_loop);
+  c.conv->set_winograd(v.winograd);
   const Shape out = c.conv->Build({o.in_channels, h, w}).value();
   Rng rng(1);
   c.conv->ResetParameters(rng);
@@ -51,9 +68,9 @@ ConvCase MakeCase(const Conv2dOptions& o, int64_t h, int64_t w, bool group_loop,
   return c;
 }
 
-void Forward(benchmark::State& state, const Conv2dOptions& o, int64_t h, int64_t w, bool group_loop = false,
-             bool winograd = false) {
-  ConvCase c = MakeCase(o, h, w, group_loop, winograd);
+void Forward(benchmark::State& state, const Conv2dOptions& o, int64_t h, int64_t w, Variant v = {}) {
+  PanelIsaScope isa(v.avx2_panel);
+  ConvCase c = MakeCase(o, h, w, v);
   for (auto _ : state) {
     c.conv->Forward(c.x, &c.y);
     benchmark::DoNotOptimize(c.y.data());
@@ -65,9 +82,9 @@ void Forward(benchmark::State& state, const Conv2dOptions& o, int64_t h, int64_t
 
 // Backward after one Forward of the same batch (as in training); `input_grad`
 // says whether dx is computed (false for a first layer).
-void Backward(benchmark::State& state, const Conv2dOptions& o, int64_t h, int64_t w, bool input_grad,
-              bool group_loop = false, bool winograd = false) {
-  ConvCase c = MakeCase(o, h, w, group_loop, winograd);
+void Backward(benchmark::State& state, const Conv2dOptions& o, int64_t h, int64_t w, bool input_grad, Variant v = {}) {
+  PanelIsaScope isa(v.avx2_panel);
+  ConvCase c = MakeCase(o, h, w, v);
   for (auto _ : state) {
     c.conv->Backward(c.x, c.y, c.dy, input_grad ? &c.dx : nullptr);
     benchmark::DoNotOptimize(c.conv->weight().grad.data());
@@ -84,8 +101,19 @@ BENCHMARK_CAPTURE(Forward, cnn_conv1, kCnnConv1, 28, 28)->Unit(benchmark::kMilli
 BENCHMARK_CAPTURE(Backward, cnn_conv1, kCnnConv1, 28, 28, false)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(Forward, cnn_conv2, kCnnConv2, 14, 14)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(Backward, cnn_conv2, kCnnConv2, 14, 14, true)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(Forward, cnn_conv2_winograd, kCnnConv2, 14, 14, false, true)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(Backward, cnn_conv2_winograd, kCnnConv2, 14, 14, true, false, true)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(Forward, cnn_conv2_avx2, kCnnConv2, 14, 14, Variant{.avx2_panel = true})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(Backward, cnn_conv2_avx2, kCnnConv2, 14, 14, true, Variant{.avx2_panel = true})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(Forward, cnn_conv2_winograd, kCnnConv2, 14, 14, Variant{.winograd = true})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(Backward, cnn_conv2_winograd, kCnnConv2, 14, 14, true, Variant{.winograd = true})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(Forward, cnn_conv2_winograd_avx2, kCnnConv2, 14, 14, Variant{.winograd = true, .avx2_panel = true})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(Backward, cnn_conv2_winograd_avx2, kCnnConv2, 14, 14, true,
+                  Variant{.winograd = true, .avx2_panel = true})
+    ->Unit(benchmark::kMillisecond);
 
 // Depthwise 3x3, padding 1: C = 48 on 14x14, C = 96 14x14 -> 7x7 (stride 2), C = 32 on 28x28.
 Conv2dOptions Depthwise(int64_t c, int64_t stride) {
@@ -94,14 +122,12 @@ Conv2dOptions Depthwise(int64_t c, int64_t stride) {
 }
 const Conv2dOptions kDw48 = Depthwise(48, 1), kDw96s2 = Depthwise(96, 2), kDw32 = Depthwise(32, 1);
 
-#define QUANTLAB_DEPTHWISE_BENCH(name, options, size)                                           \
-  BENCHMARK_CAPTURE(Forward, dw_##name, options, size, size, false)                             \
-      ->Unit(benchmark::kMillisecond);                                                          \
-  BENCHMARK_CAPTURE(Forward, dw_loop_##name, options, size, size, true)                         \
-      ->Unit(benchmark::kMillisecond);                                                          \
-  BENCHMARK_CAPTURE(Backward, dw_##name, options, size, size, true, false)                      \
-      ->Unit(benchmark::kMillisecond);                                                          \
-  BENCHMARK_CAPTURE(Backward, dw_loop_##name, options, size, size, true, true)                  \
+#define QUANTLAB_DEPTHWISE_BENCH(name, options, size)                                                 \
+  BENCHMARK_CAPTURE(Forward, dw_##name, options, size, size)->Unit(benchmark::kMillisecond);          \
+  BENCHMARK_CAPTURE(Forward, dw_loop_##name, options, size, size, Variant{.group_loop = true})        \
+      ->Unit(benchmark::kMillisecond);                                                                \
+  BENCHMARK_CAPTURE(Backward, dw_##name, options, size, size, true)->Unit(benchmark::kMillisecond);   \
+  BENCHMARK_CAPTURE(Backward, dw_loop_##name, options, size, size, true, Variant{.group_loop = true}) \
       ->Unit(benchmark::kMillisecond)
 
 QUANTLAB_DEPTHWISE_BENCH(c48_14x14_s1, kDw48, 14);

@@ -2,6 +2,14 @@
 // paths and by the Winograd convolution (quant/nn/winograd.h): rows of C for
 // one panel of 16 columns, with explicit FMA in a fixed order, so that its
 // results are the same on every AVX2 machine.
+//
+// Two implementations compute exactly the same values: an AVX2 one (two ymm
+// accumulators per row) and, where the CPU has AVX-512F, one with a single
+// zmm accumulator per row and 8-row blocks. Each element of C is init +
+// A[i][0]*panel[0][j] + A[i][1]*panel[1][j] + ..., one fused multiply-add
+// per term in r order, in both; the vector width only decides how many
+// elements are computed at once, so the choice never changes a bit
+// (tests/nn/panel_gemm_test.cc checks it, and that training is unchanged).
 #ifndef QUANT_NN_PANEL_GEMM_H_
 #define QUANT_NN_PANEL_GEMM_H_
 
@@ -16,6 +24,17 @@ namespace quant::nn {
 // memory the caller writes later); otherwise exactly out_w floats are stored.
 void PanelRows(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init, const float* panel, int64_t ldb,
                float* c, int64_t p, int64_t out_w, bool spill);
+
+// Which implementation PanelRows runs.
+enum class PanelIsa { kAvx2, kAvx512 };
+// The widest one this CPU has (kAvx512 when it reports AVX-512F).
+PanelIsa BestPanelIsa();
+// The one in use: BestPanelIsa() unless changed by SetPanelIsa.
+PanelIsa CurrentPanelIsa();
+// For tests and benchmarks that compare the two. kAvx512 on a CPU without
+// AVX-512F is refused (returns false, nothing changes). Not thread-safe:
+// call it while no kernel runs.
+bool SetPanelIsa(PanelIsa isa);
 
 }  // namespace quant::nn
 
