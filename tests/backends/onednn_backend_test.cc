@@ -262,11 +262,12 @@ TEST(OnednnBackendTest, NanInputsQuantizeToQmin) {
 }
 
 // Max pooling has no rounding, so onednn must equal reference exactly: 3x3 stride 2 with
-// padding 1 (padding never wins), under 64 channels (the byte-max loop) and over
+// padding 1 (padding never wins), under 64 channels (the byte-max loop: 8 channels
+// byte by byte, 16 and 48 in 16-channel registers) and over
 // (oneDNN's pooling_max), int8 and uint8, with a clamp narrower than the input's range.
 TEST(OnednnBackendTest, MaxPoolingIsExact) {
   if (RefusesWithoutVnni()) return;
-  for (int channels : {8, 70}) {
+  for (int channels : {8, 16, 48, 70}) {
     for (DType dtype : {INT8, UINT8}) {
       QuantizedModel m = EmptyModel();
       const int32_t zp = dtype == INT8 ? -3 : 120;
@@ -286,7 +287,7 @@ TEST(OnednnBackendTest, MaxPoolingIsExact) {
       m.add_outputs(y);
       ASSERT_TRUE(ValidateQuantizedModel(m).ok());
       const int64_t batch = 5;
-      std::vector<float> in = RandomImages(m, batch, 31);
+      std::vector<float> in = RandomImages(m, batch, 31 + channels);
       for (float& v : in) v = (v - 0.5f) * 3.0f;  // covers the whole int8/uint8 range: both clamp ends
       const RunOutput ref = RunBackend("reference", m, in, batch);
       const RunOutput dnn = RunBackend("onednn", m, in, batch);
