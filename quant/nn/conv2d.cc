@@ -9,6 +9,7 @@
 #include "quant/core/registry.h"
 #include "quant/nn/gemm.h"
 #include "quant/nn/init.h"
+#include "quant/nn/elementwise.h"
 #include "quant/nn/panel_gemm.h"
 
 namespace quant::nn {
@@ -97,12 +98,12 @@ void PackRowPanels(const float* image, int64_t channels, int64_t h, int64_t w, i
 // go in order, so a row's 16-wide store may run into the next output row,
 // which is written later; the last panel goes through a small buffer.
 void PackedGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init,
-                const float* packed, int64_t out_h, int64_t out_w, float* c) {
+                const float* packed, int64_t out_h, int64_t out_w, float* c, const float* clamp = nullptr) {
   const int64_t p = out_h * out_w;
   for (int64_t oh = 0; oh < out_h; ++oh) {
     const float* panel = packed + oh * kdim * 16;
     const bool spill = oh + 1 < out_h;
-    PanelRows(m, kdim, a, lda, init, panel, 16, c + oh * out_w, p, out_w, spill);
+    PanelRows(m, kdim, a, lda, init, panel, 16, c + oh * out_w, p, out_w, spill, clamp);
   }
 }
 
@@ -112,11 +113,12 @@ void PackedGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const floa
 // read in place; the last partial panel is copied into `tail` ([kdim][16],
 // zero-padded) so that no load runs past B.
 void PointwiseGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init,
-                   const float* b, int64_t ldb, int64_t ncols, float* c, int64_t ldc, Tensor* tail) {
+                   const float* b, int64_t ldb, int64_t ncols, float* c, int64_t ldc, Tensor* tail,
+                   const float* clamp = nullptr) {
   for (int64_t j0 = 0; j0 < ncols; j0 += 16) {
     const int64_t width = std::min<int64_t>(16, ncols - j0);
     if (width == 16) {
-      PanelRows(m, kdim, a, lda, init, b + j0, ldb, c + j0, ldc, 16, /*spill=*/true);
+      PanelRows(m, kdim, a, lda, init, b + j0, ldb, c + j0, ldc, 16, /*spill=*/true, clamp);
       continue;
     }
     // Grown only (forward and dx differ in kdim): no reallocation from step to step.
@@ -125,7 +127,7 @@ void PointwiseGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const f
     for (int64_t r = 0; r < kdim; ++r) {
       for (int64_t j = 0; j < 16; ++j) t[r * 16 + j] = j < width ? b[r * ldb + j0 + j] : 0.0f;
     }
-    PanelRows(m, kdim, a, lda, init, t, 16, c + j0, ldc, width, /*spill=*/false);
+    PanelRows(m, kdim, a, lda, init, t, 16, c + j0, ldc, width, /*spill=*/false, clamp);
   }
 }
 }  // namespace
@@ -511,7 +513,11 @@ void Conv2d::DirectForward(const Tensor& x, const Tensor& w, Tensor* y) {
       }
       float* out = y->data() + (b * cout + co) * p;
       for (int64_t oh = 0; oh < out_h_; ++oh) {
-        CopyRow(acc + oh * wp, out + oh * out_w_, out_w_);
+        if (clamp_on_) {
+          ClampValues(acc + oh * wp, out + oh * out_w_, out_w_, clamp_[0], clamp_[1]);
+        } else {
+          CopyRow(acc + oh * wp, out + oh * out_w_, out_w_);
+        }
       }
     }
   }
@@ -607,7 +613,18 @@ void Conv2d::UnpackOutput(int64_t b0, int64_t n_img, int64_t n, Tensor* y) const
   }
 }
 
+bool Conv2d::SetOutputClamp(bool on, float lo, float hi) {
+  clamp_on_ = on;
+  clamp_[0] = lo;
+  clamp_[1] = hi;
+  return true;
+}
+
 void Conv2d::Forward(const Tensor& x, Tensor* y) {
+  if (!ForwardPaths(x, y) && clamp_on_) ClampValues(y->data(), y->data(), y->numel(), clamp_[0], clamp_[1]);
+}
+
+bool Conv2d::ForwardPaths(const Tensor& x, Tensor* y) {
   const int64_t batch = x.dim(0);
   const int64_t p = out_h_ * out_w_;
   const int64_t chunk = ChunkImages(batch);
@@ -615,31 +632,32 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
   const Tensor& w = EffectiveWeight(weight_);
   if (UseGroupLoop()) {
     GroupForward(x, w, y);
-    return;
+    return false;
   }
   if (depthwise()) {
     DepthwiseForward(x, w, y);
-    return;
+    return false;
   }
   if (winograd_ && WinogradLayer()) {
     wino_.SetWeight(w.data(), o_.out_channels, o_.in_channels);
-    wino_.Run(x.data(), batch, in_h_, in_w_, o_.padding, o_.bias ? bias_.value.data() : nullptr, y->data());
+    wino_.Run(x.data(), batch, in_h_, in_w_, o_.padding, o_.bias ? bias_.value.data() : nullptr, y->data(),
+              clamp());
     col_holds_batch_ = false;
-    return;
+    return true;
   }
   if (UseDirect()) {
     DirectForward(x, w, y);
-    return;
+    return true;
   }
   if (Pointwise() && o_.stride == 1) {
     const int64_t image_size = o_.in_channels * p;
     for (int64_t b = 0; b < batch; ++b) {
       PointwiseGemm(o_.out_channels, o_.in_channels, w.data(), o_.in_channels,
                     o_.bias ? bias_.value.data() : nullptr, x.data() + b * image_size, p, p,
-                    y->data() + b * o_.out_channels * p, p, &pw_tail_);
+                    y->data() + b * o_.out_channels * p, p, &pw_tail_, clamp());
     }
     col_holds_batch_ = false;
-    return;
+    return true;
   }
   if (o_.stride == 1 && PackableWidth(out_w_)) {
     const int64_t image_size = o_.in_channels * in_h_ * in_w_;
@@ -648,10 +666,10 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
       PackRowPanels(x.data() + b * image_size, o_.in_channels, in_h_, in_w_, o_.kernel, o_.padding,
                     packed_.data(), &panel_plane_);
       PackedGemm(o_.out_channels, cols(), w.data(), cols(), o_.bias ? bias_.value.data() : nullptr,
-                 packed_.data(), out_h_, out_w_, y->data() + b * o_.out_channels * p);
+                 packed_.data(), out_h_, out_w_, y->data() + b * o_.out_channels * p, clamp());
     }
     col_holds_batch_ = false;
-    return;
+    return true;
   }
   if (chunk == 1) {
     for (int64_t b = 0; b < batch; ++b) {
@@ -662,7 +680,7 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
       AddBias(out, 1, p);
     }
     col_holds_batch_ = batch == 1;
-    return;
+    return false;
   }
   for (int64_t b0 = 0; b0 < batch; b0 += chunk) {
     const int64_t n_img = std::min(chunk, batch - b0);
@@ -674,6 +692,7 @@ void Conv2d::Forward(const Tensor& x, Tensor* y) {
     UnpackOutput(b0, n_img, n, y);
   }
   col_holds_batch_ = chunk >= batch;
+  return false;
 }
 
 void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {

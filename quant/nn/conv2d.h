@@ -104,6 +104,9 @@ class Conv2d : public Layer {
     return (input_grad ? 4 : 2) * out_pixels() * group_cols();
   }
   bool has_weight() const override { return true; }
+  // Every path clamps: the row-panel, pointwise and Winograd kernels and the
+  // direct loop as they store, the others in one pass over y at the end.
+  bool SetOutputClamp(bool on, float lo, float hi) override;
 
   Parameter& weight() { return weight_; }
   Parameter& bias() { return bias_; }
@@ -127,6 +130,9 @@ class Conv2d : public Layer {
   // Multiply-adds per output pixel: Cin/groups * k * k.
   int64_t group_cols() const { return o_.in_channels / o_.groups * o_.kernel * o_.kernel; }
   bool UseGroupLoop() const { return o_.groups > 1 && (!depthwise() || force_group_loop_); }
+  // The forward paths; true if the path applied the output clamp itself.
+  bool ForwardPaths(const Tensor& x, Tensor* y);
+  const float* clamp() const { return clamp_on_ ? clamp_ : nullptr; }
   void GroupForward(const Tensor& x, const Tensor& w, Tensor* y);
   void GroupBackward(const Tensor& x, const Tensor& dy, Tensor* dw, Tensor* dx);
   // Depthwise kernel (see the header comment); planes_ sized by DepthwiseGeometry.
@@ -204,6 +210,9 @@ class Conv2d : public Layer {
   // the group's slices of x, y, dy and dx.
   bool force_group_loop_ = false;
   bool winograd_ = false;
+  // SetOutputClamp: {lo, hi} when on.
+  bool clamp_on_ = false;
+  float clamp_[2] = {0.0f, 0.0f};
   Winograd3x3 wino_, wino_dx_;  // forward; input gradient (flipped weight)
   std::vector<std::unique_ptr<Conv2d>> group_convs_;
   Tensor gx_, gy_, gdy_, gdx_;

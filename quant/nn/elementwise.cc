@@ -50,12 +50,7 @@ std::string Clamp::type() const {
 // relu6 nodes are named relu6_1, relu6_2 (relu61 would read as relu 61).
 std::string Clamp::name_prefix() const { return kind_ == Kind::kReLU6 ? "relu6_" : type(); }
 
-void Clamp::Forward(const Tensor& x, Tensor* y) {
-  EnsureShape(y, x.shape());
-  const float* in = x.data();
-  float* out = y->data();
-  const float lo = lo_, hi = hi_;
-  const int64_t n = x.numel();
+void ClampValues(const float* in, float* out, int64_t n, float lo, float hi) {
   // max(lo, v) and min(hi, v) return v when v is NaN, like std::min/max below.
   const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
   int64_t i = 0;
@@ -63,6 +58,11 @@ void Clamp::Forward(const Tensor& x, Tensor* y) {
     _mm256_storeu_ps(out + i, _mm256_min_ps(vhi, _mm256_max_ps(vlo, _mm256_loadu_ps(in + i))));
   }
   for (; i < n; ++i) out[i] = std::min(std::max(in[i], lo), hi);
+}
+
+void Clamp::Forward(const Tensor& x, Tensor* y) {
+  EnsureShape(y, x.shape());
+  ClampValues(x.data(), y->data(), x.numel(), lo_, hi_);
 }
 
 void Clamp::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {

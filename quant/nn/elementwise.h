@@ -7,6 +7,11 @@
 
 namespace quant::nn {
 
+// out[i] = min(hi, max(lo, in[i])) for i < n (in == out allowed): Clamp's forward
+// formula, shared with the conv kernels that fuse it (Layer::SetOutputClamp).
+// A NaN stays NaN.
+void ClampValues(const float* in, float* out, int64_t n, float lo, float hi);
+
 // y = min(max(x, lo), hi); dy passes where lo < x < hi (PyTorch's hardtanh_backward;
 // ReLU's gradient at 0 is 0 as in PyTorch). ReLU is hi = +inf, ReLU6 is [0, 6].
 class Clamp : public Layer {

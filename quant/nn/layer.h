@@ -128,6 +128,13 @@ class Layer {
   // Backward FLOPs per sample: weight gradient, plus the input gradient when asked.
   virtual int64_t BackwardFlopsPerSample(bool input_grad) const { return 0; }
 
+  // A clamp of this layer's own output, out = min(hi, max(lo, v)) (ReLU, ReLU6,
+  // Hardtanh: nn::Clamp's formula, bit for bit), applied in the layer's kernels
+  // as they store: the executor's fusion of a conv with the activation that
+  // follows it in training (Model::Forward). False where the layer has no such
+  // epilogue; `on = false` turns it off again.
+  virtual bool SetOutputClamp(bool on, float lo, float hi) { return false; }
+
   // Hook points. Only layers with a weight (has_weight) accept a weight transform.
   virtual bool has_weight() const { return false; }
   void set_weight_transform(std::shared_ptr<TensorTransform> t) {

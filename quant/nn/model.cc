@@ -16,6 +16,7 @@
 #include "quant/core/suggest.h"
 #include "quant/nn/buffer_plan.h"
 #include "quant/nn/conv2d.h"
+#include "quant/nn/elementwise.h"
 
 namespace quant::nn {
 namespace {
@@ -74,6 +75,7 @@ absl::Status Model::Build(const Shape& sample_shape, int num_classes, uint64_t s
   hooks_seen_.clear();
   times_.assign(n, LayerTime());
   PlanEval();
+  FindClampFusions();
   built_ = true;
   set_training(training_);
   if (absl::Status s = AfterBuild(); !s.ok()) {
@@ -304,6 +306,18 @@ bool Model::Trainable(int node) const {
 
 // Hooks are installed after Build (by training schemes), so the backward plan
 // is redone whenever they change; the check itself allocates nothing.
+void Model::FindClampFusions() {
+  const int n = num_layers();
+  clamp_after_.assign(n, -1);
+  fused_.assign(n, 0);
+  for (int i = 0; i < n; ++i) {
+    const int v = OutputOf(i);
+    if (dynamic_cast<Conv2d*>(nodes_[i].op.get()) == nullptr || v == output_value_ || consumers_[v].size() != 1) continue;
+    const int a = consumers_[v][0];
+    if (dynamic_cast<Clamp*>(nodes_[a].op.get()) != nullptr && nodes_[a].inputs.size() == 1) clamp_after_[i] = a;
+  }
+}
+
 void Model::UpdateNeedsGrad() {
   const size_t n = nodes_.size();
   bool same = hooks_seen_.size() == n;
@@ -394,6 +408,30 @@ const Tensor& Model::Forward(const Tensor& x) {
     Layer& l = *node.op;
     if (profiling_) t0 = Clock::now();
     for (size_t j = 0; j < node.inputs.size(); ++j) node.x[j] = value_ptr_[node.inputs[j]];
+    if (fused_[i]) {
+      // Computed by its producer (below): the activation's output is the producer's.
+      value_ptr_[OutputOf(i)] = value_ptr_[node.inputs[0]];
+      if (profiling_) times_[i].forward += std::chrono::duration<double>(Clock::now() - t0).count();
+      continue;
+    }
+    if (const int a = clamp_after_[i]; a >= 0) {
+      // A conv followed by its only consumer, a Clamp: in training (every value
+      // kept, none asked for) the conv applies the clamp as its kernels store,
+      // straight into the Clamp's buffer, and the Clamp node does nothing. Its
+      // backward reads the clamped values, whose mask (lo < v < hi) is the raw
+      // values' mask, and Conv2d's backward reads no y: the same bits throughout.
+      const Clamp& c = static_cast<const Clamp&>(*nodes_[a].op);
+      const bool fuse = training_ && !keep_values_ && l.output_transform() == nullptr &&
+                        c.output_transform() == nullptr && l.SetOutputClamp(true, c.lo(), c.hi());
+      fused_[a] = fuse;
+      if (fuse) {
+        l.ForwardInputs(node.x, &out_[a]);
+        l.SetOutputClamp(false, 0.0f, 0.0f);
+        value_ptr_[OutputOf(i)] = &out_[a];
+        if (profiling_) times_[i].forward += std::chrono::duration<double>(Clock::now() - t0).count();
+        continue;
+      }
+    }
     if (TensorTransform* t = l.output_transform()) {
       Tensor& raw = RawOutput(i);
       l.ForwardInputs(node.x, &raw);

@@ -97,6 +97,10 @@ class Model {
 
   // The last Forward's value `v` (after its output transform). Every value in
   // training mode or with keep_values; otherwise only the input and the output.
+  // In training mode without keep_values, a conv whose only consumer is a ReLU
+  // (ReLU6, Hardtanh) and neither with an output transform computes the
+  // activation in its own kernels (Layer::SetOutputClamp): both values are then
+  // the activation's output. The bits of everything else are the same.
   const Tensor& value(int v) const { return *value_ptr_[v]; }
   void set_keep_values(bool keep) { keep_values_ = keep; }
 
@@ -156,6 +160,11 @@ class Model {
     std::vector<Tensor*> dx;
   };
   bool winograd_ = false;
+  // Per node: the Clamp node that may be fused into it (its only consumer; see
+  // value()), or -1; and, per node, whether the last Forward fused it into its producer.
+  std::vector<int> clamp_after_;
+  std::vector<char> fused_;
+  void FindClampFusions();
   absl::Status Arrange(GraphSpec spec);
   absl::Status InferShapes();
   void PlanEval();

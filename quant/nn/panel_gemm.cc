@@ -16,7 +16,7 @@ namespace {
 // The panel's rows are `ldb` floats apart (16 for PackRowPanels' panels).
 template <int R>
 void PanelKernel(int64_t kdim, const float* a, int64_t lda, const float* init, const float* panel, int64_t ldb,
-                 float* c, int64_t p, int64_t out_w, bool spill) {
+                 float* c, int64_t p, int64_t out_w, bool spill, const float* clamp) {
   __m256 acc0[R], acc1[R];
 #pragma GCC unroll 8
   for (int q = 0; q < R; ++q) acc0[q] = acc1[q] = _mm256_set1_ps(init != nullptr ? init[q] : 0.0f);
@@ -27,6 +27,14 @@ void PanelKernel(int64_t kdim, const float* a, int64_t lda, const float* init, c
       const __m256 av = _mm256_broadcast_ss(a + q * lda + r);
       acc0[q] = _mm256_fmadd_ps(av, b0, acc0[q]);
       acc1[q] = _mm256_fmadd_ps(av, b1, acc1[q]);
+    }
+  }
+  if (clamp != nullptr) {
+    const __m256 lo = _mm256_set1_ps(clamp[0]), hi = _mm256_set1_ps(clamp[1]);
+#pragma GCC unroll 8
+    for (int q = 0; q < R; ++q) {
+      acc0[q] = _mm256_min_ps(hi, _mm256_max_ps(lo, acc0[q]));
+      acc1[q] = _mm256_min_ps(hi, _mm256_max_ps(lo, acc1[q]));
     }
   }
 #pragma GCC unroll 8
@@ -45,7 +53,7 @@ void PanelKernel(int64_t kdim, const float* a, int64_t lda, const float* init, c
 }
 
 using Kernel = void (*)(int64_t, const float*, int64_t, const float*, const float*, int64_t, float*, int64_t, int64_t,
-                        bool);
+                        bool, const float*);
 constexpr Kernel kKernels[7] = {nullptr,        PanelKernel<1>, PanelKernel<2>, PanelKernel<3>,
                                 PanelKernel<4>, PanelKernel<5>, PanelKernel<6>};
 
@@ -56,7 +64,7 @@ constexpr Kernel kKernels[7] = {nullptr,        PanelKernel<1>, PanelKernel<2>, 
 template <int R>
 __attribute__((target("avx512f"))) void PanelKernel512(int64_t kdim, const float* a, int64_t lda, const float* init,
                                                        const float* panel, int64_t ldb, float* c, int64_t p,
-                                                       int64_t out_w, bool spill) {
+                                                       int64_t out_w, bool spill, const float* clamp) {
   __m512 acc[R];
 #pragma GCC unroll 8
   for (int q = 0; q < R; ++q) acc[q] = _mm512_set1_ps(init != nullptr ? init[q] : 0.0f);
@@ -64,6 +72,11 @@ __attribute__((target("avx512f"))) void PanelKernel512(int64_t kdim, const float
     const __m512 b = _mm512_loadu_ps(panel + r * ldb);
 #pragma GCC unroll 8
     for (int q = 0; q < R; ++q) acc[q] = _mm512_fmadd_ps(_mm512_set1_ps(a[q * lda + r]), b, acc[q]);
+  }
+  if (clamp != nullptr) {
+    const __m512 lo = _mm512_set1_ps(clamp[0]), hi = _mm512_set1_ps(clamp[1]);
+#pragma GCC unroll 8
+    for (int q = 0; q < R; ++q) acc[q] = _mm512_min_ps(hi, _mm512_max_ps(lo, acc[q]));
   }
   const __mmask16 keep = spill ? __mmask16(0xffff) : __mmask16((1u << out_w) - 1u);
 #pragma GCC unroll 8
@@ -94,7 +107,7 @@ bool SetPanelIsa(PanelIsa isa) {
 // accumulators), ending 4 + 4 rather than 6 + 2. AVX-512: blocks of 8 rows,
 // the remainder as one block. See PanelKernel for `spill`.
 void PanelRows(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init, const float* panel, int64_t ldb,
-               float* c, int64_t p, int64_t out_w, bool spill) {
+               float* c, int64_t p, int64_t out_w, bool spill, const float* clamp) {
   const bool wide = IsaInUse() == PanelIsa::kAvx512;
   int rows = 0;
   for (int64_t i0 = 0; i0 < m; i0 += rows) {
@@ -104,10 +117,10 @@ void PanelRows(int64_t m, int64_t kdim, const float* a, int64_t lda, const float
     float* ci = c + i0 * p;
     if (wide) {
       rows = static_cast<int>(std::min<int64_t>(8, left));
-      kKernels512[rows](kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill);
+      kKernels512[rows](kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill, clamp);
     } else {
       rows = static_cast<int>(left == 8 ? 4 : std::min<int64_t>(6, left));
-      kKernels[rows](kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill);
+      kKernels[rows](kdim, ai, lda, bi, panel, ldb, ci, p, out_w, spill, clamp);
     }
   }
 }

@@ -22,8 +22,11 @@ namespace quant::nn {
 // row-major (lda), the panel's rows are ldb floats apart, C's rows p floats
 // apart. With `spill` every row is stored 16 wide (it may run past out_w into
 // memory the caller writes later); otherwise exactly out_w floats are stored.
+// With `clamp` ({lo, hi}) each value is stored as min(hi, max(lo, v)), the
+// formula of nn::Clamp::Forward (ReLU, ReLU6, Hardtanh) with the same operand
+// order, so that a ReLU fused into the store gives the ReLU layer's bits.
 void PanelRows(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init, const float* panel, int64_t ldb,
-               float* c, int64_t p, int64_t out_w, bool spill);
+               float* c, int64_t p, int64_t out_w, bool spill, const float* clamp = nullptr);
 
 // Which implementation PanelRows runs.
 enum class PanelIsa { kAvx2, kAvx512 };

@@ -51,7 +51,10 @@ void Winograd3x3::SetWeight(const float* weight, int64_t out_channels, int64_t i
   }
 }
 
-void Winograd3x3::Run(const float* x, int64_t batch, int64_t h, int64_t w, int64_t pad, const float* bias, float* y) {
+void Winograd3x3::Run(const float* x, int64_t batch, int64_t h, int64_t w, int64_t pad, const float* bias, float* y,
+                      const float* clamp) {
+  const __m256 clamp_lo = _mm256_set1_ps(clamp != nullptr ? clamp[0] : 0.0f);
+  const __m256 clamp_hi = _mm256_set1_ps(clamp != nullptr ? clamp[1] : 0.0f);
   const int64_t ho = h + 2 * pad - 2, wo = w + 2 * pad - 2;
   const int64_t tiles_h = (ho + 1) / 2, tiles_w = (wo + 1) / 2, groups = (tiles_w + 7) / 8;
   const int64_t tiles = tiles_h * tiles_w;
@@ -142,8 +145,12 @@ void Winograd3x3::Run(const float* x, int64_t batch, int64_t h, int64_t w, int64
               const int64_t oy = 2 * ty + a;
               if (oy >= ho) break;
               // (A^T M) A: columns 2t and 2t + 1 of the tiles, then interleaved.
-              const __m256 y0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s[a][0], s[a][1]), s[a][2]), bv);
-              const __m256 y1 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s[a][1], s[a][2]), s[a][3]), bv);
+              __m256 y0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s[a][0], s[a][1]), s[a][2]), bv);
+              __m256 y1 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s[a][1], s[a][2]), s[a][3]), bv);
+              if (clamp != nullptr) {
+                y0 = _mm256_min_ps(clamp_hi, _mm256_max_ps(clamp_lo, y0));
+                y1 = _mm256_min_ps(clamp_hi, _mm256_max_ps(clamp_lo, y1));
+              }
               const __m256 lo = _mm256_unpacklo_ps(y0, y1), hi = _mm256_unpackhi_ps(y0, y1);
               const __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20);
               const __m256 second = _mm256_permute2f128_ps(lo, hi, 0x31);

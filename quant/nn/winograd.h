@@ -41,8 +41,10 @@ class Winograd3x3 {
   // y [batch][Cout][Ho][Wo] = bias[o] (none if null) + the cross-correlation
   // of x [batch][Cin][h][w], zero-padded by `pad` on every side, with the
   // weight of the last SetWeight; Ho = h + 2 pad - 2, Wo = w + 2 pad - 2
-  // (both >= 1).
-  void Run(const float* x, int64_t batch, int64_t h, int64_t w, int64_t pad, const float* bias, float* y);
+  // (both >= 1). With `clamp` ({lo, hi}) every output is stored as
+  // min(hi, max(lo, v)) (a fused ReLU; see PanelRows).
+  void Run(const float* x, int64_t batch, int64_t h, int64_t w, int64_t pad, const float* bias, float* y,
+           const float* clamp = nullptr);
 
  private:
   int64_t cout_ = 0, cin_ = 0;
