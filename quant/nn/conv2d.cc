@@ -523,8 +523,8 @@ void Conv2d::DirectForward(const Tensor& x, const Tensor& w, Tensor* y) {
   }
 }
 
-void Conv2d::DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw,
-                            Tensor* dx) {
+void Conv2d::DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw, Tensor* dx,
+                            const Tensor* mask_y) {
   const int64_t batch = x.dim(0), cin = o_.in_channels, cout = o_.out_channels, taps = cols();
   const int64_t pad = o_.padding, hp = in_h_ + 2 * pad, wp = in_w_ + 2 * pad;
   const int64_t p = out_h_ * out_w_, image = cin * in_h_ * in_w_;
@@ -545,6 +545,15 @@ void Conv2d::DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
       // dy in the padded row layout, zero in the dropped columns and the tail.
       float* g = g_pad_.data();
       const float* src = dy.data() + (b * cout + co) * p;
+      if (mask_y != nullptr) {
+        // dy of the fused clamp's output: masked by its values into a row
+        // buffer, whose sum is the bias gradient's term (the sums of the
+        // unfused path, in its order: per channel over the images).
+        EnsureShape(&masked_row_, {p});
+        ClampGradient(mask_y->data() + (b * cout + co) * p, src, masked_row_.data(), p, clamp_[0], clamp_[1]);
+        src = masked_row_.data();
+        if (o_.bias) bias_sum_[co] += SumAsDouble(src, p);
+      }
       for (int64_t oh = 0; oh < out_h_; ++oh) {
         CopyRow(src + oh * out_w_, g + oh * wp, out_w_);
         for (int64_t ow = out_w_; ow < wp; ++ow) g[oh * wp + ow] = 0.0f;
@@ -696,6 +705,19 @@ bool Conv2d::ForwardPaths(const Tensor& x, Tensor* y) {
 }
 
 void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
+  if (!clamp_on_) {
+    BackwardPaths(x, dy, dx, nullptr);
+  } else if (UseDirect() && dx == nullptr) {
+    // A first layer on the direct path masks dy as it copies it (no pass of its own).
+    BackwardPaths(x, dy, dx, &y);
+  } else {
+    EnsureShape(&masked_dy_, dy.shape());
+    ClampGradient(y.data(), dy.data(), masked_dy_.data(), dy.numel(), clamp_[0], clamp_[1]);
+    BackwardPaths(x, masked_dy_, dx, nullptr);
+  }
+}
+
+void Conv2d::BackwardPaths(const Tensor& x, const Tensor& dy, Tensor* dx, const Tensor* mask_y) {
   const int64_t batch = x.dim(0);
   const int64_t p = out_h_ * out_w_;
   const int64_t image_size = o_.in_channels * in_h_ * in_w_;
@@ -713,11 +735,15 @@ void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor
     return;
   }
   if (UseDirect()) {
-    DirectBackward(x, w, dy, dw, dx);
+    DirectBackward(x, w, dy, dw, dx, mask_y);
     if (o_.bias) {
       for (int64_t co = 0; co < o_.out_channels; ++co) {
         double sum = 0.0;
-        for (int64_t b = 0; b < batch; ++b) sum += SumAsDouble(dy.data() + (b * o_.out_channels + co) * p, p);
+        if (mask_y != nullptr) {
+          sum = bias_sum_[co];  // DirectBackward's, over the masked rows in the same order
+        } else {
+          for (int64_t b = 0; b < batch; ++b) sum += SumAsDouble(dy.data() + (b * o_.out_channels + co) * p, p);
+        }
         bias_.grad[co] = static_cast<float>(sum);
       }
     }

@@ -106,6 +106,9 @@ class Conv2d : public Layer {
   bool has_weight() const override { return true; }
   // Every path clamps: the row-panel, pointwise and Winograd kernels and the
   // direct loop as they store, the others in one pass over y at the end.
+  // While on, Backward takes y as the clamped output and dy as its gradient
+  // and masks dy first (Clamp's backward: where lo < y < hi); a first layer
+  // on the direct path does so as it copies dy, the others in one pass.
   bool SetOutputClamp(bool on, float lo, float hi) override;
 
   Parameter& weight() { return weight_; }
@@ -132,6 +135,11 @@ class Conv2d : public Layer {
   bool UseGroupLoop() const { return o_.groups > 1 && (!depthwise() || force_group_loop_); }
   // The forward paths; true if the path applied the output clamp itself.
   bool ForwardPaths(const Tensor& x, Tensor* y);
+  // The backward paths for the gradient dy of the layer's output (already
+  // masked by the fused clamp), except that with `mask_y` (the direct path of
+  // a first layer) dy is the clamped output's gradient, masked by mask_y's
+  // values as it is copied.
+  void BackwardPaths(const Tensor& x, const Tensor& dy, Tensor* dx, const Tensor* mask_y);
   const float* clamp() const { return clamp_on_ ? clamp_ : nullptr; }
   void GroupForward(const Tensor& x, const Tensor& w, Tensor* y);
   void GroupBackward(const Tensor& x, const Tensor& dy, Tensor* dw, Tensor* dx);
@@ -172,7 +180,8 @@ class Conv2d : public Layer {
   // Copies one image into in_pad_ with `padding` zeros around each plane.
   void PadImage(const float* image);
   void DirectForward(const Tensor& x, const Tensor& w, Tensor* y);
-  void DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw, Tensor* dx);
+  void DirectBackward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dw, Tensor* dx,
+                      const Tensor* mask_y = nullptr);
 
   Conv2dOptions o_;
   int64_t in_h_ = 0, in_w_ = 0, out_h_ = 0, out_w_ = 0;
@@ -210,9 +219,10 @@ class Conv2d : public Layer {
   // the group's slices of x, y, dy and dx.
   bool force_group_loop_ = false;
   bool winograd_ = false;
-  // SetOutputClamp: {lo, hi} when on.
+  // SetOutputClamp: {lo, hi} when on; the masked gradient (or one row of it).
   bool clamp_on_ = false;
   float clamp_[2] = {0.0f, 0.0f};
+  Tensor masked_dy_, masked_row_;
   Winograd3x3 wino_, wino_dx_;  // forward; input gradient (flipped weight)
   std::vector<std::unique_ptr<Conv2d>> group_convs_;
   Tensor gx_, gy_, gdy_, gdx_;

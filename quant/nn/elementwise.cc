@@ -57,6 +57,12 @@ void ClampValues(const float* in, float* out, int64_t n, float lo, float hi) {
   for (; i + 8 <= n; i += 8) {
     _mm256_storeu_ps(out + i, _mm256_min_ps(vhi, _mm256_max_ps(vlo, _mm256_loadu_ps(in + i))));
   }
+  if (i < n && n >= 8) {
+    // The last 8, overlapping the block before (the conv kernels clamp rows of
+    // 28 or 14): clamping is idempotent, so this holds even when in == out.
+    _mm256_storeu_ps(out + n - 8, _mm256_min_ps(vhi, _mm256_max_ps(vlo, _mm256_loadu_ps(in + n - 8))));
+    return;
+  }
   for (; i < n; ++i) out[i] = std::min(std::max(in[i], lo), hi);
 }
 
@@ -65,14 +71,7 @@ void Clamp::Forward(const Tensor& x, Tensor* y) {
   ClampValues(x.data(), y->data(), x.numel(), lo_, hi_);
 }
 
-void Clamp::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
-  if (dx == nullptr) return;
-  EnsureShape(dx, x.shape());
-  const float* in = x.data();
-  const float* g = dy.data();
-  float* out = dx->data();
-  const float lo = lo_, hi = hi_;
-  const int64_t n = x.numel();
+void ClampGradient(const float* in, const float* g, float* out, int64_t n, float lo, float hi) {
   // Explicit AVX: left to itself the compiler vectorises the select with a
   // masked load of g, which is microcoded (slow) on AMD Zen.
   const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
@@ -82,10 +81,24 @@ void Clamp::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor*
     const __m256 pass = _mm256_and_ps(_mm256_cmp_ps(v, vlo, _CMP_GT_OQ), _mm256_cmp_ps(v, vhi, _CMP_LT_OQ));
     _mm256_storeu_ps(out + i, _mm256_and_ps(pass, _mm256_loadu_ps(g + i)));
   }
+  if (i < n && n >= 8) {
+    // The last 8, overlapping (rows of 28 in the fused conv); masking twice
+    // gives the same values, so out may be g.
+    const __m256 v = _mm256_loadu_ps(in + n - 8);
+    const __m256 pass = _mm256_and_ps(_mm256_cmp_ps(v, vlo, _CMP_GT_OQ), _mm256_cmp_ps(v, vhi, _CMP_LT_OQ));
+    _mm256_storeu_ps(out + n - 8, _mm256_and_ps(pass, _mm256_loadu_ps(g + n - 8)));
+    return;
+  }
   for (; i < n; ++i) {
     const bool pass = (in[i] > lo) & (in[i] < hi);
     out[i] = pass ? g[i] : 0.0f;
   }
+}
+
+void Clamp::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
+  if (dx == nullptr) return;
+  EnsureShape(dx, x.shape());
+  ClampGradient(x.data(), dy.data(), dx->data(), x.numel(), lo_, hi_);
 }
 
 absl::StatusOr<Shape> Flatten::Build(const Shape& input) {

@@ -11,6 +11,10 @@ namespace quant::nn {
 // formula, shared with the conv kernels that fuse it (Layer::SetOutputClamp).
 // A NaN stays NaN.
 void ClampValues(const float* in, float* out, int64_t n, float lo, float hi);
+// out[i] = g[i] where lo < in[i] < hi, else +0 (i < n): Clamp's backward
+// formula, shared with the conv that fuses it. The mask is the same whether
+// `in` holds the clamp's input or its output (clamped values sit on a bound).
+void ClampGradient(const float* in, const float* g, float* out, int64_t n, float lo, float hi);
 
 // y = min(max(x, lo), hi); dy passes where lo < x < hi (PyTorch's hardtanh_backward;
 // ReLU's gradient at 0 is 0 as in PyTorch). ReLU is hi = +inf, ReLU6 is [0, 6].

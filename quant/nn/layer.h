@@ -131,8 +131,10 @@ class Layer {
   // A clamp of this layer's own output, out = min(hi, max(lo, v)) (ReLU, ReLU6,
   // Hardtanh: nn::Clamp's formula, bit for bit), applied in the layer's kernels
   // as they store: the executor's fusion of a conv with the activation that
-  // follows it in training (Model::Forward). False where the layer has no such
-  // epilogue; `on = false` turns it off again.
+  // follows it in training (Model::Forward). While on, Backward(x, y, dy, dx)
+  // receives the clamped output as y and its gradient as dy, and applies the
+  // clamp's gradient mask itself. False where the layer has no such epilogue;
+  // `on = false` turns it off again.
   virtual bool SetOutputClamp(bool on, float lo, float hi) { return false; }
 
   // Hook points. Only layers with a weight (has_weight) accept a weight transform.

@@ -74,8 +74,8 @@ absl::Status Model::Build(const Shape& sample_shape, int num_classes, uint64_t s
   needs_grad_.clear();
   hooks_seen_.clear();
   times_.assign(n, LayerTime());
-  PlanEval();
   FindClampFusions();
+  PlanEval();
   built_ = true;
   set_training(training_);
   if (absl::Status s = AfterBuild(); !s.ok()) {
@@ -309,12 +309,16 @@ bool Model::Trainable(int node) const {
 void Model::FindClampFusions() {
   const int n = num_layers();
   clamp_after_.assign(n, -1);
+  clamp_before_.assign(n, -1);
   fused_.assign(n, 0);
   for (int i = 0; i < n; ++i) {
     const int v = OutputOf(i);
     if (dynamic_cast<Conv2d*>(nodes_[i].op.get()) == nullptr || v == output_value_ || consumers_[v].size() != 1) continue;
     const int a = consumers_[v][0];
-    if (dynamic_cast<Clamp*>(nodes_[a].op.get()) != nullptr && nodes_[a].inputs.size() == 1) clamp_after_[i] = a;
+    if (dynamic_cast<Clamp*>(nodes_[a].op.get()) != nullptr && nodes_[a].inputs.size() == 1) {
+      clamp_after_[i] = a;
+      clamp_before_[a] = i;
+    }
   }
 }
 
@@ -341,13 +345,20 @@ void Model::UpdateNeedsGrad() {
 // partial sums and hook gradients live during one step.
 void Model::PlanBackward() {
   const int n = num_layers();
+  // The step that reads value v's gradient last: its producer's, or, for an
+  // activation that may be fused into the conv before it, the conv's (which
+  // then reads it in the activation's place).
+  auto last_read = [&](int v) {
+    const int p = ProducerOf(v);
+    return n - 1 - (p >= 0 && clamp_before_[p] >= 0 ? clamp_before_[p] : p);
+  };
   std::vector<BufferUse> uses;
   std::vector<int> grad_use(n + 1, -1), hook_use(n, -1);
   std::vector<std::vector<int>> sum_use(n);
   std::vector<char> written(n + 1, 0);
   written[output_value_] = 1;
   grad_use[output_value_] = static_cast<int>(uses.size());
-  uses.push_back({value_shapes_[output_value_], 0, n - 1 - ProducerOf(output_value_)});
+  uses.push_back({value_shapes_[output_value_], 0, last_read(output_value_)});
   for (int i = n - 1; i >= 0; --i) {
     const int t = n - 1 - i;
     const Node& node = nodes_[i];
@@ -363,7 +374,7 @@ void Model::PlanBackward() {
       if (!written[u]) {
         written[u] = 1;
         grad_use[u] = static_cast<int>(uses.size());
-        uses.push_back({value_shapes_[u], t, n - 1 - ProducerOf(u)});
+        uses.push_back({value_shapes_[u], t, last_read(u)});
       } else {
         sum_use[i][j] = static_cast<int>(uses.size());
         uses.push_back({value_shapes_[u], t, t});
@@ -417,9 +428,9 @@ const Tensor& Model::Forward(const Tensor& x) {
     if (const int a = clamp_after_[i]; a >= 0) {
       // A conv followed by its only consumer, a Clamp: in training (every value
       // kept, none asked for) the conv applies the clamp as its kernels store,
-      // straight into the Clamp's buffer, and the Clamp node does nothing. Its
-      // backward reads the clamped values, whose mask (lo < v < hi) is the raw
-      // values' mask, and Conv2d's backward reads no y: the same bits throughout.
+      // straight into the Clamp's buffer, and the Clamp node does nothing, in
+      // Backward too: the conv masks the Clamp's gradient by the clamped values
+      // (lo < v < hi is the raw values' mask) before its own. The same bits.
       const Clamp& c = static_cast<const Clamp&>(*nodes_[a].op);
       const bool fuse = training_ && !keep_values_ && l.output_transform() == nullptr &&
                         c.output_transform() == nullptr && l.SetOutputClamp(true, c.lo(), c.hi());
@@ -479,6 +490,12 @@ void Model::Backward(const Tensor& x, const Tensor& dlogits) {
     Node& node = nodes_[i];
     const int v = OutputOf(i);
     if (!written_[v]) continue;
+    if (fused_[i]) {
+      // An activation computed by the conv before it (Forward): the conv's
+      // backward reads this node's gradient and applies its mask.
+      written_[node.inputs[0]] = 1;
+      continue;
+    }
     Layer& l = *node.op;
     bool any_dx = false;
     for (size_t j = 0; j < node.inputs.size(); ++j) {
@@ -500,7 +517,15 @@ void Model::Backward(const Tensor& x, const Tensor& dlogits) {
       t->Backward(out_[i], *g, &hg);
       g = &hg;
     }
-    l.BackwardInputs(node.x, out_[i], *g, node.dx);
+    const int a = clamp_after_[i];
+    if (a >= 0 && fused_[a]) {
+      const Clamp& c = static_cast<const Clamp&>(*nodes_[a].op);
+      l.SetOutputClamp(true, c.lo(), c.hi());
+      l.BackwardInputs(node.x, out_[a], grad_slots_[grad_slot_[OutputOf(a)]], node.dx);
+      l.SetOutputClamp(false, 0.0f, 0.0f);
+    } else {
+      l.BackwardInputs(node.x, out_[i], *g, node.dx);
+    }
     for (size_t j = 0; j < node.inputs.size(); ++j) {
       if (node.dx[j] == nullptr) continue;
       const int u = node.inputs[j];

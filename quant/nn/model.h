@@ -162,7 +162,7 @@ class Model {
   bool winograd_ = false;
   // Per node: the Clamp node that may be fused into it (its only consumer; see
   // value()), or -1; and, per node, whether the last Forward fused it into its producer.
-  std::vector<int> clamp_after_;
+  std::vector<int> clamp_after_, clamp_before_;  // and per Clamp node, that conv
   std::vector<char> fused_;
   void FindClampFusions();
   absl::Status Arrange(GraphSpec spec);
