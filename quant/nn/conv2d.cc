@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "quant/core/registry.h"
+#include "quant/nn/elementwise.h"
 #include "quant/nn/gemm.h"
 #include "quant/nn/init.h"
-#include "quant/nn/elementwise.h"
 #include "quant/nn/panel_gemm.h"
 
 namespace quant::nn {
@@ -97,8 +97,8 @@ void PackRowPanels(const float* image, int64_t channels, int64_t h, int64_t w, i
 // the row panels of PackRowPanels: C is the NCHW output of one image. Panels
 // go in order, so a row's 16-wide store may run into the next output row,
 // which is written later; the last panel goes through a small buffer.
-void PackedGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init,
-                const float* packed, int64_t out_h, int64_t out_w, float* c, const float* clamp = nullptr) {
+void PackedGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init, const float* packed,
+                int64_t out_h, int64_t out_w, float* c, const float* clamp = nullptr) {
   const int64_t p = out_h * out_w;
   for (int64_t oh = 0; oh < out_h; ++oh) {
     const float* panel = packed + oh * kdim * 16;
@@ -112,9 +112,8 @@ void PackedGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const floa
 // ncols] (rows ldb apart, e.g. an image's planes), in panels of 16 columns
 // read in place; the last partial panel is copied into `tail` ([kdim][16],
 // zero-padded) so that no load runs past B.
-void PointwiseGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init,
-                   const float* b, int64_t ldb, int64_t ncols, float* c, int64_t ldc, Tensor* tail,
-                   const float* clamp = nullptr) {
+void PointwiseGemm(int64_t m, int64_t kdim, const float* a, int64_t lda, const float* init, const float* b, int64_t ldb,
+                   int64_t ncols, float* c, int64_t ldc, Tensor* tail, const float* clamp = nullptr) {
   for (int64_t j0 = 0; j0 < ncols; j0 += 16) {
     const int64_t width = std::min<int64_t>(16, ncols - j0);
     if (width == 16) {
@@ -649,8 +648,7 @@ bool Conv2d::ForwardPaths(const Tensor& x, Tensor* y) {
   }
   if (winograd_ && WinogradLayer()) {
     wino_.SetWeight(w.data(), o_.out_channels, o_.in_channels);
-    wino_.Run(x.data(), batch, in_h_, in_w_, o_.padding, o_.bias ? bias_.value.data() : nullptr, y->data(),
-              clamp());
+    wino_.Run(x.data(), batch, in_h_, in_w_, o_.padding, o_.bias ? bias_.value.data() : nullptr, y->data(), clamp());
     col_holds_batch_ = false;
     return true;
   }
@@ -661,9 +659,8 @@ bool Conv2d::ForwardPaths(const Tensor& x, Tensor* y) {
   if (Pointwise() && o_.stride == 1) {
     const int64_t image_size = o_.in_channels * p;
     for (int64_t b = 0; b < batch; ++b) {
-      PointwiseGemm(o_.out_channels, o_.in_channels, w.data(), o_.in_channels,
-                    o_.bias ? bias_.value.data() : nullptr, x.data() + b * image_size, p, p,
-                    y->data() + b * o_.out_channels * p, p, &pw_tail_, clamp());
+      PointwiseGemm(o_.out_channels, o_.in_channels, w.data(), o_.in_channels, o_.bias ? bias_.value.data() : nullptr,
+                    x.data() + b * image_size, p, p, y->data() + b * o_.out_channels * p, p, &pw_tail_, clamp());
     }
     col_holds_batch_ = false;
     return true;
@@ -674,8 +671,8 @@ bool Conv2d::ForwardPaths(const Tensor& x, Tensor* y) {
     for (int64_t b = 0; b < batch; ++b) {
       PackRowPanels(x.data() + b * image_size, o_.in_channels, in_h_, in_w_, o_.kernel, o_.padding,
                     packed_.data(), &panel_plane_);
-      PackedGemm(o_.out_channels, cols(), w.data(), cols(), o_.bias ? bias_.value.data() : nullptr,
-                 packed_.data(), out_h_, out_w_, y->data() + b * o_.out_channels * p, clamp());
+      PackedGemm(o_.out_channels, cols(), w.data(), cols(), o_.bias ? bias_.value.data() : nullptr, packed_.data(),
+                 out_h_, out_w_, y->data() + b * o_.out_channels * p, clamp());
     }
     col_holds_batch_ = false;
     return true;

@@ -313,7 +313,8 @@ void Model::FindClampFusions() {
   fused_.assign(n, 0);
   for (int i = 0; i < n; ++i) {
     const int v = OutputOf(i);
-    if (dynamic_cast<Conv2d*>(nodes_[i].op.get()) == nullptr || v == output_value_ || consumers_[v].size() != 1) continue;
+    if (dynamic_cast<Conv2d*>(nodes_[i].op.get()) == nullptr || v == output_value_ || consumers_[v].size() != 1)
+      continue;
     const int a = consumers_[v][0];
     if (dynamic_cast<Clamp*>(nodes_[a].op.get()) != nullptr && nodes_[a].inputs.size() == 1) {
       clamp_after_[i] = a;
