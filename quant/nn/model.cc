@@ -366,8 +366,9 @@ void Model::PlanBackward() {
     sum_use[i].assign(node.inputs.size(), -1);
     if (!written[OutputOf(i)]) continue;
     if (node.op->output_transform()) {
+      // Read in this step, or by the conv an activation is fused into.
       hook_use[i] = static_cast<int>(uses.size());
-      uses.push_back({value_shapes_[OutputOf(i)], t, t});
+      uses.push_back({value_shapes_[OutputOf(i)], t, clamp_before_[i] >= 0 ? n - 1 - clamp_before_[i] : t});
     }
     for (size_t j = 0; j < node.inputs.size(); ++j) {
       const int u = node.inputs[j];
@@ -421,20 +422,29 @@ const Tensor& Model::Forward(const Tensor& x) {
     if (profiling_) t0 = Clock::now();
     for (size_t j = 0; j < node.inputs.size(); ++j) node.x[j] = value_ptr_[node.inputs[j]];
     if (fused_[i]) {
-      // Computed by its producer (below): the activation's output is the producer's.
-      value_ptr_[OutputOf(i)] = value_ptr_[node.inputs[0]];
+      // Computed by its producer (below), into this node's raw buffer; only
+      // the output transform (QAT's fake quantization) is left to run.
+      if (TensorTransform* t = l.output_transform()) {
+        EnsureShape(&post_[i], out_[i].shape());
+        t->Forward(out_[i], &post_[i], training_);
+        value_ptr_[OutputOf(i)] = &post_[i];
+      } else {
+        value_ptr_[OutputOf(i)] = &out_[i];
+      }
       if (profiling_) times_[i].forward += std::chrono::duration<double>(Clock::now() - t0).count();
       continue;
     }
     if (const int a = clamp_after_[i]; a >= 0) {
       // A conv followed by its only consumer, a Clamp: in training (every value
       // kept, none asked for) the conv applies the clamp as its kernels store,
-      // straight into the Clamp's buffer, and the Clamp node does nothing, in
-      // Backward too: the conv masks the Clamp's gradient by the clamped values
-      // (lo < v < hi is the raw values' mask) before its own. The same bits.
+      // straight into the Clamp's raw buffer, and the Clamp node only runs its
+      // output transform if it has one, in Backward too: the conv masks the
+      // gradient of the clamped values by them (lo < v < hi is the raw values'
+      // mask) before its own. The same bits. A transform on the conv's own
+      // output (a value inside the group) keeps the two apart.
       const Clamp& c = static_cast<const Clamp&>(*nodes_[a].op);
-      const bool fuse = training_ && !keep_values_ && l.output_transform() == nullptr &&
-                        c.output_transform() == nullptr && l.SetOutputClamp(true, c.lo(), c.hi());
+      const bool fuse =
+          training_ && !keep_values_ && l.output_transform() == nullptr && l.SetOutputClamp(true, c.lo(), c.hi());
       fused_[a] = fuse;
       if (fuse) {
         l.ForwardInputs(node.x, &out_[a]);
@@ -493,8 +503,16 @@ void Model::Backward(const Tensor& x, const Tensor& dlogits) {
     if (!written_[v]) continue;
     if (fused_[i]) {
       // An activation computed by the conv before it (Forward): the conv's
-      // backward reads this node's gradient and applies its mask.
+      // backward reads this node's gradient (after its transform's) and
+      // applies its mask.
+      if (profiling_) t0 = Clock::now();
+      if (TensorTransform* t = node.op->output_transform()) {
+        Tensor& hg = grad_slots_[hook_grad_slot_[i]];
+        EnsureShape(&hg, out_[i].shape());
+        t->Backward(out_[i], grad_slots_[grad_slot_[v]], &hg);
+      }
       written_[node.inputs[0]] = 1;
+      if (profiling_) times_[i].backward += std::chrono::duration<double>(Clock::now() - t0).count();
       continue;
     }
     Layer& l = *node.op;
@@ -522,7 +540,8 @@ void Model::Backward(const Tensor& x, const Tensor& dlogits) {
     if (a >= 0 && fused_[a]) {
       const Clamp& c = static_cast<const Clamp&>(*nodes_[a].op);
       l.SetOutputClamp(true, c.lo(), c.hi());
-      l.BackwardInputs(node.x, out_[a], grad_slots_[grad_slot_[OutputOf(a)]], node.dx);
+      const bool hooked = nodes_[a].op->output_transform() != nullptr;
+      l.BackwardInputs(node.x, out_[a], grad_slots_[hooked ? hook_grad_slot_[a] : grad_slot_[OutputOf(a)]], node.dx);
       l.SetOutputClamp(false, 0.0f, 0.0f);
     } else {
       l.BackwardInputs(node.x, out_[i], *g, node.dx);

@@ -98,9 +98,10 @@ class Model {
   // The last Forward's value `v` (after its output transform). Every value in
   // training mode or with keep_values; otherwise only the input and the output.
   // In training mode without keep_values, a conv whose only consumer is a ReLU
-  // (ReLU6, Hardtanh) and neither with an output transform computes the
-  // activation in its own kernels (Layer::SetOutputClamp): both values are then
-  // the activation's output. The bits of everything else are the same.
+  // (ReLU6, Hardtanh) and which has no output transform computes the
+  // activation in its own kernels (Layer::SetOutputClamp): the conv's value is
+  // then the activation's output before the activation's transform (QAT's fake
+  // quantization, which still runs). The bits of everything else are the same.
   const Tensor& value(int v) const { return *value_ptr_[v]; }
   void set_keep_values(bool keep) { keep_values_ = keep; }
 

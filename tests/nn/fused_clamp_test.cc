@@ -7,6 +7,7 @@
 // logits, every parameter gradient and every updated weight must be the same
 // bits, and the fusion must really have happened (the conv's value is the
 // activation's buffer).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -90,50 +91,81 @@ std::vector<Case> Cases() {
   };
 }
 
-// Convs whose value is the next node's buffer after a training Forward.
+// Convs fused with the Clamp after them in the last Forward: the conv's value
+// is then clamped (with random weights and inputs a raw conv output always
+// has values outside the clamp's range).
 int FusedPairs(Model& m) {
   int fused = 0;
   for (int i = 0; i + 1 < m.num_layers(); ++i) {
-    if (m.layer(i).type() != "conv2d") continue;
-    for (int c : m.consumers(Model::OutputOf(i))) {
-      if (&m.value(Model::OutputOf(i)) == &m.value(Model::OutputOf(c))) ++fused;
-    }
+    const std::vector<int>& next = m.consumers(Model::OutputOf(i));
+    if (m.layer(i).type() != "conv2d" || next.size() != 1) continue;
+    const auto* c = dynamic_cast<const Clamp*>(&m.layer(next[0]));
+    if (c == nullptr) continue;
+    const Tensor& v = m.value(Model::OutputOf(i));
+    bool inside = true;
+    for (int64_t e = 0; e < v.numel(); ++e) inside = inside && !(v[e] < c->lo() || v[e] > c->hi());
+    fused += inside;
   }
   return fused;
 }
 
+// A stand-in for QAT's fake quantization: a grid of 1/8 in [-1, 1] with a
+// straight-through gradient inside it.
+class Grid : public TensorTransform {
+ public:
+  std::string Describe() const override { return "grid"; }
+  void Forward(const Tensor& in, Tensor* out, bool training) override {
+    EnsureShape(out, in.shape());
+    for (int64_t i = 0; i < in.numel(); ++i) (*out)[i] = std::nearbyint(std::clamp(in[i], -1.0f, 1.0f) * 8) / 8;
+  }
+  void Backward(const Tensor& in, const Tensor& grad_out, Tensor* grad_in) override {
+    EnsureShape(grad_in, in.shape());
+    for (int64_t i = 0; i < in.numel(); ++i) (*grad_in)[i] = std::fabs(in[i]) <= 1.0f ? grad_out[i] * 0.5f : 0.0f;
+  }
+};
+
 TEST(FusedClampTest, TrainingGivesTheBitsOfTheUnfusedGraph) {
   for (const Case& c : Cases()) {
-    SCOPED_TRACE(c.what);
-    std::unique_ptr<Model> fused = Built(c.yaml, c.sample, 3), plain = Built(c.yaml, c.sample, 3);
-    ASSERT_NE(fused, nullptr);
-    ASSERT_NE(plain, nullptr);
-    plain->set_keep_values(true);  // every raw value asked for: no fusion
-    Shape batch_shape = {5};
-    batch_shape.insert(batch_shape.end(), c.sample.begin(), c.sample.end());
-    const std::vector<int32_t> labels = {0, 2, 1, 1, 0};
-    for (int step = 0; step < 3; ++step) {
-      Tensor x = testing::RandomTensor(batch_shape, 11 + step);
-      if (step == 2) x[3] = std::nanf("");  // a NaN takes the same way through both
-      SoftmaxCrossEntropy loss_f, loss_p;
-      Tensor dl_f, dl_p;
-      const Tensor& lf = fused->Forward(x);
-      const Tensor& lp = plain->Forward(x);
-      ASSERT_TRUE(SameBits(lf, lp)) << "logits, step " << step;
-      loss_f.Forward(lf, labels, nullptr);
-      loss_p.Forward(lp, labels, nullptr);
-      loss_f.Backward(&dl_f);
-      loss_p.Backward(&dl_p);
-      EXPECT_EQ(FusedPairs(*fused), c.fused);
-      EXPECT_EQ(FusedPairs(*plain), 0);
-      fused->Backward(x, dl_f);
-      plain->Backward(x, dl_p);
-      const auto pf = fused->NamedParameters(), pp = plain->NamedParameters();
-      ASSERT_EQ(pf.size(), pp.size());
-      for (size_t k = 0; k < pf.size(); ++k) {
-        ASSERT_TRUE(SameBits(pf[k].second->grad, pp[k].second->grad)) << pf[k].first << ", step " << step;
-        for (Parameter* p : {pf[k].second, pp[k].second}) {
-          for (int64_t e = 0; e < p->value.numel(); ++e) p->value[e] -= 0.05f * p->grad[e];
+    for (bool hooked : {false, true}) {
+      SCOPED_TRACE(std::string(c.what) + (hooked ? ", a transform on every activation" : ""));
+      std::unique_ptr<Model> fused = Built(c.yaml, c.sample, 3), plain = Built(c.yaml, c.sample, 3);
+      ASSERT_NE(fused, nullptr);
+      ASSERT_NE(plain, nullptr);
+      plain->set_keep_values(true);  // every raw value asked for: no fusion
+      if (hooked) {
+        for (Model* m : {fused.get(), plain.get()}) {
+          for (int i = 0; i < m->num_layers(); ++i) {
+            if (dynamic_cast<Clamp*>(&m->layer(i)) != nullptr)
+              m->layer(i).set_output_transform(std::make_shared<Grid>());
+          }
+        }
+      }
+      Shape batch_shape = {5};
+      batch_shape.insert(batch_shape.end(), c.sample.begin(), c.sample.end());
+      const std::vector<int32_t> labels = {0, 2, 1, 1, 0};
+      for (int step = 0; step < 3; ++step) {
+        Tensor x = testing::RandomTensor(batch_shape, 11 + step);
+        if (step == 2) x[3] = std::nanf("");  // a NaN takes the same way through both
+        SoftmaxCrossEntropy loss_f, loss_p;
+        Tensor dl_f, dl_p;
+        const Tensor& lf = fused->Forward(x);
+        const Tensor& lp = plain->Forward(x);
+        ASSERT_TRUE(SameBits(lf, lp)) << "logits, step " << step;
+        loss_f.Forward(lf, labels, nullptr);
+        loss_p.Forward(lp, labels, nullptr);
+        loss_f.Backward(&dl_f);
+        loss_p.Backward(&dl_p);
+        EXPECT_EQ(FusedPairs(*fused), c.fused);
+        EXPECT_EQ(FusedPairs(*plain), 0);
+        fused->Backward(x, dl_f);
+        plain->Backward(x, dl_p);
+        const auto pf = fused->NamedParameters(), pp = plain->NamedParameters();
+        ASSERT_EQ(pf.size(), pp.size());
+        for (size_t k = 0; k < pf.size(); ++k) {
+          ASSERT_TRUE(SameBits(pf[k].second->grad, pp[k].second->grad)) << pf[k].first << ", step " << step;
+          for (Parameter* p : {pf[k].second, pp[k].second}) {
+            for (int64_t e = 0; e < p->value.numel(); ++e) p->value[e] -= 0.05f * p->grad[e];
+          }
         }
       }
     }
@@ -148,19 +180,20 @@ class Identity : public TensorTransform {
   void Backward(const Tensor& in, const Tensor& grad_out, Tensor* grad_in) override { *grad_in = grad_out; }
 };
 
-TEST(FusedClampTest, EvalModeAndHooksDoNotFuse) {
+TEST(FusedClampTest, EvalModeAndConvHooksDoNotFuse) {
   std::unique_ptr<Model> m = Built("{name: cnn}", {1, 28, 28}, 10);
   ASSERT_NE(m, nullptr);
   const Tensor x = testing::RandomTensor({2, 1, 28, 28}, 3);
   m->Forward(x);
   EXPECT_EQ(FusedPairs(*m), 2);
-  // A hook on the activation (as QAT places them) or on the conv keeps that pair apart.
+  // A hook on the activation (where QAT places them) still fuses; one on the
+  // conv (a value inside the pair) keeps the two apart.
   m->FindLayer("relu1")->set_output_transform(std::make_shared<Identity>());
   m->Forward(x);
-  EXPECT_EQ(FusedPairs(*m), 1);
+  EXPECT_EQ(FusedPairs(*m), 2);
   m->FindLayer("conv2")->set_output_transform(std::make_shared<Identity>());
   m->Forward(x);
-  EXPECT_EQ(FusedPairs(*m), 0);
+  EXPECT_EQ(FusedPairs(*m), 1);
   m->FindLayer("relu1")->set_output_transform(nullptr);
   m->FindLayer("conv2")->set_output_transform(nullptr);
   m->Forward(x);
