@@ -27,6 +27,8 @@
 namespace quant::nn {
 namespace {
 
+using testing::SameBits;
+
 std::unique_ptr<Model> Built(const std::string& yaml, const Shape& sample, int classes) {
   ParamReader p(YAML::Load(yaml), "model.yaml", "model");
   auto m = CreateModel(p);
@@ -35,10 +37,6 @@ std::unique_ptr<Model> Built(const std::string& yaml, const Shape& sample, int c
   EXPECT_TRUE(p.Finish().ok());
   EXPECT_TRUE((*m)->Build(sample, classes, 7).ok());
   return std::move(m).value();
-}
-
-bool SameBits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.numel() * sizeof(float)) == 0;
 }
 
 struct Case {
@@ -207,12 +205,7 @@ TEST(FusedClampTest, EvalModeAndConvHooksDoNotFuse) {
 // Each Conv2d path with SetOutputClamp against the same layer without it
 // followed by Clamp::Forward, including NaN and values on both bounds.
 TEST(FusedClampTest, EveryConvPathClampsLikeTheClampLayer) {
-  struct Layer {
-    const char* what;
-    Conv2dOptions o;
-    int64_t hw;
-    bool winograd;
-  };
+  using Layer = testing::ConvLayerCase;
   for (const Layer& l : {
            Layer{"direct (1 channel)", {.in_channels = 1, .out_channels = 4, .kernel = 3, .padding = 1}, 10, false},
            Layer{"row panels", {.in_channels = 4, .out_channels = 9, .kernel = 3, .padding = 1}, 12, false},

@@ -1,5 +1,6 @@
 #include "tests/nn/gradcheck.h"
 
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -15,6 +16,10 @@ std::string GradCheck(Layer& layer, Tensor x, uint64_t seed, const GradCheckOpti
   const ::testing::AssertionResult r =
       CheckGradients(layer, std::move(inputs), seed, o.check_input, /*check_parameters=*/true, o);
   return r ? "" : r.message();
+}
+
+bool SameBits(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.numel() * sizeof(float)) == 0;
 }
 
 }  // namespace quant::nn::testing

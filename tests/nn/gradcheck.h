@@ -18,6 +18,7 @@
 #include <functional>
 #include <string>
 
+#include "quant/nn/conv2d.h"
 #include "quant/nn/layer.h"
 #include "tests/nn/gradient_check.h"
 
@@ -34,6 +35,18 @@ std::string GradCheck(Layer& layer, Tensor x, uint64_t seed, const GradCheckOpti
 
 // Random tensor U(-1, 1) from a seed.
 Tensor RandomTensor(const Shape& shape, uint64_t seed);
+
+// Same shape and the same bits (NaNs and signed zeros included).
+bool SameBits(const Tensor& a, const Tensor& b);
+
+// A conv layer for tests that run each Conv2d path: its options, the input's
+// height and width, and whether Winograd is on.
+struct ConvLayerCase {
+  const char* what;
+  Conv2dOptions o;
+  int64_t hw;
+  bool winograd;
+};
 
 }  // namespace quant::nn::testing
 

@@ -22,6 +22,7 @@ namespace quant::nn {
 namespace {
 
 using testing::RandomTensor;
+using testing::SameBits;
 
 // Restores the best kernel when a test ends.
 class PanelGemmTest : public ::testing::Test {
@@ -142,18 +143,9 @@ Pass RunConv(const Conv2dOptions& o, int64_t hw, bool winograd, PanelIsa isa) {
   return p;
 }
 
-bool SameBits(const Tensor& x, const Tensor& y) {
-  return x.shape() == y.shape() && std::memcmp(x.data(), y.data(), x.numel() * sizeof(float)) == 0;
-}
-
 TEST_F(PanelGemmTest, Conv2dGivesTheSameBitsOnBothKernels) {
   if (!HaveAvx512()) GTEST_SKIP() << "this CPU has no AVX-512F: only the AVX2 kernel can run";
-  struct Layer {
-    const char* what;
-    Conv2dOptions o;
-    int64_t hw;
-    bool winograd;
-  };
+  using Layer = testing::ConvLayerCase;
   for (const Layer& l : {
            Layer{
                "packed 3x3 (cnn conv2)", {.in_channels = 16, .out_channels = 32, .kernel = 3, .padding = 1}, 14, false},
