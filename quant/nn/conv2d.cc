@@ -704,8 +704,10 @@ bool Conv2d::ForwardPaths(const Tensor& x, Tensor* y) {
 void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
   if (!clamp_on_) {
     BackwardPaths(x, dy, dx, nullptr);
-  } else if (UseDirect() && dx == nullptr) {
-    // A first layer on the direct path masks dy as it copies it (no pass of its own).
+  } else if (UseDirect() && !UseGroupLoop() && !depthwise() && dx == nullptr) {
+    // A first layer on the direct path masks dy as it copies it (no pass of its
+    // own). Grouped and depthwise layers take their own paths even when
+    // UseDirect() holds, so they get the masking pass below.
     BackwardPaths(x, dy, dx, &y);
   } else {
     EnsureShape(&masked_dy_, dy.shape());

@@ -21,6 +21,7 @@
 #include "quant/nn/elementwise.h"
 #include "quant/nn/loss.h"
 #include "quant/nn/model.h"
+#include "quant/nn/panel_gemm.h"
 #include "tests/nn/gradcheck.h"
 #include "yaml-cpp/yaml.h"
 
@@ -77,6 +78,19 @@ std::vector<Case> Cases() {
            {name: fc, op: linear, out_features: 3}]})",
        {4, 6, 6},
        3},
+      {"graph: first-layer depthwise and grouped convs small enough for the direct path's test",
+       R"({name: graph, nodes: [
+           {name: dw, op: conv2d, inputs: [input], out_channels: 4, groups: 4, kernel: 2},
+           {name: a1, op: relu},
+           {name: flat, op: flatten},
+           {name: fc, op: linear, out_features: 3},
+           {name: gc, op: conv2d, inputs: [input], out_channels: 4, groups: 2, kernel: 2},
+           {name: a2, op: relu6},
+           {name: flat2, op: flatten},
+           {name: fc2, op: linear, out_features: 3},
+           {name: sum, op: add, inputs: [fc, fc2]}]})",
+       {4, 6, 6},
+       2},
       {"graph: a conv read by its relu and by another node does not fuse",
        R"({name: graph, nodes: [
            {name: c, op: conv2d, inputs: [input], out_channels: 4, padding: 1},
@@ -218,28 +232,32 @@ TEST(FusedClampTest, EveryConvPathClampsLikeTheClampLayer) {
                  11,
                  false},
        }) {
-    SCOPED_TRACE(l.what);
-    Conv2d conv("c", l.o);
-    conv.set_winograd(l.winograd);
-    ASSERT_TRUE(conv.Build({l.o.in_channels, l.hw, l.hw}).ok());
-    conv.weight().value = testing::RandomTensor(conv.weight().value.shape(), 2);
-    Tensor x = testing::RandomTensor({3, l.o.in_channels, l.hw, l.hw}, 4);
-    x[5] = std::nanf("");
-    for (auto [lo, hi] : {std::pair<float, float>{0.0f, INFINITY}, {0.0f, 6.0f}, {-0.3f, 0.2f}}) {
-      Tensor raw, want, got;
-      conv.Forward(x, &raw);
-      Clamp clamp("a", Clamp::Kind::kHardtanh, lo, hi);
-      clamp.Forward(raw, &want);
-      ASSERT_TRUE(conv.SetOutputClamp(true, lo, hi));
-      conv.Forward(x, &got);
-      ASSERT_TRUE(conv.SetOutputClamp(false, 0.0f, 0.0f));
-      EXPECT_TRUE(SameBits(got, want)) << "[" << lo << ", " << hi << "]";
-      int nan = 0, at_bound = 0;
-      for (int64_t i = 0; i < got.numel(); ++i) nan += std::isnan(got[i]), at_bound += got[i] == lo || got[i] == hi;
-      EXPECT_GT(nan, 0);
-      EXPECT_GT(at_bound, 0);
+    for (PanelIsa isa : {PanelIsa::kAvx2, PanelIsa::kAvx512}) {
+      if (!SetPanelIsa(isa)) continue;  // no AVX-512 here
+      SCOPED_TRACE(std::string(l.what) + (isa == PanelIsa::kAvx2 ? ", AVX2 kernel" : ", AVX-512 kernel"));
+      Conv2d conv("c", l.o);
+      conv.set_winograd(l.winograd);
+      ASSERT_TRUE(conv.Build({l.o.in_channels, l.hw, l.hw}).ok());
+      conv.weight().value = testing::RandomTensor(conv.weight().value.shape(), 2);
+      Tensor x = testing::RandomTensor({3, l.o.in_channels, l.hw, l.hw}, 4);
+      x[5] = std::nanf("");
+      for (auto [lo, hi] : {std::pair<float, float>{0.0f, INFINITY}, {0.0f, 6.0f}, {-0.3f, 0.2f}}) {
+        Tensor raw, want, got;
+        conv.Forward(x, &raw);
+        Clamp clamp("a", Clamp::Kind::kHardtanh, lo, hi);
+        clamp.Forward(raw, &want);
+        ASSERT_TRUE(conv.SetOutputClamp(true, lo, hi));
+        conv.Forward(x, &got);
+        ASSERT_TRUE(conv.SetOutputClamp(false, 0.0f, 0.0f));
+        EXPECT_TRUE(SameBits(got, want)) << "[" << lo << ", " << hi << "]";
+        int nan = 0, at_bound = 0;
+        for (int64_t i = 0; i < got.numel(); ++i) nan += std::isnan(got[i]), at_bound += got[i] == lo || got[i] == hi;
+        EXPECT_GT(nan, 0);
+        EXPECT_GT(at_bound, 0);
+      }
     }
   }
+  SetPanelIsa(BestPanelIsa());
 }
 
 }  // namespace

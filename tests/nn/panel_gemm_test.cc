@@ -2,13 +2,15 @@
 // A[i][0]*panel[0][j] + A[i][1]*panel[1][j] + ..., one fused multiply-add per
 // term in r order, so each implementation is compared bit for bit with a
 // scalar std::fma chain (row counts 1..19 cover every row block and tail of
-// both, with and without init, spilled and exact stores, padded strides),
-// and the AVX2 and AVX-512 kernels with each other through whole Conv2d
-// layers (packed, pointwise and Winograd paths, forward and backward).
+// both, with and without init, spilled and exact stores, padded strides, and
+// with the fused clamp of the store, min(hi, max(lo, v))), and the AVX2 and
+// AVX-512 kernels with each other through whole Conv2d layers (packed,
+// pointwise and Winograd paths, forward and backward).
 // Where the CPU has no AVX-512F the AVX-512 cases are skipped and the refusal
 // of SetPanelIsa(kAvx512) is checked instead.
 #include "quant/nn/panel_gemm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -39,7 +41,10 @@ std::vector<float> Values(int64_t n, uint64_t seed) {
 struct Shape {
   int64_t m, kdim, lda, ldb, p, out_w;
   bool spill, init;
+  bool clamp = false;  // store min(0.4, max(-0.3, v)), a fused Hardtanh
 };
+
+constexpr float kClamp[2] = {-0.3f, 0.4f};
 
 // C from PanelRows with the given kernel, in a buffer whose every unwritten
 // float is a sentinel (C's rows have 16 floats of slack at the end).
@@ -47,7 +52,7 @@ std::vector<float> RunPanel(const Shape& s, const std::vector<float>& a, const s
                             const std::vector<float>& panel) {
   std::vector<float> c(s.m * s.p + 16, -7.5f);
   PanelRows(s.m, s.kdim, a.data(), s.lda, s.init ? init.data() : nullptr, panel.data(), s.ldb, c.data(), s.p, s.out_w,
-            s.spill);
+            s.spill, s.clamp ? kClamp : nullptr);
   return c;
 }
 
@@ -58,7 +63,7 @@ std::vector<float> Reference(const Shape& s, const std::vector<float>& a, const 
     for (int64_t j = 0; j < (s.spill ? 16 : s.out_w); ++j) {
       float acc = s.init ? init[i] : 0.0f;
       for (int64_t r = 0; r < s.kdim; ++r) acc = std::fma(a[i * s.lda + r], panel[r * s.ldb + j], acc);
-      c[i * s.p + j] = acc;
+      c[i * s.p + j] = s.clamp ? std::min(std::max(acc, kClamp[0]), kClamp[1]) : acc;
     }
   }
   return c;
@@ -71,6 +76,8 @@ std::vector<Shape> Shapes() {
     shapes.push_back({m, 144, 144, 20, 14, 14, false, m % 3 != 0});
     shapes.push_back({m, 1, 3, 16, 29, 9, false, true});
     shapes.push_back({m, 0, 1, 16, 16, 16, true, m % 2 == 1});
+    shapes.push_back({m, 37, 41, 16, 16, 16, true, true, /*clamp=*/true});
+    shapes.push_back({m, 144, 144, 20, 14, 14, false, m % 2 == 0, /*clamp=*/true});
   }
   return shapes;
 }
@@ -85,7 +92,7 @@ void ExpectEveryShapeMatchesTheFmaChain(const char* isa) {
                              panel = Values(std::max<int64_t>(s.kdim, 1) * s.ldb, 3);
     const std::vector<float> got = RunPanel(s, a, init, panel), want = Reference(s, a, init, panel);
     EXPECT_TRUE(SameBits(got, want)) << isa << ": m=" << s.m << " kdim=" << s.kdim << " out_w=" << s.out_w
-                                     << " spill=" << s.spill << " init=" << s.init;
+                                     << " spill=" << s.spill << " init=" << s.init << " clamp=" << s.clamp;
   }
 }
 
