@@ -196,11 +196,27 @@ TEST(Observers, MinMaxEqualsTheSequentialLoopIncludingSignedZeros) {
     }
   }
   EXPECT_GT(zero_cases, 20);
-  for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
-    Tensor x({40});
-    x.data()[33] = bad;  // in the 8-lane part, not the tail
-    auto obs = Make("{observer: minmax}", Spec());
-    EXPECT_THAT(std::string(obs->Observe(x).message()), HasSubstr("contains inf or NaN"));
+  // A bad value in the 8-lane part, in the tail, or first: the error, and the
+  // range of an earlier good tensor kept unchanged.
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float bad : {std::nanf(""), inf, -inf}) {
+    for (auto [n, at] : {std::pair<int64_t, int64_t>{40, 33}, {43, 42}, {20, 0}, {5, 4}}) {
+      for (const char* name : {"minmax", "moving_average_minmax"}) {
+        auto obs = Make(std::string("{observer: ") + name + "}", Spec());
+        Tensor good({n});
+        for (int64_t i = 0; i < n; ++i) good.data()[i] = 0.5f - 0.01f * i;
+        ASSERT_TRUE(obs->Observe(good).ok());
+        const Range before = (*obs->Ranges())[0];
+        Tensor x = good;
+        x.data()[at] = bad;
+        const absl::Status s = obs->Observe(x);
+        EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << name << " n=" << n << " at " << at;
+        EXPECT_THAT(std::string(s.message()), HasSubstr("contains inf or NaN")) << name;
+        const Range after = (*obs->Ranges())[0];
+        EXPECT_EQ(after.lo, before.lo) << name;
+        EXPECT_EQ(after.hi, before.hi) << name;
+      }
+    }
   }
 }
 
