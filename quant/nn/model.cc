@@ -304,13 +304,16 @@ bool Model::Trainable(int node) const {
   return false;
 }
 
-// Hooks are installed after Build (by training schemes), so the backward plan
-// is redone whenever they change; the check itself allocates nothing.
+// The executor's conv -> Clamp pairs (Forward). fusion.h's FindFusionGroups
+// finds deployment groups (conv or linear, BatchNorm, ReLU/ReLU6) and depends on
+// Model; this is the narrower pattern the kernels fuse: a Conv2d whose output
+// only a Clamp reads, with the same single-consumer rule.
 void Model::FindClampFusions() {
   const int n = num_layers();
   clamp_after_.assign(n, -1);
   clamp_before_.assign(n, -1);
   fused_.assign(n, 0);
+  fused_grad_.assign(n, nullptr);
   for (int i = 0; i < n; ++i) {
     const int v = OutputOf(i);
     if (dynamic_cast<Conv2d*>(nodes_[i].op.get()) == nullptr || v == output_value_ || consumers_[v].size() != 1)
@@ -323,6 +326,8 @@ void Model::FindClampFusions() {
   }
 }
 
+// Hooks are installed after Build (by training schemes), so the backward plan
+// is redone whenever they change; the check itself allocates nothing.
 void Model::UpdateNeedsGrad() {
   const size_t n = nodes_.size();
   bool same = hooks_seen_.size() == n;
@@ -421,19 +426,6 @@ const Tensor& Model::Forward(const Tensor& x) {
     Layer& l = *node.op;
     if (profiling_) t0 = Clock::now();
     for (size_t j = 0; j < node.inputs.size(); ++j) node.x[j] = value_ptr_[node.inputs[j]];
-    if (fused_[i]) {
-      // Computed by its producer (below), into this node's raw buffer; only
-      // the output transform (QAT's fake quantization) is left to run.
-      if (TensorTransform* t = l.output_transform()) {
-        EnsureShape(&post_[i], out_[i].shape());
-        t->Forward(out_[i], &post_[i], training_);
-        value_ptr_[OutputOf(i)] = &post_[i];
-      } else {
-        value_ptr_[OutputOf(i)] = &out_[i];
-      }
-      if (profiling_) times_[i].forward += std::chrono::duration<double>(Clock::now() - t0).count();
-      continue;
-    }
     if (const int a = clamp_after_[i]; a >= 0) {
       // A conv followed by its only consumer, a Clamp: in training (every value
       // kept, none asked for) the conv applies the clamp as its kernels store,
@@ -454,16 +446,18 @@ const Tensor& Model::Forward(const Tensor& x) {
         continue;
       }
     }
+    // A fused activation's raw output was written by the conv before it (in
+    // training, so into out_[i]); only its output transform is left to run.
     if (TensorTransform* t = l.output_transform()) {
       Tensor& raw = RawOutput(i);
-      l.ForwardInputs(node.x, &raw);
+      if (!fused_[i]) l.ForwardInputs(node.x, &raw);
       Tensor* post = keep ? &post_[i] : eval_slots_[eval_value_slot_[i]];
       EnsureShape(post, raw.shape());
       t->Forward(raw, post, training_);
       value_ptr_[OutputOf(i)] = post;
     } else {
       Tensor* out = keep ? &out_[i] : eval_slots_[eval_value_slot_[i]];
-      l.ForwardInputs(node.x, out);
+      if (!fused_[i]) l.ForwardInputs(node.x, out);
       value_ptr_[OutputOf(i)] = out;
     }
     if (profiling_) times_[i].forward += std::chrono::duration<double>(Clock::now() - t0).count();
@@ -501,20 +495,6 @@ void Model::Backward(const Tensor& x, const Tensor& dlogits) {
     Node& node = nodes_[i];
     const int v = OutputOf(i);
     if (!written_[v]) continue;
-    if (fused_[i]) {
-      // An activation computed by the conv before it (Forward): the conv's
-      // backward reads this node's gradient (after its transform's) and
-      // applies its mask.
-      if (profiling_) t0 = Clock::now();
-      if (TensorTransform* t = node.op->output_transform()) {
-        Tensor& hg = grad_slots_[hook_grad_slot_[i]];
-        EnsureShape(&hg, out_[i].shape());
-        t->Backward(out_[i], grad_slots_[grad_slot_[v]], &hg);
-      }
-      written_[node.inputs[0]] = 1;
-      if (profiling_) times_[i].backward += std::chrono::duration<double>(Clock::now() - t0).count();
-      continue;
-    }
     Layer& l = *node.op;
     bool any_dx = false;
     for (size_t j = 0; j < node.inputs.size(); ++j) {
@@ -537,11 +517,14 @@ void Model::Backward(const Tensor& x, const Tensor& dlogits) {
       g = &hg;
     }
     const int a = clamp_after_[i];
-    if (a >= 0 && fused_[a]) {
+    if (fused_[i]) {
+      // An activation computed by the conv before it: the conv reads this
+      // gradient (`g`, after the transform's) and applies the mask itself.
+      fused_grad_[i] = g;
+    } else if (a >= 0 && fused_[a]) {
       const Clamp& c = static_cast<const Clamp&>(*nodes_[a].op);
       l.SetOutputClamp(true, c.lo(), c.hi());
-      const bool hooked = nodes_[a].op->output_transform() != nullptr;
-      l.BackwardInputs(node.x, out_[a], grad_slots_[hooked ? hook_grad_slot_[a] : grad_slot_[OutputOf(a)]], node.dx);
+      l.BackwardInputs(node.x, out_[a], *fused_grad_[a], node.dx);
       l.SetOutputClamp(false, 0.0f, 0.0f);
     } else {
       l.BackwardInputs(node.x, out_[i], *g, node.dx);

@@ -161,10 +161,13 @@ class Model {
     std::vector<Tensor*> dx;
   };
   bool winograd_ = false;
-  // Per node: the Clamp node that may be fused into it (its only consumer; see
-  // value()), or -1; and, per node, whether the last Forward fused it into its producer.
-  std::vector<int> clamp_after_, clamp_before_;  // and per Clamp node, that conv
+  // clamp_after_[conv]: the Clamp node that may be fused into it (its only
+  // consumer; see value()), else -1; clamp_before_[clamp]: that conv, else -1.
+  // fused_[clamp]: the last Forward fused it; fused_grad_[clamp]: in Backward,
+  // its gradient (after its output transform), which the conv reads.
+  std::vector<int> clamp_after_, clamp_before_;
   std::vector<char> fused_;
+  std::vector<const Tensor*> fused_grad_;
   void FindClampFusions();
   absl::Status Arrange(GraphSpec spec);
   absl::Status InferShapes();
