@@ -652,7 +652,7 @@ bool Conv2d::ForwardPaths(const Tensor& x, Tensor* y) {
     col_holds_batch_ = false;
     return true;
   }
-  if (UseDirect()) {
+  if (DirectPath()) {
     DirectForward(x, w, y);
     return true;
   }
@@ -704,10 +704,9 @@ bool Conv2d::ForwardPaths(const Tensor& x, Tensor* y) {
 void Conv2d::Backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) {
   if (!clamp_on_) {
     BackwardPaths(x, dy, dx, nullptr);
-  } else if (UseDirect() && !UseGroupLoop() && !depthwise() && dx == nullptr) {
-    // A first layer on the direct path masks dy as it copies it (no pass of its
-    // own). Grouped and depthwise layers take their own paths even when
-    // UseDirect() holds, so they get the masking pass below.
+  } else if (DirectPath()) {
+    // The direct loop copies every row of dy anyway (for dW, db and dx): it
+    // masks them as it copies, no pass of its own.
     BackwardPaths(x, dy, dx, &y);
   } else {
     EnsureShape(&masked_dy_, dy.shape());
@@ -733,7 +732,7 @@ void Conv2d::BackwardPaths(const Tensor& x, const Tensor& dy, Tensor* dx, const 
     FinishWeightGrad(weight_);
     return;
   }
-  if (UseDirect()) {
+  if (DirectPath()) {
     DirectBackward(x, w, dy, dw, dx, mask_y);
     if (o_.bias) {
       for (int64_t co = 0; co < o_.out_channels; ++co) {

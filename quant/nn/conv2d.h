@@ -107,8 +107,8 @@ class Conv2d : public Layer {
   // Every path clamps: the row-panel, pointwise and Winograd kernels and the
   // direct loop as they store, the others in one pass over y at the end.
   // While on, Backward takes y as the clamped output and dy as its gradient
-  // and masks dy first (Clamp's backward: where lo < y < hi); a first layer
-  // on the direct path does so as it copies dy, the others in one pass.
+  // and masks dy first (Clamp's backward: where lo < y < hi); the direct
+  // path does so as it copies dy, the others in one pass.
   bool SetOutputClamp(bool on, float lo, float hi) override;
 
   Parameter& weight() { return weight_; }
@@ -136,9 +136,9 @@ class Conv2d : public Layer {
   // The forward paths; true if the path applied the output clamp itself.
   bool ForwardPaths(const Tensor& x, Tensor* y);
   // The backward paths for the gradient dy of the layer's output (already
-  // masked by the fused clamp), except that with `mask_y` (the direct path of
-  // a first layer) dy is the clamped output's gradient, masked by mask_y's
-  // values as it is copied.
+  // masked by the fused clamp), except that with `mask_y` (the direct path)
+  // dy is the clamped output's gradient, masked by mask_y's values as it is
+  // copied.
   void BackwardPaths(const Tensor& x, const Tensor& dy, Tensor* dx, const Tensor* mask_y);
   const float* clamp() const { return clamp_on_ ? clamp_ : nullptr; }
   void GroupForward(const Tensor& x, const Tensor& w, Tensor* y);
@@ -164,6 +164,8 @@ class Conv2d : public Layer {
   void AddBias(float* out, int64_t images, int64_t p) const;
   void UnpackOutput(int64_t b0, int64_t n_img, int64_t n, Tensor* y) const;
   bool UseDirect() const { return o_.stride == 1 && cols() <= 16 && !Pointwise(); }
+  // The direct loop is the path taken (grouped and depthwise layers take theirs first).
+  bool DirectPath() const { return !UseGroupLoop() && !depthwise() && UseDirect(); }
   // The im2col paths' weight gradient as dW^T = col dY^T ([C*k*k, Cout]) and
   // a transpose: OpenBLAS (Haswell kernels) ran 7-25 % faster with the larger
   // dimension as M (16x144x784: 78 -> 97 GFLOP/s, 32x288x441: 96 -> 110,

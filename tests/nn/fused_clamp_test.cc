@@ -91,6 +91,16 @@ std::vector<Case> Cases() {
            {name: sum, op: add, inputs: [fc, fc2]}]})",
        {4, 6, 6},
        2},
+      {"graph: a direct-path conv (4 channels, 2x2) that also needs an input gradient",
+       R"({name: graph, nodes: [
+           {name: c0, op: conv2d, inputs: [input], out_channels: 4, padding: 1},
+           {name: r0, op: relu},
+           {name: c1, op: conv2d, out_channels: 3, kernel: 2},
+           {name: r1, op: relu6},
+           {name: flat, op: flatten},
+           {name: fc, op: linear, out_features: 3}]})",
+       {4, 6, 6},
+       2},
       {"graph: a conv read by its relu and by another node does not fuse",
        R"({name: graph, nodes: [
            {name: c, op: conv2d, inputs: [input], out_channels: 4, padding: 1},
