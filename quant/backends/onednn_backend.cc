@@ -59,83 +59,45 @@ memory::dims ActivationDims(const Shape& s, int64_t batch) {
 }
 tag ActivationTag(const Shape& s) { return s.size() == 3 ? tag::nhwc : tag::nc; }
 
-// o[j] = max(o[j], s[j]) over n bytes, as int8 (S8) or uint8.
-template <bool S8>
-void MaxInto(uint8_t* o, const uint8_t* s, int64_t n) {
-  int64_t j = 0;
-  for (; j + 32 <= n; j += 32) {
-    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(o + j));
-    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + j));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + j), S8 ? _mm256_max_epi8(a, b) : _mm256_max_epu8(a, b));
-  }
-  for (; j + 16 <= n; j += 16) {
-    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(o + j));
-    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + j));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), S8 ? _mm_max_epi8(a, b) : _mm_max_epu8(a, b));
-  }
-  for (; j < n; ++j) {
-    if (S8) {
-      o[j] = static_cast<uint8_t>(std::max(static_cast<int8_t>(o[j]), static_cast<int8_t>(s[j])));
-    } else {
-      o[j] = std::max(o[j], s[j]);
-    }
-  }
-}
-
 // Max pooling over NHWC bytes: the max over the in-bounds window positions (padding
 // never wins), as the model defines it. Exact in any implementation (no rounding).
+// Sixteen channels at a time, the window's max kept in a register and stored once
+// (the cnn's pool1 is 16 channels: 2.2x faster than copying the first position and
+// maxing the others into memory); channels past the last group of 16 byte by byte.
 template <bool S8>
 void MaxPoolNhwc(const Pool2DOptions& p, const Shape& in, const Shape& out, int64_t batch, const uint8_t* src,
                  uint8_t* dst) {
   const int64_t H = in[0], W = in[1], C = in[2], OH = out[0], OW = out[1];
-  if (C % 16 == 0) {
-    // Whole 16-channel groups: the max over the window stays in a register and
-    // is stored once (the cnn's pool1 is 16 channels: 2.2x faster than copying
-    // the first position and maxing the others into memory).
-    for (int64_t b = 0; b < batch; ++b) {
-      for (int64_t oy = 0; oy < OH; ++oy) {
-        const int64_t y0 = std::max<int64_t>(0, oy * p.stride_h() - p.pad_top());
-        const int64_t y1 = std::min<int64_t>(H, oy * p.stride_h() - p.pad_top() + p.kernel_h());
-        for (int64_t ox = 0; ox < OW; ++ox) {
-          const int64_t x0 = std::max<int64_t>(0, ox * p.stride_w() - p.pad_left());
-          const int64_t x1 = std::min<int64_t>(W, ox * p.stride_w() - p.pad_left() + p.kernel_w());
-          uint8_t* o = dst + ((b * OH + oy) * OW + ox) * C;
-          if (y0 >= y1 || x0 >= x1) continue;  // no in-bounds position (the model builder rejects such pools)
-          for (int64_t c = 0; c < C; c += 16) {
-            __m128i m = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + ((b * H + y0) * W + x0) * C + c));
-            for (int64_t y = y0; y < y1; ++y) {
-              for (int64_t x = x0; x < x1; ++x) {
-                const __m128i v =
-                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + ((b * H + y) * W + x) * C + c));
-                m = S8 ? _mm_max_epi8(m, v) : _mm_max_epu8(m, v);
-              }
-            }
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c), m);
-          }
-        }
-      }
-    }
-    return;
-  }
+  const int64_t vec = C / 16 * 16;
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t oy = 0; oy < OH; ++oy) {
+      const int64_t y0 = std::max<int64_t>(0, oy * p.stride_h() - p.pad_top());
+      const int64_t y1 = std::min<int64_t>(H, oy * p.stride_h() - p.pad_top() + p.kernel_h());
       for (int64_t ox = 0; ox < OW; ++ox) {
+        const int64_t x0 = std::max<int64_t>(0, ox * p.stride_w() - p.pad_left());
+        const int64_t x1 = std::min<int64_t>(W, ox * p.stride_w() - p.pad_left() + p.kernel_w());
         uint8_t* o = dst + ((b * OH + oy) * OW + ox) * C;
-        bool first = true;
-        for (int ky = 0; ky < p.kernel_h(); ++ky) {
-          const int64_t y = oy * p.stride_h() - p.pad_top() + ky;
-          if (y < 0 || y >= H) continue;
-          for (int kx = 0; kx < p.kernel_w(); ++kx) {
-            const int64_t x = ox * p.stride_w() - p.pad_left() + kx;
-            if (x < 0 || x >= W) continue;
-            const uint8_t* s = src + ((b * H + y) * W + x) * C;
-            if (first) {
-              std::memcpy(o, s, C);
-              first = false;
-            } else {
-              MaxInto<S8>(o, s, C);
+        if (y0 >= y1 || x0 >= x1) continue;  // no in-bounds position (the model builder rejects such pools)
+        const uint8_t* first = src + ((b * H + y0) * W + x0) * C;
+        for (int64_t c = 0; c < vec; c += 16) {
+          __m128i m = _mm_loadu_si128(reinterpret_cast<const __m128i*>(first + c));
+          for (int64_t y = y0; y < y1; ++y) {
+            for (int64_t x = x0; x < x1; ++x) {
+              const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + ((b * H + y) * W + x) * C + c));
+              m = S8 ? _mm_max_epi8(m, v) : _mm_max_epu8(m, v);
             }
           }
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c), m);
+        }
+        for (int64_t c = vec; c < C; ++c) {
+          uint8_t m = first[c];
+          for (int64_t y = y0; y < y1; ++y) {
+            for (int64_t x = x0; x < x1; ++x) {
+              const uint8_t v = src[((b * H + y) * W + x) * C + c];
+              if (S8 ? static_cast<int8_t>(v) > static_cast<int8_t>(m) : v > m) m = v;
+            }
+          }
+          o[c] = m;
         }
       }
     }
